@@ -1,0 +1,82 @@
+"""The ``avguide`` command line: parses arguments and calls the library, nothing more.
+
+Subcommands register themselves in :data:`COMMANDS` as ``name -> (add_arguments, run)``.
+User errors (:class:`~avguide.errors.AvguideError`) print one line and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Callable
+
+from avguide import __version__
+from avguide.errors import AvguideError
+
+Command = tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int | None]]
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", help="YAML config file")
+    p.add_argument("overrides", nargs="*", default=[], metavar="key=value",
+                   help="config overrides, e.g. lr=1e-4 model.layers=2")
+
+
+# ---------------------------------------------------------------------------------- synth
+def _synth_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", required=True, help="output dataset directory")
+    p.add_argument("--subjects", type=int, default=None, help="number of subjects (default 12)")
+    p.add_argument("--sentences", type=int, default=None, help="sentences per subject (default 40)")
+    p.add_argument("--fps", type=int, default=None, help="motion frame rate (30; 25 gives a BIWI-like set)")
+    p.add_argument("--seed", type=int, default=None, help="random seed (default 0)")
+    p.add_argument("--protocol", choices=["disjoint", "vocaset"], default=None,
+                   help="disjoint: no val/test sentence is spoken in training (default); vocaset: original")
+    p.add_argument("--preview", action="store_true", help="also write preview.mp4 and visemes.png")
+    p.add_argument("--workers", type=int, default=None, help="parallel processes (default: all cores)")
+    _add_common(p)
+
+
+def _synth_run(a: argparse.Namespace) -> int:
+    from avguide.synth.generator import SynthConfig, generate
+    from avguide.config import load_config
+
+    over = list(a.overrides)
+    for key in ("subjects", "sentences", "fps", "seed", "protocol", "workers"):
+        if getattr(a, key) is not None:
+            over.append(f"{key}={getattr(a, key)}")
+    cfg = load_config(SynthConfig, a.config, over)
+    generate(cfg, a.out, preview=a.preview)
+    return 0
+
+
+COMMANDS: list[Command] = [
+    ("synth", _synth_args, _synth_run),
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="avguide", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"avguide {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, add_args, run in COMMANDS:
+        p = sub.add_parser(name, help=(run.__doc__ or "").strip().splitlines()[0] if run.__doc__ else None)
+        add_args(p)
+        p.set_defaults(_run=run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args._run(args) or 0)
+    except AvguideError as e:
+        print(f"avguide {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"avguide {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

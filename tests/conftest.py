@@ -1,0 +1,27 @@
+"""Shared pytest fixtures. Tests are tiered: unit (default), ``slow`` and ``gpu`` markers."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    """The ../shared folder beside the checkout (reference data); skips if absent."""
+    if not SHARED.is_dir():
+        pytest.skip("../shared not present")
+    return SHARED
+
+
+@pytest.fixture(autouse=True)
+def _torch_threads():
+    """Keep tests deterministic and polite on a shared 2-core machine."""
+    try:
+        import torch
+        torch.set_num_threads(min(2, os.cpu_count() or 1))
+    except ImportError:
+        pass
+    yield
