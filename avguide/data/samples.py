@@ -1,0 +1,118 @@
+"""Load one recording, validated, with audio and motion reconciled to the same duration.
+
+Length rule (stated once, used everywhere): a sequence of T frames at ``fps`` and L samples at
+16 kHz keeps ``n = min(T, floor(L * fps / 16000))`` frames and the first
+``round(n * 16000 / fps)`` audio samples, so the audio always covers every kept frame. If the two
+durations differ by more than ``max(0.25 s, 10 %)`` the recording is rejected: that is a wrong
+pairing or a wrong frame rate, not jitter.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from avguide import AUDIO_RATE
+from avguide.audio.io import load_audio
+from avguide.data.layouts import DatasetIndex, SampleRef
+from avguide.errors import BadInputError, MissingFileError
+
+MAX_MISMATCH_S = 0.25
+MAX_MISMATCH_FRAC = 0.10
+
+
+@dataclass
+class Sample:
+    """A loaded recording."""
+
+    name: str
+    subject: str
+    subject_index: int        # style one-hot index, -1 for a subject not seen in training
+    audio: np.ndarray         # (L,) float32, 16 kHz mono
+    vertices: np.ndarray      # (T,V,3) float32, metres (dataset units)
+    template: np.ndarray      # (V,3) float32
+    fps: float
+    text: str | None
+
+
+def reconcile_lengths(n_frames: int, n_samples: int, fps: float, name: str = "sequence") -> tuple[int, int]:
+    """Apply the length rule of this module.
+
+    Args:
+        n_frames: T, frames of the motion.
+        n_samples: L, audio samples at 16 kHz.
+        fps: motion frame rate.
+        name: used in the error message.
+    Returns:
+        (frames to keep, samples to keep).
+    Raises:
+        BadInputError: durations differ by more than max(0.25 s, 10 %).
+    """
+    t_motion, t_audio = n_frames / fps, n_samples / AUDIO_RATE
+    if abs(t_motion - t_audio) > max(MAX_MISMATCH_S, MAX_MISMATCH_FRAC * max(t_motion, t_audio)):
+        raise BadInputError(f"{name}: motion is {t_motion:.2f} s ({n_frames} frames at {fps:g} fps) "
+                            f"but audio is {t_audio:.2f} s; wrong pairing or frame rate?")
+    n = min(n_frames, math.floor(n_samples * fps / AUDIO_RATE + 1e-9))
+    return n, round(n * AUDIO_RATE / fps)
+
+
+def load_vertices(path: str | Path, n_vertices: int, stride: int = 1) -> np.ndarray:
+    """Load a ``(T, V*3)`` vertex array and check it.
+
+    Args:
+        path: .npy file, float, (T, V*3) or (T, V, 3).
+        n_vertices: V expected from the template.
+        stride: keep every ``stride``-th frame (2 for VOCASET's 60 fps -> 30 fps).
+    Returns:
+        (T,V,3) float32.
+    Raises:
+        MissingFileError / BadInputError naming the file: unreadable, wrong width, < 2 frames, NaN/inf.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise MissingFileError(f"{path}: vertex file not found")
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as e:
+        raise BadInputError(f"{path}: not a readable .npy array ({e})") from None
+    if not np.issubdtype(arr.dtype, np.floating):
+        raise BadInputError(f"{path}: expected a float array, got dtype {arr.dtype}")
+    if arr.ndim == 3 and arr.shape[1:] == (n_vertices, 3):
+        arr = arr.reshape(arr.shape[0], -1)
+    if arr.ndim != 2 or arr.shape[1] != 3 * n_vertices:
+        raise BadInputError(f"{path}: shape {arr.shape} does not match the template: expected "
+                            f"(T, {3 * n_vertices}) for {n_vertices} vertices")
+    arr = arr[::stride]
+    if arr.shape[0] < 2:
+        raise BadInputError(f"{path}: only {arr.shape[0]} frame(s)")
+    if not np.isfinite(arr).all():
+        bad = int(np.argwhere(~np.isfinite(arr))[0, 0])
+        raise BadInputError(f"{path}: contains NaN or inf (first at frame {bad * stride})")
+    return arr.astype(np.float32, copy=False).reshape(arr.shape[0], n_vertices, 3)  # (T,V,3)
+
+
+def load_sample(index: DatasetIndex, ref: SampleRef, *, need_text: bool = False) -> Sample:
+    """Load and validate one recording of ``index``.
+
+    Args:
+        index: the scanned dataset.
+        ref: one of ``index.samples``.
+        need_text: a missing transcript is an error (reading metrics, expert training).
+    Returns:
+        The :class:`Sample`, lengths reconciled by :func:`reconcile_lengths`.
+    Raises:
+        MissingFileError / BadInputError naming the file and the problem.
+    """
+    template = index.templates[ref.subject]
+    verts = load_vertices(ref.vertices, template.shape[0], index.stride)
+    audio = load_audio(ref.wav, strict=index.audio_strict)
+    n, n_samples = reconcile_lengths(verts.shape[0], audio.shape[0], index.fps, ref.name)
+    if need_text and not ref.text:
+        raise BadInputError(f"{index.root / 'sentencestext' / (ref.subject + '.txt')}: no transcript "
+                            f"line {ref.sentence} for {ref.name}")
+    return Sample(name=ref.name, subject=ref.subject, subject_index=index.subject_index(ref.subject),
+                  audio=audio[:n_samples], vertices=verts[:n], template=template, fps=index.fps,
+                  text=ref.text)
