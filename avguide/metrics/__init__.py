@@ -4,5 +4,6 @@
 * :mod:`avguide.metrics.text`: text normalisation, Levenshtein distance, CER, WER, VER.
 * :mod:`avguide.metrics.matching`: pairing prediction files with ground truth, safe loading.
 * :mod:`avguide.metrics.evaluate`: length reconciliation, per-sequence rows, summaries,
-  ``report.json`` / markdown output, with a pluggable lip reader for CER / WER / VER.
+  with a pluggable lip reader for CER / WER / VER.
+* :mod:`avguide.metrics.report`: ``report.json`` (atomic, with version and config) and markdown.
 """

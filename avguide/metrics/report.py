@@ -1,0 +1,76 @@
+"""Write an evaluation report: ``report.json`` (everything) and an optional markdown table."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import avguide
+from avguide.config import config_to_dict
+from avguide.io import write_json_atomic, write_text_atomic
+from avguide.metrics.evaluate import READING_METRICS, EvaluateConfig
+
+UNITS = {
+    "lve": "squared input units (m^2 for metre meshes): per-frame max over lip vertices of the "
+           "squared L2 error",
+    "mve": "input units (m for metre meshes): mean over vertices and frames of the L2 error",
+    "fdd": "squared input units: mean_v std_t ||gt - template||^2 minus the same for the "
+           "prediction (CodeTalker), signed",
+    "cer": "character edits / reference characters (normalised text, spaces count)",
+    "wer": "word edits / reference words",
+    "ver": "viseme edits / reference visemes (espeak-ng en-us -> viseme classes)",
+}
+
+
+def _scaled(value: float, exponent: int) -> str:
+    return f"{value / 10.0 ** exponent:.4f}"
+
+
+def format_markdown(report: dict, cfg: EvaluateConfig) -> str:
+    """A markdown summary table (plus the reader's ceiling row when present).
+
+    Args:
+        report: the dict returned by :func:`avguide.metrics.evaluate.evaluate`.
+        cfg: gives the display exponents (values are divided by 10**exponent).
+    Returns:
+        Markdown text: one row for the predictions, one for the ground-truth reading ceiling.
+    """
+    s = report["summary"]
+    reading = [m for m in READING_METRICS if m in s]
+    head = [f"LVE (x1e{cfg.lve_exponent})", f"MVE (x1e{cfg.mve_exponent})",
+            f"FDD (x1e{cfg.fdd_exponent})"] + [f"{m.upper()} (%)" for m in reading]
+    cells = [_scaled(s["lve"]["mean_over_frames"], cfg.lve_exponent),
+             _scaled(s["mve"]["mean_over_frames"], cfg.mve_exponent),
+             _scaled(s["fdd"]["mean"], cfg.fdd_exponent)]
+    cells += [f"{100 * s[m]['corpus']:.2f}" for m in reading]
+    lines = ["| rows | " + " | ".join(head) + " |", "|---" * (len(head) + 1) + "|",
+             f"| predictions ({s['count_sequences']} sequences, {s['count_predictions']} files) | "
+             + " | ".join(cells) + " |"]
+    ceiling = report.get("ceiling")
+    if ceiling and reading:
+        lines.append("| ground truth (reader ceiling) | - | - | - | "
+                     + " | ".join(f"{100 * ceiling[m]['corpus']:.2f}" for m in reading) + " |")
+    notes = [f"LVE and MVE pooled over {s['frames']} frames ({s['truncated_frames']} truncated); "
+             "FDD signed, mean over sequences; CER/WER/VER corpus-level; predictions sharing a "
+             "ground truth (conditions) averaged per sequence first."]
+    return "\n".join(lines + [""] + notes) + "\n"
+
+
+def write_report(path: str | Path, report: dict, cfg: EvaluateConfig,
+                 markdown_path: str | Path | None = None, extra_config: dict | None = None) -> None:
+    """Write ``report.json`` atomically, with the avguide version, config and units.
+
+    Args:
+        path: JSON destination.
+        report: the dict returned by ``evaluate`` / ``evaluate_dataset``.
+        cfg: the evaluation options (saved under ``config``).
+        markdown_path: optional destination of :func:`format_markdown`'s table.
+        extra_config: more resolved settings to save (e.g. the CLI's paths, reader checkpoint).
+    """
+    config = config_to_dict(cfg) if dataclasses.is_dataclass(cfg) else dict(cfg)
+    if extra_config:
+        config.update(extra_config)
+    payload = {"avguide_version": avguide.__version__, "config": config, "units": UNITS, **report}
+    write_json_atomic(path, payload)
+    if markdown_path is not None:
+        write_text_atomic(markdown_path, format_markdown(report, cfg))
