@@ -1,0 +1,76 @@
+"""Data-parallel training with ``torchrun`` (DistributedDataParallel).
+
+``torchrun --nproc_per_node N -m avguide.cli train ...`` sets RANK/WORLD_SIZE/LOCAL_RANK; without
+them everything runs in one process. Backend: NCCL on CUDA, gloo on CPU.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class DistContext:
+    rank: int
+    world_size: int
+    device: torch.device
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed(device: str = "auto") -> DistContext:
+    """Initialise the process group if launched by torchrun; pick the device.
+
+    Args:
+        device: "auto" (cuda:LOCAL_RANK if available else cpu), "cpu" or "cuda".
+    """
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    use_cuda = torch.cuda.is_available() if device == "auto" else device.startswith("cuda")
+    dev = torch.device(f"cuda:{local}") if use_cuda else torch.device("cpu")
+    if use_cuda:
+        torch.cuda.set_device(dev)
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if use_cuda else "gloo")
+    return DistContext(rank, world, dev)
+
+
+def wrap_model(model: torch.nn.Module, ctx: DistContext) -> torch.nn.Module:
+    """Move to the device and wrap in DDP when running several processes."""
+    model = model.to(ctx.device)
+    if ctx.world_size > 1:
+        ids = [ctx.device.index] if ctx.device.type == "cuda" else None
+        model = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids, find_unused_parameters=True)
+    return model
+
+
+def unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    """The module inside a DDP wrapper (for state dicts)."""
+    return model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
+
+
+def mean_across(values: dict[str, float], ctx: DistContext) -> dict[str, float]:
+    """Average logged floats over processes (identity with one process)."""
+    if ctx.world_size == 1:
+        return values
+    keys = sorted(values)
+    t = torch.tensor([values[k] for k in keys], dtype=torch.float64, device=ctx.device)
+    dist.all_reduce(t)
+    return {k: float(v) / ctx.world_size for k, v in zip(keys, t.tolist())}
+
+
+def barrier(ctx: DistContext) -> None:
+    if ctx.world_size > 1:
+        dist.barrier()
+
+
+def shutdown(ctx: DistContext) -> None:
+    if ctx.world_size > 1 and dist.is_initialized():
+        dist.destroy_process_group()

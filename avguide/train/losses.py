@@ -1,0 +1,53 @@
+"""Named losses combined in one place.
+
+Every stage returns its loss terms as a dict ``{name: scalar tensor}``; :func:`combine` forms the
+weighted sum that is optimised and the float values that are logged, so the balance of the terms
+is visible in one line of config and in every log.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from avguide.errors import TrainingDivergedError
+
+
+def combine(losses: dict[str, torch.Tensor], weights: dict[str, float]) -> tuple[torch.Tensor, dict[str, float]]:
+    """Weighted sum of named losses.
+
+    Args:
+        losses: ``{name: scalar tensor}``; every name must have a weight.
+        weights: ``{name: weight}``; a weight of 0 keeps the term logged but out of the sum.
+    Returns:
+        (total scalar tensor, ``{name: float, ..., "total": float}`` for logging).
+    Raises:
+        KeyError: a loss has no weight (a wiring bug, not a user error).
+    """
+    missing = set(losses) - set(weights)
+    if missing:
+        raise KeyError(f"no weight for loss term(s) {sorted(missing)}")
+    total = None
+    for name, value in losses.items():
+        w = weights[name]
+        if w != 0.0:
+            total = value * w if total is None else total + value * w
+    if total is None:
+        total = next(iter(losses.values())) * 0.0
+    logs = {k: float(v.detach()) for k, v in losses.items()}
+    logs["total"] = float(total.detach())
+    return total, logs
+
+
+def check_finite(logs: dict[str, float], where: str) -> None:
+    """Stop training with a clear message if any logged loss is NaN/inf.
+
+    Raises:
+        TrainingDivergedError: naming the terms and ``where`` (e.g. "epoch 3, step 120").
+    """
+    bad = [k for k, v in logs.items() if not math.isfinite(v)]
+    if bad:
+        raise TrainingDivergedError(f"non-finite loss ({', '.join(f'{k}={logs[k]}' for k in bad)}) at "
+                                    f"{where}; the last checkpoint is kept. Lower the learning rate "
+                                    "or check the data.")
