@@ -1,0 +1,23 @@
+"""Differentiable mesh rendering in plain PyTorch, the lip camera and video output.
+
+Primitives (stateless, tensor in / tensor out; caches such as face adjacency or face masks are
+arguments): :func:`project`, :func:`rasterize`, :func:`barycentrics`, :func:`interpolate`,
+:func:`vertex_normals`, :func:`shade`, :func:`antialias`, :func:`expert_crop`. Compositions:
+:func:`render_mesh` (meshes -> shaded images), :func:`expert_input` (vertex sequences at any fps
+-> the lip-reading expert's 25 fps 88x88 input), :func:`avguide.render.video.render_video`.
+"""
+
+from avguide.render.antialias import antialias, face_neighbors
+from avguide.render.camera import Camera, look_at, orthographic_camera, perspective_camera, project
+from avguide.render.lipcam import (expert_crop, expert_input, lip_camera, lip_face_mask, resample_fps,
+                                   resampled_length)
+from avguide.render.mesh import render_mesh
+from avguide.render.raster import barycentrics, interpolate, rasterize
+from avguide.render.shading import PART_COLORS, Lights, albedo_from_parts, head_albedo, shade, vertex_normals
+
+__all__ = [
+    "Camera", "Lights", "PART_COLORS", "albedo_from_parts", "antialias", "barycentrics", "expert_crop",
+    "expert_input", "face_neighbors", "head_albedo", "interpolate", "lip_camera", "lip_face_mask",
+    "look_at", "orthographic_camera", "perspective_camera", "project", "rasterize", "render_mesh",
+    "resample_fps", "resampled_length", "shade", "vertex_normals",
+]
