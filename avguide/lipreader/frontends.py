@@ -1,0 +1,143 @@
+"""ResNet front-ends of the expert: lip video -> (B, T, D) and 16 kHz audio -> (B, T, D).
+
+Module and parameter names follow Auto-AVSR's state dict (``frontend3D.0``, ``trunk.layer1.0.
+conv1``, ``downsample.0`` ...), so published checkpoints load strictly. Stage widths are
+arguments; Auto-AVSR uses (64, 128, 256, 512).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from avguide.lipreader.preprocess import SAMPLES_PER_FRAME
+
+
+class Swish(nn.Module):
+    """x * sigmoid(x) (no parameters)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * torch.sigmoid(x)
+
+
+class BasicBlock(nn.Module):
+    """ResNet basic block (two 3x3 / 3-tap convs) in 2-D (``dims=2``) or 1-D (``dims=1``)."""
+
+    def __init__(self, in_ch: int, out_ch: int, stride: int, dims: int):
+        super().__init__()
+        conv = nn.Conv2d if dims == 2 else nn.Conv1d
+        norm = nn.BatchNorm2d if dims == 2 else nn.BatchNorm1d
+        self.conv1 = conv(in_ch, out_ch, 3, stride, 1, bias=False)
+        self.bn1 = norm(out_ch)
+        self.relu1 = Swish()
+        self.conv2 = conv(out_ch, out_ch, 3, 1, 1, bias=False)
+        self.bn2 = norm(out_ch)
+        self.relu2 = Swish()
+        self.downsample = None
+        if stride != 1 or in_ch != out_ch:
+            self.downsample = nn.Sequential(conv(in_ch, out_ch, 1, stride, bias=False), norm(out_ch))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        residual = x if self.downsample is None else self.downsample(x)
+        out = self.relu1(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return self.relu2(out + residual)
+
+
+def _stage(in_ch: int, out_ch: int, stride: int, dims: int) -> nn.Sequential:
+    return nn.Sequential(BasicBlock(in_ch, out_ch, stride, dims), BasicBlock(out_ch, out_ch, 1, dims))
+
+
+class ResNetTrunk2D(nn.Module):
+    """Per-frame ResNet-18 body (no stem) with global average pooling: (N, C, H, W) -> (N, D)."""
+
+    def __init__(self, in_ch: int, widths: Sequence[int]):
+        super().__init__()
+        self.layer1 = _stage(in_ch, widths[0], 1, 2)
+        self.layer2 = _stage(widths[0], widths[1], 2, 2)
+        self.layer3 = _stage(widths[1], widths[2], 2, 2)
+        self.layer4 = _stage(widths[2], widths[3], 2, 2)
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        return self.avgpool(x).flatten(1)  # (N, D)
+
+
+class VisualFrontend(nn.Module):
+    """3-D conv stem + 2-D ResNet-18 trunk with Swish activations.
+
+    Conv3d(1, w0, (5, 7, 7), stride (1, 2, 2)) -> BN -> Swish -> MaxPool (1, 3, 3) / (1, 2, 2),
+    then the trunk on every frame. Spatial size is free (88x88 in Auto-AVSR).
+    """
+
+    def __init__(self, widths: Sequence[int] = (64, 128, 256, 512)):
+        super().__init__()
+        self.out_dim = widths[-1]
+        self.trunk = ResNetTrunk2D(widths[0], widths)
+        self.frontend3D = nn.Sequential(
+            nn.Conv3d(1, widths[0], (5, 7, 7), (1, 2, 2), (2, 3, 3), bias=False),
+            nn.BatchNorm3d(widths[0]),
+            Swish(),
+            nn.MaxPool3d((1, 3, 3), (1, 2, 2), (0, 1, 1)),
+        )
+
+    def forward(self, video: torch.Tensor) -> torch.Tensor:
+        """
+        Args:
+            video: (B, T, 1, H, W) float, normalised grayscale frames.
+        Returns:
+            (B, T, D) float frame features, D = last stage width.
+        """
+        B, T = video.shape[:2]
+        x = self.frontend3D(video.transpose(1, 2))  # (B, C, T, H', W')
+        x = x.transpose(1, 2).flatten(0, 1)  # (B*T, C, H', W')
+        return self.trunk(x).view(B, T, -1)  # (B, T, D)
+
+
+class ResNetTrunk1D(nn.Module):
+    """1-D ResNet-18 with its stem: (B, 1, L) -> (B, D, L // 640)."""
+
+    def __init__(self, widths: Sequence[int]):
+        super().__init__()
+        self.conv1 = nn.Conv1d(1, widths[0], 80, 4, 38, bias=False)
+        self.bn1 = nn.BatchNorm1d(widths[0])
+        self.relu = Swish()
+        self.layer1 = _stage(widths[0], widths[0], 1, 1)
+        self.layer2 = _stage(widths[0], widths[1], 2, 1)
+        self.layer3 = _stage(widths[1], widths[2], 2, 1)
+        self.layer4 = _stage(widths[2], widths[3], 2, 1)
+        self.avgpool = nn.AvgPool1d(20, 20)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.relu(self.bn1(self.conv1(x)))  # (B, C, L/4)
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))  # (B, D, L/32)
+        return self.avgpool(x)  # (B, D, L/640)
+
+
+class AudioFrontend(nn.Module):
+    """ResNet-18 1-D front-end for 16 kHz audio: 640 samples -> 1 frame.
+
+    Conv1d(1, w0, 80, stride 4, pad 38) -> BN -> Swish -> 4 stages (strides 1, 2, 2, 2)
+    -> AvgPool1d(20).
+    """
+
+    def __init__(self, widths: Sequence[int] = (64, 128, 256, 512)):
+        super().__init__()
+        self.out_dim = widths[-1]
+        self.trunk = ResNetTrunk1D(widths)
+
+    def forward(self, audio: torch.Tensor) -> torch.Tensor:
+        """
+        Args:
+            audio: (B, L) or (B, L, 1) float, normalised 16 kHz waveforms; samples beyond the
+                last multiple of 640 are dropped.
+        Returns:
+            (B, L // 640, D) float frame features.
+        """
+        if audio.dim() == 3:
+            audio = audio.squeeze(-1)  # (B, L)
+        L = audio.shape[1] // SAMPLES_PER_FRAME * SAMPLES_PER_FRAME
+        return self.trunk(audio[:, None, :L]).transpose(1, 2)  # (B, T, D)
