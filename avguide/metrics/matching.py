@@ -144,9 +144,13 @@ def match_predictions(pred_files: dict[str, Path], gt_names: Sequence[str],
     for stem, path in pred_files.items():
         parsed = parse_prediction_name(stem, gt_set)
         if parsed is None:
-            guess = stem.split("_" + _CONDITION, 1)[0].removesuffix("_" + _PRED)
-            why = (f"no ground truth named {guess}" if guess not in gt_set
-                   else f"unrecognised suffix after {guess} (allowed: _condition_<X>, _pred)")
+            prefixes = [g for g in gt_set if stem.startswith(g + "_")]
+            if prefixes:
+                why = (f"unrecognised suffix after {max(prefixes, key=len)} (allowed: "
+                       "_condition_<X>, _pred)")
+            else:
+                guess = stem.split("_" + _CONDITION, 1)[0].removesuffix("_" + _PRED)
+                why = f"no ground truth named {guess}"
             problems.append(f"prediction {path.name}: {why}")
             continue
         key = parsed
