@@ -1,0 +1,184 @@
+"""Key/value-cached incremental steps for ``nn.TransformerDecoderLayer`` / ``nn.TransformerEncoderLayer``.
+
+The animators' reference forward runs the torch layers over a whole sequence with a causal
+biased mask. Autoregressive decoding with that forward re-runs the whole prefix every frame
+(O(T^2) layer calls). The functions here are a separate implementation of the *same* layers
+(same parameters, post-norm, ``batch_first``) that process one new frame, reusing the keys and
+values of earlier frames from a :class:`KVCache`: O(T) layer calls in total. Tests check that
+both give the same frames.
+
+Inference preallocates the cache (no copies); with autograd enabled (autoregressive training)
+the cache grows by concatenation so every step stays differentiable.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class KVCache:
+    """Keys and values of one attention layer for the frames processed so far.
+
+    Args:
+        capacity: preallocate this many frames (inference); ``None`` grows by concatenation
+            (keeps the autograd graph; use when training through the cache).
+    """
+
+    def __init__(self, capacity: int | None = None):
+        self.capacity = capacity
+        self.k: torch.Tensor | None = None  # (B, H, cap or n, dh)
+        self.v: torch.Tensor | None = None
+        self.n = 0
+
+    def append(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Add one frame's ``(B, H, 1, dh)`` key and value; return all keys/values so far ``(B, H, n, dh)``."""
+        if self.capacity is None:
+            self.k = k if self.k is None else torch.cat([self.k, k], dim=2)
+            self.v = v if self.v is None else torch.cat([self.v, v], dim=2)
+            self.n += 1
+            return self.k, self.v
+        if self.k is None:
+            shape = (k.shape[0], k.shape[1], self.capacity, k.shape[3])
+            self.k = k.new_empty(shape)
+            self.v = v.new_empty(shape)
+        assert self.n < self.capacity, "KVCache full"
+        self.k[:, :, self.n] = k[:, :, 0]
+        self.v[:, :, self.n] = v[:, :, 0]
+        self.n += 1
+        return self.k[:, :, : self.n], self.v[:, :, : self.n]
+
+
+def _project(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, heads: int) -> torch.Tensor:
+    """``(B, N, D) -> (B, H, N, dh)`` linear projection split into heads."""
+    b, n, d = x.shape
+    return F.linear(x, weight, bias).view(b, n, heads, d // heads).transpose(1, 2)  # (B, H, N, dh)
+
+
+def _attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor | None,
+            attn: nn.MultiheadAttention) -> torch.Tensor:
+    """Scaled dot-product attention of ``(B, H, 1, dh)`` queries, merged heads + output projection."""
+    scores = q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1])  # (B, H, 1, n)
+    if bias is not None:
+        scores = scores + bias
+    weights = torch.softmax(scores, dim=-1)
+    if attn.training and attn.dropout > 0:
+        weights = F.dropout(weights, attn.dropout)
+    out = weights @ v  # (B, H, 1, dh)
+    b, h, _, dh = out.shape
+    out = out.transpose(1, 2).reshape(b, 1, h * dh)  # (B, 1, D)
+    return attn.out_proj(out)
+
+
+def self_attention_step(attn: nn.MultiheadAttention, x: torch.Tensor, cache: KVCache,
+                        bias: torch.Tensor) -> torch.Tensor:
+    """Self-attention of one new frame over itself and the cached past.
+
+    Args:
+        attn: the layer's ``nn.MultiheadAttention`` (packed in-projection, batch_first).
+        x: ``(B, 1, D)`` the new frame's input.
+        cache: this layer's cache; the new key/value are appended.
+        bias: ``(H, 1, n)`` additive bias for keys 0..n-1 (n = frames including this one).
+    Returns:
+        ``(B, 1, D)`` attention output (after ``out_proj``).
+    """
+    d = x.shape[-1]
+    w, b = attn.in_proj_weight, attn.in_proj_bias
+    h = attn.num_heads
+    qkv = F.linear(x, w, b)  # (B, 1, 3D)
+    q, k, v = qkv.split(d, dim=-1)
+    bsz = x.shape[0]
+    q = q.view(bsz, 1, h, d // h).transpose(1, 2)  # (B, H, 1, dh)
+    k = k.view(bsz, 1, h, d // h).transpose(1, 2)
+    v = v.view(bsz, 1, h, d // h).transpose(1, 2)
+    keys, values = cache.append(k, v)
+    return _attend(q, keys, values, bias[None], attn)
+
+
+def memory_keys_values(attn: nn.MultiheadAttention, memory: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Project the whole audio memory once for cross-attention.
+
+    Args:
+        attn: the layer's cross-attention module.
+        memory: ``(B, S, D)`` audio features.
+    Returns:
+        keys, values, each ``(B, H, S, dh)``.
+    """
+    d = memory.shape[-1]
+    w, b = attn.in_proj_weight, attn.in_proj_bias
+    k = _project(memory, w[d:2 * d], None if b is None else b[d:2 * d], attn.num_heads)
+    v = _project(memory, w[2 * d:], None if b is None else b[2 * d:], attn.num_heads)
+    return k, v
+
+
+def cross_attention_step(attn: nn.MultiheadAttention, x: torch.Tensor, mem_k: torch.Tensor,
+                         mem_v: torch.Tensor) -> torch.Tensor:
+    """Cross-attention of one frame to its aligned audio frames only.
+
+    Args:
+        attn: the layer's cross-attention module.
+        x: ``(B, 1, D)`` query frame.
+        mem_k, mem_v: ``(B, H, r, dh)`` keys/values of the audio frames aligned with this frame
+            (all other frames are masked out by the alignment mask, so they are skipped).
+    Returns:
+        ``(B, 1, D)``.
+    """
+    d = x.shape[-1]
+    w, b = attn.in_proj_weight, attn.in_proj_bias
+    q = _project(x, w[:d], None if b is None else b[:d], attn.num_heads)  # (B, H, 1, dh)
+    return _attend(q, mem_k, mem_v, None, attn)
+
+
+def _feed_forward(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    return layer.linear2(layer.dropout(layer.activation(layer.linear1(x))))
+
+
+def decoder_layer_step(layer: nn.TransformerDecoderLayer, x: torch.Tensor, cache: KVCache,
+                       bias: torch.Tensor, mem_k: torch.Tensor, mem_v: torch.Tensor) -> torch.Tensor:
+    """One frame through a post-norm ``nn.TransformerDecoderLayer``.
+
+    Args:
+        layer: the torch layer (``norm_first=False``, ``batch_first=True``).
+        x: ``(B, 1, D)`` input of the new frame.
+        cache: the layer's self-attention cache.
+        bias: ``(H, 1, n)`` self-attention bias row for this frame.
+        mem_k, mem_v: ``(B, H, r, dh)`` aligned audio keys/values (:func:`memory_keys_values`).
+    Returns:
+        ``(B, 1, D)`` the layer's output for this frame.
+    """
+    assert not layer.norm_first and layer.self_attn.batch_first
+    x = layer.norm1(x + layer.dropout1(self_attention_step(layer.self_attn, x, cache, bias)))
+    x = layer.norm2(x + layer.dropout2(cross_attention_step(layer.multihead_attn, x, mem_k, mem_v)))
+    return layer.norm3(x + layer.dropout3(_feed_forward(layer, x)))
+
+
+def encoder_layer_step(layer: nn.TransformerEncoderLayer, x: torch.Tensor, cache: KVCache,
+                       bias: torch.Tensor) -> torch.Tensor:
+    """One frame through a post-norm ``nn.TransformerEncoderLayer`` used causally.
+
+    Args:
+        layer: the torch layer (``norm_first=False``, ``batch_first=True``).
+        x: ``(B, 1, D)``.
+        cache: the layer's self-attention cache.
+        bias: ``(H, 1, n)`` causal bias row for this frame.
+    Returns:
+        ``(B, 1, D)``.
+    """
+    assert not layer.norm_first and layer.self_attn.batch_first
+    x = layer.norm1(x + layer.dropout1(self_attention_step(layer.self_attn, x, cache, bias)))
+    return layer.norm2(x + layer.dropout2(_feed_forward(layer, x)))
+
+
+def bias_row(table: torch.Tensor, t: int) -> torch.Tensor:
+    """Self-attention bias of frame ``t`` over keys ``0..t`` from a distance table.
+
+    Args:
+        table: ``(H, >t)`` bias per distance (:func:`avguide.animators.masks.distance_bias`).
+        t: frame index.
+    Returns:
+        ``(H, 1, t+1)``; key ``j`` gets ``table[:, t - j]``.
+    """
+    return table[:, : t + 1].flip(-1)[:, None, :]
