@@ -1,0 +1,92 @@
+"""Test head: ``avguide.assets.head.load_head()`` when it exists, else the shared CC0 extraction.
+
+The fallback labels parts from the mesh itself: the largest connected component is skin, the
+small ones eyes (off-centre), tongue (largest centred) and teeth; the shared lip indices are
+lips; body vertices near the mouth that no outside camera sees are the mouth cavity.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+NPZ = Path(__file__).resolve().parents[2].parent / "shared" / "assets" / "makehuman_head" / "mh_head_cc0.npz"
+PARTS = ("skin", "lips", "teeth", "tongue", "eyes", "cavity")
+
+
+@dataclass
+class TestHead:
+    vertices: torch.Tensor  # (V, 3) float32 metres
+    faces: torch.Tensor  # (F, 3) int64
+    jaw_open: torch.Tensor  # (V, 3) float32 blendshape delta
+    lips: torch.Tensor  # (Lv,) int64
+    vertex_part: np.ndarray  # (V,) uint8
+    part_names: tuple[str, ...]
+
+
+def _components(n_verts: int, faces: np.ndarray) -> np.ndarray:
+    parent = np.arange(n_verts)
+
+    def find(i):
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for a, b in np.r_[faces[:, [0, 1]], faces[:, [1, 2]]]:
+        ra, rb = find(a), find(b)
+        if ra != rb:
+            parent[ra] = rb
+    return np.array([find(i) for i in range(n_verts)])
+
+
+def _outer_vertices(v: torch.Tensor, f: torch.Tensor) -> np.ndarray:
+    from avguide.render import orthographic_camera, project, rasterize
+
+    seen = np.zeros(v.shape[0], bool)
+    c = v.mean(0)
+    for d in [(0, 0, 1), (1, 0, 1), (-1, 0, 1), (0, -1, 1), (0, 1, 1), (0, -1, 0.3)]:
+        dt = torch.tensor([d], dtype=torch.float32)
+        cam = orthographic_camera(c[None] + dt, c[None], 0.3, (400, 400))
+        fid = rasterize(project(v[None], cam), f, cam.size)
+        vis = fid[fid >= 0].unique()
+        seen[f[vis].reshape(-1).numpy()] = True
+    return seen
+
+
+@functools.lru_cache(maxsize=1)
+def test_head() -> TestHead:
+    try:
+        from avguide.assets.head import load_head  # the project's head, once it exists
+
+        h = load_head()
+        from avguide.assets.arkit import ARKIT_INDEX
+
+        return TestHead(torch.as_tensor(h.vertices).float(), torch.as_tensor(h.faces).long(),
+                        torch.as_tensor(h.blendshapes[ARKIT_INDEX["jawOpen"]]).float(),
+                        torch.as_tensor(np.asarray(h.regions["lips"])).long(),
+                        np.asarray(h.vertex_part, np.uint8), tuple(h.part_names))
+    except ImportError:
+        pass
+    d = np.load(NPZ)
+    v = torch.tensor(d["vertices"].astype(np.float32) * 0.1)  # decimetres -> metres
+    f = torch.tensor(d["faces"].astype(np.int64))
+    comp = _components(len(v), d["faces"].astype(np.int64))
+    labels, counts = np.unique(comp, return_counts=True)
+    part = np.zeros(len(v), np.uint8)
+    for lab, cnt in zip(labels, counts):
+        if cnt == counts.max():
+            continue
+        m = comp == lab
+        part[m] = 4 if abs(float(v[m, 0].mean())) > 0.01 else (3 if cnt > 150 else 2)
+    lips = np.r_[d["upper_lip"], d["lower_lip"]].astype(np.int64)
+    part[lips] = 1
+    outer = _outer_vertices(v, f)
+    lo, hi = v[lips].amin(0).numpy(), v[lips].amax(0).numpy()
+    near = (np.abs(v[:, 0].numpy()) < hi[0]) & (v[:, 1].numpy() > lo[1] - 0.03) & (v[:, 1].numpy() < hi[1] + 0.01)
+    part[(part == 0) & ~outer & near] = 5
+    return TestHead(v, f, torch.tensor(d["bs_jawOpen"].astype(np.float32) * 0.1), torch.tensor(lips), part, PARTS)
