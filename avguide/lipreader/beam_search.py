@@ -1,0 +1,197 @@
+"""Decoding: greedy CTC and batched joint CTC/attention beam search (ESPnet semantics).
+
+:func:`beam_search` decodes B utterances together, vectorised over (utterance x beam) rows,
+and gives the same hypotheses as decoding each utterance alone. Per step i = 0, 1, ...:
+
+1. score = (1 - w) * decoder log p(c | prefix) for every token c (skipped when w = 1);
+2. pre-beam: with 0 < w < 1 only the int(1.5 * beam) best tokens by that score get a CTC score
+   (plus eos, which is always scored); with w = 1 all tokens do;
+3. score += w * (log psi_ctc(prefix + c) - log psi_ctc(prefix))   (skipped when w = 0),
+   plus the prefix's running score; the best ``beam`` (prefix, c) pairs over the whole beam
+   survive;
+4. hypotheses that chose eos end; at the last step (i = T - 1, T = the utterance's encoder
+   frames) eos is appended to every running hypothesis (without a score). ESPnet's end
+   detection stops an utterance early when, for each of the last 3 lengths, the best ended
+   hypothesis of that length is worse than the best overall by more than 10 (log domain).
+
+No language model, no length bonus. The best ended hypothesis is returned.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from avguide.errors import BadInputError
+from avguide.lipreader.ctc_prefix import (CTCPrefixState, ctc_prefix_scores, initial_state,
+                                          prepare_ctc_inputs, select_state)
+from avguide.lipreader.decoder import TransformerDecoder
+
+END_DETECT_LENGTHS = 3
+END_DETECT_MARGIN = -10.0
+
+
+@dataclass
+class Hypothesis:
+    """One decoded sequence.
+
+    Attributes:
+        yseq: token ids including the leading sos and the final eos (ESPnet layout).
+        score: total weighted log score.
+    """
+
+    yseq: list[int]
+    score: float
+
+    def tokens(self, sos: int, eos: int) -> list[int]:
+        """The ids between sos and eos (what a tokenizer decodes)."""
+        return [t for t in self.yseq[1:] if t != eos and t != sos]
+
+
+def ctc_greedy(log_probs: torch.Tensor, lengths: torch.Tensor, blank: int = 0) -> list[list[int]]:
+    """Best-path CTC decoding: per-frame argmax, merge repeats, drop blanks.
+
+    Args:
+        log_probs: (B, T, V) float CTC (log-)probabilities.
+        lengths: (B,) int valid frames.
+        blank: blank id.
+    Returns:
+        B lists of token ids.
+    """
+    best = log_probs.argmax(-1).tolist()  # (B, T)
+    out = []
+    for row, n in zip(best, lengths.tolist()):
+        seq, prev = [], None
+        for tok in row[:n]:
+            if tok != prev and tok != blank:
+                seq.append(tok)
+            prev = tok
+        out.append(seq)
+    return out
+
+
+def _end_detected(ended: list[Hypothesis], i: int) -> bool:
+    """ESPnet ``end_detect``: True when, for each of the lengths i, i-1, i-2 (yseq lengths),
+    some ended hypothesis of that length exists and the best of them is more than 10 below the
+    best ended score."""
+    if not ended:
+        return False
+    best = max(h.score for h in ended)
+    count = 0
+    for m in range(END_DETECT_LENGTHS):
+        same = [h.score for h in ended if len(h.yseq) == i - m]
+        if same and max(same) - best < END_DETECT_MARGIN:
+            count += 1
+    return count == END_DETECT_LENGTHS
+
+
+@torch.no_grad()
+def beam_search(decoder: TransformerDecoder | None, memory: torch.Tensor,
+                memory_lengths: torch.Tensor, ctc_log_probs: torch.Tensor | None, sos: int,
+                eos: int, beam_size: int = 40, ctc_weight: float = 0.1,
+                blank: int = 0) -> list[Hypothesis]:
+    """Joint CTC/attention beam search over a padded batch.
+
+    Args:
+        decoder: the attention decoder (eval mode), or None when ``ctc_weight`` is 1.
+        memory: (B, T, D) float decoder memory (encoder features, projected if the model
+            has ``proj_decoder``).
+        memory_lengths: (B,) int valid frames per utterance (>= 1); also the maximum number of
+            decoding steps.
+        ctc_log_probs: (B, T, V) float CTC log-probabilities, or None when ``ctc_weight`` is 0.
+        sos, eos: start / end ids (the same id in Auto-AVSR).
+        beam_size: hypotheses kept per utterance.
+        ctc_weight: w in [0, 1]; the decoder gets 1 - w.
+        blank: CTC blank id.
+    Returns:
+        B :class:`Hypothesis`, the best ended one per utterance.
+    Raises:
+        BadInputError: inconsistent arguments (weight outside [0, 1], a missing scorer,
+            zero-length utterances, beam_size < 1).
+    """
+    use_dec, use_ctc = ctc_weight < 1.0, ctc_weight > 0.0
+    if not 0.0 <= ctc_weight <= 1.0 or beam_size < 1:
+        raise BadInputError(f"beam search: need ctc_weight in [0, 1] and beam_size >= 1, got "
+                            f"{ctc_weight} and {beam_size}")
+    if (use_dec and decoder is None) or (use_ctc and ctc_log_probs is None):
+        raise BadInputError(f"beam search: ctc_weight {ctc_weight} needs "
+                            f"{'the decoder' if use_dec else 'CTC log-probabilities'}")
+    B, T = memory.shape[:2]
+    device = memory.device
+    lengths = memory_lengths.to(device).long()
+    if int(lengths.min()) < 1 or int(lengths.max()) > T:
+        raise BadInputError(f"memory_lengths: must be in [1, {T}], got {lengths.tolist()}")
+    V = ctc_log_probs.shape[-1] if use_ctc else decoder.output_layer.out_features
+    K = beam_size
+    pre_beam = int(1.5 * K) if (use_dec and use_ctc and int(1.5 * K) < V) else None
+
+    # rows = (active utterance, beam slot); slot 0 holds the sos hypothesis at the start
+    utt = torch.arange(B, device=device).repeat_interleave(K)  # (N,)
+    score = torch.full((B, K), float("-inf"), device=device)
+    score[:, 0] = 0.0
+    score = score.view(-1)  # (N,)
+    yseq = torch.full((B * K, 1), sos, dtype=torch.long, device=device)  # (N, 1)
+    # a row never leaves its utterance's block of K rows, so memory is expanded once
+    mem = memory.repeat_interleave(K, dim=0)  # (N, T, D)
+    mem_mask = (torch.arange(T, device=device)[None, :] < lengths[utt, None]).unsqueeze(1)
+    cache = None
+    ctc_in = prepare_ctc_inputs(ctc_log_probs, lengths, blank, eos) if use_ctc else None
+    ctc_state = initial_state(ctc_in, utt, sos) if use_ctc else None
+    ended: list[list[Hypothesis]] = [[] for _ in range(B)]
+
+    for i in range(T):
+        N = len(utt)
+        weighted = torch.zeros(N, V, device=device)
+        if use_dec:
+            logp, cache = decoder.step(yseq, mem, mem_mask, cache)
+            weighted += (1.0 - ctc_weight) * logp
+        ids = None
+        if use_ctc:
+            ids = weighted.topk(pre_beam, dim=1).indices if pre_beam else None  # (N, P)
+            psi, r = ctc_prefix_scores(ctc_in, ctc_state, i, ids)
+            weighted += ctc_weight * (psi - ctc_state.score.unsqueeze(1))
+        weighted += score.unsqueeze(1)
+
+        n_utt = N // K
+        top = weighted.view(n_utt, K * V).topk(K, dim=1)  # per utterance over (slot, token)
+        rows = (torch.arange(n_utt, device=device).unsqueeze(1) * K + top.indices // V).view(-1)
+        tokens = (top.indices % V).view(-1)  # (N,)
+        score = top.values.view(-1)
+        yseq = torch.cat([yseq[rows], tokens.unsqueeze(1)], dim=1)  # (N, i+2)
+        if use_dec:
+            cache = [c[rows] for c in cache]
+        if use_ctc:
+            ctc_state = select_state(ctc_state, psi, r, ids, rows, tokens)
+        utt = utt[rows]
+
+        # post-process: collect ended hypotheses, stop finished utterances
+        alive = torch.isfinite(score) & (tokens != eos)
+        last_step = lengths[utt] - 1 == i
+        seqs, scores_l = yseq.tolist(), score.tolist()
+        fin, last_l, alive_l = torch.isfinite(score).tolist(), last_step.tolist(), alive.tolist()
+        for n in range(N):
+            if fin[n] and (last_l[n] or not alive_l[n]):
+                seq = seqs[n] + [eos] if last_l[n] else seqs[n]
+                ended[int(utt[n])].append(Hypothesis(seq, scores_l[n]))
+        alive &= ~last_step
+        score = score.masked_fill(~alive, float("-inf"))
+        keep_utt = []
+        for j in range(n_utt):
+            b = int(utt[j * K])
+            if alive[j * K:(j + 1) * K].any() and not _end_detected(ended[b], i):
+                keep_utt.append(j)
+        if not keep_utt:
+            break
+        if len(keep_utt) < n_utt:  # drop finished utterances' rows
+            keep = (torch.tensor(keep_utt, device=device).unsqueeze(1) * K
+                    + torch.arange(K, device=device)).view(-1)
+            score, yseq, utt = score[keep], yseq[keep], utt[keep]
+            mem, mem_mask = mem[keep], mem_mask[keep]
+            if use_dec:
+                cache = [c[keep] for c in cache]
+            if use_ctc:
+                ctc_state = CTCPrefixState(ctc_state.r[:, :, keep], ctc_state.score[keep],
+                                           ctc_state.last[keep], ctc_state.utt[keep])
+    return [max(h, key=lambda hyp: hyp.score) if h else Hypothesis([sos, eos], float("-inf"))
+            for h in ended]
