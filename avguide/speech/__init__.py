@@ -1,3 +1,3 @@
-"""Speech: espeak-ng synthesis with timed phonemes (:mod:`.espeak`), speaker voices
-(:mod:`.voices`) and the phoneme -> viseme table used by motion synthesis and VER
-(:mod:`.visemes`). Submodules are imported on demand."""
+"""Speech: espeak-ng synthesis with timed phonemes and per-subject voices (:mod:`.espeak`) and
+the phoneme -> viseme table used by motion synthesis and VER (:mod:`.visemes`). Submodules are
+imported on demand."""

@@ -6,7 +6,8 @@ initialises the library afresh in synchronous mode (see :func:`_session` for why
 
 Phone names are IPA without stress marks (``"ʌ"``, ``"tʃ"``, ``"aɪ"``, ``"uː"``, ``"aɪɚ"``,
 ``"əl"``); the stress goes to :attr:`Phone.stress`; pauses are the silence phone ``"_"``. The
-phones of an :class:`Utterance` tile ``[0, duration]`` without gaps.
+phones of an :class:`Utterance` tile ``[0, duration]`` without gaps. :func:`sample_voice`
+gives each synthetic subject its own voice.
 """
 
 from __future__ import annotations
@@ -253,6 +254,51 @@ def _session() -> Iterator[_Engine]:
             yield engine
         finally:
             engine.close()
+
+
+VARIANTS: tuple[str, ...] = (
+    "m1", "f1", "m2", "f2", "m3", "f3", "m4", "f4", "m5", "f5", "m6", "m7", "m8",
+)
+"""espeak-ng voice variants (male ``m*``, female ``f*``), assigned to subjects in this order."""
+
+
+def sample_voice(rng: np.random.Generator, index: int, language: str = "en-us") -> Voice:
+    """The voice of subject ``index``: its own variant, plus a drawn rate, pitch and range.
+
+    Subjects 0..12 get 13 different variants; beyond that variants repeat and the subject is
+    told apart by a base pitch shifted by 12 per cycle (wrapping in 20..80).
+
+    Args:
+        rng: generator for the continuous settings (rate 150..200 wpm, pitch, range 30..70).
+        index: subject number >= 0.
+        language: espeak language name.
+
+    Returns:
+        the subject's Voice.
+
+    Raises:
+        BadInputError: negative index.
+    """
+    if index < 0:
+        raise BadInputError(f"subject index must be >= 0, got {index}")
+    cycle, slot = divmod(int(index), len(VARIANTS))
+    pitch = int(rng.integers(35, 66))
+    pitch = 20 + (pitch - 20 + 12 * cycle) % 61
+    return Voice(
+        variant=VARIANTS[slot],
+        rate_wpm=int(rng.integers(150, 201)),
+        pitch=pitch,
+        pitch_range=int(rng.integers(30, 71)),
+        language=language,
+    )
+
+
+def espeak_version() -> str:
+    """Version string of the loaded espeak-ng library, e.g. ``"1.52.0"``."""
+    with _session() as engine:
+        engine.lib.espeak_Info.restype = ctypes.c_char_p
+        engine.lib.espeak_Info.argtypes = [ctypes.c_void_p]
+        return engine.lib.espeak_Info(None).decode().split()[0]
 
 
 def _check_text(text: str) -> None:

@@ -7,7 +7,7 @@ import pytest
 
 from avguide.errors import BadInputError
 from avguide.speech.espeak import SILENCE, Voice, speak, text_to_ipa
-from avguide.speech.voices import VARIANTS, sample_voice
+from avguide.speech.espeak import VARIANTS, sample_voice
 
 TEXT = "Judge Fiona chose the bright yellow shoes, and I saw them."
 VOICE = Voice("m3", rate_wpm=170, pitch=45, pitch_range=55)
