@@ -1,4 +1,4 @@
-"""Test head: ``avguide.assets.head.load_head()`` when it exists, else the shared CC0 extraction.
+"""Fixture ``head``: ``avguide.assets.head.load_head()`` when it exists, else the shared CC0 extraction.
 
 The fallback labels parts from the mesh itself: the largest connected component is skin, the
 small ones eyes (off-centre), tongue (largest centred) and teeth; the shared lip indices are
@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 NPZ = Path(__file__).resolve().parents[2].parent / "shared" / "assets" / "makehuman_head" / "mh_head_cc0.npz"
@@ -19,7 +20,7 @@ PARTS = ("skin", "lips", "teeth", "tongue", "eyes", "cavity")
 
 
 @dataclass
-class TestHead:
+class HeadData:
     vertices: torch.Tensor  # (V, 3) float32 metres
     faces: torch.Tensor  # (F, 3) int64
     jaw_open: torch.Tensor  # (V, 3) float32 blendshape delta
@@ -59,15 +60,15 @@ def _outer_vertices(v: torch.Tensor, f: torch.Tensor) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=1)
-def test_head() -> TestHead:
+def load_test_head() -> HeadData:
     try:
         from avguide.assets.head import load_head  # the project's head, once it exists
 
         h = load_head()
         from avguide.assets.arkit import ARKIT_INDEX
 
-        return TestHead(torch.as_tensor(h.vertices).float(), torch.as_tensor(h.faces).long(),
-                        torch.as_tensor(h.blendshapes[ARKIT_INDEX["jawOpen"]]).float(),
+        return HeadData(torch.tensor(np.array(h.vertices, np.float32)), torch.tensor(np.array(h.faces, np.int64)),
+                        torch.tensor(np.array(h.blendshapes[ARKIT_INDEX["jawOpen"]], np.float32)),
                         torch.as_tensor(np.asarray(h.regions["lips"])).long(),
                         np.asarray(h.vertex_part, np.uint8), tuple(h.part_names))
     except ImportError:
@@ -89,4 +90,15 @@ def test_head() -> TestHead:
     lo, hi = v[lips].amin(0).numpy(), v[lips].amax(0).numpy()
     near = (np.abs(v[:, 0].numpy()) < hi[0]) & (v[:, 1].numpy() > lo[1] - 0.03) & (v[:, 1].numpy() < hi[1] + 0.01)
     part[(part == 0) & ~outer & near] = 5
-    return TestHead(v, f, torch.tensor(d["bs_jawOpen"].astype(np.float32) * 0.1), torch.tensor(lips), part, PARTS)
+    return HeadData(v, f, torch.tensor(d["bs_jawOpen"].astype(np.float32) * 0.1), torch.tensor(lips), part, PARTS)
+
+
+@pytest.fixture(scope="session")
+def head() -> HeadData:
+    """The test head (metres; parts skin, lips, teeth, tongue, eyes, cavity)."""
+    if not NPZ.is_file():
+        try:
+            import avguide.assets.head  # noqa: F401
+        except ImportError:
+            pytest.skip("no head asset and no ../shared head extraction")
+    return load_test_head()
