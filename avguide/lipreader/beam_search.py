@@ -27,6 +27,7 @@ from avguide.errors import BadInputError
 from avguide.lipreader.ctc_prefix import (CTCPrefixState, ctc_prefix_scores, initial_state,
                                           prepare_ctc_inputs, select_state)
 from avguide.lipreader.decoder import TransformerDecoder
+from avguide.lipreader.model import Encoded, LipReadingExpert
 
 END_DETECT_LENGTHS = 3
 END_DETECT_MARGIN = -10.0
@@ -195,3 +196,22 @@ def beam_search(decoder: TransformerDecoder | None, memory: torch.Tensor,
                                            ctc_state.last[keep], ctc_state.utt[keep])
     return [max(h, key=lambda hyp: hyp.score) if h else Hypothesis([sos, eos], float("-inf"))
             for h in ended]
+
+
+def recognize(model: LipReadingExpert, encoded: Encoded, beam_size: int = 40,
+              ctc_weight: float = 0.1) -> list[Hypothesis]:
+    """Beam-search an expert's encoded batch (Auto-AVSR defaults: beam 40, CTC weight 0.1).
+
+    Args:
+        model: the expert (put it in eval mode first).
+        encoded: ``model.encode(...)`` output for B utterances.
+        beam_size, ctc_weight: see :func:`beam_search`.
+    Returns:
+        B best :class:`Hypothesis`; ``hyp.tokens(model.sos, model.eos)`` gives the ids.
+    """
+    use_ctc = ctc_weight > 0.0 and model.ctc is not None
+    return beam_search(model.decoder if ctc_weight < 1.0 else None,
+                       model.decoder_memory(encoded) if model.decoder is not None else
+                       encoded.features, encoded.lengths,
+                       model.ctc_log_probs(encoded) if use_ctc else None,
+                       model.sos, model.eos, beam_size, ctc_weight, model.blank)
