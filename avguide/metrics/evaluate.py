@@ -226,6 +226,15 @@ def evaluate(pairs: Iterable[SequencePair], lip_idx: Sequence[int] | np.ndarray,
         BadInputError: no pairs, bad shapes, NaN/inf (naming the file), gross length mismatch,
             missing template or transcript, reader without transcripts (or the reverse),
             missing fps, or a reader returning the wrong number of strings.
+
+    Example:
+        >>> gt = np.zeros((4, 3, 3), np.float32); pred = gt + 0.01
+        >>> pair = SequencePair("F2_e37", None, pred, gt, "F2_e37.npy", "gt/F2_e37.npy")
+        >>> report = evaluate([pair], [0, 1], [2], {"F2": np.zeros((3, 3))},
+        ...                   {"F2_e37": "Hello!"}, lambda seqs, fps: ["hallo"] * len(seqs),
+        ...                   fps=25.0, to_visemes=str.upper)
+        >>> round(report["summary"]["lve"]["mean_over_frames"], 8), report["summary"]["cer"]["corpus"]
+        (0.0003, 0.2)
     """
     cfg = cfg or EvaluateConfig()
     if errors := cfg.check():

@@ -108,6 +108,11 @@ def lve(pred: Any, gt: Any, lip_idx: Any) -> float:
         LVE in squared input units (m^2 for metres) as a Python float.
     Raises:
         BadInputError: as :func:`lip_max_sq_error`, or T == 0.
+
+    Example:
+        >>> gt = np.zeros((2, 3, 3)); pred = gt.copy(); pred[:, 0, 0] = [1.0, 3.0]
+        >>> lve(pred, gt, [0, 1])  # frames: max(1, 0) and max(9, 0)
+        5.0
     """
     per_frame = lip_max_sq_error(pred, gt, lip_idx)
     if per_frame.size == 0:

@@ -145,7 +145,12 @@ def viseme_counts(ref: str, hyp: str, to_visemes: Callable[[str], str] | None = 
 
 
 def cer(ref: str, hyp: str) -> float:
-    """Character error rate of one sentence (see :func:`char_counts`)."""
+    """Character error rate of one sentence (see :func:`char_counts`).
+
+    Example:
+        >>> cer("The cat!", "the bat")  # 1 substitution in "the cat" (7 characters)
+        0.14285714285714285
+    """
     return char_counts(ref, hyp).rate
 
 
