@@ -177,19 +177,25 @@ class FaceFormer(nn.Module):
 
     # ---- inference ------------------------------------------------------------------------------
     def _decode_cached(self, memory: torch.Tensor, style: torch.Tensor, n_frames: int) -> torch.Tensor:
-        """Autoregressive decoding with the KV cache; ``(B, T, V*3)`` offsets (differentiable)."""
+        """Autoregressive decoding with the KV cache; ``(B, T, V*3)`` offsets (differentiable).
+
+        The next token ``vertice_map(vertice_map_r(h)) + style`` is affine in ``h``, so the loop uses
+        the folded ``(D, D)`` map and never touches the ``V*3``-wide layers; the offsets of all
+        frames are read out with one matrix product at the end.
+        """
         b = memory.shape[0]
         stepper = DecoderStepper(self.transformer_decoder, memory, self.cfg.n_heads, self.cfg.period,
                                  self.cfg.audio_ratio, n_frames)
         pe = periodic_encoding(n_frames, self.cfg.feature_dim, self.cfg.period).to(memory)  # (T, D)
+        fold_w = self.vertice_map.weight @ self.vertice_map_r.weight  # (D, D)
+        fold_b = self.vertice_map.weight @ self.vertice_map_r.bias + self.vertice_map.bias + style  # (B, 1, D)
         token = self.motion_tokens(memory.new_zeros(b, 1, self.n_vertices * 3), style)  # (B, 1, D)
-        outputs = []
+        hidden = []
         for t in range(n_frames):
             h = stepper.step(self.pe_dropout(token + pe[t]))  # (B, 1, D)
-            offset = self.vertice_map_r(h)  # (B, 1, V*3)
-            outputs.append(offset)
-            token = self.motion_tokens(offset, style)
-        return torch.cat(outputs, 1)
+            hidden.append(h)
+            token = h @ fold_w.T + fold_b  # == vertice_map(vertice_map_r(h)) + style
+        return self.vertice_map_r(torch.cat(hidden, 1))  # (B, T, V*3)
 
     def _decode_recompute(self, memory: torch.Tensor, style: torch.Tensor, n_frames: int) -> torch.Tensor:
         """Reference: the real forward on the whole prefix at every frame (O(T^2))."""

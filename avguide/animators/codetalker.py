@@ -1,0 +1,269 @@
+"""CodeTalker (Xing et al., CVPR 2023): speech-driven facial animation over a discrete motion prior.
+
+Stage 1 (:mod:`avguide.animators.vqvae`) learns a codebook of facial motion. Stage 2 (here) is a
+speech-conditioned autoregressive transformer decoder (same masks, periodic encoding and alignment
+as FaceFormer, a learnt style embedding per speaker) whose per-frame features (``feat_map``,
+zero-initialised, no bias) are quantised through the frozen codebook and decoded by the frozen
+stage-1 decoder. The model object holds both stages; :meth:`CodeTalker.set_stage` picks which one
+``forward`` trains:
+
+- stage 1: ``{"rec": L1 reconstruction, "vq": codebook + commitment}`` (the audio is unused);
+- stage 2: ``{"mse": vertex MSE, "reg": MSE between predicted features and the ground truth's
+  quantised codes}`` (published weights 1 and 1), the VQ-VAE frozen.
+
+Stage 2 trains with teacher forcing by default (as published) or autoregressively.
+:meth:`CodeTalker.generate` decodes frame by frame with key/value caches in both the stage-2
+decoder and the causal stage-1 decoder; :meth:`CodeTalker.generate_recompute` is the published
+full-prefix loop, the reference.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from avguide.animators.common import DecoderStepper, check_batch, decode_full, frame_counts, masked_mse
+from avguide.animators.masks import padding_mask, periodic_encoding
+from avguide.animators.vqvae import DecodeStepper, MotionVQVAE, VQVAEConfig
+from avguide.audio.encoders import AudioEncoderConfig, build_audio_encoder, mel_encoder_tiny
+
+
+@dataclass
+class CodeTalkerConfig:
+    """CodeTalker hyper-parameters (defaults: VOCASET with the offline mel encoder).
+
+    stage: 1 trains the VQ-VAE, 2 the speech-conditioned predictor.
+    feature_dim, n_heads, n_layers, ff_mult, dropout: stage-2 decoder (1024, 4, 6 VOCASET / 12
+    BIWI, 2, 0.1). fps, period, audio_ratio, teacher_forcing: as in FaceFormer.
+    vq: the stage-1 autoencoder. audio: the audio encoder.
+    """
+
+    kind: Literal["codetalker"] = "codetalker"
+    stage: int = 2
+    feature_dim: int = 1024
+    n_heads: int = 4
+    n_layers: int = 6
+    ff_mult: int = 2
+    dropout: float = 0.1
+    fps: float = 30.0
+    period: int = 30
+    audio_ratio: int = 1
+    teacher_forcing: bool = True
+    vq: VQVAEConfig = field(default_factory=VQVAEConfig)
+    audio: AudioEncoderConfig = field(default_factory=AudioEncoderConfig)
+
+    def check(self) -> list[str]:
+        errors = []
+        if self.stage not in (1, 2):
+            errors.append(f"stage: must be 1 or 2, got {self.stage}")
+        if self.feature_dim < 2 or self.feature_dim % (2 * self.n_heads) != 0:
+            errors.append(f"feature_dim: must be a positive multiple of 2 * n_heads "
+                          f"({2 * self.n_heads}), got {self.feature_dim}")
+        for name in ("n_heads", "n_layers", "ff_mult", "period", "audio_ratio"):
+            if getattr(self, name) < 1:
+                errors.append(f"{name}: must be >= 1, got {getattr(self, name)}")
+        if not 0.0 <= self.dropout < 1.0:
+            errors.append(f"dropout: must be in [0, 1), got {self.dropout}")
+        if self.fps <= 0:
+            errors.append(f"fps: must be > 0, got {self.fps}")
+        if self.vq.period != self.period:
+            errors.append(f"vq.period: must equal period ({self.period}), got {self.vq.period}")
+        return errors
+
+
+def codetalker_vocaset(audio: AudioEncoderConfig | None = None) -> CodeTalkerConfig:
+    """Published VOCASET size: codes 16 x 64, 256 entries; stage 2: D=1024, 6 layers, 30 fps."""
+    return CodeTalkerConfig(audio=audio or AudioEncoderConfig())
+
+
+def codetalker_biwi(audio: AudioEncoderConfig | None = None) -> CodeTalkerConfig:
+    """Published BIWI size: codes 8 x 128; stage 2: D=1024, 12 layers, 25 fps, 50 Hz audio."""
+    return CodeTalkerConfig(n_layers=12, fps=25.0, period=25, audio_ratio=2,
+                            vq=VQVAEConfig(n_codes=8, code_dim=128, period=25),
+                            audio=audio or AudioEncoderConfig())
+
+
+def codetalker_tiny() -> CodeTalkerConfig:
+    """A tiny model for tests (no dropout, period 5, 2x audio rate)."""
+    vq = VQVAEConfig(hidden=32, n_layers=2, n_heads=4, ff_dim=48, n_codes=4, code_dim=8,
+                     codebook_size=16, dropout=0.0, period=5)
+    return CodeTalkerConfig(feature_dim=16, n_layers=2, dropout=0.0, fps=25.0, period=5, audio_ratio=2,
+                            vq=vq, audio=mel_encoder_tiny())
+
+
+class CodeTalker(nn.Module):
+    """CodeTalker for ``n_vertices``-vertex meshes and ``n_subjects`` speaking styles.
+
+    Args:
+        cfg: a checked :class:`CodeTalkerConfig`. n_vertices: V. n_subjects: styles.
+        audio_encoder: optional prebuilt encoder; default from ``cfg.audio``.
+    """
+
+    def __init__(self, cfg: CodeTalkerConfig, n_vertices: int, n_subjects: int,
+                 audio_encoder: nn.Module | None = None):
+        super().__init__()
+        self.cfg, self.n_vertices, self.n_subjects = cfg, n_vertices, n_subjects
+        d = cfg.feature_dim
+        self.vqvae = MotionVQVAE(cfg.vq, n_vertices)
+        self.audio_encoder = audio_encoder if audio_encoder is not None else build_audio_encoder(cfg.audio)
+        self.audio_feature_map = nn.Linear(self.audio_encoder.out_dim, d)
+        self.vertice_map = nn.Linear(n_vertices * 3, d)
+        self.style_emb = nn.Embedding(n_subjects, d)
+        self.pe_dropout = nn.Dropout(cfg.dropout)
+        layer = nn.TransformerDecoderLayer(d, cfg.n_heads, cfg.ff_mult * d, cfg.dropout, batch_first=True)
+        self.transformer_decoder = nn.TransformerDecoder(layer, cfg.n_layers)
+        self.feat_map = nn.Linear(d, cfg.vq.n_codes * cfg.vq.code_dim, bias=False)
+        nn.init.zeros_(self.feat_map.weight)
+        self.set_stage(cfg.stage)
+
+    def set_stage(self, stage: int) -> None:
+        """Choose what ``forward`` trains: 1 the VQ-VAE only, 2 the predictor with the VQ-VAE frozen.
+
+        Parameters frozen by construction (an EMA codebook, a frozen HF conv encoder) stay frozen.
+        """
+        assert stage in (1, 2)
+        if not hasattr(self, "_always_frozen"):
+            self._always_frozen = {n for n, p in self.named_parameters() if not p.requires_grad}
+        self.cfg.stage = stage
+        for name, p in self.named_parameters():
+            in_stage = name.startswith("vqvae.") == (stage == 1)
+            p.requires_grad = in_stage and name not in self._always_frozen
+        self.train(self.training)
+
+    def train(self, mode: bool = True) -> "CodeTalker":
+        """Like ``nn.Module.train``; in stage 2 the frozen VQ-VAE always stays in eval mode."""
+        super().train(mode)
+        if self.cfg.stage == 2:
+            self.vqvae.eval()
+        return self
+
+    # ---- pieces ---------------------------------------------------------------------------------
+    def encode_audio(self, audio, audio_lengths, n_frames: int, frame_lengths, fps: float) -> torch.Tensor:
+        """Audio memory ``(B, ratio * n_frames, D)`` aligned with the motion frames."""
+        r = self.cfg.audio_ratio
+        feats = self.audio_encoder(audio, audio_lengths, fps * r, n_frames * r, n_valid_out=frame_lengths * r)
+        return self.audio_feature_map(feats)
+
+    def embed(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Add the periodic positional encoding (+ dropout) to ``(B, T, D)`` tokens."""
+        pe = periodic_encoding(tokens.shape[1], self.cfg.feature_dim, self.cfg.period)
+        return self.pe_dropout(tokens + pe.to(tokens))
+
+    def features(self, hidden: torch.Tensor) -> torch.Tensor:
+        """``(B, T, D)`` decoder output -> ``(B, T, n_codes, code_dim)`` continuous code features."""
+        b, t, _ = hidden.shape
+        return self.feat_map(hidden).view(b, t, self.cfg.vq.n_codes, self.cfg.vq.code_dim)
+
+    # ---- training -------------------------------------------------------------------------------
+    def forward(self, audio: torch.Tensor, audio_lengths: torch.Tensor, template: torch.Tensor,
+                vertices: torch.Tensor, lengths: torch.Tensor, subject: torch.Tensor) -> dict:
+        """Predict the target's frames and the losses of the current stage.
+
+        Args:
+            audio: ``(B, L)`` float32 16 kHz, zero-padded; audio_lengths: ``(B,)``.
+            template: ``(B, V, 3)``; vertices: ``(B, T, V, 3)`` targets; lengths: ``(B,)``.
+            subject: ``(B,)`` int64 style ids.
+        Returns:
+            ``{"pred": (B, T, V, 3), "losses": {...}}``: stage 1 ``rec`` (L1) and ``vq``;
+            stage 2 ``mse`` and ``reg``. Losses cover valid frames only.
+        Raises:
+            BadInputError: malformed inputs.
+        """
+        check_batch(audio, audio_lengths, template, subject, self.n_vertices, self.n_subjects)
+        b, t = vertices.shape[:2]
+        offsets = (vertices - template[:, None]).flatten(2)  # (B, T, V*3)
+        if self.cfg.stage == 1:
+            out = self.vqvae(offsets, lengths)
+            pred = out["recon"].view(b, t, self.n_vertices, 3) + template[:, None]
+            rec = _masked_l1(pred, vertices, lengths)
+            return {"pred": pred, "losses": {"rec": rec, "vq": out["vq"]}}
+        with torch.no_grad():
+            z_gt = self.vqvae.encode(offsets, lengths)
+            codes_gt = self.vqvae.quantizer.codebook[self.vqvae.quantizer.nearest(z_gt)]  # (B, T, n, c)
+        memory = self.encode_audio(audio, audio_lengths, t, lengths, self.cfg.fps)
+        style = self.style_emb(subject)[:, None]  # (B, 1, D)
+        if self.cfg.teacher_forcing:
+            prev = F.pad(offsets[:, :-1], (0, 0, 1, 0))  # (B, T, V*3)
+            hidden = decode_full(self.transformer_decoder, self.embed(self.vertice_map(prev) + style), memory,
+                                 self.cfg.n_heads, self.cfg.period, self.cfg.audio_ratio)
+            feats = self.features(hidden)
+            pred_offsets = self.vqvae.decode(self.vqvae.quantizer.lookup(feats))
+        else:
+            pred_offsets, feats = self._decode_cached(memory, style, t)
+        pred = pred_offsets.view(b, t, self.n_vertices, 3) + template[:, None]
+        reg = masked_mse(feats, codes_gt, lengths)
+        return {"pred": pred, "losses": {"mse": masked_mse(pred, vertices, lengths), "reg": reg}}
+
+    # ---- inference ------------------------------------------------------------------------------
+    def _decode_cached(self, memory: torch.Tensor, style: torch.Tensor, n_frames: int):
+        """Frame-by-frame decoding with caches; ``(B, T, V*3)`` offsets and ``(B, T, n, c)`` features."""
+        b = memory.shape[0]
+        stepper = DecoderStepper(self.transformer_decoder, memory, self.cfg.n_heads, self.cfg.period,
+                                 self.cfg.audio_ratio, n_frames)
+        motion = DecodeStepper(self.vqvae, n_frames, memory)
+        pe = periodic_encoding(n_frames, self.cfg.feature_dim, self.cfg.period).to(memory)  # (T, D)
+        token = self.vertice_map(memory.new_zeros(b, 1, self.n_vertices * 3)) + style  # (B, 1, D)
+        offsets, feats = [], []
+        for t in range(n_frames):
+            feat = self.features(stepper.step(self.pe_dropout(token + pe[t])))  # (B, 1, n, c)
+            offset = motion.step(self.vqvae.quantizer.lookup(feat))  # (B, 1, V*3)
+            offsets.append(offset)
+            feats.append(feat)
+            token = self.vertice_map(offset) + style
+        return torch.cat(offsets, 1), torch.cat(feats, 1)
+
+    def _decode_recompute(self, memory: torch.Tensor, style: torch.Tensor, n_frames: int):
+        """Reference: the real forward over the whole prefix at every frame (O(T^2))."""
+        b = memory.shape[0]
+        prev = memory.new_zeros(b, 1, self.n_vertices * 3)  # (B, 1, V*3)
+        for _ in range(n_frames):
+            hidden = decode_full(self.transformer_decoder, self.embed(self.vertice_map(prev) + style), memory,
+                                 self.cfg.n_heads, self.cfg.period, self.cfg.audio_ratio)
+            feats = self.features(hidden)
+            offsets = self.vqvae.decode(self.vqvae.quantizer.lookup(feats))  # (B, t+1, V*3)
+            prev = torch.cat([prev, offsets[:, -1:]], 1)
+        return offsets, feats
+
+    def _generate(self, audio, audio_lengths, template, subject, n_frames, fps, decode) -> torch.Tensor:
+        check_batch(audio, audio_lengths, template, subject, self.n_vertices, self.n_subjects)
+        fps = self.cfg.fps if fps is None else fps
+        if n_frames is None:
+            frame_lengths = frame_counts(audio_lengths, fps)
+        elif isinstance(n_frames, int):
+            frame_lengths = torch.full_like(audio_lengths, n_frames)
+        else:
+            frame_lengths = n_frames.to(audio_lengths)
+        t = int(frame_lengths.max())
+        memory = self.encode_audio(audio, audio_lengths, t, frame_lengths, fps)
+        offsets, _ = decode(memory, self.style_emb(subject)[:, None], t)
+        pred = offsets.view(audio.shape[0], t, self.n_vertices, 3)  # (B, T, V, 3)
+        valid = padding_mask(frame_lengths, t)
+        return pred * valid[..., None, None] + template[:, None]
+
+    @torch.no_grad()
+    def generate(self, audio: torch.Tensor, audio_lengths: torch.Tensor, template: torch.Tensor,
+                 subject: torch.Tensor, n_frames: int | torch.Tensor | None = None,
+                 fps: float | None = None) -> torch.Tensor:
+        """Animate speech with cached autoregressive decoding (linear in T).
+
+        Args and Returns: as :meth:`avguide.animators.faceformer.FaceFormer.generate`.
+        """
+        return self._generate(audio, audio_lengths, template, subject, n_frames, fps, self._decode_cached)
+
+    @torch.no_grad()
+    def generate_recompute(self, audio: torch.Tensor, audio_lengths: torch.Tensor, template: torch.Tensor,
+                           subject: torch.Tensor, n_frames: int | torch.Tensor | None = None,
+                           fps: float | None = None) -> torch.Tensor:
+        """:meth:`generate` the published O(T^2) way; the reference for the cache."""
+        return self._generate(audio, audio_lengths, template, subject, n_frames, fps, self._decode_recompute)
+
+
+def _masked_l1(pred: torch.Tensor, target: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Mean absolute error over valid frames of ``(B, T, ...)`` tensors."""
+    valid = padding_mask(lengths, pred.shape[1])  # (B, T)
+    err = (pred - target).abs().flatten(2).mean(-1)  # (B, T)
+    return (err * valid).sum() / valid.sum().clamp(min=1)
