@@ -34,9 +34,11 @@ from typing import Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
+from avguide.data.splits import SPLIT_NAMES
 from avguide.errors import BadInputError
 from avguide.metrics import geometry
-from avguide.metrics.matching import find_motion_files, load_vertex_file, match_predictions, subject_of
+from avguide.metrics.matching import (find_motion_files, load_vertex_file, match_predictions,
+                                      subject_of)
 from avguide.metrics.text import EditCounts, char_counts, normalise_text, viseme_counts, word_counts
 
 Reader = Callable[[list[np.ndarray], float], list[str]]
@@ -76,6 +78,9 @@ class EvaluateConfig:
     def check(self) -> list[str]:
         """Errors in the option values (empty if valid)."""
         errors = []
+        if self.split is not None and self.split not in SPLIT_NAMES:
+            errors.append(f"split: unknown split {self.split!r}; allowed: "
+                          f"{', '.join(SPLIT_NAMES)} or null")
         if self.max_frame_diff < 0:
             errors.append(f"max_frame_diff: must be >= 0, got {self.max_frame_diff}")
         if not 0 <= self.max_frame_ratio < 1:
@@ -134,7 +139,8 @@ def _check_pair(pair: SequencePair, templates: Mapping[str, np.ndarray]) -> np.n
     """Validate shapes and finiteness of a pair; return the ground-truth subject's template."""
     for arr, source in ((pair.pred, pair.pred_source), (pair.gt, pair.gt_source)):
         if arr.ndim != 3 or arr.shape[2] != 3 or arr.shape[0] == 0:
-            raise BadInputError(f"{source}: expected vertices (T, V, 3) with T > 0, got {arr.shape}")
+            raise BadInputError(f"{source}: expected vertices (T, V, 3) with T > 0, got "
+                                f"{arr.shape}")
         bad = ~np.isfinite(arr).all(axis=(1, 2))  # (T,)
         if bad.any():
             raise BadInputError(f"{source} ({pair.name}): {int(bad.sum())} frame(s) contain NaN "
@@ -195,7 +201,8 @@ class _ReadingQueue:
             for metric, counter in self.counters.items():
                 counts = counter(ref, hyp)
                 target[metric] = counts.rate
-                target[f"{metric}_edits"], target[f"{metric}_ref_len"] = counts.edits, counts.ref_len
+                target[f"{metric}_edits"] = counts.edits
+                target[f"{metric}_ref_len"] = counts.ref_len
         self.items = []
 
 
@@ -233,7 +240,8 @@ def evaluate(pairs: Iterable[SequencePair], lip_idx: Sequence[int] | np.ndarray,
         >>> report = evaluate([pair], [0, 1], [2], {"F2": np.zeros((3, 3))},
         ...                   {"F2_e37": "Hello!"}, lambda seqs, fps: ["hallo"] * len(seqs),
         ...                   fps=25.0, to_visemes=str.upper)
-        >>> round(report["summary"]["lve"]["mean_over_frames"], 8), report["summary"]["cer"]["corpus"]
+        >>> summary = report["summary"]
+        >>> round(summary["lve"]["mean_over_frames"], 8), summary["cer"]["corpus"]
         (0.0003, 0.2)
     """
     cfg = cfg or EvaluateConfig()

@@ -170,6 +170,8 @@ def test_reading_argument_errors():
                  cfg=EvaluateConfig(compute_ver=False))
     with pytest.raises(BadInputError, match="reader_batch"):
         evaluate(pairs, LIPS, UPPER, TEMPLATES, cfg=EvaluateConfig(reader_batch=0))
+    assert EvaluateConfig(split="tset").check() == [
+        "split: unknown split 'tset'; allowed: train, val, test, test_a, test_b or null"]
 
 
 def test_write_report_json_and_markdown(tmp_path):
@@ -255,7 +257,7 @@ def test_evaluate_dataset_biwi_layout(tmp_path):
     assert report["summary"]["cer"]["corpus"] == pytest.approx(8 / 24)
     # every sequence of the split must be predicted
     (preds / "F2_e38_condition_M3.npy").unlink()
-    with pytest.raises(BadInputError, match="1 ground-truth sequence.s. have no prediction: F2_e38"):
+    with pytest.raises(BadInputError, match="sequence.s. have no prediction: F2_e38"):
         evaluate_dataset(preds, tmp_path / "data", EvaluateConfig(split="test_a"))
 
 

@@ -103,8 +103,8 @@ def test_load_vertex_file_rejects_nan_pickles_and_garbage(tmp_path):
     arr = np.zeros((5, 12), np.float32)
     arr[3, 7] = np.nan
     np.save(tmp_path / "F2_e37_condition_M3.npy", arr)
-    with pytest.raises(BadInputError, match=r"F2_e37_condition_M3\.npy: 1 frame\(s\) contain NaN or "
-                                            r"inf \(first: frame 3\)"):
+    with pytest.raises(BadInputError, match=r"F2_e37_condition_M3\.npy: 1 frame\(s\) contain "
+                                            r"NaN or inf \(first: frame 3\)"):
         matching.load_vertex_file(tmp_path / "F2_e37_condition_M3.npy")
     np.save(tmp_path / "obj.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
     with pytest.raises(BadInputError, match="obj.npy"):
