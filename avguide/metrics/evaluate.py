@@ -10,10 +10,12 @@ Aggregation, stated once:
   the dropped frames are counted per row (``truncated_frames``). A gross mismatch (more than
   ``max_frame_diff`` frames or more than ``max_frame_ratio`` of the ground-truth length) is an
   error naming both files.
-* **Conditions**: several predictions may share one ground truth (one per speaking-style
-  condition, e.g. BIWI test-B). Each metric is first averaged over the conditions of a ground
-  truth, as CodeTalker/FaceFormer do for unseen subjects, giving one **sequence** entry per
-  ground truth; every summary statistic then weighs each ground-truth sequence once.
+* **Conditions**: several predictions may share one ground truth (one per training-subject
+  speaking-style condition for unseen subjects, e.g. BIWI test-B). Each metric is first
+  averaged over the conditions of a ground truth, giving one **sequence** entry per ground
+  truth; every summary statistic then weighs each ground-truth sequence once. (CodeTalker's
+  public ``cal_metric.py`` scores test-A only, one prediction per sequence conditioned on its
+  own subject; with one condition per sequence both protocols coincide.)
 * **LVE / MVE** are given both ways: ``mean_over_frames`` pools all frames of all sequences
   (the literature's LVE; a sequence's weight is its frame count, conditions averaged) and
   ``mean_over_sequences`` averages the per-sequence values. ``std`` is the population std over
