@@ -68,10 +68,13 @@ def load_auto_avsr_checkpoint(path: str | Path, model: LipReadingExpert) -> None
         BadInputError: unreadable file, or missing / unexpected keys or shape mismatches
             (a few of each are listed, with the counts).
     """
-    _load_into(read_auto_avsr_state_dict(path), model, str(path))
+    state = read_auto_avsr_state_dict(path)
+    _check_fits(state, model, str(path))
+    model.load_state_dict(state, strict=True)
 
 
-def _load_into(state: dict[str, torch.Tensor], model: LipReadingExpert, source: str) -> None:
+def _check_fits(state: dict[str, torch.Tensor], model: LipReadingExpert, source: str) -> None:
+    """Raise BadInputError listing missing / unexpected keys and shape mismatches."""
     own = model.state_dict()
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
@@ -87,7 +90,6 @@ def _load_into(state: dict[str, torch.Tensor], model: LipReadingExpert, source: 
         raise BadInputError(f"{source}: does not fit this expert "
                             f"({model.cfg.modality}, adim {model.cfg.adim}, odim "
                             f"{model.cfg.odim}): " + "; ".join(problems))
-    model.load_state_dict(state, strict=True)
 
 
 def expert_from_auto_avsr(path: str | Path, modality: Literal["av", "v"]) -> LipReadingExpert:
@@ -110,6 +112,8 @@ def expert_from_auto_avsr(path: str | Path, modality: Literal["av", "v"]) -> Lip
     head = state.get("ctc.ctc_lo.bias", state.get("decoder.output_layer.bias"))
     if head is not None and head.dim() == 1:
         cfg.odim = head.shape[0]
+    with torch.device("meta"):  # check the file against the layout before allocating 1.8 GB
+        _check_fits(state, build_expert(cfg), str(path))
     model = build_expert(cfg)
-    _load_into(state, model, str(path))
+    model.load_state_dict(state, strict=True)
     return model.eval()
