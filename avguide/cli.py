@@ -37,6 +37,7 @@ def _synth_args(p: argparse.ArgumentParser) -> None:
 
 
 def _synth_run(a: argparse.Namespace) -> int:
+    """Generate the synthetic talking-head benchmark (VOCASET layout)."""
     from avguide.synth.generator import SynthConfig, generate
     from avguide.config import load_config
 
@@ -45,12 +46,45 @@ def _synth_run(a: argparse.Namespace) -> int:
         if getattr(a, key) is not None:
             over.append(f"{key}={getattr(a, key)}")
     cfg = load_config(SynthConfig, a.config, over)
-    generate(cfg, a.out, preview=a.preview)
+    summary = generate(cfg, a.out, preview=a.preview)
+    print(f"wrote {summary['recordings']} recordings ({summary['seconds_audio']:.0f} s of speech, "
+          f"{summary['frames']} frames, {summary['bytes'] / 1e9:.2f} GB) to {a.out} "
+          f"in {summary['wall_seconds']:.1f} s")
+    return 0
+
+
+# ------------------------------------------------------------------------------- evaluate
+def _evaluate_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--pred", required=True, help="folder of predicted .npy/.npz vertex sequences")
+    p.add_argument("--data", required=True, help="dataset folder (VOCASET, BIWI or synthetic layout)")
+    p.add_argument("--layout", default="auto", choices=["auto", "vocaset", "biwi", "synthetic"])
+    p.add_argument("--reader", help="evaluation reader checkpoint (enables CER/WER/VER)")
+    p.add_argument("-o", "--output", required=True, help="report.json to write")
+    p.add_argument("--markdown", help="also write a markdown table here")
+    _add_common(p)
+
+
+def _evaluate_run(a: argparse.Namespace) -> int:
+    """Score predicted meshes: LVE, FDD, MVE and (with a reader) CER, WER, VER."""
+    from avguide.config import load_config
+    from avguide.metrics.evaluate import EvaluateConfig, evaluate_dataset
+    from avguide.metrics.report import format_markdown, write_report
+
+    cfg = load_config(EvaluateConfig, a.config, a.overrides)
+    reader = None
+    if a.reader:
+        from avguide.lipreader.reader import load_reader
+        reader = load_reader(a.reader)
+    report = evaluate_dataset(a.pred, a.data, cfg, reader=reader, layout=a.layout)
+    write_report(a.output, report, cfg, markdown_path=a.markdown,
+                 extra_config={"pred_dir": str(a.pred), "data_dir": str(a.data), "reader": a.reader})
+    print(format_markdown(report, cfg))
     return 0
 
 
 COMMANDS: list[Command] = [
     ("synth", _synth_args, _synth_run),
+    ("evaluate", _evaluate_args, _evaluate_run),
 ]
 
 
