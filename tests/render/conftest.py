@@ -69,7 +69,7 @@ def load_test_head() -> HeadData:
 
         return HeadData(torch.tensor(np.array(h.vertices, np.float32)), torch.tensor(np.array(h.faces, np.int64)),
                         torch.tensor(np.array(h.blendshapes[ARKIT_INDEX["jawOpen"]], np.float32)),
-                        torch.as_tensor(np.asarray(h.regions["lips"])).long(),
+                        torch.tensor(np.array(h.regions["lips"], np.int64)),
                         np.asarray(h.vertex_part, np.uint8), tuple(h.part_names))
     except ImportError:
         pass

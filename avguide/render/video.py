@@ -1,0 +1,234 @@
+"""Shaded face videos with the audio muxed in (ffmpeg from imageio-ffmpeg, raw frames on stdin).
+
+:func:`render_video` is the library entry of ``avguide render``: one or more vertex sequences
+(side by side with captions in ``grid`` form) -> an MP4 at the sequences' frame rate whose
+duration equals the audio's within one frame.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from avguide.errors import BadInputError, MissingFileError
+from avguide.io import atomic_path
+from avguide.render.antialias import face_neighbors
+from avguide.render.camera import orthographic_camera
+from avguide.render.mesh import render_mesh
+from avguide.render.shading import PART_COLORS
+
+VIEWS = {"front": (0.0, 0.0, 1.0), "three_quarter": (0.55, 0.1, 1.0)}
+"""Camera directions (from the face, in mesh coordinates: +y up, face towards +z)."""
+
+
+def caption_image(text: str, width: int, height: int = 28) -> np.ndarray:
+    """Rasterise a caption once (matplotlib Agg, white text on black).
+
+    Returns:
+        (height, width, 3) uint8.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width / 100, height / 100), dpi=100, facecolor="black")
+    FigureCanvasAgg(fig)
+    fig.text(0.5, 0.5, text, color="white", ha="center", va="center", fontsize=height * 0.45)
+    fig.canvas.draw()
+    return np.asarray(fig.canvas.buffer_rgba())[:height, :width, :3].copy()
+
+
+def _audio_duration(path: Path) -> float:
+    import soundfile as sf
+
+    if not path.is_file():
+        raise MissingFileError(f"{path}: audio file not found")
+    try:
+        info = sf.info(str(path))
+    except RuntimeError as e:
+        raise BadInputError(f"{path}: cannot read audio ({e})") from None
+    return info.frames / info.samplerate
+
+
+def render_video(sequences: list[np.ndarray], faces: np.ndarray, out_path: str | Path, *, fps: float,
+                 audio_path: str | Path | None = None, vertex_part: np.ndarray | None = None,
+                 part_names: tuple[str, ...] = tuple(PART_COLORS), captions: list[str] | None = None,
+                 size: int = 512, view: str = "three_quarter", max_mismatch_s: float = 0.2,
+                 chunk: int = 16) -> dict:
+    """Render vertex sequences to an MP4 (H.264, yuv420p), side by side, with optional audio.
+
+    Args:
+        sequences: list of (T_i, V, 3) or (T_i, V*3) float arrays in one mesh's units, all with
+            the same V (a grid when more than one).
+        faces: (F, 3) int array of vertex indices in [0, V).
+        out_path: the .mp4 to write (atomically).
+        fps: frame rate of the sequences (Hz).
+        audio_path: optional audio file muxed in (AAC). The video is made exactly
+            ``round(audio_seconds * fps)`` frames long: longer sequences are trimmed, shorter
+            ones hold their last frame, provided the mismatch is at most ``max_mismatch_s``.
+        vertex_part: optional (V,) part labels into ``part_names`` (albedo); skin otherwise.
+        part_names: names of the part labels.
+        captions: one caption per sequence (drawn above each panel), or None.
+        size: panel side in pixels (even).
+        view: "front" or "three_quarter".
+        max_mismatch_s: largest accepted |audio duration - sequence duration| in seconds.
+        chunk: frames rendered per call.
+    Returns:
+        {"frames": n, "fps": fps, "duration_s": n / fps, "trimmed_frames": [...], "padded_frames": [...]}
+        per sequence, so the caller can state what was adjusted.
+    Raises:
+        BadInputError: bad shapes, vertex count not matching the faces, unknown view, odd size,
+            caption count mismatch, audio/sequence mismatch above ``max_mismatch_s``.
+        MissingFileError: the audio file does not exist.
+    """
+    if view not in VIEWS:
+        raise BadInputError(f"render_video: view={view!r}; allowed: {sorted(VIEWS)}")
+    if size % 2 or size < 16:
+        raise BadInputError(f"render_video: size={size} must be an even number >= 16")
+    if not sequences:
+        raise BadInputError("render_video: no sequence given")
+    if captions is not None and len(captions) != len(sequences):
+        raise BadInputError(f"render_video: {len(captions)} captions for {len(sequences)} sequences")
+    if fps <= 0:
+        raise BadInputError(f"render_video: fps={fps} must be > 0")
+    faces_t = torch.tensor(np.array(faces, np.int64))
+    if faces_t.dim() != 2 or faces_t.shape[1] != 3:
+        raise BadInputError(f"render_video: faces must be (F, 3), got {tuple(faces_t.shape)}")
+    seqs = []
+    for i, s in enumerate(sequences):
+        s = np.asarray(s, np.float32)
+        if s.ndim == 2 and s.shape[1] % 3 == 0:
+            s = s.reshape(s.shape[0], -1, 3)  # (T, V, 3)
+        if s.ndim != 3 or s.shape[2] != 3 or s.shape[0] == 0:
+            raise BadInputError(f"render_video: sequence {i} must be (T, V, 3) or (T, V*3), got {s.shape}")
+        if int(faces_t.max()) >= s.shape[1]:
+            raise BadInputError(f"render_video: sequence {i} has {s.shape[1]} vertices but the faces index "
+                                f"vertex {int(faces_t.max())}; use the faces of this mesh")
+        if not np.isfinite(s).all():
+            raise BadInputError(f"render_video: sequence {i} contains NaN or inf")
+        seqs.append(s)
+    if len({s.shape[1] for s in seqs}) != 1:
+        raise BadInputError(f"render_video: sequences have different vertex counts {[s.shape[1] for s in seqs]}")
+
+    n_frames = max(s.shape[0] for s in seqs)
+    report = {"trimmed_frames": [0] * len(seqs), "padded_frames": [0] * len(seqs)}
+    audio = None
+    if audio_path is not None:
+        audio = Path(audio_path)
+        dur = _audio_duration(audio)
+        n_frames = max(1, round(dur * fps))
+        for i, s in enumerate(seqs):
+            gap = s.shape[0] / fps - dur
+            if abs(gap) > max_mismatch_s:
+                raise BadInputError(f"render_video: sequence {i} lasts {s.shape[0] / fps:.2f} s at {fps} fps but "
+                                    f"{audio} lasts {dur:.2f} s (mismatch {gap:+.2f} s > {max_mismatch_s} s); "
+                                    "wrong fps or wrong audio?")
+    for i, s in enumerate(seqs):  # trim or hold the last frame to n_frames
+        report["trimmed_frames"][i] = max(0, s.shape[0] - n_frames)
+        report["padded_frames"][i] = max(0, n_frames - s.shape[0])
+        seqs[i] = s[:n_frames] if s.shape[0] >= n_frames else np.concatenate(
+            [s, np.repeat(s[-1:], n_frames - s.shape[0], 0)])
+
+    v0 = torch.from_numpy(seqs[0][0])
+    lo, hi = v0.amin(0), v0.amax(0)
+    centre, extent = (lo + hi) / 2, float((hi - lo).max())
+    d = torch.tensor(VIEWS[view])
+    cam = orthographic_camera((centre + d / d.norm() * extent * 3)[None], centre[None], extent * 1.1, (size, size))
+    if vertex_part is None:
+        albedo = torch.tensor(PART_COLORS["skin"]).expand(v0.shape[0], 3)
+    else:
+        from avguide.render.shading import albedo_from_parts
+
+        albedo = albedo_from_parts(torch.as_tensor(np.asarray(vertex_part, np.int64)), part_names)
+    nb = face_neighbors(faces_t)
+    cap_h = 28 if captions else 0
+    caps = [caption_image(c, size, cap_h) for c in captions] if captions else None
+    width, height = size * len(seqs), size + cap_h
+
+    ffmpeg = _ffmpeg_exe()
+    out_path = Path(out_path)
+    with atomic_path(out_path) as tmp:
+        cmd = [ffmpeg, "-y", "-loglevel", "error", "-f", "rawvideo", "-pix_fmt", "rgb24",
+               "-s", f"{width}x{height}", "-r", f"{fps}", "-i", "-"]
+        if audio is not None:
+            cmd += ["-i", str(audio), "-c:a", "aac", "-b:a", "128k", "-map", "0:v", "-map", "1:a"]
+        cmd += ["-c:v", "libx264", "-pix_fmt", "yuv420p", "-crf", "18", "-frames:v", str(n_frames),
+                "-f", "mp4", str(tmp)]
+        if audio is not None:
+            cmd[-3:-3] = ["-t", f"{n_frames / fps:.6f}"]
+        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            with torch.no_grad():
+                for s0 in range(0, n_frames, chunk):
+                    panels = []
+                    for s in seqs:
+                        v = torch.from_numpy(s[s0: s0 + chunk])  # (t, V, 3)
+                        img, _ = render_mesh(v, faces_t, cam, albedo, neighbors=nb, background=0.08,
+                                             cull_backfaces=False)
+                        panels.append((img.clamp(0, 1) ** (1 / 2.2) * 255 + 0.5).byte().permute(0, 2, 3, 1).numpy())
+                    frame = np.concatenate(panels, axis=2)  # (t, size, width, 3)
+                    if caps:
+                        top = np.concatenate(caps, axis=1)[None].repeat(frame.shape[0], 0)
+                        frame = np.concatenate([top, frame], axis=1)
+                    proc.stdin.write(np.ascontiguousarray(frame).tobytes())
+            proc.stdin.close()
+        except BrokenPipeError:
+            pass
+        err = proc.stderr.read().decode(errors="replace")
+        if proc.wait() != 0:
+            raise RuntimeError(f"ffmpeg failed writing {out_path}: {err.strip()[-500:]}")
+    return {"frames": n_frames, "fps": fps, "duration_s": n_frames / fps, **report}
+
+
+def _ffmpeg_exe() -> str:
+    import imageio_ffmpeg
+
+    return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+def render_video_files(verts_paths: list[str | Path], out_path: str | Path, *, fps: float,
+                       audio_path: str | Path | None = None, faces_path: str | Path | None = None,
+                       captions: list[str] | None = None, size: int = 512, view: str = "three_quarter") -> dict:
+    """``avguide render``: load .npy vertex sequences (+ optional faces .npy) and call :func:`render_video`.
+
+    Args:
+        verts_paths: .npy files, each (T, V, 3) or (T, V*3).
+        out_path: output .mp4.
+        fps: frame rate of the sequences.
+        audio_path: audio to mux (its duration sets the video's, see :func:`render_video`).
+        faces_path: (F, 3) int .npy; default: the embedded head's faces (and part colours),
+            valid only for sequences with the head's vertex count.
+        captions, size, view: see :func:`render_video`.
+    Returns:
+        The dict of :func:`render_video`.
+    Raises:
+        MissingFileError, BadInputError: missing/unreadable files, shape mismatches.
+    """
+    seqs = []
+    for p in map(Path, verts_paths):
+        if not p.is_file():
+            raise MissingFileError(f"{p}: vertex file not found")
+        try:
+            seqs.append(np.load(p, allow_pickle=False))
+        except ValueError as e:
+            raise BadInputError(f"{p}: not a plain .npy array ({e})") from None
+    part, names = None, tuple(PART_COLORS)
+    if faces_path is None:
+        from avguide.assets.head import load_head
+
+        head = load_head()
+        faces = np.asarray(head.faces)
+        n_v = seqs[0].reshape(seqs[0].shape[0], -1).shape[1] // 3
+        if n_v != head.vertices.shape[0]:
+            raise BadInputError(f"{verts_paths[0]}: {n_v} vertices, but the embedded head has "
+                                f"{head.vertices.shape[0]}; pass --faces for this mesh")
+        part, names = np.asarray(head.vertex_part), tuple(head.part_names)
+    else:
+        fp = Path(faces_path)
+        if not fp.is_file():
+            raise MissingFileError(f"{fp}: faces file not found")
+        faces = np.load(fp, allow_pickle=False)
+    return render_video(seqs, faces, out_path, fps=fps, audio_path=audio_path, vertex_part=part, part_names=names,
+                        captions=captions, size=size, view=view)
