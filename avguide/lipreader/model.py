@@ -196,17 +196,21 @@ class LipReadingExpert(nn.Module):
                 "loss_att": loss_att, "acc": acc}
 
     def forward(self, video: torch.Tensor, video_lengths: torch.Tensor,
-                audio: torch.Tensor | None, audio_lengths: torch.Tensor | None,
-                targets: torch.Tensor) -> dict[str, torch.Tensor]:
+                audio: torch.Tensor | None = None, audio_lengths: torch.Tensor | None = None,
+                targets: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """Encode and score a padded batch: :meth:`encode` then :meth:`losses`.
 
         Args:
             video, video_lengths, audio, audio_lengths: see :meth:`encode` (audio None for the
-                visual-only expert).
-            targets: (B, S) int64 ids padded with -1.
+                visual-only expert, e.g. ``vsr(video, lengths, targets=y)``).
+            targets: (B, S) int64 ids padded with -1 (required).
         Returns:
             dict of () float tensors: loss, loss_ctc, loss_att, acc.
+        Raises:
+            BadInputError: see :meth:`encode` and :meth:`losses`; ``targets`` missing.
         """
+        if targets is None:
+            raise BadInputError("targets: required to compute the expert's losses")
         return self.losses(self.encode(video, video_lengths, audio, audio_lengths), targets)
 
 

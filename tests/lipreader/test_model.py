@@ -1,0 +1,136 @@
+"""Expert building blocks against naive definitions, and the model API on small presets."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from avguide.errors import BadInputError
+from avguide.lipreader.attention import MultiHeadedAttention, relative_position_table
+from avguide.lipreader.config import ExpertConfig, avsr_cpu_small, vsr_cpu_small
+from avguide.lipreader.decoder import TransformerDecoder
+from avguide.lipreader.losses import add_sos_eos, label_smoothing_loss
+from avguide.lipreader.model import build_avsr, build_expert, build_vsr
+from avguide.lipreader.preprocess import normalize_audio, normalize_video
+
+
+def test_relative_attention_matches_explicit_offsets():
+    torch.manual_seed(0)
+    heads, dim, T = 2, 8, 5
+    att = MultiHeadedAttention(heads, dim, 0.0, relative=True).eval()
+    x = torch.randn(1, T, dim)
+    mask = torch.tensor([[[True, True, True, True, False]]])
+    got = att(x, x, x, mask, relative_position_table(T, dim))
+    # naive: score(i, j) uses the sinusoid of offset i - j directly
+    d_k = dim // heads
+    q = att.linear_q(x).view(T, heads, d_k)
+    k = att.linear_k(x).view(T, heads, d_k)
+    v = att.linear_v(x).view(T, heads, d_k)
+    out = torch.zeros(T, heads, d_k)
+    for h in range(heads):
+        for i in range(T):
+            scores = []
+            for j in range(T):
+                freqs = torch.tensor([10000 ** (-2 * c / dim) for c in range(dim // 2)])
+                ang = (i - j) * freqs
+                pe = torch.stack([ang.sin(), ang.cos()], 1).reshape(dim)
+                p = att.linear_pos(pe).view(heads, d_k)[h]
+                s = (q[i, h] + att.pos_bias_u[h]) @ k[j, h] + (q[i, h] + att.pos_bias_v[h]) @ p
+                scores.append(s / math.sqrt(d_k) if j < 4 else torch.tensor(-1e30))
+            w = torch.softmax(torch.stack(scores), 0)
+            out[i, h] = (w[:, None] * v[:, h]).sum(0)
+    want = att.linear_out(out.reshape(1, T, dim))
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_decoder_step_with_cache_equals_full_forward():
+    torch.manual_seed(0)
+    dec = TransformerDecoder(odim=11, dim=16, heads=2, ffn_dim=24, layers=2, dropout=0.0,
+                             attn_dropout=0.0).eval()
+    memory = torch.randn(3, 7, 16)
+    mask = torch.tensor([7, 5, 2])[:, None, None] > torch.arange(7)  # (3, 1, 7)
+    tokens = torch.randint(1, 11, (3, 4))
+    full = torch.log_softmax(dec(tokens, memory, mask), -1)  # (3, 4, 11)
+    cache = None
+    for s in range(1, 5):
+        logp, cache = dec.step(tokens[:, :s], memory, mask, cache)
+        torch.testing.assert_close(logp, full[:, s - 1], rtol=1e-5, atol=1e-5)
+
+
+def test_add_sos_eos_by_hand():
+    ys_in, ys_out = add_sos_eos(torch.tensor([[5, 6, 7], [8, -1, -1]]), sos=9, eos=9)
+    assert ys_in.tolist() == [[9, 5, 6, 7], [9, 8, 9, 9]]
+    assert ys_out.tolist() == [[5, 6, 7, 9], [8, 9, -1, -1]]
+
+
+def test_label_smoothing_matches_kl_div():
+    torch.manual_seed(0)
+    logits = torch.randn(2, 4, 6)
+    targets = torch.tensor([[1, 2, 3, -1], [4, 5, -1, -1]])
+    q = torch.full((2, 4, 6), 0.1 / 5)
+    q.scatter_(2, targets.clamp(min=0).unsqueeze(-1), 0.9)
+    kl = F.kl_div(torch.log_softmax(logits, -1), q, reduction="none").sum(-1)
+    want = (kl * (targets != -1)).sum() / 2
+    torch.testing.assert_close(label_smoothing_loss(logits, targets, 0.1), want)
+
+
+def test_input_normalisation():
+    torch.manual_seed(0)
+    audio = torch.randn(2, 100) * 3 + 1
+    lengths = torch.tensor([100, 60])
+    out = normalize_audio(audio, lengths)
+    torch.testing.assert_close(out[1, :60], F.layer_norm(audio[1, :60], (60,), eps=1e-8))
+    torch.testing.assert_close(out[0], F.layer_norm(audio[0], (100,), eps=1e-8))
+    assert torch.all(out[1, 60:] == 0)
+    assert normalize_video(torch.tensor(0.421 + 0.165)).item() == pytest.approx(1.0)
+
+
+def _batch(B=2, T=6, size=32, audio=True):
+    torch.manual_seed(0)
+    video = torch.rand(B, T, 1, size, size, requires_grad=True)
+    wav = torch.randn(B, T * 640) if audio else None
+    targets = torch.tensor([[3, 4, 5], [6, 7, -1]])
+    return video, torch.tensor([T, T - 2]), wav, torch.tensor([T * 640, (T - 2) * 640]), targets
+
+
+@pytest.mark.parametrize("preset", [avsr_cpu_small, vsr_cpu_small])
+def test_small_preset_trains_and_passes_gradient_to_pixels(preset):
+    cfg = preset()
+    model = build_expert(cfg).train()
+    video, vlen, wav, alen, targets = _batch(audio=cfg.modality == "av")
+    out = model(normalize_video(video), vlen, wav, alen if wav is not None else None, targets)
+    assert set(out) == {"loss", "loss_ctc", "loss_att", "acc"}
+    torch.testing.assert_close(out["loss"], 0.1 * out["loss_ctc"] + 0.9 * out["loss_att"])
+    out["loss"].backward()
+    assert torch.isfinite(video.grad).all() and video.grad.abs().sum() > 0
+    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+
+
+def test_api_errors():
+    av = build_avsr(ExpertConfig(modality="av", odim=8, adim=16, aheads=2, eunits=16,
+                                 elayers=1, aux_adim=16, aux_aheads=2, aux_eunits=16,
+                                 aux_elayers=1, fusion_hdim=16, ddim=16, dheads=2, dunits=16,
+                                 dlayers=1, visual_widths=(4, 4, 4, 4), audio_widths=(4, 4, 4, 4)))
+    video, vlen, wav, alen, targets = _batch()
+    with pytest.raises(BadInputError, match="audio: expected"):
+        av(video, vlen, wav[:, :-700], alen, targets)
+    with pytest.raises(BadInputError, match="required"):
+        av(video, vlen, None, None, targets)
+    with pytest.raises(BadInputError, match="video: expected"):
+        av(video[:, :, 0], vlen, wav, alen, targets)
+    with pytest.raises(BadInputError, match=r"targets: expected .* ids in \[1, 6\]"):
+        av(video, vlen, wav, alen, torch.tensor([[7], [1]]))
+    with pytest.raises(BadInputError, match="visual-only"):
+        vsr = build_vsr(vsr_cpu_small())
+        vsr(video, vlen, wav, alen, targets)
+    with pytest.raises(BadInputError, match="modality must be 'av'"):
+        build_avsr(vsr_cpu_small())
+
+
+def test_config_check_lists_every_problem():
+    cfg = ExpertConfig(adim=100, aheads=3, cnn_module_kernel=4, mtlalpha=1.5)
+    errors = cfg.check()
+    assert len(errors) == 4 and any("adim/aheads" in e for e in errors)
+    with pytest.raises(BadInputError, match="cnn_module_kernel.*mtlalpha"):
+        cfg.validate()
