@@ -5,9 +5,11 @@ whose keys equal avguide's (``encoder.*``, ``aux_encoder.*``, ``fusion.*``, ``de
 ``ctc.*``), so they load with ``strict=True`` unchanged. The only rename avguide applies is for
 training-framework wrappers around the same weights:
 
-- a top-level ``{"state_dict": {...}}`` (PyTorch Lightning checkpoint) is unwrapped;
-- a ``model.`` prefix (Auto-AVSR's Lightning module holds the network as ``self.model``) and a
-  ``module.`` prefix (DistributedDataParallel) are stripped when every key carries it.
+- a top-level ``{"state_dict": {...}}`` (PyTorch Lightning checkpoint) is unwrapped; if some
+  of its keys start with ``model.`` (Auto-AVSR's Lightning module holds the network as
+  ``self.model``), only those are kept (other module state, e.g. a beam-search scorer, is not
+  the network's);
+- a ``model.`` or ``module.`` (DistributedDataParallel) prefix carried by every key is stripped.
 
 Files are read with ``torch.load(weights_only=True)``: tensors only, no arbitrary pickles.
 """
@@ -48,6 +50,8 @@ def read_auto_avsr_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
                             f"{str(e).splitlines()[0] if str(e) else ''})") from None
     if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
         obj = obj["state_dict"]
+        if any(k.startswith("model.") for k in obj):
+            obj = {k: v for k, v in obj.items() if k.startswith("model.")}
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise BadInputError(f"{path}: expected a state dict (mapping of key -> tensor), "
                             f"got {type(obj).__name__}")

@@ -23,7 +23,8 @@ def test_load_roundtrip(tmp_path, wrap):
     src = build_expert(_tiny())
     state = src.state_dict()
     if wrap == "lightning":
-        state = {"state_dict": {f"model.{k}": v for k, v in state.items()}}
+        state = {"state_dict": {**{f"model.{k}": v for k, v in state.items()},
+                                "beam_search.weights": torch.zeros(1)}, "epoch": 3}
     elif wrap == "ddp":
         state = {f"module.{k}": v for k, v in state.items()}
     torch.save(state, tmp_path / "ckpt.pth")
