@@ -194,8 +194,8 @@ def beam_search(decoder: TransformerDecoder | None, memory: torch.Tensor,
             if use_ctc:
                 ctc_state = CTCPrefixState(ctc_state.r[:, :, keep], ctc_state.score[keep],
                                            ctc_state.last[keep], ctc_state.utt[keep])
-    return [max(h, key=lambda hyp: hyp.score) if h else Hypothesis([sos, eos], float("-inf"))
-            for h in ended]
+    # every utterance ends by its last step (i = length - 1) with at least one hypothesis
+    return [max(h, key=lambda hyp: hyp.score) for h in ended]
 
 
 def recognize(model: LipReadingExpert, encoded: Encoded, beam_size: int = 40,
