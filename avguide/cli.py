@@ -53,6 +53,38 @@ def _synth_run(a: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------------- render
+def _render_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("verts", help="vertex sequence .npy, (T, V*3) or (T, V, 3)")
+    p.add_argument("--grid", nargs="+", default=[], metavar="VERTS",
+                   help="more sequences rendered side by side (e.g. baseline.npy avguided.npy)")
+    p.add_argument("--captions", help="comma-separated captions, one per panel (e.g. 'GT,baseline,AV')")
+    p.add_argument("--audio", help="audio to mux; the video lasts as long as the audio")
+    p.add_argument("-o", "--output", required=True, help="output .mp4")
+    p.add_argument("--fps", type=float, default=30.0, help="frame rate of the sequences (default 30)")
+    topo = p.add_mutually_exclusive_group()
+    topo.add_argument("--template", help="mesh (.obj/.ply) giving the faces, e.g. FLAME_sample.ply")
+    topo.add_argument("--faces", help="(F, 3) face indices .npy")
+    p.add_argument("--size", type=int, default=512, help="panel size in pixels (default 512)")
+    p.add_argument("--view", choices=["three_quarter", "front"], default="three_quarter")
+
+
+def _render_run(a: argparse.Namespace) -> int:
+    """Render vertex sequences to an mp4 with the audio muxed."""
+    from avguide.render.video import render_video_files
+
+    paths = [a.verts, *a.grid]
+    captions = [c.strip() for c in a.captions.split(",")] if a.captions else None
+    info = render_video_files(paths, a.output, fps=a.fps, audio_path=a.audio,
+                              faces_path=a.template or a.faces, captions=captions,
+                              size=a.size, view=a.view)
+    adjusted = [f"{p}: {t} frame(s) trimmed, {h} held" for p, t, h in
+                zip(paths, info["trimmed_frames"], info["padded_frames"]) if t or h]
+    print(f"wrote {a.output}: {info['frames']} frames at {a.fps:g} fps ({info['duration_s']:.2f} s)"
+          + ("; " + "; ".join(adjusted) if adjusted else ""))
+    return 0
+
+
 # ------------------------------------------------------------------------------- evaluate
 def _evaluate_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pred", required=True, help="folder of predicted .npy/.npz vertex sequences")
@@ -84,6 +116,7 @@ def _evaluate_run(a: argparse.Namespace) -> int:
 
 COMMANDS: list[Command] = [
     ("synth", _synth_args, _synth_run),
+    ("render", _render_args, _render_run),
     ("evaluate", _evaluate_args, _evaluate_run),
 ]
 

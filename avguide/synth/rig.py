@@ -16,6 +16,8 @@ _PAIRS = (("-decr", "-incr"), ("-down", "-up"), ("-backward", "-forward"))
 """Name suffixes of the two directions of one MakeHuman modifier (negative, positive)."""
 
 LIP_GAP_CLOSED_M = (-0.5e-3, 1.0e-3)
+MAX_TEETH_SKIN_PIXELS = 0
+"""Tolerance of :func:`teeth_poke_through` (teeth pixels above the lips in a 64x64 lip render)."""
 """Accepted range (metres) of the rest lip gap along the mouth (see :func:`lip_gaps`): the lips
 touch (at most 0.5 mm of overlap, below a pixel of the lip camera) and are never apart by more
 than 1 mm. The embedded head's own gaps at rest are 0.24..0.63 mm."""
@@ -126,7 +128,8 @@ def sample_identity(head: HeadAsset, rng: np.random.Generator, strength: float =
     one-sided target (head shapes such as ``head-oval``) is used with probability 0.3 at a weight
     ~ U(0, 1). All values are multiplied by ``strength``. A draw is kept only if the mouth stays
     closed without the lips running into each other at rest (every :func:`lip_gaps` column in
-    :data:`LIP_GAP_CLOSED_M`); otherwise it is drawn again.
+    :data:`LIP_GAP_CLOSED_M`) and the teeth never show through the skin in extreme mouth poses
+    (:func:`teeth_poke_through`); otherwise it is drawn again.
 
     Args:
         head: the head asset.
@@ -156,7 +159,59 @@ def sample_identity(head: HeadAsset, rng: np.random.Generator, strength: float =
         coeffs *= strength
         template = apply_blendshapes(head.vertices, head.identity_targets, coeffs)
         gaps = lip_gaps(template, head)
-        if gaps.min() >= LIP_GAP_CLOSED_M[0] and gaps.max() <= LIP_GAP_CLOSED_M[1]:
+        if not (gaps.min() >= LIP_GAP_CLOSED_M[0] and gaps.max() <= LIP_GAP_CLOSED_M[1]):
+            continue
+        if teeth_poke_through(template, head) <= MAX_TEETH_SKIN_PIXELS:
             return coeffs, template
-    raise RuntimeError(f"sample_identity: no identity with a closed mouth in {max_tries} draws "
-                       f"at strength {strength}")
+    raise RuntimeError(f"sample_identity: no identity with a closed mouth and hidden teeth in "
+                       f"{max_tries} draws at strength {strength}")
+
+
+TEETH_CHECK_POSES: tuple[dict[str, float], ...] = (
+    {"mouthFunnel": 1.0, "jawOpen": 0.4},
+    {"mouthPucker": 1.0, "jawOpen": 0.2},
+    {"mouthFunnel": 0.6, "mouthPucker": 0.4, "jawOpen": 0.5},
+    {"jawOpen": 0.8},
+)
+"""Extreme mouth poses in which :func:`teeth_poke_through` must find no teeth showing through skin."""
+
+
+def teeth_poke_through(template: np.ndarray, head: HeadAsset, size: int = 64) -> int:
+    """Largest number of teeth pixels seen above the lips in the lip camera over
+    :data:`TEETH_CHECK_POSES`.
+
+    Identity shapes move the skin but not the teeth, so a narrow nose or a flat upper lip can let
+    the upper teeth show through the skin beside the nose once the lips round. Teeth seen
+    legitimately through the mouth opening are always below the top of the upper lip.
+
+    Args:
+        template: (V, 3) float rest vertices of a subject.
+        head: the head asset (blendshapes, faces, part labels, lips).
+        size: image side of the check render (pixels).
+    Returns:
+        The worst pose's count of teeth pixels in rows above the topmost lip pixel.
+    """
+    import torch
+
+    from avguide.assets.arkit import ARKIT_INDEX
+    from avguide.render.camera import project
+    from avguide.render.lipcam import lip_camera
+    from avguide.render.raster import rasterize
+
+    faces_np = np.asarray(head.faces, dtype=np.int64)
+    face_part = torch.from_numpy(np.asarray(head.vertex_part, dtype=np.int64)[faces_np[:, 0]])
+    teeth, lips = list(head.part_names).index("teeth"), list(head.part_names).index("lips")
+    weights = np.zeros((len(TEETH_CHECK_POSES), len(head.blendshape_names)), np.float32)
+    for i, pose in enumerate(TEETH_CHECK_POSES):
+        for name, w in pose.items():
+            weights[i, ARKIT_INDEX[name]] = w
+    verts = torch.from_numpy(apply_blendshapes(template, head.blendshapes, weights))  # (P, V, 3)
+    cam = lip_camera(torch.from_numpy(np.asarray(template, np.float32)),
+                     torch.tensor(np.asarray(head.regions["lips"], dtype=np.int64)), size=size)
+    with torch.no_grad():
+        fid = rasterize(project(verts, cam), torch.tensor(faces_np), (size, size))  # (P, H, W)
+    part = torch.where(fid >= 0, face_part[fid.clamp(min=0)], torch.full_like(fid, -1))
+    rows = torch.arange(size)[None, :, None].expand_as(part)
+    lip_top = torch.where(part == lips, rows, size).flatten(1).amin(1)  # (P,)
+    above = (part == teeth) & (rows < lip_top[:, None, None])
+    return int(above.flatten(1).sum(1).max())

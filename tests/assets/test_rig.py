@@ -90,3 +90,18 @@ def test_identities_distinct_plausible_and_closed(head):
     np.testing.assert_allclose(t0, head.vertices, atol=1e-7)
     with pytest.raises(BadInputError, match="strength"):
         sample_identity(head, rng, strength=-1.0)
+
+
+def test_teeth_poke_through_detects_narrow_nose():
+    """A narrow nose lets the upper teeth show beside it when the lips round: detected, and such
+    identities are never drawn."""
+    from avguide.assets.head import load_head
+    from avguide.synth.rig import apply_blendshapes, sample_identity, teeth_poke_through
+
+    head = load_head()
+    assert teeth_poke_through(np.asarray(head.vertices), head) == 0
+    c = np.zeros(len(head.identity_names), np.float32)
+    c[list(head.identity_names).index("nose-scale-horiz-decr")] = 1.0
+    assert teeth_poke_through(apply_blendshapes(head.vertices, head.identity_targets, c), head) > 5
+    _, template = sample_identity(head, np.random.default_rng([0, 1, 0]))  # Synth01's draw
+    assert teeth_poke_through(template, head) == 0
