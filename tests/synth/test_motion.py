@@ -191,3 +191,17 @@ def test_bad_inputs():
                       np.random.default_rng(0))
     with pytest.raises(BadInputError, match="viseme"):
         speech_motion([Phone("Q", 0, 1)], 10, 25.0, SpeakingStyle(), np.random.default_rng(0))
+
+
+def test_rounding_anticipates_over_consonants():
+    """/s/ before /u/ is already rounded ("Sue"), /s/ before /i/ is spread ("see")."""
+    style = SpeakingStyle(variation=0.0, blink_rate=0.0, brow_rate=0.0)
+    out = {}
+    for vowel in ("uː", "iː"):
+        phones = [Phone("_", 0.0, 0.3), Phone("s", 0.3, 0.42), Phone(vowel, 0.42, 0.62, 1),
+                  Phone("_", 0.62, 1.0)]
+        w = speech_motion(phones, 100, 100.0, style, np.random.default_rng(0))
+        out[vowel] = w[36]  # centre of /s/
+    assert out["uː"][ARKIT_INDEX["mouthPucker"]] > 0.3
+    assert out["iː"][ARKIT_INDEX["mouthPucker"]] < 0.02
+    assert out["iː"][ARKIT_INDEX["mouthStretchLeft"]] > out["uː"][ARKIT_INDEX["mouthStretchLeft"]]
