@@ -46,7 +46,7 @@ TARGETS: dict[str, dict[str, float]] = {
     "_": {},
     "p": {"jaw": 0.10, "close": 1.0, "press": 0.45},
     "f": {"jaw": 0.03, "close": 0.9, "roll_lower": 0.85, "upper_up": 0.25},
-    "d": {"jaw": 0.14, "upper_up": 0.10, "lower_down": 0.20, "tongue": 0.35},
+    "d": {"jaw": 0.18, "upper_up": 0.10, "lower_down": 0.20, "tongue": 0.50},
     "t": {"jaw": 0.10, "lower_down": 0.10, "stretch": 0.10},
     "s": {"jaw": 0.04, "upper_up": 0.35, "lower_down": 0.30, "stretch": 0.30},
     "c": {"jaw": 0.06, "upper_up": 0.30, "lower_down": 0.20, "pucker": 0.45, "funnel": 0.20},
@@ -73,15 +73,21 @@ VOWELS = frozenset("waeihoqx")  # classes whose segments are vowels (w also hold
 _VOWEL_DOMINANCE = {"jaw": 1.0, "lips": 0.8, "round": 0.6, "tongue": 0.3}
 _CONSONANT_DOMINANCE = {"jaw": 0.12, "lips": 0.5, "round": 0.08, "tongue": 1.0}
 _SILENCE_DOMINANCE = {"jaw": 0.8, "lips": 0.8, "round": 0.8, "tongue": 0.8}
-_CLASS_DOMINANCE = {
+_CLASS_DOMINANCE = {  # overrides of the defaults above
     "p": {"lips": 1.0, "round": 0.05},
     "f": {"lips": 1.0, "jaw": 0.6},
+    "d": {"jaw": 0.5},
     "s": {"jaw": 0.5},
     "c": {"round": 0.6, "jaw": 0.4},
     "r": {"round": 0.5},
     "w": {"round": 1.0},
     "o": {"round": 1.0},
     "q": {"round": 1.0},
+    "i": {"round": 1.0},  # spread and open vowels resist rounding from their neighbours
+    "e": {"round": 1.0},
+    "a": {"round": 0.9},
+    "h": {"round": 0.8},
+    "x": {"round": 0.3},  # schwa takes the lip shape of its context
 }
 CARRY_OVER_S = 0.06
 """Gaussian width (s) of a segment's dominance after it ends."""
