@@ -1,0 +1,380 @@
+"""Stage 1: train or fine-tune the lip-reading expert on renders of ground-truth meshes.
+
+    setup:  dataset -> render assets, tokeniser, expert (preset + overrides; ``init`` weights)
+    train:  for each epoch, for each batch of training recordings:
+              GT lip video from the render cache (rendered once, uint8)   (B, T25, 1, c, c)
+              16 kHz audio, augmented (noise, time masks, dropout)        (B, T25 * 640)   [AV]
+              loss = mtlalpha * CTC + (1 - mtlalpha) * attention CE  -> AdamW, warmup + cosine
+            validation CER (greedy CTC, clean audio) -> checkpoint (best by val CER)
+    save:   RUN/ckpt-*/ (weights, optimiser/scheduler/RNG, meta.json with the config, expert
+            hyper-parameters, tokeniser and video settings), RUN/render_assets.npz, metrics.jsonl
+
+``modality: video`` trains the visual-only expert, i.e. the evaluation reader (its camera rule
+defaults to the sequence mean, the reader's rule; see :mod:`avguide.lipreader.reader`).
+Entry point for the CLI: :func:`run_expert_stage`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+
+from avguide.config import config_to_dict, load_config
+from avguide.data.batching import Batch, RecordingDataset, collate, make_loader
+from avguide.data.layouts import open_dataset
+from avguide.errors import BadInputError
+from avguide.lipreader.checkpoint import load_auto_avsr_checkpoint
+from avguide.lipreader.config import PRESETS, ExpertConfig
+from avguide.lipreader.lipvideo import assets_from_dataset, save_assets
+from avguide.lipreader.model import LipReadingExpert, build_expert
+from avguide.lipreader.preprocess import SAMPLES_PER_FRAME, normalize_audio
+from avguide.lipreader.reader import decode_batch, load_trained_expert, make_tokenizer
+from avguide.lipreader.render_cache import RenderCache
+from avguide.lipreader.tokenizers import pad_targets
+from avguide.metrics.text import EditCounts, char_counts, word_counts
+from avguide.train import distributed as dist
+from avguide.train.audio_augment import AudioAugmentConfig, augment_audio
+from avguide.train.checkpoint import (load_checkpoint, load_train_state, save_checkpoint, seed_everything,
+                                      start_run)
+from avguide.train.logging import RunLogger
+from avguide.train.losses import check_finite, combine
+
+
+@dataclass
+class ExpertStageConfig:
+    """Stage-1 settings (saved in every checkpoint).
+
+    Attributes:
+        data: dataset root (:func:`avguide.data.layouts.open_dataset`).
+        modality: "av" (audio-visual expert, the stage-2 loss) or "video" (visual-only: the
+            evaluation reader).
+        size: "cpu_small" (``avsr_cpu_small`` / ``vsr_cpu_small``, char tokens) or "base"
+            (Auto-AVSR base, SentencePiece tokens, 88x88).
+        expert: overrides of :class:`avguide.lipreader.config.ExpertConfig` fields
+            (e.g. ``expert.elayers=2``).
+        tokenizer: "auto" (char for cpu_small, spm for base), "char" or "spm".
+        init: weights to start from: an avguide run/checkpoint directory, or an Auto-AVSR
+            ``.pth`` (``size=base``); null trains from scratch.
+        crop: lip crop side; 0 = auto (44 for cpu_small: 48x48 render -> 44x44; 88 for base:
+            96 -> 88).
+        camera: lip camera rule; "auto" = "template" for av, "sequence_mean" for video.
+        cache_dir: render cache root shared by runs; null = ``RUN/render_cache``.
+        train_split, val_split: dataset splits.
+        epochs, batch_size, lr, weight_decay, warmup_epochs, grad_clip, seed: optimisation.
+        val_max: validate on at most this many recordings (0 = all).
+        device: "auto", "cpu" or "cuda".
+        audio: augmentation (AV only).
+    """
+
+    data: str = ""
+    modality: Literal["av", "video"] = "av"
+    size: Literal["cpu_small", "base"] = "cpu_small"
+    expert: dict[str, Any] = field(default_factory=dict)
+    tokenizer: Literal["auto", "char", "spm"] = "auto"
+    init: str | None = None
+    crop: int = 0
+    camera: Literal["auto", "template", "sequence_mean"] = "auto"
+    cache_dir: str | None = None
+    train_split: str = "train"
+    val_split: str = "val"
+    epochs: int = 60
+    batch_size: int = 8
+    lr: float = 1e-3
+    weight_decay: float = 0.03
+    warmup_epochs: float = 3.0
+    grad_clip: float = 5.0
+    seed: int = 0
+    val_max: int = 0
+    device: str = "auto"
+    audio: AudioAugmentConfig = field(default_factory=AudioAugmentConfig)
+
+    def check(self) -> list[str]:
+        errs = []
+        if not self.data:
+            errs.append("data: the dataset directory is required (--data DIR)")
+        if self.crop < 0 or (self.crop and self.crop < 16):
+            errs.append(f"crop: 0 (auto) or >= 16 pixels, got {self.crop}")
+        for name in ("epochs", "batch_size"):
+            if getattr(self, name) < 1:
+                errs.append(f"{name}: must be >= 1, got {getattr(self, name)}")
+        if self.lr <= 0 or self.weight_decay < 0 or self.warmup_epochs < 0 or self.grad_clip < 0:
+            errs.append("lr must be > 0; weight_decay, warmup_epochs, grad_clip >= 0")
+        if self.val_max < 0:
+            errs.append(f"val_max: must be >= 0, got {self.val_max}")
+        names = {f.name for f in dataclasses.fields(ExpertConfig)} - {"modality", "odim"}
+        bad = sorted(set(self.expert) - names)
+        if bad:
+            errs.append(f"expert: unknown field(s) {bad}; allowed: {', '.join(sorted(names))}")
+        if self.init and self.init.endswith((".pth", ".pt", ".ckpt")) and self.size != "base":
+            errs.append("init: an Auto-AVSR .pth needs size=base")
+        return errs
+
+    # resolved values -------------------------------------------------------------------------
+    def crop_size(self) -> int:
+        return self.crop or (88 if self.size == "base" else 44)
+
+    def camera_rule(self) -> str:
+        if self.camera != "auto":
+            return self.camera
+        return "template" if self.modality == "av" else "sequence_mean"
+
+    def tokenizer_name(self) -> str:
+        if self.tokenizer != "auto":
+            return self.tokenizer
+        return "spm" if self.size == "base" else "char"
+
+    def expert_config(self, odim: int) -> ExpertConfig:
+        """The expert's hyper-parameters: preset of ``size`` x ``modality``, then ``expert``."""
+        v = self.modality == "video"
+        preset = PRESETS[("vsr_" if v else "avsr_") + self.size]
+        cfg = preset() if self.size == "base" else preset(odim)
+        over = {k: (tuple(x) if isinstance(x, list) else x) for k, x in self.expert.items()}
+        return dataclasses.replace(cfg, odim=odim, **over).validate()
+
+
+def align_audio(audio: torch.Tensor, audio_lengths: torch.Tensor, video_lengths: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cut or zero-pad 16 kHz audio to 640 samples per 25 fps video frame.
+
+    Args:
+        audio: (B, L) float. audio_lengths: (B,) int64. video_lengths: (B,) int64 frames at 25 fps.
+    Returns:
+        audio (B, Tmax * 640) float and lengths (B,) = min(audio_lengths, video_lengths * 640).
+    """
+    n = int(video_lengths.max()) * SAMPLES_PER_FRAME
+    out = audio.new_zeros(audio.shape[0], n)
+    m = min(n, audio.shape[1])
+    out[:, :m] = audio[:, :m]
+    lengths = torch.minimum(audio_lengths, video_lengths * SAMPLES_PER_FRAME)
+    valid = torch.arange(n, device=audio.device)[None, :] < lengths[:, None]
+    return out * valid, lengths
+
+
+def expert_inputs(batch: Batch, cache: RenderCache, samples, modality: str, audio_mode: str,
+                  aug: AudioAugmentConfig | None, device: torch.device) -> dict[str, torch.Tensor | None]:
+    """Video (cached GT renders) and audio (aligned, optionally augmented/dropped, normalised).
+
+    Args:
+        batch: the collated recordings. cache: GT render cache. samples: the batch's samples.
+        modality: "av" or "video". audio_mode: "clean", "augment" (training) or "dropped" (zeros).
+        aug: augmentation settings ("augment" only). device: target device.
+    Returns:
+        {"video", "video_lengths", "audio", "audio_lengths"} (audio None for video-only).
+    """
+    video, vlen = cache.video(samples, device)
+    if modality == "video":
+        return {"video": video, "video_lengths": vlen, "audio": None, "audio_lengths": None}
+    audio, alen = align_audio(batch.audio, batch.audio_lengths, vlen.cpu())
+    if audio_mode == "augment":
+        audio, _ = augment_audio(audio, alen, aug)
+    elif audio_mode == "dropped":
+        audio = torch.zeros_like(audio)
+    return {"video": video, "video_lengths": vlen, "audio": normalize_audio(audio, alen).to(device),
+            "audio_lengths": alen.to(device)}
+
+
+def _lr_lambda(total_steps: int, warmup_steps: int):
+    def f(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        p = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, p)))
+    return f
+
+
+def _load_init(model: LipReadingExpert, init: str) -> None:
+    """Initial weights: an Auto-AVSR .pth file, or an avguide stage-1 run/checkpoint."""
+    path = Path(init)
+    if path.is_file():
+        load_auto_avsr_checkpoint(path, model)
+        return
+    src = load_trained_expert(path, "best").model
+    if dataclasses.asdict(src.cfg) != dataclasses.asdict(model.cfg):
+        state = src.state_dict()
+        own = model.state_dict()
+        fits = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+        if not fits:
+            raise BadInputError(f"init {init}: no weight fits this expert")
+        model.load_state_dict(fits, strict=False)  # e.g. a visual-only expert into an AV one
+    else:
+        model.load_state_dict(src.state_dict())
+
+
+def evaluate_split(model: LipReadingExpert, index, refs, cache: RenderCache, tokenizer, modality: str, *,
+                   audio_mode: str = "clean", decode: str = "greedy", beam_size: int = 10, batch_size: int = 8,
+                   device: torch.device | str = "cpu") -> dict:
+    """CER / WER of an expert on GT renders of some recordings.
+
+    Args:
+        model: the expert (set to eval mode here). index: the dataset. refs: recordings.
+        cache: GT render cache (its crop/camera must be the expert's). tokenizer: its tokeniser.
+        modality: "av" or "video". audio_mode: "clean" or "dropped" (AV only).
+        decode: "greedy" or "beam". beam_size: beam width. batch_size: recordings per batch.
+    Returns:
+        {"cer", "wer" (corpus rates), "n", "hyps": {name: text}}.
+    """
+    model.eval()
+    ds = RecordingDataset(index, refs, need_text=True)
+    cc, wc, hyps = EditCounts(), EditCounts(), {}
+    with torch.no_grad():
+        for s in range(0, len(ds), batch_size):
+            samples = [ds[i] for i in range(s, min(len(ds), s + batch_size))]
+            batch = collate(samples)
+            x = expert_inputs(batch, cache, samples, modality, audio_mode, None, torch.device(device))
+            enc = model.encode(**x)
+            for smp, text in zip(samples, decode_batch(model, enc, tokenizer, decode, beam_size)):
+                hyps[smp.name] = text
+                cc += char_counts(smp.text, text)
+                wc += word_counts(smp.text, text)
+    return {"cer": cc.rate, "wer": wc.rate, "n": len(ds), "hyps": hyps}
+
+
+def train_expert(cfg: ExpertStageConfig, out_dir: str | Path, resume: bool = False) -> Path:
+    """Train (or fine-tune) the expert on GT renders; see the module docstring.
+
+    Args:
+        cfg: the stage config (validated by :func:`avguide.config.load_config`).
+        out_dir: run directory (new, or an existing run with ``resume``).
+        resume: continue the run in ``out_dir`` from its last checkpoint, exactly.
+    Returns:
+        The run directory.
+    Raises:
+        BadInputError / MissingFileError: bad data, run directory or init weights.
+        TrainingDivergedError: a non-finite loss (the last checkpoint is kept).
+    """
+    ctx = dist.init_distributed(cfg.device)
+    seed_everything(cfg.seed + ctx.rank)
+    index = open_dataset(cfg.data)
+    assets = assets_from_dataset(index)
+    tok = make_tokenizer(cfg.tokenizer_name())
+    ecfg = cfg.expert_config(tok.odim)
+    crop, rule = cfg.crop_size(), cfg.camera_rule()
+    config = config_to_dict(cfg)
+    run = Path(out_dir)
+    if ctx.is_main:
+        run = start_run(out_dir, config, resume=resume)
+        if not resume:
+            save_assets(run / "render_assets.npz", assets)
+    dist.barrier(ctx)
+
+    train_refs, val_refs = index.split(cfg.train_split), index.split(cfg.val_split)
+    if not train_refs or not val_refs:
+        raise BadInputError(f"{cfg.data}: split {cfg.train_split!r} has {len(train_refs)} and "
+                            f"{cfg.val_split!r} {len(val_refs)} recordings; both must be non-empty")
+    if cfg.val_max:
+        val_refs = val_refs[: cfg.val_max]
+    cache = RenderCache(assets, crop, rule, cfg.cache_dir or run / "render_cache")
+    train_set = RecordingDataset(index, train_refs, cache=True, need_text=True)
+    position = {ref.name: i for i, ref in enumerate(train_refs)}
+
+    model = build_expert(ecfg)
+    steps_per_epoch = math.ceil(len(train_refs) / (cfg.batch_size * ctx.world_size))
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg.epochs * steps_per_epoch,
+                                                             round(cfg.warmup_epochs * steps_per_epoch)))
+    start_epoch, step, best = 0, 0, math.inf
+    if resume:
+        state, meta, ckpt = load_checkpoint(run, "last")
+        model.load_state_dict(state)
+        ts = load_train_state(ckpt)  # restores the RNG states too
+        opt.load_state_dict(ts["optimizer"])
+        sched.load_state_dict(ts["scheduler"])
+        start_epoch, step, best = int(meta["epoch"]), int(meta["step"]), float(ts["best"])
+    elif cfg.init:
+        _load_init(model, cfg.init)
+    model = dist.wrap_model(model, ctx)
+    log = RunLogger(run, enabled=ctx.is_main, start_step=step)
+    weights = {"ctc": ecfg.mtlalpha, "att": 1.0 - ecfg.mtlalpha}
+    meta_extra = {"expert": dataclasses.asdict(ecfg), "tokenizer": cfg.tokenizer_name(),
+                  "video": {"crop": crop, "camera": rule, "fps": 25}}
+
+    for epoch in range(start_epoch + 1, cfg.epochs + 1):
+        t0, rs0 = time.perf_counter(), cache.render_seconds
+        model.train()
+        sampler = None
+        if ctx.world_size > 1:
+            sampler = torch.utils.data.DistributedSampler(train_set, ctx.world_size, ctx.rank, shuffle=True,
+                                                          seed=cfg.seed)
+            sampler.set_epoch(epoch)
+        loader = make_loader(train_set, cfg.batch_size, shuffle=True, seed=cfg.seed + epoch, sampler=sampler)
+        sums: dict[str, float] = {}
+        bar = log.bar(len(loader), f"epoch {epoch}")
+        for batch in loader:
+            samples = [train_set[position[n]] for n in batch.names]  # held in memory by the dataset
+            x = expert_inputs(batch, cache, samples, cfg.modality, "augment", cfg.audio, ctx.device)
+            targets = pad_targets([tok.encode(t) for t in batch.texts]).to(ctx.device)
+            out = model(**x, targets=targets)
+            total, logs = combine({"ctc": out["loss_ctc"], "att": out["loss_att"]}, weights)
+            check_finite(logs, f"epoch {epoch}, step {step}")
+            opt.zero_grad(set_to_none=True)
+            total.backward()
+            if cfg.grad_clip:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            opt.step()
+            sched.step()
+            step += 1
+            logs["acc"] = float(out["acc"])
+            for k, v in logs.items():
+                sums[k] = sums.get(k, 0.0) + v
+            log.scalars(step, logs, "train")
+            bar.update(1)
+            bar.set_postfix(loss=f"{logs['total']:.3f}")
+        bar.close()
+        train_logs = dist.mean_across({f"train_{k}": v / max(1, len(loader)) for k, v in sums.items()}, ctx)
+        val = evaluate_split(dist.unwrap(model), index, val_refs[ctx.rank:: ctx.world_size], cache, tok,
+                             cfg.modality, batch_size=cfg.batch_size,
+                             device=ctx.device)
+        cer = dist.mean_across({"cer": val["cer"]}, ctx)["cer"]
+        values = {**train_logs, "val_cer": cer, "val_wer": val["wer"], "lr": sched.get_last_lr()[0],
+                  "render_s": cache.render_seconds - rs0}
+        is_best = cer < best
+        best = min(best, cer)
+        if ctx.is_main:
+            save_checkpoint(run, dist.unwrap(model), {"optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                                                      "best": best},
+                            {"epoch": epoch, "step": step, **values, **meta_extra}, config, best=is_best)
+        log.scalars(step, values, "epoch")
+        log.epoch(epoch, step, values, time.perf_counter() - t0)
+        dist.barrier(ctx)
+    log.close()
+    dist.shutdown(ctx)
+    return run
+
+
+
+def run_expert_stage(data: str | None, out: str | Path, *, modality: str | None = None, init: str | None = None,
+                     config_path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = (),
+                     resume: bool = False) -> Path:
+    """What ``avguide train --stage expert`` calls.
+
+    Args:
+        data: ``--data DIR`` (may be omitted when resuming or set in the YAML file).
+        out: ``--out RUN``.
+        modality: ``--modality {av,video}`` (None: the config's, default av).
+        init: ``--init CKPT`` (avguide run/checkpoint or Auto-AVSR .pth).
+        config_path: optional YAML file of :class:`ExpertStageConfig` fields.
+        overrides: ``key=value`` strings (e.g. ``epochs=30``, ``audio.dropout_prob=0.5``).
+        resume: continue ``out`` exactly (its saved config is the base; overrides still apply).
+    Returns:
+        The run directory.
+    Raises:
+        BadInputError / MissingFileError: invalid config, data or run directory (one message).
+    """
+    base = None
+    if resume:
+        saved = Path(out) / "config.json"
+        if not saved.is_file():
+            raise BadInputError(f"--resume {out}: no run there (config.json missing)")
+        base = json.loads(saved.read_text())["config"]
+    flags = [f"data={data}"] if data else []
+    flags += [f"modality={modality}"] if modality else []
+    flags += [f"init={init}"] if init else []
+    cfg = load_config(ExpertStageConfig, config_path, [*flags, *overrides], base=base)
+    return train_expert(cfg, out, resume=resume)
