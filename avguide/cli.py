@@ -85,6 +85,33 @@ def _render_run(a: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------------- train
+def _train_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--stage", required=True, choices=["baseline", "vq"],
+                   help="baseline: animator without AV loss; vq: CodeTalker's VQ-VAE (its stage 1)")
+    p.add_argument("--animator", choices=["faceformer", "codetalker"], help="default faceformer")
+    p.add_argument("--data", help="dataset directory")
+    out = p.add_mutually_exclusive_group(required=True)
+    out.add_argument("--out", help="new run directory")
+    out.add_argument("--resume", metavar="RUN", help="continue this run exactly")
+    p.add_argument("--seed", type=int, help="random seed (default 0)")
+    _add_common(p)
+
+
+def _train_run(a: argparse.Namespace) -> int:
+    """Train an animator (baseline), a VQ-VAE, the expert, or the AV-guided animator."""
+    from avguide.train.baseline import load_train_config, train_animator
+
+    over = [f"stage={a.stage}"] + list(a.overrides)
+    for key, value in (("animator", a.animator), ("data", a.data), ("seed", a.seed)):
+        if value is not None:
+            over.append(f"{key}={value}")
+    cfg = load_train_config(a.config, over, a.resume)
+    result = train_animator(cfg, a.resume or a.out, resume=bool(a.resume))
+    print(f"done: {result['epochs']} epochs, best val loss {result['best_val']:.5g}, run {result['run']}")
+    return 0
+
+
 # ------------------------------------------------------------------------------- evaluate
 def _evaluate_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pred", required=True, help="folder of predicted .npy/.npz vertex sequences")
@@ -117,6 +144,7 @@ def _evaluate_run(a: argparse.Namespace) -> int:
 COMMANDS: list[Command] = [
     ("synth", _synth_args, _synth_run),
     ("render", _render_args, _render_run),
+    ("train", _train_args, _train_run),
     ("evaluate", _evaluate_args, _evaluate_run),
 ]
 

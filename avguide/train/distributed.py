@@ -74,3 +74,19 @@ def barrier(ctx: DistContext) -> None:
 def shutdown(ctx: DistContext) -> None:
     if ctx.world_size > 1 and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def assert_replicas_equal(model: torch.nn.Module, ctx: DistContext) -> None:
+    """Check every process holds bit-identical parameters (cheap: one checksum vector).
+
+    Raises:
+        RuntimeError: the replicas drifted (a DDP bug or non-deterministic update).
+    """
+    if ctx.world_size == 1:
+        return
+    with torch.no_grad():
+        sums = torch.stack([p.detach().double().sum() for p in unwrap(model).parameters()]).to(ctx.device)
+    gathered = [torch.empty_like(sums) for _ in range(ctx.world_size)]
+    dist.all_gather(gathered, sums)
+    if any(not torch.equal(gathered[0], g) for g in gathered[1:]):
+        raise RuntimeError("data-parallel replicas differ after the update")

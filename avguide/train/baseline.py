@@ -1,0 +1,224 @@
+"""Baseline animator training (FaceFormer; CodeTalker stage 1 "vq" and stage 2 "baseline").
+
+``avguide train --stage baseline --animator faceformer --data DIR --out RUN`` runs
+:func:`train_animator`: set-up -> epochs (train, validate, checkpoint) -> done. The same loop,
+with the audio-visual loss added, is the AV-guided stage (:mod:`avguide.train.avguided`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+
+from avguide.config import config_to_dict, load_config
+from avguide.errors import BadInputError
+from avguide.metrics.geometry import lve_batch
+from avguide.train import distributed as D
+from avguide.train.checkpoint import (load_checkpoint, load_train_state, save_checkpoint, seed_everything,
+                                      start_run)
+from avguide.train.logging import RunLogger
+from avguide.train.losses import check_finite, combine
+from avguide.train.setup import (OptimConfig, build_optimizer, clip_and_step, loaders, open_training_data,
+                                 resolve_animator_config, save_run_assets)
+
+DEFAULT_WEIGHTS = {"mse": 1.0, "reg": 1.0, "rec": 1.0, "vq": 1.0}
+"""Loss weights when the config gives none (CodeTalker: rec + vq in stage 1, mse + reg in 2)."""
+
+
+@dataclass
+class AnimatorTrainConfig:
+    """Baseline training of an animator (saved, resolved, in every checkpoint)."""
+
+    data: str = ""
+    layout: str = "auto"
+    animator: Literal["faceformer", "codetalker"] = "faceformer"
+    stage: Literal["baseline", "vq"] = "baseline"     # vq: CodeTalker's stage 1 (VQ-VAE)
+    preset: str = "auto"                               # auto | vocaset | biwi | tiny
+    model: dict[str, Any] = field(default_factory=dict)  # overrides of the preset, resolved at start
+    vq_run: str = ""                                   # CodeTalker stage 2: the trained VQ-VAE run
+    loss_weights: dict[str, float] = field(default_factory=dict)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    seed: int = 0
+    device: str = "auto"
+    workers: int = 0
+    cache: bool = True                                 # keep loaded recordings in memory
+    max_sequences: int = 0                             # limit the train split (quick runs); 0 = all
+
+    def check(self) -> list[str]:
+        errors = []
+        if not self.data:
+            errors.append("data: the dataset directory is required (--data DIR)")
+        if self.stage == "vq" and self.animator != "codetalker":
+            errors.append("stage: 'vq' is CodeTalker's first stage; FaceFormer has none")
+        if self.animator == "codetalker" and self.stage == "baseline" and not self.vq_run:
+            errors.append("vq_run: CodeTalker's baseline needs its trained VQ-VAE: run "
+                          "`avguide train --stage vq --animator codetalker` first and pass vq_run=RUN")
+        if self.device not in ("auto", "cpu", "cuda"):
+            errors.append(f"device: {self.device!r} is not one of auto, cpu, cuda")
+        if self.workers < 0 or self.max_sequences < 0:
+            errors.append("workers and max_sequences: must be >= 0")
+        if any(not isinstance(v, (int, float)) for v in self.loss_weights.values()):
+            errors.append("loss_weights: values must be numbers")
+        return errors
+
+
+def _weights(cfg: AnimatorTrainConfig) -> dict[str, float]:
+    return {**DEFAULT_WEIGHTS, **{k: float(v) for k, v in cfg.loss_weights.items()}}
+
+
+def build_model(cfg: AnimatorTrainConfig, index) -> tuple[torch.nn.Module, dict]:
+    """The animator for this run and its resolved config dict."""
+    from avguide.animators import build_animator
+
+    stage = 1 if cfg.stage == "vq" else 2
+    model_cfg = resolve_animator_config(cfg.animator, cfg.preset, cfg.model, fps=index.fps,
+                                        n_vertices=index.n_vertices, stage=stage)
+    model = build_animator(model_cfg, index.n_vertices, len(index.train_subjects))
+    if cfg.animator == "codetalker" and stage == 2:
+        state, meta, ckpt = load_checkpoint(cfg.vq_run, "best")
+        vq = {k[len("vqvae."):]: v for k, v in state.items() if k.startswith("vqvae.")}
+        if not vq:
+            raise BadInputError(f"vq_run={cfg.vq_run}: {ckpt} holds no VQ-VAE weights")
+        try:
+            model.vqvae.load_state_dict(vq, strict=True)
+        except RuntimeError as e:
+            raise BadInputError(f"vq_run={cfg.vq_run}: VQ-VAE does not fit this model ({str(e)[:300]})") from None
+        for p in model.vqvae.parameters():
+            p.requires_grad_(False)
+    return model, config_to_dict(model_cfg)
+
+
+def train_animator(cfg: AnimatorTrainConfig, out: str | Path, *, resume: bool = False) -> dict:
+    """Train an animator without the AV loss.
+
+    Args:
+        cfg: validated config.
+        out: run directory (new), or the run to continue with ``resume``.
+        resume: continue ``out`` exactly where its last checkpoint stopped (model, optimiser,
+            epoch, RNG, data order).
+    Returns:
+        {"epochs", "best_val", "run"}.
+    Raises:
+        BadInputError / MissingFileError: bad data or run directory; TrainingDivergedError on NaN.
+    """
+    ctx = D.init_distributed(cfg.device)
+    seed_everything(cfg.seed + ctx.rank)
+    index, train_refs, val_refs = open_training_data(cfg.data, cfg.layout, max_sequences=cfg.max_sequences)
+    model, model_cfg = build_model(cfg, index)
+    resolved = config_to_dict(cfg) | {"model": model_cfg, "dataset": _dataset_meta(index)}
+    run = Path(out)
+    start_epoch, step, best = 0, 0, float("inf")
+    if ctx.is_main:
+        start_run(run, resolved, resume=resume)
+        if not resume:
+            save_run_assets(run, index)
+    opt = build_optimizer(model, cfg.optim)
+    if resume:
+        state, meta, ckpt = load_checkpoint(run)
+        model.load_state_dict(state)
+        opt.load_state_dict(load_train_state(ckpt)["optimizer"])
+        start_epoch, step, best = meta["epoch"], meta["step"], meta.get("best_val", float("inf"))
+    model = D.wrap_model(model, ctx)
+    train_loader, val_loader = loaders(index, train_refs, val_refs, cfg.optim.batch_size, cfg.seed, ctx,
+                                       workers=cfg.workers, cache=cfg.cache)
+    weights = _weights(cfg)
+    lips = torch.as_tensor(index.regions["lips"]) if "lips" in index.regions else None
+    log = RunLogger(run, enabled=ctx.is_main, start_step=step)
+    for epoch in range(start_epoch + 1, cfg.optim.epochs + 1):
+        t0 = time.perf_counter()
+        _set_epoch(train_loader, epoch, cfg.seed)
+        model.train()
+        sums: dict[str, float] = {}
+        bar = log.bar(len(train_loader), f"epoch {epoch}")
+        for batch in train_loader:
+            batch = batch.to(ctx.device)
+            out = model(batch.audio, batch.audio_lengths, batch.template, batch.vertices, batch.lengths,
+                        batch.subject)
+            total, logs = combine(out["losses"], weights)
+            check_finite(logs, f"epoch {epoch}, step {step + 1}")
+            opt.zero_grad(set_to_none=True)
+            total.backward()
+            logs["grad_norm"] = clip_and_step(model, opt, cfg.optim)
+            step += 1
+            log.scalars(step, logs, "train")
+            for k, v in logs.items():
+                sums[k] = sums.get(k, 0.0) + v
+            bar.set_postfix(loss=f"{logs['total']:.4g}")
+            bar.update()
+        bar.close()
+        D.assert_replicas_equal(model, ctx)
+        if ctx.world_size > 1 and ctx.is_main:
+            print(f"epoch {epoch}: replicas identical across {ctx.world_size} processes", flush=True)
+        train_logs = D.mean_across({f"train_{k}": v / max(1, len(train_loader)) for k, v in sums.items()}, ctx)
+        val_logs = validate(D.unwrap(model), val_loader, weights, ctx, lips) if ctx.is_main else {}
+        if ctx.is_main:
+            log.scalars(step, val_logs, "val")
+            is_best = val_logs["val_total"] < best
+            best = min(best, val_logs["val_total"])
+            meta = {"epoch": epoch, "step": step, "best_val": best, **train_logs, **val_logs}
+            save_checkpoint(run, D.unwrap(model), {"optimizer": opt.state_dict()}, meta, resolved, best=is_best)
+            log.epoch(epoch, step, {**train_logs, **val_logs}, time.perf_counter() - t0)
+        D.barrier(ctx)
+    log.close()
+    D.shutdown(ctx)
+    return {"epochs": cfg.optim.epochs, "best_val": best, "run": str(run)}
+
+
+def _set_epoch(loader, epoch: int, seed: int) -> None:
+    """Reshuffle reproducibly per epoch, whether the run was resumed or not."""
+    if isinstance(loader.sampler, torch.utils.data.DistributedSampler):
+        loader.sampler.set_epoch(epoch)
+    elif loader.generator is not None:
+        loader.generator.manual_seed(seed * 100_003 + epoch)
+
+
+@torch.no_grad()
+def validate(model: torch.nn.Module, loader, weights: dict[str, float], ctx: D.DistContext,
+             lips: torch.Tensor | None) -> dict[str, float]:
+    """Mean losses over the val split (unseen subjects speak in training subject 0's style), and
+    the lip vertex error LVE (m^2) of the model's prediction."""
+    model.eval()
+    sums: dict[str, float] = {}
+    n = 0
+    lve_num, lve_den = 0.0, 0
+    for batch in loader:
+        batch = batch.to(ctx.device)
+        subject = batch.subject.clamp(min=0)
+        out = model(batch.audio, batch.audio_lengths, batch.template, batch.vertices, batch.lengths, subject)
+        _, logs = combine(out["losses"], weights)
+        for k, v in logs.items():
+            sums[k] = sums.get(k, 0.0) + v * len(batch.names)
+        n += len(batch.names)
+        if lips is not None:
+            frames = int(batch.lengths.sum())
+            lve_num += lve_batch(out["pred"].cpu(), batch.vertices.cpu(), lips, batch.lengths.cpu()) * frames
+            lve_den += frames
+    res = {f"val_{k}": v / max(1, n) for k, v in sums.items()}
+    if lve_den:
+        res["val_lve"] = lve_num / lve_den
+    return res
+
+
+def _dataset_meta(index) -> dict:
+    return {"root": str(index.root), "layout": index.layout, "fps": index.fps, "n_vertices": index.n_vertices,
+            "train_subjects": list(index.train_subjects)}
+
+
+def load_train_config(path: str | None, overrides: list[str], resume: str | None) -> AnimatorTrainConfig:
+    """Config for a new run, or the saved one of ``resume`` (its resolved model config reapplied
+    over the preset gives the identical model) with ``overrides`` on top (e.g. optim.epochs=80)."""
+    base = None
+    if resume:
+        from avguide.errors import MissingFileError
+
+        path_cfg = Path(resume) / "config.json"
+        if not path_cfg.is_file():
+            raise MissingFileError(f"--resume {resume}: no config.json there")
+        base = {k: v for k, v in json.loads(path_cfg.read_text())["config"].items() if k != "dataset"}
+    return load_config(AnimatorTrainConfig, path, overrides, base=base)
