@@ -224,7 +224,7 @@ class _Engine:
     def synth(self, text: str) -> tuple[np.ndarray, list[tuple[int, int, int, int, bytes]]]:
         """Synthesise ``text`` with the current voice; return int16 samples and raw events."""
         self._chunks, self._events = [], []
-        _libc().srand(1)  # breathy variants (f1..f5) draw noise from the C library's rand()
+        _libc().srand(1)  # breathy variants (f2, f3, f5, ...) draw noise from libc rand()
         data = text.encode("utf-8")
         err = self.lib.espeak_Synth(data, len(data) + 1, 0, _POS_CHARACTER, 0, _CHARS_UTF8,
                                     None, None)
