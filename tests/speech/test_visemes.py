@@ -42,6 +42,7 @@ def test_hand_cases():
     assert text_to_visemes("fan") == text_to_visemes("van")
     assert phoneme_to_viseme("ˈuː") == phoneme_to_viseme("u") == "w"
     assert phoneme_to_viseme("ˌeɪ") == "e"
+    assert phoneme_to_viseme("ææ") == "a"  # espeak doubles a lengthened vowel in nonsense
 
 
 def test_unknown_phonemes_raise():
