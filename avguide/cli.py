@@ -112,6 +112,28 @@ def _train_run(a: argparse.Namespace) -> int:
     return 0
 
 
+# -------------------------------------------------------------------------------- animate
+def _animate_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("speech", help="speech audio (any rate / channel count)")
+    p.add_argument("--checkpoint", required=True, metavar="RUN", help="trained animator run")
+    p.add_argument("--subject", help="speaking style: a training subject (default: the first)")
+    p.add_argument("--template", help="face to animate: mesh .obj/.ply or (V,3) .npy (default: the subject's)")
+    p.add_argument("-o", "--out", required=True, help="output folder")
+    p.add_argument("--no-video", action="store_true", help="write only the .npy")
+    p.add_argument("--seed", type=int, default=0)
+
+
+def _animate_run(a: argparse.Namespace) -> int:
+    """Animate a speech file with a trained animator."""
+    from avguide.animate import animate_file
+
+    r = animate_file(a.checkpoint, a.speech, a.out, subject=a.subject, template=a.template,
+                     video=not a.no_video, seed=a.seed)
+    print(f"wrote {r['npy']}" + (f" and {r['mp4']}" if r["mp4"] else "") +
+          f": {r['frames']} frames at {r['fps']:g} fps in {r['subject']}'s style")
+    return 0
+
+
 # ------------------------------------------------------------------------------- evaluate
 def _evaluate_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pred", required=True, help="folder of predicted .npy/.npz vertex sequences")
@@ -145,6 +167,7 @@ COMMANDS: list[Command] = [
     ("synth", _synth_args, _synth_run),
     ("render", _render_args, _render_run),
     ("train", _train_args, _train_run),
+    ("animate", _animate_args, _animate_run),
     ("evaluate", _evaluate_args, _evaluate_run),
 ]
 
