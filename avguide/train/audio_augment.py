@@ -88,7 +88,8 @@ def time_mask(audio: torch.Tensor, lengths: torch.Tensor, n_masks: int, max_samp
         return audio
     b, n = audio.shape[0], n_masks
     width = (torch.rand(b, n, generator=generator) * (max_samples + 1)).long().clamp_max(max_samples)  # (B, n)
-    room = (lengths.cpu()[:, None] - width).clamp_min(0)  # (B, n)
+    width = torch.minimum(width, lengths.cpu()[:, None])  # a span never leaves the valid part
+    room = lengths.cpu()[:, None] - width  # (B, n) latest start
     start = (torch.rand(b, n, generator=generator) * (room + 1)).long().clamp_max(room)  # (B, n)
     t = torch.arange(audio.shape[1])[None, None, :]  # (1, 1, L)
     masked = ((t >= start[..., None]) & (t < (start + width)[..., None])).any(1)  # (B, L)

@@ -1,0 +1,140 @@
+"""Stage 1 (expert on GT renders): a tiny run on a generated 3x2 synthetic set, exact resume,
+checkpoint contents, audio augmentation, audio/video alignment."""
+
+import json
+import math
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from avguide.errors import BadInputError
+from avguide.lipreader.reader import load_trained_expert
+from avguide.train.audio_augment import AudioAugmentConfig, add_noise, augment_audio, time_mask
+from avguide.train.checkpoint import load_checkpoint
+from avguide.train.expert import ExpertStageConfig, align_audio, run_expert_stage
+
+TINY = ["expert.adim=16", "expert.aheads=2", "expert.eunits=32", "expert.elayers=1", "expert.aux_adim=16",
+        "expert.aux_aheads=2", "expert.aux_eunits=32", "expert.aux_elayers=1", "expert.fusion_hdim=32",
+        "expert.ddim=16", "expert.dheads=2", "expert.dunits=32", "expert.dlayers=1",
+        "expert.visual_widths=[4,4,8,8]", "expert.audio_widths=[4,4,8,8]", "expert.cnn_module_kernel=3",
+        "expert.aux_cnn_module_kernel=3", "crop=16", "batch_size=2", "epochs=2", "lr=3e-3", "warmup_epochs=0"]
+
+
+@pytest.fixture(scope="module")
+def synth3x2(tmp_path_factory):
+    from avguide.config import load_config
+    from avguide.synth.generator import SynthConfig, generate
+
+    root = tmp_path_factory.mktemp("synth") / "data"
+    generate(load_config(SynthConfig, None, ["subjects=3", "sentences=2", "workers=1"]), root)
+    return root
+
+
+@pytest.fixture(scope="module")
+def av_run(synth3x2, tmp_path_factory):
+    """An uninterrupted 2-epoch AV run (render cache shared with the other runs of the module)."""
+    base = tmp_path_factory.mktemp("runs")
+    run = run_expert_stage(str(synth3x2), base / "full", modality="av",
+                           overrides=TINY + [f"cache_dir={base / 'cache'}"])
+    return run, base
+
+
+def test_run_writes_checkpoints_with_config(av_run, synth3x2):
+    run, _ = av_run
+    state, meta, ckpt = load_checkpoint(run, "last")
+    assert meta["epoch"] == 2 and meta["step"] == 2  # 2 training recordings, batch 2
+    assert meta["config"]["modality"] == "av" and meta["config"]["data"] == str(synth3x2)
+    assert meta["video"] == {"crop": 16, "camera": "template", "fps": 25} and meta["tokenizer"] == "char"
+    assert meta["expert"]["adim"] == 16 and meta["expert"]["odim"] == 30
+    lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [x["epoch"] for x in lines] == [1, 2]
+    assert all(math.isfinite(x["train_total"]) and 0 <= x["val_cer"] for x in lines)
+    assert lines[0]["render_s"] > 0 and lines[1]["render_s"] == 0  # rendered once, then cached
+    expert = load_trained_expert(run, "last")
+    for k, v in expert.model.state_dict().items():
+        torch.testing.assert_close(v, state[k], rtol=0, atol=0)
+
+
+def test_resume_is_exact(av_run):
+    """Resume epoch 2 from the epoch-1 checkpoint: identical weights to the uninterrupted run."""
+    run, base = av_run
+    cut = base / "cut"
+    shutil.copytree(run, cut)
+    shutil.rmtree(cut / "ckpt-00000002")
+    (cut / "last.json").write_text(json.dumps({"checkpoint": "ckpt-00000001"}))
+    (cut / "best.json").unlink()
+    run_expert_stage(None, cut, resume=True)
+    full, _, _ = load_checkpoint(run, "last")
+    resumed, meta, _ = load_checkpoint(cut, "last")
+    assert meta["epoch"] == 2
+    for k in full:
+        torch.testing.assert_close(resumed[k], full[k], rtol=0, atol=0, msg=k)
+
+
+def test_video_modality_and_bad_config(synth3x2, tmp_path):
+    run = run_expert_stage(str(synth3x2), tmp_path / "v", modality="video",
+                           overrides=TINY + ["epochs=1", f"cache_dir={tmp_path / 'c'}"])
+    expert = load_trained_expert(run)
+    assert expert.model.cfg.modality == "v" and expert.model.aux_encoder is None
+    assert expert.camera == "sequence_mean" and expert.crop == 16
+    with pytest.raises(BadInputError, match="already holds a run"):
+        run_expert_stage(str(synth3x2), tmp_path / "v", modality="video", overrides=TINY)
+    with pytest.raises(BadInputError) as err:  # every problem in one message
+        run_expert_stage(str(synth3x2), tmp_path / "w", overrides=["expert.nope=1", "batch_size=0"])
+    assert "expert: unknown field(s) ['nope']" in str(err.value) and "batch_size: must be >= 1" in str(err.value)
+
+
+def test_expert_config_from_preset_and_overrides():
+    cfg = ExpertStageConfig(data="x", modality="video", expert={"elayers": 2, "visual_widths": [8, 8, 16, 16]})
+    e = cfg.expert_config(30)
+    assert (e.modality, e.elayers, e.visual_widths, e.adim, e.odim) == ("v", 2, (8, 8, 16, 16), 192, 30)
+    assert cfg.crop_size() == 44 and cfg.camera_rule() == "sequence_mean" and cfg.tokenizer_name() == "char"
+    base = ExpertStageConfig(data="x", size="base")
+    assert base.crop_size() == 88 and base.camera_rule() == "template" and base.tokenizer_name() == "spm"
+
+
+# ----------------------------------------------------------------------------- augmentation
+
+def _speech_like(b=3, n=32000, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    t = torch.arange(n) / 16000
+    return 0.3 * torch.sin(2 * math.pi * 180 * t) * (1 + torch.rand(b, 1, generator=g)) + 0.01 * torch.randn(b, n, generator=g)
+
+
+def test_noise_reaches_requested_snr():
+    audio = _speech_like()
+    lengths = torch.tensor([32000, 20000, 8000])
+    snr = torch.tensor([0.0, 10.0, 20.0])
+    noisy = add_noise(audio * (torch.arange(32000) < lengths[:, None]), lengths, snr, torch.Generator().manual_seed(1))
+    for i, n in enumerate(lengths.tolist()):
+        clean = audio[i, :n]
+        measured = 10 * math.log10(clean.pow(2).mean() / (noisy[i, :n] - clean).pow(2).mean())
+        assert abs(measured - snr[i].item()) < 0.3, (i, measured)
+        assert bool((noisy[i, n:] == 0).all())  # padding untouched
+
+
+def test_time_mask_spans_and_dropout():
+    audio = torch.ones(4, 16000)
+    lengths = torch.tensor([16000, 12000, 8000, 100])
+    out = time_mask(audio, lengths, 2, 1600, torch.Generator().manual_seed(0))
+    zeros = (out == 0).sum(1)
+    assert bool((zeros <= 3200).all()) and int(zeros.sum()) > 0
+    for i, n in enumerate(lengths.tolist()):  # masks lie inside the valid part
+        assert bool((out[i, n:] == 1).all())
+    g = torch.Generator().manual_seed(0)
+    dropped_all, flags = augment_audio(audio, lengths, AudioAugmentConfig(dropout_prob=1.0), g)
+    assert bool((dropped_all == 0).all()) and bool(flags.all())
+    kept, flags = augment_audio(audio, lengths, AudioAugmentConfig(dropout_prob=0.0, noise_prob=0.0, time_masks=0), g)
+    torch.testing.assert_close(kept, audio) and not bool(flags.any())
+    many, flags = augment_audio(torch.ones(400, 800), torch.full((400,), 800), AudioAugmentConfig(dropout_prob=0.25, time_masks=0), g)
+    assert 0.18 < flags.float().mean() < 0.32 and bool((many[flags] == 0).all()) and bool((many[~flags] != 0).any(1).all())
+
+
+def test_align_audio_to_video_frames():
+    audio = torch.arange(2 * 3000, dtype=torch.float32).reshape(2, 3000) + 1
+    out, lengths = align_audio(audio, torch.tensor([3000, 1900]), torch.tensor([4, 3]))
+    assert out.shape == (2, 2560) and lengths.tolist() == [2560, 1900]
+    torch.testing.assert_close(out[0], audio[0, :2560])
+    assert bool((out[1, 1900:] == 0).all()) and bool((out[1, :1900] == audio[1, :1900]).all())
