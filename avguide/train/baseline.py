@@ -1,8 +1,13 @@
-"""Baseline animator training (FaceFormer; CodeTalker stage 1 "vq" and stage 2 "baseline").
+"""Animator training: baseline (FaceFormer; CodeTalker stage 1 "vq" and stage 2 "baseline") and
+the AV-guided stage "av".
 
 ``avguide train --stage baseline --animator faceformer --data DIR --out RUN`` runs
-:func:`train_animator`: set-up -> epochs (train, validate, checkpoint) -> done. The same loop,
-with the audio-visual loss added, is the AV-guided stage (:mod:`avguide.train.avguided`).
+:func:`train_animator`: set-up -> epochs (train, validate, checkpoint) -> done. ``--stage av``
+runs the same loop with the audio-visual loss added (:mod:`avguide.train.avguidance`): every
+batch's prediction is rendered, read by the stage-1 expert against its transcript, and
+``l_mse L_mse + l_av (l_ctc L_ctc + l_ce L_ce) + l_rlv L_rlv`` is optimised; every
+``av.probe_every`` steps the norms of d(l_av L_av)/d(pred) and d(l_mse L_mse)/d(pred) are logged
+(TensorBoard ``train/gnorm_*``, ``metrics.jsonl`` ``train_gnorm_*`` epoch means).
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from avguide.config import config_to_dict, load_config
 from avguide.errors import BadInputError
 from avguide.metrics.geometry import lve_batch
 from avguide.train import distributed as D
+from avguide.train.avguidance import AVGuidance, AVGuidanceConfig, gradient_probe, loss_weights
 from avguide.train.checkpoint import (load_checkpoint, load_train_state, save_checkpoint, seed_everything,
                                       start_run)
 from avguide.train.logging import RunLogger
@@ -38,10 +44,12 @@ class AnimatorTrainConfig:
     data: str = ""
     layout: str = "auto"
     animator: Literal["faceformer", "codetalker"] = "faceformer"
-    stage: Literal["baseline", "vq"] = "baseline"     # vq: CodeTalker's stage 1 (VQ-VAE)
+    stage: Literal["baseline", "vq", "av"] = "baseline"  # vq: CodeTalker's stage 1; av: AV-guided
     preset: str = "auto"                               # auto | vocaset | biwi | tiny
     model: dict[str, Any] = field(default_factory=dict)  # overrides of the preset, resolved at start
     vq_run: str = ""                                   # CodeTalker stage 2: the trained VQ-VAE run
+    init: str = ""                                     # optional animator run to start from (same model)
+    av: AVGuidanceConfig = field(default_factory=AVGuidanceConfig)  # stage "av" only
     loss_weights: dict[str, float] = field(default_factory=dict)
     optim: OptimConfig = field(default_factory=OptimConfig)
     seed: int = 0
@@ -56,9 +64,12 @@ class AnimatorTrainConfig:
             errors.append("data: the dataset directory is required (--data DIR)")
         if self.stage == "vq" and self.animator != "codetalker":
             errors.append("stage: 'vq' is CodeTalker's first stage; FaceFormer has none")
-        if self.animator == "codetalker" and self.stage == "baseline" and not self.vq_run:
+        if self.animator == "codetalker" and self.stage in ("baseline", "av") and not self.vq_run:
             errors.append("vq_run: CodeTalker's baseline needs its trained VQ-VAE: run "
                           "`avguide train --stage vq --animator codetalker` first and pass vq_run=RUN")
+        if self.stage == "av" and not self.av.expert:
+            errors.append("av.expert: the AV stage needs a stage-1 expert run (--expert RUN, from "
+                          "`avguide train --stage expert`)")
         if self.device not in ("auto", "cpu", "cuda"):
             errors.append(f"device: {self.device!r} is not one of auto, cpu, cuda")
         if self.workers < 0 or self.max_sequences < 0:
@@ -69,7 +80,9 @@ class AnimatorTrainConfig:
 
 
 def _weights(cfg: AnimatorTrainConfig) -> dict[str, float]:
-    return {**DEFAULT_WEIGHTS, **{k: float(v) for k, v in cfg.loss_weights.items()}}
+    """Per-term weights: defaults, then (stage av) the av.l_* weights, then ``loss_weights``."""
+    av = loss_weights(cfg.av) if cfg.stage == "av" else {}
+    return {**DEFAULT_WEIGHTS, **av, **{k: float(v) for k, v in cfg.loss_weights.items()}}
 
 
 def build_model(cfg: AnimatorTrainConfig, index) -> tuple[torch.nn.Module, dict]:
@@ -91,11 +104,17 @@ def build_model(cfg: AnimatorTrainConfig, index) -> tuple[torch.nn.Module, dict]
             raise BadInputError(f"vq_run={cfg.vq_run}: VQ-VAE does not fit this model ({str(e)[:300]})") from None
         for p in model.vqvae.parameters():
             p.requires_grad_(False)
+    if cfg.init:
+        state, _, ckpt = load_checkpoint(cfg.init, "best")
+        try:
+            model.load_state_dict(state, strict=True)
+        except RuntimeError as e:
+            raise BadInputError(f"init={cfg.init}: {ckpt} does not fit this model ({str(e)[:300]})") from None
     return model, config_to_dict(model_cfg)
 
 
 def train_animator(cfg: AnimatorTrainConfig, out: str | Path, *, resume: bool = False) -> dict:
-    """Train an animator without the AV loss.
+    """Train an animator (stage baseline / vq, or av with the audio-visual loss).
 
     Args:
         cfg: validated config.
@@ -118,56 +137,100 @@ def train_animator(cfg: AnimatorTrainConfig, out: str | Path, *, resume: bool = 
         start_run(run, resolved, resume=resume)
         if not resume:
             save_run_assets(run, index)
+    lips = torch.as_tensor(index.regions["lips"]) if "lips" in index.regions else None
+    guide = _build_guidance(cfg, index, lips, ctx.device)
+    model.to(ctx.device)
     opt = build_optimizer(model, cfg.optim)
+    if guide is not None and guide.trainable:
+        opt.add_param_group({"params": list(guide.expert.parameters()), "lr": cfg.av.expert_lr})
     if resume:
         state, meta, ckpt = load_checkpoint(run)
         model.load_state_dict(state)
-        opt.load_state_dict(load_train_state(ckpt)["optimizer"])
+        train_state = load_train_state(ckpt)
+        opt.load_state_dict(train_state["optimizer"])
+        if guide is not None and guide.trainable:
+            guide.expert.load_state_dict(train_state["expert"])
         start_epoch, step, best = meta["epoch"], meta["step"], meta.get("best_val", float("inf"))
     model = D.wrap_model(model, ctx)
+    expert_ddp = D.wrap_model(guide.expert, ctx) if guide is not None and guide.trainable else None
     train_loader, val_loader = loaders(index, train_refs, val_refs, cfg.optim.batch_size, cfg.seed, ctx,
-                                       workers=cfg.workers, cache=cfg.cache)
+                                       workers=cfg.workers, cache=cfg.cache, need_text=guide is not None)
     weights = _weights(cfg)
-    lips = torch.as_tensor(index.regions["lips"]) if "lips" in index.regions else None
     log = RunLogger(run, enabled=ctx.is_main, start_step=step)
     for epoch in range(start_epoch + 1, cfg.optim.epochs + 1):
         t0 = time.perf_counter()
         _set_epoch(train_loader, epoch, cfg.seed)
         model.train()
+        if guide is not None:
+            guide.train(True)
         sums: dict[str, float] = {}
+        probes: dict[str, float] = {}
+        n_probes = 0
         bar = log.bar(len(train_loader), f"epoch {epoch}")
         for batch in train_loader:
             batch = batch.to(ctx.device)
             out = model(batch.audio, batch.audio_lengths, batch.template, batch.vertices, batch.lengths,
                         batch.subject)
-            total, logs = combine(out["losses"], weights)
+            losses = dict(out["losses"])
+            if guide is not None:
+                losses.update(guide.losses(out["pred"], batch, expert_ddp))
+            total, logs = combine(losses, weights)
             check_finite(logs, f"epoch {epoch}, step {step + 1}")
+            if guide is not None and cfg.av.probe_every and step % cfg.av.probe_every == 0:
+                probe = gradient_probe(out["pred"], losses, cfg.av, guide.lips)
+                logs.update(probe)
+                for k, v in probe.items():
+                    probes[k] = probes.get(k, 0.0) + v
+                n_probes += 1
             opt.zero_grad(set_to_none=True)
             total.backward()
+            if guide is not None and guide.trainable and cfg.optim.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(guide.expert.parameters(), cfg.optim.grad_clip)
             logs["grad_norm"] = clip_and_step(model, opt, cfg.optim)
             step += 1
             log.scalars(step, logs, "train")
             for k, v in logs.items():
-                sums[k] = sums.get(k, 0.0) + v
+                if not k.startswith("gnorm_"):
+                    sums[k] = sums.get(k, 0.0) + v
             bar.set_postfix(loss=f"{logs['total']:.4g}")
             bar.update()
         bar.close()
         D.assert_replicas_equal(model, ctx)
+        if expert_ddp is not None:
+            D.assert_replicas_equal(guide.expert, ctx)
         if ctx.world_size > 1 and ctx.is_main:
             print(f"epoch {epoch}: replicas identical across {ctx.world_size} processes", flush=True)
-        train_logs = D.mean_across({f"train_{k}": v / max(1, len(train_loader)) for k, v in sums.items()}, ctx)
+        means = {k: v / max(1, len(train_loader)) for k, v in sums.items()}
+        means |= {k: v / n_probes for k, v in probes.items()} if n_probes else {}
+        train_logs = D.mean_across({f"train_{k}": v for k, v in means.items()}, ctx)
         val_logs = validate(D.unwrap(model), val_loader, weights, ctx, lips) if ctx.is_main else {}
         if ctx.is_main:
             log.scalars(step, val_logs, "val")
             is_best = val_logs["val_total"] < best
             best = min(best, val_logs["val_total"])
             meta = {"epoch": epoch, "step": step, "best_val": best, **train_logs, **val_logs}
-            save_checkpoint(run, D.unwrap(model), {"optimizer": opt.state_dict()}, meta, resolved, best=is_best)
+            state = {"optimizer": opt.state_dict()}
+            if guide is not None and guide.trainable:
+                state["expert"] = guide.expert.state_dict()
+            save_checkpoint(run, D.unwrap(model), state, meta, resolved, best=is_best)
             log.epoch(epoch, step, {**train_logs, **val_logs}, time.perf_counter() - t0)
         D.barrier(ctx)
     log.close()
     D.shutdown(ctx)
     return {"epochs": cfg.optim.epochs, "best_val": best, "run": str(run)}
+
+
+def _build_guidance(cfg: AnimatorTrainConfig, index, lips: torch.Tensor | None, device) -> AVGuidance | None:
+    """The AV guidance of stage "av" (None for the other stages).
+
+    Raises:
+        BadInputError: the dataset has no lip region or no transcripts for the AV loss.
+    """
+    if cfg.stage != "av":
+        return None
+    if lips is None:
+        raise BadInputError(f"{cfg.data}: the AV stage needs the lip vertex region (regions/lips.txt)")
+    return AVGuidance(cfg.av, index.n_vertices, lips, torch.device(device))
 
 
 def _set_epoch(loader, epoch: int, seed: int) -> None:
@@ -182,7 +245,8 @@ def _set_epoch(loader, epoch: int, seed: int) -> None:
 def validate(model: torch.nn.Module, loader, weights: dict[str, float], ctx: D.DistContext,
              lips: torch.Tensor | None) -> dict[str, float]:
     """Mean losses over the val split (unseen subjects speak in training subject 0's style), and
-    the lip vertex error LVE (m^2) of the model's prediction."""
+    the lip vertex error LVE (m^2) of the model's prediction. The AV terms are not computed here
+    (stage av selects its best checkpoint by the same vertex loss as the baseline)."""
     model.eval()
     sums: dict[str, float] = {}
     n = 0

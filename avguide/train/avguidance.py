@@ -1,0 +1,222 @@
+"""The audio-visual guidance loss of stage 2: predicted meshes -> lip video -> expert -> CTC / CE.
+
+    pred (B, T, V, 3) @ dataset fps
+      -> resample to 25 fps, render with the lip camera placed from each subject's template
+         (DESIGN.md points 3 and 6), centre crop, gray, normalise      (B, T25, 1, c, c)
+      -> expert(video, audio at 16 kHz cut to 640 samples per frame [AV expert only],
+                transcript tokens from the expert's own tokeniser)    (DESIGN.md points 2 and 4)
+      -> {"ctc": L_ctc, "ce": L_ce (label-smoothed attention CE)}
+    L_rlv = MSE over the lip vertices (the regulariser)
+
+The stage's total loss is ``l_mse * L_mse + l_av * (l_ctc * L_ctc + l_ce * L_ce) + l_rlv * L_rlv``
+(:func:`loss_weights` turns :class:`AVGuidanceConfig` into the per-term weights that
+:func:`avguide.train.losses.combine` uses). :func:`gradient_probe` measures how strongly each
+weighted term pulls on the predicted vertices, so anyone can see whether the guidance reaches the
+mesh (the published code's renderer passed ~0 gradient, DESIGN.md point 1).
+
+Expert modes: ``frozen`` (default) keeps the stage-1 expert fixed, in eval mode; ``finetune``
+(the paper's choice) trains it concurrently on the animator's renders with its own learning rate.
+Frozen is the default here because the stage-1 expert was already trained to convergence on
+ground-truth renders of this very dataset (the paper fine-tunes to bridge a 2D -> 3D domain gap
+that avguide's stage 1 closes), and a frozen judge cannot learn to read the animator's mistakes
+as the transcript, which would weaken the guidance as training goes on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+
+from avguide.animators.common import masked_mse
+from avguide.errors import BadInputError
+from avguide.lipreader.lipvideo import gray_to_video, lip_cameras, lip_gray
+from avguide.lipreader.preprocess import normalize_audio
+from avguide.lipreader.reader import TrainedExpert, load_trained_expert
+from avguide.lipreader.tokenizers import pad_targets
+from avguide.render import lip_face_mask
+from avguide.train.expert import align_audio
+
+AV_TERMS = ("ctc", "ce")
+
+
+@dataclass
+class AVGuidanceConfig:
+    """Stage-2 ("av") settings.
+
+    Attributes:
+        expert: the stage-1 expert run (``avguide train --stage expert``); its modality (AV or
+            visual-only), tokeniser and crop size are read from it.
+        which: its "best" or "last" checkpoint.
+        l_mse, l_av, l_ctc, l_ce, l_rlv: the loss weights (see the module docstring). l_av = 1e-7
+            is the paper's value; with avguide's gradient-carrying renderer the right value is
+            larger (measure it with the gradient probes, see the benchmark report).
+        expert_mode: "frozen" (default, see the module docstring) or "finetune".
+        expert_lr: learning rate of the expert when fine-tuned.
+        probe_every: every this many steps, log the norms of d(l_av L_av)/d(pred) and
+            d(l_mse L_mse)/d(pred) (one extra backward through the renderer); 0 disables.
+        face_slack: faces drawn are those projecting within the lip image enlarged by this
+            fraction of its size on each side, in the template (room for the jaw; a speed-up).
+    """
+
+    expert: str = ""
+    which: Literal["best", "last"] = "best"
+    l_mse: float = 1.0
+    l_av: float = 1e-7
+    l_ctc: float = 0.1
+    l_ce: float = 0.9
+    l_rlv: float = 0.0
+    expert_mode: Literal["frozen", "finetune"] = "frozen"
+    expert_lr: float = 1e-5
+    probe_every: int = 10
+    face_slack: float = 0.5
+
+    def check(self) -> list[str]:
+        errors = []
+        for name in ("l_mse", "l_av", "l_ctc", "l_ce", "l_rlv"):
+            if not getattr(self, name) >= 0:
+                errors.append(f"av.{name}: must be >= 0, got {getattr(self, name)}")
+        if not self.expert_lr > 0:
+            errors.append(f"av.expert_lr: must be > 0, got {self.expert_lr}")
+        if self.probe_every < 0 or self.face_slack < 0:
+            errors.append("av.probe_every and av.face_slack: must be >= 0")
+        return errors
+
+
+def loss_weights(cfg: AVGuidanceConfig) -> dict[str, float]:
+    """Weights of the named terms: {"mse", "ctc", "ce", "rlv"} (l_av folded into ctc and ce)."""
+    return {"mse": cfg.l_mse, "ctc": cfg.l_av * cfg.l_ctc, "ce": cfg.l_av * cfg.l_ce, "rlv": cfg.l_rlv}
+
+
+def lip_vertex_loss(pred: torch.Tensor, target: torch.Tensor, lengths: torch.Tensor, lips: torch.Tensor
+                    ) -> torch.Tensor:
+    """L_rlv: MSE over the lip vertices and valid frames.
+
+    Args:
+        pred, target: (B, T, V, 3) float. lengths: (B,) int64 valid frames. lips: (Lv,) int64.
+    Returns:
+        () float.
+    """
+    return masked_mse(pred[:, :, lips], target[:, :, lips], lengths)
+
+
+class AVGuidance:
+    """The expert and everything needed to score predicted meshes against transcripts.
+
+    Args:
+        cfg: the stage-2 settings.
+        n_vertices: V of the animator's meshes (must be the expert's topology).
+        lips: (Lv,) int64 lip indices of the dataset (L_rlv).
+        device: where the expert runs.
+        expert: an already loaded expert (tests); default: ``load_trained_expert(cfg.expert)``.
+    Raises:
+        BadInputError / MissingFileError: no such expert run, or another mesh topology.
+    """
+
+    def __init__(self, cfg: AVGuidanceConfig, n_vertices: int, lips: torch.Tensor, device: torch.device,
+                 expert: TrainedExpert | None = None):
+        self.cfg = cfg
+        te = expert if expert is not None else load_trained_expert(cfg.expert, cfg.which)
+        if te.assets.n_vertices != n_vertices:
+            raise BadInputError(f"av.expert={cfg.expert}: the expert was trained on meshes of "
+                                f"{te.assets.n_vertices} vertices, the animator's have {n_vertices}")
+        self.expert = te.model.to(device)
+        self.tokenizer, self.crop, self.assets = te.tokenizer, te.crop, te.assets
+        self.audio_visual = te.model.cfg.modality == "av"
+        self.lips = lips.to(device)
+        self.device = device
+        trainable = cfg.expert_mode == "finetune"
+        for p in self.expert.parameters():
+            p.requires_grad_(trainable)
+        self.train(False)
+
+    @property
+    def trainable(self) -> bool:
+        return self.cfg.expert_mode == "finetune"
+
+    def train(self, mode: bool) -> None:
+        """Expert in train mode only when fine-tuned and ``mode`` (dropout, batch-norm updates)."""
+        self.expert.train(mode and self.trainable)
+
+    def targets(self, texts: list[str | None]) -> torch.Tensor:
+        """(B, S) int64 token ids of the transcripts, padded with -1.
+
+        Raises:
+            BadInputError: a recording without a transcript.
+        """
+        if any(not t for t in texts):
+            raise BadInputError("AV guidance needs a transcript for every training recording "
+                                "(sentencestext/<Subject>.txt)")
+        return pad_targets([self.tokenizer.encode(t) for t in texts]).to(self.device)
+
+    def video(self, pred: torch.Tensor, lengths: torch.Tensor, template: torch.Tensor, fps: float
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The expert's differentiable view of predicted meshes.
+
+        Args:
+            pred: (B, T, V, 3) float predicted meshes at ``fps``. lengths: (B,) int64 valid frames.
+            template: (B, V, 3) float neutral meshes (lip camera placement, fixed per sequence).
+            fps: frame rate of ``pred``.
+        Returns:
+            video (B, T25, 1, c, c) float normalised (zeros past the lengths), lengths25 (B,) int64.
+        """
+        cam = lip_cameras(template.detach(), self.assets, self.crop)
+        mask = lip_face_mask(template.detach(), self.assets.faces.to(pred.device), cam, slack=self.cfg.face_slack)
+        gray, len25 = lip_gray(pred, lengths, fps, self.assets, cam, self.crop, face_mask=mask)
+        return gray_to_video(gray, len25), len25
+
+    def losses(self, pred: torch.Tensor, batch, expert: torch.nn.Module | None = None) -> dict[str, torch.Tensor]:
+        """L_ctc, L_ce of the expert reading the predicted meshes, and L_rlv.
+
+        Args:
+            pred: (B, T, V, 3) float predicted meshes (the animator's output, with gradient).
+            batch: the :class:`avguide.data.batching.Batch` (vertices, lengths, template, audio
+                at 16 kHz, texts, fps).
+            expert: the module to call instead of ``self.expert`` (its DDP wrapper when fine-tuned
+                on several processes).
+        Returns:
+            {"ctc": (), "ce": (), "rlv": ()} float tensors.
+        """
+        video, len25 = self.video(pred, batch.lengths, batch.template, batch.fps)
+        audio = alen = None
+        if self.audio_visual:
+            audio, alen = align_audio(batch.audio, batch.audio_lengths, len25)
+            audio = normalize_audio(audio, alen)
+        out = (expert or self.expert)(video, len25, audio, alen, self.targets(batch.texts))
+        rlv = lip_vertex_loss(pred, batch.vertices, batch.lengths, self.lips)
+        return {"ctc": out["loss_ctc"], "ce": out["loss_att"], "rlv": rlv}
+
+
+def gradient_probe(pred: torch.Tensor, losses: dict[str, torch.Tensor], cfg: AVGuidanceConfig,
+                   lips: torch.Tensor) -> dict[str, float]:
+    """Norms of the weighted loss gradients with respect to the predicted vertices.
+
+    Args:
+        pred: (B, T, V, 3) float prediction, part of the graph of ``losses`` (the graph is retained).
+        losses: named terms "mse", "ctc", "ce" and optionally "rlv" (scalar tensors).
+        cfg: the weights.
+        lips: (Lv,) int64 lip vertex indices.
+    Returns:
+        Floats: ``gnorm_av`` = |d(l_av L_av)/d(pred)| (L2 over all vertices and frames),
+        ``gnorm_av_lips`` (the same over the lip vertices only), ``gnorm_av_unit`` =
+        |dL_av/d(pred)| (independent of l_av: divide a target gradient norm by it to choose
+        l_av), ``gnorm_mse`` = |d(l_mse L_mse)/d(pred)|, ``gnorm_rlv`` (if "rlv" is given) and
+        ``gnorm_ratio`` = gnorm_av / gnorm_mse (when gnorm_mse > 0).
+    """
+    def grad_of(value: torch.Tensor) -> torch.Tensor:
+        if not value.requires_grad:
+            return torch.zeros_like(pred)
+        (g,) = torch.autograd.grad(value, pred, retain_graph=True, allow_unused=True)
+        return torch.zeros_like(pred) if g is None else g
+
+    g_unit = grad_of(cfg.l_ctc * losses["ctc"] + cfg.l_ce * losses["ce"])  # (B, T, V, 3)
+    g_av = cfg.l_av * g_unit
+    g_mse = cfg.l_mse * grad_of(losses["mse"])
+    out = {"gnorm_av": float(g_av.norm()), "gnorm_av_lips": float(g_av[:, :, lips].norm()),
+           "gnorm_av_unit": float(g_unit.norm()), "gnorm_mse": float(g_mse.norm())}
+    if "rlv" in losses:
+        out["gnorm_rlv"] = float(cfg.l_rlv * grad_of(losses["rlv"]).norm())
+    if out["gnorm_mse"] > 0:
+        out["gnorm_ratio"] = out["gnorm_av"] / out["gnorm_mse"]
+    return out
