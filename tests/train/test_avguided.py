@@ -1,0 +1,167 @@
+"""Stage av (AV-guided animator training): the AV loss reaches the vertices (finite differences),
+frozen vs fine-tuned expert, gradient probes in the logs, exact resume."""
+
+import json
+import math
+
+import pytest
+import torch
+
+from avguide.data.batching import RecordingDataset, collate
+from avguide.data.layouts import open_dataset
+from avguide.errors import BadInputError
+from avguide.lipreader.reader import load_trained_expert
+from avguide.train.avguidance import AVGuidance, AVGuidanceConfig, gradient_probe, loss_weights
+from avguide.train.baseline import load_train_config, train_animator
+from avguide.train.checkpoint import load_checkpoint, load_train_state
+from avguide.train.expert import run_expert_stage
+
+EXPERT_TINY = ["expert.adim=16", "expert.aheads=2", "expert.eunits=32", "expert.elayers=1", "expert.aux_adim=16",
+               "expert.aux_aheads=2", "expert.aux_eunits=32", "expert.aux_elayers=1", "expert.fusion_hdim=32",
+               "expert.ddim=16", "expert.dheads=2", "expert.dunits=32", "expert.dlayers=1",
+               "expert.visual_widths=[4,4,8,8]", "expert.audio_widths=[4,4,8,8]", "expert.cnn_module_kernel=3",
+               "expert.aux_cnn_module_kernel=3", "crop=16", "batch_size=2", "epochs=1", "lr=3e-3",
+               "warmup_epochs=0"]
+AV_TINY = ["preset=tiny", "optim.batch_size=2", "optim.lr=1e-3", "seed=3", "stage=av", "av.l_av=1e-3",
+           "av.l_rlv=1", "av.probe_every=1"]
+
+
+@pytest.fixture(scope="module")
+def synth_av(tmp_path_factory):
+    """A generated 3-subject x 2-sentence synthetic set and a tiny 1-epoch AV expert on it."""
+    from avguide.config import load_config
+    from avguide.synth.generator import SynthConfig, generate
+
+    base = tmp_path_factory.mktemp("avg")
+    data = base / "data"
+    generate(load_config(SynthConfig, None, ["subjects=3", "sentences=2", "workers=1"]), data)
+    expert = run_expert_stage(str(data), base / "expert", modality="av",
+                              overrides=EXPERT_TINY + [f"cache_dir={base / 'cache'}"])
+    return data, expert
+
+
+def _batch(data):
+    index = open_dataset(data)
+    refs = index.split("train")
+    ds = RecordingDataset(index, refs, need_text=True)
+    return index, collate([ds[i] for i in range(len(ds))])
+
+
+def _guide(index, expert_run, mode="frozen", **kw):
+    cfg = AVGuidanceConfig(expert=str(expert_run), which="last", expert_mode=mode, **kw)
+    return AVGuidance(cfg, index.n_vertices, torch.as_tensor(index.regions["lips"]), torch.device("cpu"))
+
+
+def test_av_gradient_reaches_lip_vertices_and_matches_finite_differences(synth_av):
+    data, expert_run = synth_av
+    index, batch = _batch(data)
+    guide = _guide(index, expert_run)
+    guide.expert.double()
+    batch.vertices, batch.template, batch.audio = batch.vertices.double(), batch.template.double(), batch.audio.double()
+    torch.manual_seed(0)
+    # a prediction away from the ground truth (mouth partly closed): the expert has something to fix
+    pred = (batch.template[:, None] + 0.6 * (batch.vertices - batch.template[:, None])).detach().requires_grad_()
+
+    def l_av(p):
+        terms = guide.losses(p, batch)
+        return 0.1 * terms["ctc"] + 0.9 * terms["ce"]
+
+    loss = l_av(pred)
+    (g,) = torch.autograd.grad(loss, pred)
+    lips = guide.lips
+    g_lips = g[:, :, lips]
+    assert torch.isfinite(g).all()
+    assert g_lips.norm() > 0 and g_lips.abs().amax() > 1e-6 * g.abs().amax()
+    # directional finite difference along the gradient restricted to the lip vertices
+    d = torch.zeros_like(pred)
+    d[:, :, lips] = g_lips / g_lips.norm()
+    eps = 1e-5  # metres: far below a pixel (lip image ~ 7 cm / 17 px)
+    with torch.no_grad():
+        fd = (l_av(pred + eps * d) - l_av(pred - eps * d)) / (2 * eps)
+    analytic = (g * d).sum()
+    assert float(analytic) > 0
+    assert abs(float(fd) - float(analytic)) < 0.05 * abs(float(analytic)), (float(fd), float(analytic))
+
+
+def test_frozen_expert_gets_no_gradient_finetuned_does(synth_av):
+    data, expert_run = synth_av
+    index, batch = _batch(data)
+    for mode in ("frozen", "finetune"):
+        guide = _guide(index, expert_run, mode)
+        pred = batch.vertices.clone().requires_grad_()
+        terms = guide.losses(pred, batch)
+        (terms["ctc"] + terms["ce"]).backward()
+        grads = [p.grad for p in guide.expert.parameters()]
+        if mode == "frozen":
+            assert all(g is None for g in grads) and not guide.expert.training
+        else:
+            assert any(g is not None and g.abs().sum() > 0 for g in grads)
+        assert pred.grad is not None and pred.grad.abs().sum() > 0
+
+
+def test_gradient_probe_scales_with_weights(synth_av):
+    data, expert_run = synth_av
+    index, batch = _batch(data)
+    guide = _guide(index, expert_run)
+    pred = (batch.template[:, None] + 0.5 * (batch.vertices - batch.template[:, None])).detach().requires_grad_()
+    losses = {"mse": ((pred - batch.vertices) ** 2).mean(), **guide.losses(pred, batch)}
+    a = gradient_probe(pred, losses, AVGuidanceConfig(l_av=1e-3), guide.lips)
+    b = gradient_probe(pred, losses, AVGuidanceConfig(l_av=2e-3, l_mse=3.0), guide.lips)
+    assert a["gnorm_av"] > 0 and a["gnorm_mse"] > 0 and math.isfinite(a["gnorm_av"])
+    assert b["gnorm_av"] == pytest.approx(2 * a["gnorm_av"], rel=1e-5)
+    assert b["gnorm_mse"] == pytest.approx(3 * a["gnorm_mse"], rel=1e-5)
+    assert a["gnorm_av_unit"] == pytest.approx(b["gnorm_av_unit"], rel=1e-6)
+    # independent check of the MSE norm: d mean((p - v)^2) / dp = 2 (p - v) / N
+    expected = float((2 * (pred - batch.vertices) / pred.numel()).detach().norm())
+    assert a["gnorm_mse"] == pytest.approx(expected, rel=1e-4)
+    assert loss_weights(AVGuidanceConfig(l_av=2.0, l_ctc=0.1, l_ce=0.9)) == pytest.approx(
+        {"mse": 1.0, "ctc": 0.2, "ce": 1.8, "rlv": 0.0})
+
+
+def test_av_stage_logs_probes_and_finetunes_expert(synth_av, tmp_path):
+    data, expert_run = synth_av
+    cfg = load_train_config(None, [f"data={data}", *AV_TINY, "optim.epochs=1", f"av.expert={expert_run}",
+                                   "av.which=last", "av.expert_mode=finetune", "av.expert_lr=1e-3"], None)
+    train_animator(cfg, tmp_path / "ft")
+    rows = [json.loads(x) for x in (tmp_path / "ft" / "metrics.jsonl").read_text().splitlines()]
+    for key in ("train_gnorm_av", "train_gnorm_av_lips", "train_gnorm_mse"):
+        assert math.isfinite(rows[0][key]) and rows[0][key] > 0, key
+    assert rows[0]["train_ctc"] > 0 and rows[0]["train_ce"] > 0
+    _, meta, ckpt = load_checkpoint(tmp_path / "ft")
+    assert meta["config"]["av"]["expert_mode"] == "finetune" and meta["config"]["stage"] == "av"
+    tuned = load_train_state(ckpt)["expert"]
+    orig = load_trained_expert(expert_run, "last").model.state_dict()
+    assert any(not torch.equal(tuned[k], orig[k]) for k in orig if orig[k].dtype.is_floating_point)
+    # frozen: nothing of the expert is saved or changed
+    cfg = load_train_config(None, [f"data={data}", *AV_TINY, "optim.epochs=1", f"av.expert={expert_run}",
+                                   "av.which=last"], None)
+    train_animator(cfg, tmp_path / "fz")
+    _, _, ckpt = load_checkpoint(tmp_path / "fz")
+    assert "expert" not in load_train_state(ckpt)
+    after = load_trained_expert(expert_run, "last").model.state_dict()
+    assert all(torch.equal(after[k], orig[k]) for k in orig)
+
+
+def test_av_resume_is_exact(synth_av, tmp_path):
+    data, expert_run = synth_av
+    common = [f"data={data}", *AV_TINY, f"av.expert={expert_run}", "av.which=last", "av.expert_mode=finetune"]
+    train_animator(load_train_config(None, [*common, "optim.epochs=2"], None), tmp_path / "full")
+    train_animator(load_train_config(None, [*common, "optim.epochs=1"], None), tmp_path / "part")
+    train_animator(load_train_config(None, ["optim.epochs=2"], str(tmp_path / "part")), tmp_path / "part", resume=True)
+    a, meta_a, ca = load_checkpoint(tmp_path / "full")
+    b, meta_b, cb = load_checkpoint(tmp_path / "part")
+    assert meta_a["epoch"] == meta_b["epoch"] == 2
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0, msg=k)
+    ea, eb = load_train_state(ca)["expert"], load_train_state(cb)["expert"]
+    for k in ea:
+        torch.testing.assert_close(ea[k], eb[k], rtol=0, atol=0, msg=k)
+    assert meta_a["train_gnorm_av"] == meta_b["train_gnorm_av"]
+
+
+def test_av_stage_config_errors(synth_av):
+    data, _ = synth_av
+    with pytest.raises(BadInputError, match="av.expert"):
+        load_train_config(None, [f"data={data}", "stage=av"], None)
+    with pytest.raises(BadInputError, match="av.l_av"):
+        load_train_config(None, [f"data={data}", "stage=av", "av.expert=x", "av.l_av=-1"], None)
