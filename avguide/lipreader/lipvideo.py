@@ -66,9 +66,9 @@ def make_assets(faces: np.ndarray, lips: np.ndarray, albedo: np.ndarray) -> Rend
     Raises:
         BadInputError: indices out of range for V = len(albedo).
     """
-    f = torch.as_tensor(np.asarray(faces, dtype=np.int64))
-    lp = torch.as_tensor(np.asarray(lips, dtype=np.int64))
-    alb = torch.as_tensor(np.asarray(albedo, dtype=np.float32))
+    f = torch.from_numpy(np.array(faces, dtype=np.int64))
+    lp = torch.from_numpy(np.array(lips, dtype=np.int64))
+    alb = torch.from_numpy(np.array(albedo, dtype=np.float32))
     v = alb.shape[0]
     if f.dim() != 2 or f.shape[1] != 3 or int(f.min()) < 0 or int(f.max()) >= v:
         raise BadInputError(f"faces: expected (F, 3) indices in [0, {v}), got shape {tuple(f.shape)}")
@@ -233,8 +233,8 @@ def dequantize(frames: list[np.ndarray], device: torch.device | str = "cpu"
         frames: B arrays (T_b, c, c) uint8.
     Returns:
         video (B, Tmax, 1, c, c) float32 normalised, padded frames exactly 0 (as
-        :func:`avguide.render.expert_input`, and as the 3-D conv stem's own zero padding, so a
-        sequence reads the same alone or in a batch); lengths (B,) int64.
+        :func:`avguide.render.expert_input`; the 3-D conv stem then sees the same zeros past a
+        sequence's end as its own zero padding gives an unbatched sequence); lengths (B,) int64.
     """
     lengths = torch.tensor([f.shape[0] for f in frames], dtype=torch.long)
     c = frames[0].shape[-1]

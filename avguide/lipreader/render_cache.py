@@ -83,16 +83,19 @@ class RenderCache:
         self.rendered = self.hits = 0
         self.render_seconds = 0.0
 
-    def _path(self, sample: Sample) -> Path:
+    @staticmethod
+    def _key(sample: Sample) -> str:
         digest = hashlib.sha1(np.ascontiguousarray(sample.vertices).tobytes()).hexdigest()[:10]
-        return self.dir / f"{sample.name}-{digest}.npy"
+        return f"{sample.name}-{digest}"
 
     def get(self, sample: Sample) -> np.ndarray:
-        """(T25, crop, crop) uint8 video of ``sample`` (rendered once, then served from the cache)."""
-        if sample.name in self._mem:
+        """(T25, crop, crop) uint8 video of ``sample`` (rendered once, then served from the cache;
+        a recording whose vertices changed is rendered again)."""
+        key = self._key(sample)
+        if key in self._mem:
             self.hits += 1
-            return self._mem[sample.name]
-        path = self._path(sample) if self.dir is not None else None
+            return self._mem[key]
+        path = self.dir / f"{key}.npy" if self.dir is not None else None
         if path is not None and path.is_file():
             video = np.load(path, allow_pickle=False)
             self.hits += 1
@@ -103,7 +106,7 @@ class RenderCache:
             self.rendered += 1
             if path is not None:
                 save_npy_atomic(path, video)
-        self._mem[sample.name] = video
+        self._mem[key] = video
         return video
 
     def video(self, samples: list[Sample], device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
