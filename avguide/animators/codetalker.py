@@ -87,6 +87,14 @@ def codetalker_biwi(audio: AudioEncoderConfig | None = None) -> CodeTalkerConfig
                             audio=audio or AudioEncoderConfig())
 
 
+def codetalker_cpu(audio: AudioEncoderConfig | None = None) -> CodeTalkerConfig:
+    """A CPU-trainable CodeTalker for the synthetic benchmark: the published code layout (16 x 64
+    codes, 256 entries) with narrower, shallower transformers (VQ-VAE 256 wide x 3 layers,
+    predictor 256 wide x 3 layers); about 15x fewer parameters than :func:`codetalker_vocaset`."""
+    vq = VQVAEConfig(hidden=256, n_layers=3, n_heads=4, ff_dim=512)
+    return CodeTalkerConfig(feature_dim=256, n_layers=3, vq=vq, audio=audio or AudioEncoderConfig())
+
+
 def codetalker_tiny() -> CodeTalkerConfig:
     """A tiny model for tests (no dropout, period 5, 2x audio rate)."""
     vq = VQVAEConfig(hidden=32, n_layers=2, n_heads=4, ff_dim=48, n_codes=4, code_dim=8,

@@ -84,6 +84,12 @@ def faceformer_biwi(audio: AudioEncoderConfig | None = None) -> FaceFormerConfig
                             audio=audio or AudioEncoderConfig())
 
 
+def faceformer_cpu(audio: AudioEncoderConfig | None = None) -> FaceFormerConfig:
+    """FaceFormer on CPU: the published VOCASET size is already small (D=64); same as
+    :func:`faceformer_vocaset`, named for symmetry with :func:`avguide.animators.codetalker_cpu`."""
+    return faceformer_vocaset(audio)
+
+
 def faceformer_paper_vocaset() -> FaceFormerConfig:
     """VOCASET size with the paper's wav2vec2-base-960h encoder (needs transformers + weights)."""
     return faceformer_vocaset(wav2vec2_base())

@@ -62,7 +62,7 @@ def clip_and_step(model: torch.nn.Module, opt: torch.optim.Optimizer, cfg: Optim
 # ------------------------------------------------------------------------------- animators
 
 AnimatorKind = Literal["faceformer", "codetalker"]
-PRESETS = ("auto", "vocaset", "biwi", "tiny")
+PRESETS = ("auto", "vocaset", "biwi", "cpu", "tiny")
 
 
 def resolve_animator_config(kind: AnimatorKind, preset: str, overrides: dict[str, Any], *, fps: float,
@@ -71,7 +71,7 @@ def resolve_animator_config(kind: AnimatorKind, preset: str, overrides: dict[str
 
     Args:
         kind: "faceformer" or "codetalker".
-        preset: "vocaset" (published VOCASET size), "biwi", "tiny" (tests), or "auto"
+        preset: "vocaset" (published VOCASET size), "biwi", "cpu" (CPU-trainable), "tiny" (tests), or "auto"
             (vocaset below 10,000 vertices, else biwi).
         overrides: nested dict of field values (e.g. {"feature_dim": 128, "audio": {"kind": "hubert"}}).
         fps: the dataset's frame rate; sets ``fps`` and (but for "tiny") ``period`` and ``vq.period``.
