@@ -63,6 +63,10 @@ def test_atomic_path_keeps_old_file_on_error(tmp_path):
             raise RuntimeError("interrupted")
     assert np.load(p).tolist() == [0, 1, 2]
     assert [f.name for f in tmp_path.iterdir()] == ["a.npy"]
+    import os
+    mask = os.umask(0)
+    os.umask(mask)
+    assert p.stat().st_mode & 0o777 == 0o666 & ~mask   # not mkstemp's 0600
 
 
 class _Evil:
