@@ -1,0 +1,148 @@
+"""The benchmark's report: per (animator, condition) mean +- std over seeds, the ground-truth row
+(the reader's ceiling) and the static-face row (its floor), the claim checked, as JSON and markdown."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+import avguide
+from avguide.io import write_json_atomic, write_text_atomic
+
+METRICS = ("lve", "fdd", "mve", "cer", "wer", "ver")
+"""Tabulated metrics: LVE / FDD in m^2 (shown x1e-5), MVE in m (shown in mm), reading rates."""
+GRAD_KEYS = ("gnorm_av_first", "gnorm_mse_first", "gnorm_av_last", "gnorm_mse_last", "gnorm_av_lips_last")
+
+
+def mean_std(values: list[float]) -> dict:
+    """{"mean", "std" (sample std, ddof=1; 0 for one value), "n"} of finite values."""
+    arr = np.asarray([v for v in values if v is not None and np.isfinite(v)], dtype=np.float64)
+    if arr.size == 0:
+        return {"mean": None, "std": None, "n": 0}
+    return {"mean": float(arr.mean()), "std": float(arr.std(ddof=1)) if arr.size > 1 else 0.0, "n": int(arr.size)}
+
+
+def aggregate(results: list[dict]) -> dict:
+    """Group per-run rows by animator and condition.
+
+    Args:
+        results: rows {"animator", "seed", "condition", metric: value, ...}.
+    Returns:
+        {animator: {condition: {metric or gradient key: mean_std, "seeds": [...]}}}, conditions
+        in the order first seen.
+    """
+    table: dict[str, dict[str, dict]] = {}
+    for row in results:
+        table.setdefault(row["animator"], {}).setdefault(row["condition"], {"rows": []})["rows"].append(row)
+    for conds in table.values():
+        for name, entry in conds.items():
+            rows = entry.pop("rows")
+            entry["seeds"] = [r["seed"] for r in rows]
+            for key in METRICS + GRAD_KEYS:
+                if any(key in r for r in rows):
+                    entry[key] = mean_std([r.get(key) for r in rows])
+    return table
+
+
+def check_claim(table: dict, guided: str = "av_tuned", control: str = "baseline") -> dict:
+    """The paper's claim per animator: ``guided`` lowers CER and VER by more than the seed-to-seed
+    spread (its mean + std below the ``control``'s mean - std), with LVE no worse (mean LVE below
+    the control's mean + std).
+
+    Returns:
+        {animator: {"control", "cer_delta", "ver_delta", "lve_delta" (guided - control means),
+        "cer_beyond_spread", "ver_beyond_spread", "lve_no_worse", "holds"}}; animators lacking
+        either condition or the reading metrics are left out.
+    """
+    out = {}
+    for animator, conds in table.items():
+        base, av = conds.get(control), conds.get(guided)
+        if not base or not av or "cer" not in base or base["cer"]["mean"] is None:
+            continue
+        res: dict = {"control": control}
+        for m in ("cer", "ver", "lve"):
+            b, a = base[m], av[m]
+            res[f"{m}_delta"] = a["mean"] - b["mean"]
+            if m == "lve":
+                res["lve_no_worse"] = a["mean"] <= b["mean"] + b["std"]
+            else:
+                res[f"{m}_beyond_spread"] = a["mean"] + a["std"] < b["mean"] - b["std"]
+        res["holds"] = res["cer_beyond_spread"] and res["ver_beyond_spread"] and res["lve_no_worse"]
+        out[animator] = res
+    return out
+
+
+def build_report(config: dict, results: list[dict], static: dict, timings: dict[str, float],
+                 control: str = "baseline") -> dict:
+    """The report dict (written by :func:`write_bench_report`).
+
+    Args:
+        config: the resolved benchmark config. results: one row per trained run.
+        static: :func:`avguide.bench.runner.summarize` of the static-face evaluation, holding the
+            reader's ceiling on ground truth as ``gt_cer``/``gt_wer``/``gt_ver``.
+        timings: seconds per step.
+        control: the condition the claim is checked against (see :func:`check_claim`).
+    """
+    table = aggregate(results)
+    gt = {"lve": 0.0, "fdd": 0.0, "mve": 0.0, **{m: static[f"gt_{m}"] for m in ("cer", "wer", "ver") if f"gt_{m}" in static}}
+    return {"avguide_version": avguide.__version__, "config": config, "ground_truth": gt,
+            "static": {k: v for k, v in static.items() if not k.startswith("gt_")}, "table": table,
+            "claim": check_claim(table, control=control), "runs": results, "timings_s": timings}
+
+
+def _cell(entry: dict | None, scale: float, digits: int = 3) -> str:
+    if not entry or entry.get("mean") is None:
+        return "-"
+    if entry["n"] > 1:
+        return f"{entry['mean'] * scale:.{digits}f} ± {entry['std'] * scale:.{digits}f}"
+    return f"{entry['mean'] * scale:.{digits}f}"
+
+
+SCALES = {"lve": 1e5, "fdd": 1e5, "mve": 1e3, "cer": 100.0, "wer": 100.0, "ver": 100.0}
+HEADERS = ["LVE (x1e-5 m²)", "FDD (x1e-5 m²)", "MVE (mm)", "CER (%)", "WER (%)", "VER (%)"]
+
+
+def format_markdown(report: dict) -> str:
+    """Markdown: the results table (mean ± std over seeds), the claim, gradient norms, timings."""
+    cfg = report["config"]
+    lines = [f"# avguide bench (preset {cfg['preset']}, avguide {report['avguide_version']})", "",
+             f"Seeds {cfg['seeds']}; reader: separate visual-only expert; CER/WER/VER corpus rates on the "
+             "test split; LVE/MVE over frames; FDD signed mean over sequences. ± is the sample std over "
+             "seeds.", "",
+             "| animator | condition | " + " | ".join(HEADERS) + " |", "|---" * (len(HEADERS) + 2) + "|"]
+    fixed = {"ground truth (reader ceiling)": report["ground_truth"], "static face (floor)": report["static"]}
+    for name, row in fixed.items():
+        cells = [f"{row[m] * SCALES[m]:.3f}" if m in row else "-" for m in METRICS]
+        lines.append(f"| - | {name} | " + " | ".join(cells) + " |")
+    for animator, conds in report["table"].items():
+        for name, entry in conds.items():
+            lines.append(f"| {animator} | {name} | " + " | ".join(_cell(entry.get(m), SCALES[m]) for m in METRICS) + " |")
+    lines += ["", "## The claim (av_tuned vs its control)", ""]
+    if not report["claim"]:
+        lines.append("Not checked (no reading metrics or missing conditions).")
+    for animator, c in report["claim"].items():
+        lines.append(f"- {animator} (vs {c['control']}): ΔCER {100 * c['cer_delta']:+.2f} pts (beyond spread: {c['cer_beyond_spread']}), "
+                     f"ΔVER {100 * c['ver_delta']:+.2f} pts (beyond spread: {c['ver_beyond_spread']}), "
+                     f"ΔLVE {1e5 * c['lve_delta']:+.3f} x1e-5 (no worse: {c['lve_no_worse']}) -> "
+                     f"**{'holds' if c['holds'] else 'does not hold'}**")
+    lines += ["", "## Gradient norms on the predicted vertices (first / last epoch means)", "",
+              "| animator | condition | |d(l_av L_av)/dV| | |d(l_mse L_mse)/dV| | lips part of AV |", "|---|---|---|---|---|"]
+    for animator, conds in report["table"].items():
+        for name, e in conds.items():
+            if "gnorm_av_last" in e:
+                lines.append(f"| {animator} | {name} | {e['gnorm_av_first']['mean']:.3g} / {e['gnorm_av_last']['mean']:.3g} | "
+                             f"{e['gnorm_mse_first']['mean']:.3g} / {e['gnorm_mse_last']['mean']:.3g} | "
+                             f"{e['gnorm_av_lips_last']['mean']:.3g} |")
+    lines += ["", "## Step times (s)", ""] + [f"- {k}: {v}" for k, v in report["timings_s"].items()]
+    figs = report.get("figures") or {}
+    if figs:
+        lines += ["", "## Figures", ""] + [f"- {k}: {v}" for k, v in figs.items()]
+    return "\n".join(lines) + "\n"
+
+
+def write_bench_report(out: str | Path, report: dict) -> None:
+    """``OUT/report.json`` and ``OUT/report.md`` (atomically)."""
+    out = Path(out)
+    write_json_atomic(out / "report.json", report)
+    write_text_atomic(out / "report.md", format_markdown(report))

@@ -1,0 +1,322 @@
+"""``avguide bench``: baseline vs AV-guided animators on the synthetic benchmark, end to end.
+
+    data      OUT/data (generated) or --data DIR
+    stage 1   OUT/experts/av        AV expert (the loss), camera from the template
+              OUT/experts/reader    visual-only evaluation reader (separate run and seed,
+                                    camera from each sequence's mean: it never sees templates)
+              OUT/experts/visual    visual-only expert used as a loss (ablation)
+              OUT/experts/untrained the AV expert at initialisation ("without stage 1" ablation)
+    stage 2   OUT/runs/<animator>/seed<k>/<condition>/    train -> predict test -> evaluate
+              conditions: baseline, av_paper (l_av = paper_l_av), av_tuned (tuned_l_av); first
+              animator only: av_visual_only, av_no_stage1, av_l_av=<x> for the sweep. With
+              finetune_epochs > 0 the AV conditions start from the baseline run and a control,
+              baseline_more, continues it with the vertex loss only
+    floor     OUT/eval/static       every test sequence replaced by its template (+ the
+                                    reader's ceiling on ground truth)
+    report    OUT/report.json, OUT/report.md, OUT/plots.png, OUT/side_by_side/<name>.mp4
+
+Every step writes ``done.json`` when it has finished, so a second run skips it (resumable); an
+interrupted training run continues from its last checkpoint. Every result file holds the
+resolved benchmark config and the avguide version.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+import avguide
+from avguide.bench.presets import PRESET_NAMES, BenchConfig, bench_preset
+from avguide.config import config_to_dict, load_config
+from avguide.errors import BadInputError
+from avguide.io import save_npy_atomic, write_json_atomic
+
+AV_CONDITIONS = ("av_paper", "av_tuned")
+
+
+@dataclasses.dataclass
+class Condition:
+    """One stage-2 training recipe: ``stage`` and the AV settings it overrides."""
+
+    name: str
+    stage: str
+    av: dict[str, Any]
+    from_baseline: bool = False     # start from the seed's baseline run (finetune_epochs > 0)
+
+
+def conditions(cfg: BenchConfig, experts: dict[str, Path], first_animator: bool) -> list[Condition]:
+    """The recipes trained for one animator and seed (see the module docstring)."""
+    av = {"expert": str(experts["av"]), "l_rlv": cfg.l_rlv, "expert_mode": cfg.expert_mode,
+          "probe_every": cfg.probe_every}
+    out = [Condition("baseline", "baseline", {})]
+    if cfg.finetune_epochs:
+        out.append(Condition("baseline_more", "baseline", {}))
+    out += [
+           Condition("av_paper", "av", {**av, "l_av": cfg.paper_l_av}),
+           Condition("av_tuned", "av", {**av, "l_av": cfg.tuned_l_av})]
+    if first_animator:
+        if cfg.ablations:
+            out += [Condition("av_visual_only", "av", {**av, "l_av": cfg.tuned_l_av, "expert": str(experts["visual"])}),
+                    Condition("av_no_stage1", "av", {**av, "l_av": cfg.tuned_l_av, "expert": str(experts["untrained"])})]
+        out += [Condition(f"av_l_av={x:g}", "av", {**av, "l_av": x}) for x in cfg.sweep_l_av]
+    if cfg.finetune_epochs:
+        out = [out[0]] + [dataclasses.replace(c, from_baseline=True) for c in out[1:]]
+    return out
+
+
+def _once(step_dir: Path, fn: Callable[[], dict], resolved: dict) -> dict:
+    """Run ``fn`` unless ``step_dir/done.json`` says it has finished; record its result there."""
+    done = step_dir / "done.json"
+    if done.is_file():
+        return json.loads(done.read_text())["result"]
+    t0 = time.perf_counter()
+    result = fn()
+    write_json_atomic(done, {"result": result, "seconds": round(time.perf_counter() - t0, 1),
+                             "bench_config": resolved, "avguide_version": avguide.__version__})
+    return result
+
+
+def _fresh_or_resume(run: Path) -> bool:
+    """True to resume an interrupted run; removes a run that never reached its first checkpoint."""
+    if (run / "last.json").is_file():
+        return True
+    if run.exists():
+        shutil.rmtree(run)
+    return False
+
+
+def _dataset(cfg: BenchConfig, out: Path) -> Path:
+    if cfg.data:
+        return Path(cfg.data)
+    from avguide.synth.generator import SynthConfig, generate
+
+    root = out / "data"
+    if not (root / "manifest.json").is_file():
+        if root.exists():
+            shutil.rmtree(root)
+        generate(load_config(SynthConfig, base=dict(cfg.synth)), root)
+    return root
+
+
+def _train_expert(cfg: BenchConfig, data: Path, run: Path, modality: str, epochs: int, seed: int,
+                  camera: str, cache: Path) -> None:
+    from avguide.train.expert import run_expert_stage
+
+    over = [*cfg.expert_overrides, f"size={cfg.expert_size}", f"epochs={epochs}", f"seed={seed}",
+            f"camera={camera}", f"cache_dir={cache}", f"device={cfg.device}"]
+    run_expert_stage(str(data), run, modality=modality, overrides=over, resume=_fresh_or_resume(run))
+
+
+def _untrained_expert(cfg: BenchConfig, data: Path, run: Path, seed: int) -> None:
+    """An AV expert at its initialisation, saved as a stage-1 run (the "without stage 1" ablation:
+    there is no 2-D pretraining here, so skipping stage 1 leaves the expert untrained)."""
+    import torch
+
+    from avguide.data.layouts import open_dataset
+    from avguide.lipreader.lipvideo import assets_from_dataset, save_assets
+    from avguide.lipreader.model import build_expert
+    from avguide.lipreader.reader import make_tokenizer
+    from avguide.train.checkpoint import save_checkpoint, start_run
+    from avguide.train.expert import ExpertStageConfig
+
+    if run.exists():
+        shutil.rmtree(run)
+    ecfg = load_config(ExpertStageConfig, None, [f"data={data}", "modality=av", f"size={cfg.expert_size}",
+                                                   f"seed={seed}", "camera=template", *cfg.expert_overrides])
+    tok = make_tokenizer(ecfg.tokenizer_name())
+    expert_cfg = ecfg.expert_config(tok.odim)
+    torch.manual_seed(seed)
+    model = build_expert(expert_cfg)
+    config = config_to_dict(ecfg)
+    start_run(run, config, resume=False)
+    save_assets(run / "render_assets.npz", assets_from_dataset(open_dataset(data)))
+    meta = {"epoch": 0, "step": 0, "expert": dataclasses.asdict(expert_cfg), "tokenizer": ecfg.tokenizer_name(),
+            "video": {"crop": ecfg.crop_size(), "camera": ecfg.camera_rule(), "fps": 25}}
+    save_checkpoint(run, model, {}, meta, config, best=True)
+
+
+def _train_animator(cfg: BenchConfig, data: Path, run: Path, animator: str, seed: int, stage: str,
+                    av: dict, vq_run: Path | None, init: Path | None = None) -> None:
+    from avguide.train.baseline import AnimatorTrainConfig, train_animator
+
+    epochs = cfg.vq_epochs if stage == "vq" else (cfg.finetune_epochs if init else cfg.epochs)
+    base = {"data": str(data), "animator": animator, "stage": stage, "preset": cfg.animator_preset,
+            "model": dict(cfg.model), "seed": seed, "device": cfg.device, "max_sequences": cfg.max_sequences,
+            "optim": {"epochs": epochs, "batch_size": cfg.batch_size, "lr": cfg.lr},
+            "vq_run": str(vq_run) if vq_run else "", "av": dict(av), "init": str(init) if init else ""}
+    train_animator(load_config(AnimatorTrainConfig, base=base), run, resume=_fresh_or_resume(run))
+
+
+def _evaluate(pred_dir: Path, data: Path, reader, out_json: Path, resolved: dict, extra: dict,
+              read_ground_truth: bool = False) -> dict:
+    from avguide.metrics.evaluate import EvaluateConfig, evaluate_dataset
+    from avguide.metrics.report import write_report
+
+    ecfg = EvaluateConfig(split="test", read_ground_truth=read_ground_truth)
+    report = evaluate_dataset(pred_dir, data, ecfg, reader=reader)
+    write_report(out_json, report, ecfg, extra_config={"bench": resolved, **extra})
+    return summarize(report)
+
+
+def summarize(report: dict) -> dict:
+    """The numbers the benchmark tabulates from an :func:`avguide.metrics.evaluate.evaluate` report:
+    lve, mve (mean over frames), fdd (signed mean), cer, wer, ver (corpus rates), and the
+    reader's ceiling on ground truth (``gt_cer`` ...) when present."""
+    s = report["summary"]
+    row = {"lve": s["lve"]["mean_over_frames"], "mve": s["mve"]["mean_over_frames"], "fdd": s["fdd"]["mean"]}
+    for m in ("cer", "wer", "ver"):
+        if m in s:
+            row[m] = s[m]["corpus"]
+        if report.get("ceiling") and m in report["ceiling"]:
+            row[f"gt_{m}"] = report["ceiling"][m]["corpus"]
+    return row
+
+
+def _static_predictions(data: Path, out_dir: Path) -> None:
+    """Every test recording's template repeated over its frames (the floor row)."""
+    from avguide.data.layouts import open_dataset
+    from avguide.data.samples import load_sample
+
+    index = open_dataset(data)
+    for ref in index.split("test"):
+        s = load_sample(index, ref)
+        static = np.repeat(s.template[None], s.vertices.shape[0], axis=0)  # (T, V, 3)
+        save_npy_atomic(out_dir / f"{ref.name}.npy", static.reshape(static.shape[0], -1).astype(np.float32))
+
+
+def resolve_bench_config(preset: str, overrides: list[str] | tuple[str, ...] = (),
+                         config_path: str | Path | None = None) -> BenchConfig:
+    """The preset's numbers, then an optional YAML file, then ``key=value`` overrides.
+
+    Raises:
+        BadInputError: unknown preset or invalid values (all listed).
+    """
+    if preset not in PRESET_NAMES:
+        raise BadInputError(f"--preset {preset!r}: allowed: {', '.join(PRESET_NAMES)}")
+    return load_config(BenchConfig, config_path, list(overrides), base=bench_preset(preset))
+
+
+def run_bench(preset: str, out: str | Path, overrides: list[str] | tuple[str, ...] = (), *,
+              config_path: str | Path | None = None) -> dict:
+    """Run (or continue) the benchmark and write its report.
+
+    Args:
+        preset: "ci", "cpu" or "full" (:func:`avguide.bench.presets.bench_preset`).
+        out: output directory (created; an existing one is continued, finished steps skipped).
+        overrides: ``key=value`` settings over the preset (e.g. ``seeds=[0,1]``,
+            ``animators=[faceformer]``, ``data=DIR``).
+        config_path: optional YAML file of :class:`BenchConfig` fields.
+    Returns:
+        The report dict written to ``OUT/report.json``.
+    Raises:
+        BadInputError / MissingFileError: invalid settings or data; TrainingDivergedError.
+    """
+    from avguide.bench.figures import plot_conditions, side_by_side_video
+    from avguide.bench.report import build_report, write_bench_report
+    from avguide.lipreader.reader import load_reader
+
+    cfg = resolve_bench_config(preset, overrides, config_path)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    resolved = config_to_dict(cfg)
+    saved = out / "bench_config.json"
+    if saved.is_file() and json.loads(saved.read_text())["config"] != resolved:
+        raise BadInputError(f"--out {out}: holds a benchmark with another config ({saved}); use a new --out")
+    write_json_atomic(saved, {"config": resolved, "avguide_version": avguide.__version__})
+    timings: dict[str, float] = {}
+
+    def timed(name: str, step_dir: Path, fn: Callable[[], dict]) -> dict:
+        t0 = time.perf_counter()
+        res = _once(step_dir, fn, resolved)
+        timings[name] = round(time.perf_counter() - t0, 1)
+        print(f"[bench] {name}: {timings[name]:.1f} s", flush=True)
+        return res
+
+    data = _dataset(cfg, out)
+    cache = out / "render_cache"
+    base_seed = cfg.seeds[0]
+    experts = {"av": out / "experts" / "av", "reader": out / "experts" / "reader"}
+    timed("expert_av", experts["av"], lambda: _train_expert(cfg, data, experts["av"], "av", cfg.expert_epochs,
+                                                            base_seed, "template", cache) or {})
+    timed("reader", experts["reader"], lambda: _train_expert(cfg, data, experts["reader"], "video",
+                                                             cfg.reader_epochs, base_seed + 1000,
+                                                             "sequence_mean", cache) or {})
+    if cfg.ablations:
+        experts["visual"] = out / "experts" / "visual"
+        experts["untrained"] = out / "experts" / "untrained"
+        timed("expert_visual", experts["visual"], lambda: _train_expert(
+            cfg, data, experts["visual"], "video", cfg.expert_epochs, base_seed + 2000, "template", cache) or {})
+        timed("expert_untrained", experts["untrained"],
+              lambda: _untrained_expert(cfg, data, experts["untrained"], base_seed) or {})
+    reader = load_reader(experts["reader"])
+    extra = {"reader": str(experts["reader"])}
+
+    static_dir = out / "eval" / "static"
+
+    def floor() -> dict:
+        _static_predictions(data, static_dir / "pred")
+        return _evaluate(static_dir / "pred", data, reader, static_dir / "eval.json", resolved, extra,
+                         read_ground_truth=True)
+
+    rows = {"static": timed("static", static_dir, floor)}
+    results: list[dict] = []
+    for ai, animator in enumerate(cfg.animators):
+        for seed in cfg.seeds:
+            root = out / "runs" / animator / f"seed{seed}"
+            vq = None
+            if animator == "codetalker":
+                vq = root / "vq"
+                timed(f"{animator}/seed{seed}/vq", vq / "train",
+                      lambda: _train_animator(cfg, data, vq / "run", animator, seed, "vq", {}, None) or {})
+                vq = vq / "run"
+            for cond in conditions(cfg, experts, ai == 0):
+                cdir = root / cond.name
+
+                def step(cond=cond, cdir=cdir) -> dict:
+                    init = root / "baseline" / "run" if cond.from_baseline else None
+                    _once(cdir / "train", lambda: _train_animator(cfg, data, cdir / "run", animator, seed, cond.stage,
+                                                                 cond.av, vq, init) or {}, resolved)
+                    from avguide.animate import predict_split
+
+                    pred = cdir / "pred"
+                    if pred.exists():
+                        shutil.rmtree(pred)
+                    predict_split(cdir / "run", data, "test", pred)
+                    return _evaluate(pred, data, reader, cdir / "eval.json", resolved,
+                                     {**extra, "run": str(cdir / "run"), "condition": cond.name})
+
+                res = timed(f"{animator}/seed{seed}/{cond.name}", cdir, step)
+                results.append({"animator": animator, "seed": seed, "condition": cond.name, **res,
+                                **_gradient_norms(cdir / "run")})
+    report = build_report(resolved, results, rows["static"], timings,
+                          control="baseline_more" if cfg.finetune_epochs else "baseline")
+    figures = {}
+    figures["plots"] = plot_conditions(report, out / "plots.png")
+    if cfg.video_sentences:
+        a0, s0 = cfg.animators[0], cfg.seeds[0]
+        seed_dir = out / "runs" / a0 / f"seed{s0}"
+        figures["video"] = side_by_side_video(data, seed_dir / "baseline" / "pred", seed_dir / "av_tuned" / "pred",
+                                              out / "side_by_side", cfg.video_sentences, cfg.video_size)
+    report["figures"] = figures
+    write_bench_report(out, report)
+    return report
+
+
+def _gradient_norms(run: Path) -> dict:
+    """Mean gradient-probe norms of a run's last epoch (empty for runs without AV loss)."""
+    path = run / "metrics.jsonl"
+    if not path.is_file():
+        return {}
+    lines = [json.loads(x) for x in path.read_text().splitlines() if x]
+    out = {}
+    for k in ("train_gnorm_av", "train_gnorm_av_lips", "train_gnorm_mse", "train_gnorm_av_unit"):
+        probed = [ln[k] for ln in lines if k in ln]  # epochs in which a probe ran
+        if probed:
+            out[f"{k[len('train_'):]}_first"], out[f"{k[len('train_'):]}_last"] = probed[0], probed[-1]
+    return out
