@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import torch
 
-from avguide.render.raster import barycentrics
+from avguide.render.raster import pixel_barycentrics
 
 
 def face_neighbors(faces: torch.Tensor) -> torch.Tensor:
@@ -50,40 +50,86 @@ def face_neighbors(faces: torch.Tensor) -> torch.Tensor:
 
 
 def _screen_area(pix: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
-    """(N, F) twice the signed screen area (< 0 for front faces in a y-down image)."""
-    t = pix[:, faces, :2]  # (N, F, 3, 2)
-    e1 = t[:, :, 1] - t[:, :, 0]
-    e2 = t[:, :, 2] - t[:, :, 0]
-    return e1[..., 0] * e2[..., 1] - e1[..., 1] * e2[..., 0]
+    """(N, F') twice the signed screen area of ``faces`` (F', 3) (< 0 for front faces, y-down)."""
+    x = [pix[..., 0].index_select(1, faces[:, k]) for k in range(3)]  # (N, F') each
+    y = [pix[..., 1].index_select(1, faces[:, k]) for k in range(3)]
+    return (x[1] - x[0]) * (y[2] - y[0]) - (y[1] - y[0]) * (x[2] - x[0])
 
 
-def _pixel_depth(pix: torch.Tensor, faces: torch.Tensor, face_id: torch.Tensor, orthographic: bool) -> torch.Tensor:
-    """(N, H, W) camera depth of the visible surface (+inf on background), no gradient."""
-    with torch.no_grad():
-        p = pix.detach()
-        bary = barycentrics(p, faces, face_id, orthographic=orthographic)
-        corners = faces[face_id.clamp_min(0)]  # (N, H, W, 3)
-        batch = torch.arange(p.shape[0], device=p.device).view(-1, 1, 1, 1)
-        z = (p[batch, corners, 2] * bary).sum(-1)
-        return torch.where(face_id >= 0, z, torch.full_like(z, float("inf")))
+def _contour_faces(pix: torch.Tensor, faces: torch.Tensor, face_id: torch.Tensor, neighbors: torch.Tensor
+                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Front-facing flags where :func:`antialias` needs them, and the pixels that may need it.
+
+    Returns:
+        front (N, R) bool for the R faces that are visible in some image or neighbour one,
+        slot (F + 1,) int64 column of each face in ``front`` (R for the others; index F is the
+        "no neighbour" entry), and near (N, H, W) bool: the pixel shows a face with at least one
+        silhouette edge in its image (a neighbour across the edge that is missing or back-facing).
+        A pixel pair can only be antialiased if one of its two pixels is ``near``.
+    """
+    n = face_id.shape[0]
+    nf = faces.shape[0]
+    dev = face_id.device
+    visible = torch.zeros(nf + 1, dtype=torch.bool, device=dev)
+    visible[face_id.reshape(-1)] = True  # -1 (background) lands on the extra entry nf
+    visible = visible[:nf]
+    rel = visible.clone()
+    nb_vis = neighbors[visible].reshape(-1)
+    rel[nb_vis[nb_vis >= 0]] = True
+    rel_idx = rel.nonzero().squeeze(1)  # (R,)
+    r = rel_idx.numel()
+    slot = torch.full((nf + 1,), r, dtype=torch.int64, device=dev)
+    slot[rel_idx] = torch.arange(r, device=dev)
+    front = _screen_area(pix, faces[rel_idx]) < 0  # (N, R)
+    front_pad = torch.cat([front, front.new_zeros(n, 1)], 1)  # (N, R + 1): column R = missing face
+    vis_idx = visible.nonzero().squeeze(1)  # (U,)
+    nb = slot[neighbors[vis_idx]]  # (U, 3) column of each neighbour (R if none or not relevant)
+    # neighbours of visible faces are all relevant, so column R here only means "no neighbour"
+    sil = ~(front_pad[:, nb].all(-1))  # (N, U) some edge has a missing or back-facing neighbour
+    sil_face = torch.zeros(n, nf + 1, dtype=torch.bool, device=dev)
+    sil_face[:, vis_idx] = sil
+    near = sil_face.gather(1, face_id.reshape(n, -1).where(face_id.reshape(n, -1) >= 0, nf)).view_as(face_id)
+    return front, slot, near
+
+
+def _pixel_depth(pix: torch.Tensor, faces: torch.Tensor, face_id: torch.Tensor, pixel: torch.Tensor,
+                 orthographic: bool) -> torch.Tensor:
+    """(K,) camera depth of the visible surface at flat pixels ``pixel`` (+inf on background)."""
+    n, h, w = face_id.shape
+    face = face_id.reshape(-1)[pixel]
+    covered = face >= 0
+    bary = pixel_barycentrics(pix, faces, pixel, face.clamp_min(0), (h, w), orthographic=orthographic)
+    corners = faces[face.clamp_min(0)] + (pixel // (h * w) * pix.shape[1])[:, None]  # (K, 3)
+    z = (pix[..., 2].reshape(-1)[corners] * bary).sum(-1)
+    return torch.where(covered, z, torch.full_like(z, float("inf")))
 
 
 def _blend_pairs(color: torch.Tensor, pix: torch.Tensor, faces: torch.Tensor, face_id: torch.Tensor,
-                 depth: torch.Tensor, front: torch.Tensor, neighbors: torch.Tensor, axis: int) -> torch.Tensor:
-    """Colour deltas (N*H*W, C) from the pixel pairs that are neighbours along ``axis``."""
+                 front: torch.Tensor, slot: torch.Tensor, near: torch.Tensor, neighbors: torch.Tensor, axis: int,
+                 orthographic: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Colour changes from the pixel pairs that are neighbours along ``axis``.
+
+    Returns:
+        target (K,) flat pixel indices into N*H*W and delta (K, C) to add there.
+    """
     n, h, w = face_id.shape
     c = color.shape[-1]
     step = (0, 1) if axis == 2 else (1, 0)  # (dy, dx) from pixel a to pixel b
     fa = face_id[:, : h - step[0], : w - step[1]]
     fb = face_id[:, step[0]:, step[1]:]
-    bi, yi, xi = (fa != fb).nonzero(as_tuple=True)  # pairs (first pixel at bi, yi, xi)
+    na = near[:, : h - step[0], : w - step[1]]
+    nb_ = near[:, step[0]:, step[1]:]
+    bi, yi, xi = ((fa != fb) & (na | nb_)).nonzero(as_tuple=True)  # pairs (first pixel at bi, yi, xi)
+    empty = (torch.zeros(0, dtype=torch.int64, device=color.device), color.new_zeros(0, c))
     if bi.numel() == 0:
-        return color.new_zeros(n * h * w, c)
+        return empty
     first = (bi * h + yi) * w + xi  # flat index of the left/upper pixel
     second = first + (w if axis == 1 else 1)
     flat_id = face_id.reshape(-1)
-    flat_depth = depth.reshape(-1)
-    occ_first = flat_depth[first] <= flat_depth[second]
+    with torch.no_grad():
+        depth = _pixel_depth(pix.detach(), faces, face_id, torch.cat([first, second]), orthographic)
+    k2 = first.numel()
+    occ_first = depth[:k2] <= depth[k2:]
     pa = torch.where(occ_first, first, second)  # pixel covered by the occluder
     pb = torch.where(occ_first, second, first)  # the other pixel
     occ = flat_id[pa]  # (K,) occluder face (never background: background depth is inf)
@@ -96,7 +142,7 @@ def _blend_pairs(color: torch.Tensor, pix: torch.Tensor, faces: torch.Tensor, fa
     bx = (pb % w).to(pix.dtype) + 0.5
     corners = pix[img[:, None], faces[occ], :2]  # (K, 3, 2)
     p0, p1 = corners, corners.roll(-1, dims=1)  # edge k: corner k -> corner k+1
-    sign = torch.where(front[img, occ], -1.0, 1.0).to(pix.dtype)[:, None]  # make inside >= 0
+    sign = torch.where(front[img, slot[occ]], -1.0, 1.0).to(pix.dtype)[:, None]  # make inside >= 0
 
     def edge_fn(px, py):  # (K, 3), >= 0 inside the occluder
         return sign * ((p1[..., 0] - p0[..., 0]) * (py[:, None] - p0[..., 1])
@@ -111,12 +157,13 @@ def _blend_pairs(color: torch.Tensor, pix: torch.Tensor, faces: torch.Tensor, fa
     t = t_all[rows, k]
     d = (p1 - p0)[rows, k]  # (K, 2) edge direction
     nb = neighbors[occ, k]
-    silhouette = (nb < 0) | ~front[img, nb.clamp_min(0)]
+    front_pad = torch.cat([front, front.new_zeros(n, 1)], 1)  # column R: no neighbour
+    silhouette = ~front_pad[img, slot[nb]]
     # each edge is handled by the pair direction across it: horizontal pairs for steep edges
     steep = d[:, 1].abs() > d[:, 0].abs() if axis == 2 else d[:, 1].abs() <= d[:, 0].abs()
     ok = exits[rows, k] & silhouette & steep
     if not bool(ok.any()):
-        return color.new_zeros(n * h * w, c)
+        return empty
     t, pa, pb = t[ok], pa[ok], pb[ok]
     flat = color.reshape(-1, c)
     ca, cb = flat[pa], flat[pb]
@@ -125,12 +172,15 @@ def _blend_pairs(color: torch.Tensor, pix: torch.Tensor, faces: torch.Tensor, fa
     wgt = (t - 0.5).abs().unsqueeze(-1)
     target = torch.where(into_b.squeeze(-1), pb, pa)
     delta = torch.where(into_b, wgt * (ca - cb), wgt * (cb - ca))
-    return color.new_zeros(n * h * w, c).index_add(0, target, delta)
+    return target, delta
 
 
 def antialias(color: torch.Tensor, pix: torch.Tensor, faces: torch.Tensor, face_id: torch.Tensor,
               neighbors: torch.Tensor, *, orthographic: bool = True) -> torch.Tensor:
     """Blend colours across silhouette edges so that images vary smoothly with vertices.
+
+    Only pixel pairs with different faces where one of the two faces has a silhouette edge in
+    that image are examined (a cheap exact pre-filter; every other pair is an interior edge).
 
     Args:
         color: (N, H, W, C) float shaded image (background already filled in).
@@ -144,9 +194,13 @@ def antialias(color: torch.Tensor, pix: torch.Tensor, faces: torch.Tensor, face_
         silhouette-edge crossing positions, w.r.t. ``pix``. Images with no silhouette edge are
         returned unchanged.
     """
-    depth = _pixel_depth(pix, faces, face_id, orthographic)
     with torch.no_grad():
-        front = _screen_area(pix.detach(), faces) < 0  # (N, F)
-    delta = (_blend_pairs(color, pix, faces, face_id, depth, front, neighbors, axis=2)
-             + _blend_pairs(color, pix, faces, face_id, depth, front, neighbors, axis=1))
-    return color + delta.view_as(color)
+        front, slot, near = _contour_faces(pix.detach(), faces, face_id, neighbors)
+    parts = [_blend_pairs(color, pix, faces, face_id, front, slot, near, neighbors, axis, orthographic)
+             for axis in (2, 1)]
+    target = torch.cat([parts[0][0], parts[1][0]])
+    if target.numel() == 0:
+        return color
+    delta = torch.cat([parts[0][1], parts[1][1]])
+    c = color.shape[-1]
+    return color.reshape(-1, c).index_add(0, target, delta).view_as(color)

@@ -2,25 +2,34 @@
 
 The pipeline is the nvdiffrast one, in plain PyTorch (CPU or CUDA):
 
-1. :func:`rasterize` (no gradient) finds, for every pixel centre, the nearest covering face:
-   every candidate face enumerates the pixel centres inside its bounding box (exactly, with
-   ``repeat_interleave``; no fixed window), keeps those inside the triangle and resolves
-   visibility with one ``scatter_reduce(amin)`` of a packed ``(depth << 24) | face`` key.
+1. :func:`rasterize` (no gradient) finds, for every pixel centre, the nearest covering face.
+   Faces are culled per image *before* any pixel is looked at (back-facing, degenerate, off
+   screen, outside ``face_mask``); the survivors are grouped by the size class (1, 2, 3, 4, 6, 8, 12, ...) of
+   their pixel bounding box and each group tests a fixed grid of pixel offsets. The coverage test is
+   separable: each edge test ``B (py - y_k) >= A (px - x_k)`` compares a per-row term with a
+   per-column term, so a candidate pixel costs three comparisons of precomputed numbers.
+   Visibility is one ``scatter_reduce(amin)`` of a packed key ``(float32 depth bits << 24) |
+   face``: the exact float32 depth decides, ties go to the lower face index.
 2. :func:`barycentrics` recomputes the barycentric coordinates of each pixel centre in its
    visible face from the *differentiable* projected vertices, so gradients flow from pixels to
    vertex positions (perspective-correct for perspective cameras).
 3. :func:`interpolate` blends any per-vertex attribute with them.
 
-Visibility changes (which face covers a pixel) carry no gradient here; edge gradients come from
-:func:`avguide.render.antialias.antialias` and :func:`avguide.render.silhouette.soft_silhouette`.
+:func:`rasterize_reference` is the slow, simple definition (every kept face against every
+pixel of its image, in small chunks) used by the tests and the benchmark; it shares the
+per-face set-up and the per-pixel arithmetic with :func:`rasterize`, so both give identical
+face ids. Visibility changes (which face covers a pixel) carry no gradient here; edge gradients
+come from :func:`avguide.render.antialias.antialias`.
 """
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 
-_FACE_BITS = 24  # face index bits in the packed z-buffer key
-_DEPTH_LEVELS = (1 << 30) - 1  # depth quantisation levels (30 bits; 54 bits in all)
+_FACE_BITS = 24  # face index bits in the packed z-buffer key (32 depth bits above them)
+_NO_FACE = torch.iinfo(torch.int64).max  # empty z-buffer entry
 
 
 def pixel_centers(size: tuple[int, int], device: torch.device | str | None = None,
@@ -43,14 +52,147 @@ def _edge(ax, ay, bx, by, px, py):
     return (bx - ax) * (py - ay) - (by - ay) * (px - ax)
 
 
+class _Drawn(NamedTuple):
+    """The M (image, face) pairs that survive culling, structure-of-arrays (faces last)."""
+
+    img: torch.Tensor  # (M,) int64 image index
+    face: torch.Tensor  # (M,) int64 face index into ``faces``
+    box: torch.Tensor  # (4, M) int64 pixel bounding box: x0, y0, width, height (>= 1)
+    corner: torch.Tensor  # (2, 3, M) float32 corner x and y
+    slope: torch.Tensor  # (2, 3, M) float32 sign(area) * (dx, dy) of edge k: corner k -> k + 1
+    depth: torch.Tensor  # (3, M) float32 depth plane: value at corner 0, d/dx, d/dy
+
+    def select(self, index: torch.Tensor | slice) -> "_Drawn":
+        """The pairs at ``index`` (a slice or an (M',) int64 tensor)."""
+        if isinstance(index, slice):
+            return _Drawn(*(t[..., index] for t in self))
+        return _Drawn(*(_take_last(t, index) for t in self))
+
+
+def _take_last(t: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """``t[..., index]`` as one flat gather (much faster than gathering along a last dim)."""
+    lead = t.shape[:-1]
+    rows = torch.arange(t[..., 0].numel(), device=t.device)[:, None] * t.shape[-1]  # (K, 1)
+    return t.reshape(-1).index_select(0, (rows + index).reshape(-1)).view(*lead, index.numel())
+
+
+def _setup(pix: torch.Tensor, faces: torch.Tensor, size: tuple[int, int], orthographic: bool,
+           cull_backfaces: bool, face_mask: torch.Tensor | None) -> _Drawn:
+    """Cull faces per image and precompute each survivor's bounding box, edges and depth plane."""
+    n, v, _ = pix.shape
+    h, w = size
+    dev = pix.device
+    p = pix.detach().float()
+    fidx = torch.arange(faces.shape[0], device=dev)
+    if face_mask is not None:
+        fidx = face_mask.to(dev).nonzero(as_tuple=True)[0]
+    fs = faces.to(dev).index_select(0, fidx)  # (F', 3)
+    nf = fs.shape[0]
+    # corner coordinates of every (image, face), one contiguous (N, F') tensor each
+    x0, x1, x2 = (p[..., 0].index_select(1, fs[:, k]) for k in range(3))
+    y0, y1, y2 = (p[..., 1].index_select(1, fs[:, k]) for k in range(3))
+    # twice the signed screen area; a counter-clockwise face (seen by the camera) is clockwise
+    # in the y-down image, so front faces have area < 0
+    area = _edge(x0, y0, x1, y1, x2, y2)  # (N, F')
+    bx0 = torch.ceil(torch.minimum(torch.minimum(x0, x1), x2) - 0.5).clamp_min(0)
+    bx1 = torch.floor(torch.maximum(torch.maximum(x0, x1), x2) - 0.5).clamp_max(w - 1)
+    by0 = torch.ceil(torch.minimum(torch.minimum(y0, y1), y2) - 0.5).clamp_min(0)
+    by1 = torch.floor(torch.maximum(torch.maximum(y0, y1), y2) - 0.5).clamp_max(h - 1)
+    keep = (bx1 >= bx0) & (by1 >= by0) & (area != 0) & torch.isfinite(area)
+    if cull_backfaces:
+        keep &= area < 0
+    idx = keep.view(-1).nonzero().squeeze(1)  # (M,) into N*F'
+    img = idx // nf
+    j = idx - img * nf
+    box = torch.stack([t.view(-1).index_select(0, idx) for t in (bx0, by0, bx1, by1)]).long()  # (4, M)
+    box[2:] -= box[:2] - 1  # x1, y1 -> width, height
+    corners = (fs.index_select(0, j) + (img * v)[:, None]).T  # (3, M) rows of pix as (N*V, 3)
+    xyz = p.reshape(n * v, 3).index_select(0, corners.reshape(-1)).view(3, -1, 3).permute(2, 0, 1)  # (3, 3, M)
+    x, y, z = xyz[0], xyz[1], xyz[2]  # (3 corners, M) each
+    ok = torch.isfinite(z).all(0)
+    if not orthographic:
+        ok &= (z > 0).all(0)
+    if not bool(ok.all()):
+        sel = ok.nonzero().squeeze(1)
+        img, j, box, x, y, z = img[sel], j[sel], box[:, sel], x[:, sel], y[:, sel], z[:, sel]
+    a = _edge(x[0], y[0], x[1], y[1], x[2], y[2])  # (M,) same values as ``area``
+    s = torch.where(a < 0, -1.0, 1.0)  # inside: sign(area) * edge >= 0 for all edges
+    slope = torch.stack([(x.roll(-1, 0) - x) * s, (y.roll(-1, 0) - y) * s])  # (2, 3, M)
+    val = z if orthographic else -1.0 / z  # linear in screen space, smaller = nearer
+    d1x, d1y, d2x, d2y = x[1] - x[0], y[1] - y[0], x[2] - x[0], y[2] - y[0]
+    dz1, dz2 = val[1] - val[0], val[2] - val[0]
+    gx = (dz1 * d2y - dz2 * d1y) / a
+    gy = (dz2 * d1x - dz1 * d2x) / a
+    return _Drawn(img, fidx.index_select(0, j), box, torch.stack([x, y]), slope, torch.stack([val[0], gx, gy]))
+
+
+def _row_col_terms(d: _Drawn, py: torch.Tensor, px: torch.Tensor, row_ok: torch.Tensor, col_ok: torch.Tensor
+                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Separable edge and depth terms of M faces at R pixel rows and C pixel columns.
+
+    Edge k covers pixel (py, px) when ``rows[k, r] >= cols[k, c]``; the depth there is
+    ``zrow[r] + zcol[c]``. Rows/columns outside the face's box never pass edge 0.
+
+    Args:
+        d: M drawn faces.
+        py: (R, M) float32 pixel centre rows; px: (C, M) pixel centre columns.
+        row_ok: (R, M) bool, row inside the box; col_ok: (C, M) bool.
+    Returns:
+        rows (3, R, M), cols (3, C, M), zrow (R, M), zcol (C, M), float32.
+    """
+    cx, cy = d.corner[0], d.corner[1]  # (3, M)
+    rows = d.slope[0, :, None] * (py[None] - cy[:, None])  # (3, R, M)
+    cols = d.slope[1, :, None] * (px[None] - cx[:, None])  # (3, C, M)
+    rows[0] = torch.where(row_ok, rows[0], float("-inf"))
+    cols[0] = torch.where(col_ok, cols[0], float("inf"))
+    zrow = d.depth[2] * (py - cy[0]) + d.depth[0]  # (R, M)
+    zcol = d.depth[1] * (px - cx[0])  # (C, M)
+    return rows, cols, zrow, zcol
+
+
+def _keys(depth: torch.Tensor, face: torch.Tensor) -> torch.Tensor:
+    """Packed z-buffer keys: order-preserving int of the float32 depth, then the face index.
+
+    Args:
+        depth: (Q,) float32 (smaller = nearer); face: (Q,) int64 < 2**24.
+    Returns:
+        (Q,) int64 in [0, 2**56), ordered by (depth, face).
+    """
+    bits = (depth + 0.0).view(torch.int32).long()  # + 0.0 turns -0.0 into +0.0
+    bits = torch.where(bits < 0, bits ^ 0x7FFFFFFF, bits) + (1 << 31)  # monotone in depth
+    return (bits << _FACE_BITS) | face
+
+
+def _face_of(zbuf: torch.Tensor) -> torch.Tensor:
+    """Face index from z-buffer keys, -1 for empty entries."""
+    return torch.where(zbuf == _NO_FACE, -1, zbuf & ((1 << _FACE_BITS) - 1))
+
+
+def _box_sizes(n: int) -> list[int]:
+    """Bucket sides 1, 2, 4, 8, ... up to the first >= n."""
+    out = [1, 2, 3]
+    while out[-1] < n:
+        out.append(out[-2] * 2)
+    return out
+
+
+def _check(pix: torch.Tensor, faces: torch.Tensor) -> None:
+    assert pix.dim() == 3 and pix.shape[-1] == 3, f"pix must be (N, V, 3), got {tuple(pix.shape)}"
+    assert faces.shape[0] < (1 << _FACE_BITS), "too many faces for the packed z-buffer key"
+
+
 @torch.no_grad()
 def rasterize(pix: torch.Tensor, faces: torch.Tensor, size: tuple[int, int], *, orthographic: bool = True,
               cull_backfaces: bool = True, face_mask: torch.Tensor | None = None) -> torch.Tensor:
     """Nearest visible face at every pixel centre (hard z-buffer, no gradient).
 
+    A pixel centre is covered by a face when it lies in the face's pixel bounding box and on
+    the inner side of (or on) its three edges; the nearest covering face wins (exact float32
+    depth; the lower face index on a tie). Identical to :func:`rasterize_reference`.
+
     Args:
         pix: (N, V, 3) float, projected vertices from :func:`avguide.render.camera.project`
-            (pixel x, pixel y, camera depth z). Detached internally.
+            (pixel x, pixel y, camera depth z). Detached internally, tested in float32.
         faces: (F, 3) int64 vertex indices, F < 2**24. A face is front-facing when its vertices
             run counter-clockwise seen from the camera (the usual outward orientation).
         size: (H, W) image size.
@@ -64,68 +206,123 @@ def rasterize(pix: torch.Tensor, faces: torch.Tensor, size: tuple[int, int], *, 
         (N, H, W) int64: index into ``faces`` of the visible face, -1 where no face covers the
         pixel centre.
     """
-    n, _, _ = pix.shape
-    h, w = size
-    nf = faces.shape[0]
-    assert nf < (1 << _FACE_BITS), "too many faces for the packed z-buffer key"
+    _check(pix, faces)
+    n, h, w = pix.shape[0], *size
     dev = pix.device
-    p = pix.detach().float()
-    tri = p[:, faces]  # (N, F, 3 corners, 3)
-    x, y, z = tri[..., 0], tri[..., 1], tri[..., 2]  # (N, F, 3) each
-    # screen area in a y-down image: counter-clockwise in the world seen by the camera is
-    # clockwise on screen, so front faces have area < 0
-    area = _edge(x[..., 0], y[..., 0], x[..., 1], y[..., 1], x[..., 2], y[..., 2])  # (N, F)
-    x0 = torch.ceil(x.amin(-1) - 0.5).clamp_min(0)
-    x1 = torch.floor(x.amax(-1) - 0.5).clamp_max(w - 1)
-    y0 = torch.ceil(y.amin(-1) - 0.5).clamp_min(0)
-    y1 = torch.floor(y.amax(-1) - 0.5).clamp_max(h - 1)
-    keep = (x1 >= x0) & (y1 >= y0) & (area != 0) & torch.isfinite(area)
-    if cull_backfaces:
-        keep &= area < 0
-    if not orthographic:
-        keep &= (z > 0).all(-1)
-    if face_mask is not None:
-        keep &= face_mask.to(dev)[None, :]
-    img_idx, face_idx = keep.nonzero(as_tuple=True)  # (M,) each
-    out = torch.full((n * h * w,), -1, dtype=torch.int64, device=dev)
-    if img_idx.numel() == 0:
-        return out.view(n, h, w)
+    d = _setup(pix, faces, size, orthographic, cull_backfaces, face_mask)
+    zbuf = torch.full((n * h * w,), _NO_FACE, dtype=torch.int64, device=dev)
+    if d.img.numel() == 0:
+        return _face_of(zbuf).view(n, h, w)
+    # bucket the faces by the size classes of their box width and height
+    sizes = torch.tensor(_box_sizes(max(h, w)), device=dev)
+    ns = sizes.numel()
+    bucket = torch.bucketize(d.box[2], sizes) * ns + torch.bucketize(d.box[3], sizes)
+    order = torch.argsort(bucket)
+    d = d.select(order)
+    classes, counts = torch.unique_consecutive(bucket.index_select(0, order), return_counts=True)
+    pixels, keys = [], []
+    start = 0
+    for cls, cnt in zip(classes.tolist(), counts.tolist()):
+        db = d.select(slice(start, start + cnt))
+        start += cnt
+        cw, ch = int(sizes[cls // ns]), int(sizes[cls % ns])
+        dx = torch.arange(cw, device=dev)[:, None]  # (cw, 1)
+        dy = torch.arange(ch, device=dev)[:, None]  # (ch, 1)
+        row = db.box[1] + dy  # (ch, Mb) pixel row
+        col = db.box[0] + dx  # (cw, Mb) pixel column
+        rows, cols, zrow, zcol = _row_col_terms(db, row.float() + 0.5, col.float() + 0.5, dy < db.box[3], dx < db.box[2])
+        inside = rows[0, :, None] >= cols[0, None]  # (ch, cw, Mb)
+        inside &= rows[1, :, None] >= cols[1, None]
+        inside &= rows[2, :, None] >= cols[2, None]
+        depth = torch.masked_select(zrow[:, None] + zcol[None], inside)  # (Q,) covered candidates
+        keys.append(_keys(depth, torch.masked_select(db.face, inside)))
+        row_base = (db.img * h + row) * w  # (ch, Mb) flat index of column 0
+        pixels.append(torch.masked_select(row_base[:, None] + col[None], inside))
+    zbuf.scatter_reduce_(0, torch.cat(pixels), torch.cat(keys), reduce="amin")
+    return _face_of(zbuf).view(n, h, w)
 
-    # enumerate the pixel centres of each kept face's bounding box
-    bx0 = x0[img_idx, face_idx].long()
-    by0 = y0[img_idx, face_idx].long()
-    bw = x1[img_idx, face_idx].long() - bx0 + 1
-    counts = bw * (y1[img_idx, face_idx].long() - by0 + 1)  # (M,)
-    frag_face = torch.repeat_interleave(torch.arange(img_idx.numel(), device=dev), counts)  # (Q,)
-    starts = torch.cumsum(counts, 0) - counts
-    local = torch.arange(frag_face.numel(), device=dev) - starts[frag_face]
-    fx = bx0[frag_face] + local % bw[frag_face]  # (Q,) pixel column
-    fy = by0[frag_face] + local // bw[frag_face]  # (Q,) pixel row
 
-    t = tri[img_idx, face_idx][frag_face]  # (Q, 3, 3)
-    px = fx.float() + 0.5
-    py = fy.float() + 0.5
-    a = area[img_idx, face_idx][frag_face]  # (Q,)
-    w0 = _edge(t[:, 1, 0], t[:, 1, 1], t[:, 2, 0], t[:, 2, 1], px, py) / a
-    w1 = _edge(t[:, 2, 0], t[:, 2, 1], t[:, 0, 0], t[:, 0, 1], px, py) / a
+@torch.no_grad()
+def rasterize_reference(pix: torch.Tensor, faces: torch.Tensor, size: tuple[int, int], *,
+                        orthographic: bool = True, cull_backfaces: bool = True,
+                        face_mask: torch.Tensor | None = None, chunk: int = 256) -> torch.Tensor:
+    """Slow, simple :func:`rasterize`: every kept face against every pixel of its image.
+
+    For tests and benchmarks only. Same arguments and result as :func:`rasterize` (it shares
+    the culling, bounding boxes, edge and depth arithmetic), but enumerates no candidates:
+    chunks of ``chunk`` faces of one image are tested against the whole image and reduced with
+    ``amin``.
+
+    Returns:
+        (N, H, W) int64 face index, -1 on background.
+    """
+    _check(pix, faces)
+    n, h, w = pix.shape[0], *size
+    dev = pix.device
+    d = _setup(pix, faces, size, orthographic, cull_backfaces, face_mask)
+    zbuf = torch.full((n, h, w), _NO_FACE, dtype=torch.int64, device=dev)
+    ys = torch.arange(h, device=dev)[:, None]  # (H, 1)
+    xs = torch.arange(w, device=dev)[:, None]  # (W, 1)
+    for k in range(n):
+        dk = d.select((d.img == k).nonzero().squeeze(1))
+        for s in range(0, dk.img.numel(), chunk):
+            db = dk.select(slice(s, s + chunk))
+            x0, y0, bw, bh = db.box
+            rows, cols, zrow, zcol = _row_col_terms(db, (ys.float() + 0.5).expand(h, x0.numel()),
+                                                    (xs.float() + 0.5).expand(w, x0.numel()),
+                                                    (ys >= y0) & (ys < y0 + bh), (xs >= x0) & (xs < x0 + bw))
+            inside = (rows[:, :, None] >= cols[:, None]).all(0)  # (H, W, m)
+            key = _keys((zrow[:, None] + zcol[None]).reshape(-1), db.face.repeat(h * w)).view(h, w, -1)
+            key = torch.where(inside, key, _NO_FACE)
+            zbuf[k] = torch.minimum(zbuf[k], key.amin(-1))
+    return _face_of(zbuf)
+
+
+def covered_pixels(face_id: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The covered pixels of a face-id image, as a compact list.
+
+    Args:
+        face_id: (N, H, W) int64 from :func:`rasterize`.
+    Returns:
+        pixel (P,) int64 flat index into N*H*W of each covered pixel (ascending) and face (P,)
+        int64 its face index.
+    """
+    flat = face_id.reshape(-1)
+    pixel = (flat >= 0).nonzero(as_tuple=True)[0]
+    return pixel, flat[pixel]
+
+
+def pixel_barycentrics(pix: torch.Tensor, faces: torch.Tensor, pixel: torch.Tensor, face: torch.Tensor,
+                       size: tuple[int, int], *, orthographic: bool = True) -> torch.Tensor:
+    """Differentiable barycentric coordinates of a list of pixel centres in given faces.
+
+    Args:
+        pix: (N, V, 3) float projected vertices, with gradient.
+        faces: (F, 3) int64.
+        pixel: (P,) int64 flat pixel index into N*H*W (e.g. from :func:`covered_pixels`).
+        face: (P,) int64 face covering each pixel.
+        size: (H, W) image size.
+        orthographic: False gives perspective-correct (3D) barycentrics.
+    Returns:
+        (P, 3) float weights of the face's three corners (sum 1). Gradient flows to ``pix``.
+    """
+    n, v, _ = pix.shape
+    h, w = size
+    img = pixel // (h * w)
+    corners = faces[face] + (img * v)[:, None]  # (P, 3) rows of pix viewed as (N*V, 3)
+    t = pix.reshape(n * v, 3).index_select(0, corners.reshape(-1)).view(-1, 3, 3)  # (P, 3 corners, 3)
+    px = (pixel % w).to(pix.dtype) + 0.5
+    py = ((pixel // w) % h).to(pix.dtype) + 0.5
+    ax, ay, bx, by, cx, cy = t[:, 0, 0], t[:, 0, 1], t[:, 1, 0], t[:, 1, 1], t[:, 2, 0], t[:, 2, 1]
+    area = _edge(ax, ay, bx, by, cx, cy)
+    w0 = _edge(bx, by, cx, cy, px, py) / area
+    w1 = _edge(cx, cy, ax, ay, px, py) / area
     w2 = 1.0 - w0 - w1
-    inside = (w0 >= 0) & (w1 >= 0) & (w2 >= 0)
-    if not orthographic:  # 1/z is linear in screen space; compare 1/z (larger = nearer)
-        depth = -(w0 / t[:, 0, 2] + w1 / t[:, 1, 2] + w2 / t[:, 2, 2])
-    else:
-        depth = w0 * t[:, 0, 2] + w1 * t[:, 1, 2] + w2 * t[:, 2, 2]
-    depth = depth[inside]
-    if depth.numel() == 0:
-        return out.view(n, h, w)
-    dmin, dmax = depth.min(), depth.max()
-    q = ((depth - dmin) / (dmax - dmin).clamp_min(1e-30) * _DEPTH_LEVELS).long()
-    key = (q << _FACE_BITS) | face_idx[frag_face[inside]]
-    pixel = (img_idx[frag_face[inside]] * h + fy[inside]) * w + fx[inside]
-    zbuf = torch.full((n * h * w,), torch.iinfo(torch.int64).max, dtype=torch.int64, device=dev)
-    zbuf.scatter_reduce_(0, pixel, key, reduce="amin")
-    covered = zbuf != torch.iinfo(torch.int64).max
-    out[covered] = zbuf[covered] & ((1 << _FACE_BITS) - 1)
-    return out.view(n, h, w)
+    bary = torch.stack([w0, w1, w2], dim=-1)  # (P, 3)
+    if not orthographic:
+        bary = bary / t[..., 2]
+        bary = bary / bary.sum(-1, keepdim=True)
+    return bary
 
 
 def barycentrics(pix: torch.Tensor, faces: torch.Tensor, face_id: torch.Tensor, *,
@@ -142,24 +339,10 @@ def barycentrics(pix: torch.Tensor, faces: torch.Tensor, face_id: torch.Tensor, 
         Gradient flows to ``pix`` (hence to the vertices) through the corner positions.
     """
     n, h, w = face_id.shape
-    covered = face_id >= 0
-    corners = faces[face_id.clamp_min(0)]  # (N, H, W, 3)
-    batch = torch.arange(n, device=pix.device).view(n, 1, 1, 1)
-    t = pix[batch, corners]  # (N, H, W, 3 corners, 3)
-    c = pixel_centers((h, w), pix.device, pix.dtype)
-    px, py = c[..., 0], c[..., 1]  # (H, W)
-    ax, ay, bx, by, cx, cy = t[..., 0, 0], t[..., 0, 1], t[..., 1, 0], t[..., 1, 1], t[..., 2, 0], t[..., 2, 1]
-    area = _edge(ax, ay, bx, by, cx, cy)
-    area = torch.where(covered, area, torch.ones_like(area))  # no 0/0 on background
-    w0 = _edge(bx, by, cx, cy, px, py) / area
-    w1 = _edge(cx, cy, ax, ay, px, py) / area
-    w2 = 1.0 - w0 - w1
-    bary = torch.stack([w0, w1, w2], dim=-1)  # (N, H, W, 3)
-    if not orthographic:
-        inv_z = 1.0 / torch.where(covered.unsqueeze(-1), t[..., 2], torch.ones_like(t[..., 2]))
-        bary = bary * inv_z
-        bary = bary / bary.sum(-1, keepdim=True)
-    return bary * covered.unsqueeze(-1).to(bary.dtype)
+    pixel, face = covered_pixels(face_id)
+    bary = pixel_barycentrics(pix, faces, pixel, face, (h, w), orthographic=orthographic)  # (P, 3)
+    out = bary.new_zeros(n * h * w, 3).index_put((pixel,), bary)
+    return out.view(n, h, w, 3)
 
 
 def interpolate(attr: torch.Tensor, faces: torch.Tensor, face_id: torch.Tensor, bary: torch.Tensor) -> torch.Tensor:
