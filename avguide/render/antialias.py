@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import torch
 
-from avguide.render.raster import pixel_barycentrics
+from avguide.render.raster import bary_planes, corner_index
 
 
 def face_neighbors(faces: torch.Tensor) -> torch.Tensor:
@@ -92,42 +92,47 @@ def _contour_faces(pix: torch.Tensor, faces: torch.Tensor, face_id: torch.Tensor
     return front, slot, near
 
 
-def _pixel_depth(pix: torch.Tensor, faces: torch.Tensor, face_id: torch.Tensor, pixel: torch.Tensor,
+def _pixel_depth(planes: torch.Tensor, faces: torch.Tensor, face_id: torch.Tensor, pixel: torch.Tensor,
                  orthographic: bool) -> torch.Tensor:
-    """(K,) camera depth of the visible surface at flat pixels ``pixel`` (+inf on background)."""
+    """(K,) camera depth of the visible surface at flat pixels ``pixel`` (+inf on background).
+
+    ``planes`` is (3, N*V): the projected vertices channels-first, detached.
+    """
     n, h, w = face_id.shape
     face = face_id.reshape(-1)[pixel]
     covered = face >= 0
-    bary = pixel_barycentrics(pix, faces, pixel, face.clamp_min(0), (h, w), orthographic=orthographic)
-    corners = faces[face.clamp_min(0)] + (pixel // (h * w) * pix.shape[1])[:, None]  # (K, 3)
-    z = (pix[..., 2].reshape(-1)[corners] * bary).sum(-1)
+    corners = corner_index(faces, pixel, face.clamp_min(0), planes.shape[1] // n, (h, w))  # (3, K)
+    bary = bary_planes(planes, corners, pixel, (h, w), orthographic=orthographic)  # (3, K)
+    z = (planes[2][corners] * bary).sum(0)
     return torch.where(covered, z, torch.full_like(z, float("inf")))
 
 
-def _blend_pairs(color: torch.Tensor, pix: torch.Tensor, faces: torch.Tensor, face_id: torch.Tensor,
-                 front: torch.Tensor, slot: torch.Tensor, near: torch.Tensor, neighbors: torch.Tensor, axis: int,
-                 orthographic: bool) -> tuple[torch.Tensor, torch.Tensor]:
+def _blend_pairs(planes: torch.Tensor, pix: torch.Tensor, depth_planes: torch.Tensor, faces: torch.Tensor,
+                 face_id: torch.Tensor, front: torch.Tensor, slot: torch.Tensor, near: torch.Tensor,
+                 neighbors: torch.Tensor, axis: int, orthographic: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """Colour changes from the pixel pairs that are neighbours along ``axis``.
 
+    Args:
+        planes: (C, N*H*W) colours, channels-first.
     Returns:
-        target (K,) flat pixel indices into N*H*W and delta (K, C) to add there.
+        target (K,) flat pixel indices into N*H*W and delta (C, K) to add there.
     """
     n, h, w = face_id.shape
-    c = color.shape[-1]
+    c = planes.shape[0]
     step = (0, 1) if axis == 2 else (1, 0)  # (dy, dx) from pixel a to pixel b
     fa = face_id[:, : h - step[0], : w - step[1]]
     fb = face_id[:, step[0]:, step[1]:]
     na = near[:, : h - step[0], : w - step[1]]
     nb_ = near[:, step[0]:, step[1]:]
     bi, yi, xi = ((fa != fb) & (na | nb_)).nonzero(as_tuple=True)  # pairs (first pixel at bi, yi, xi)
-    empty = (torch.zeros(0, dtype=torch.int64, device=color.device), color.new_zeros(0, c))
+    empty = (torch.zeros(0, dtype=torch.int64, device=planes.device), planes.new_zeros(c, 0))
     if bi.numel() == 0:
         return empty
     first = (bi * h + yi) * w + xi  # flat index of the left/upper pixel
     second = first + (w if axis == 1 else 1)
     flat_id = face_id.reshape(-1)
     with torch.no_grad():
-        depth = _pixel_depth(pix.detach(), faces, face_id, torch.cat([first, second]), orthographic)
+        depth = _pixel_depth(depth_planes, faces, face_id, torch.cat([first, second]), orthographic)
     k2 = first.numel()
     occ_first = depth[:k2] <= depth[k2:]
     pa = torch.where(occ_first, first, second)  # pixel covered by the occluder
@@ -165,14 +170,32 @@ def _blend_pairs(color: torch.Tensor, pix: torch.Tensor, faces: torch.Tensor, fa
     if not bool(ok.any()):
         return empty
     t, pa, pb = t[ok], pa[ok], pb[ok]
-    flat = color.reshape(-1, c)
-    ca, cb = flat[pa], flat[pb]
+    ca, cb = planes[:, pa], planes[:, pb]  # (C, K)
     # box filter: the occluder covers a fraction t - 1/2 of b, or misses 1/2 - t of a
-    into_b = (t > 0.5).unsqueeze(-1)
-    wgt = (t - 0.5).abs().unsqueeze(-1)
-    target = torch.where(into_b.squeeze(-1), pb, pa)
+    into_b = t > 0.5
+    wgt = (t - 0.5).abs()
+    target = torch.where(into_b, pb, pa)
     delta = torch.where(into_b, wgt * (ca - cb), wgt * (cb - ca))
     return target, delta
+
+
+def antialias_planes(planes: torch.Tensor, pix: torch.Tensor, faces: torch.Tensor, face_id: torch.Tensor,
+                     neighbors: torch.Tensor, *, orthographic: bool = True) -> torch.Tensor:
+    """:func:`antialias` on channels-first colours (C, N*H*W), the fast layout on CPU.
+
+    Returns:
+        (C, N*H*W) float antialiased colours (``planes`` itself when nothing changes).
+    """
+    n, v, _ = pix.shape
+    with torch.no_grad():
+        front, slot, near = _contour_faces(pix.detach(), faces, face_id, neighbors)
+        depth_planes = pix.detach().reshape(n * v, 3).T.contiguous()  # (3, N*V)
+    parts = [_blend_pairs(planes, pix, depth_planes, faces, face_id, front, slot, near, neighbors, axis,
+                          orthographic) for axis in (2, 1)]
+    target = torch.cat([parts[0][0], parts[1][0]])
+    if target.numel() == 0:
+        return planes
+    return planes.index_add(1, target, torch.cat([parts[0][1], parts[1][1]], 1))
 
 
 def antialias(color: torch.Tensor, pix: torch.Tensor, faces: torch.Tensor, face_id: torch.Tensor,
@@ -194,13 +217,7 @@ def antialias(color: torch.Tensor, pix: torch.Tensor, faces: torch.Tensor, face_
         silhouette-edge crossing positions, w.r.t. ``pix``. Images with no silhouette edge are
         returned unchanged.
     """
-    with torch.no_grad():
-        front, slot, near = _contour_faces(pix.detach(), faces, face_id, neighbors)
-    parts = [_blend_pairs(color, pix, faces, face_id, front, slot, near, neighbors, axis, orthographic)
-             for axis in (2, 1)]
-    target = torch.cat([parts[0][0], parts[1][0]])
-    if target.numel() == 0:
-        return color
-    delta = torch.cat([parts[0][1], parts[1][1]])
     c = color.shape[-1]
-    return color.reshape(-1, c).index_add(0, target, delta).view_as(color)
+    planes = color.reshape(-1, c).T  # (C, N*H*W) view
+    out = antialias_planes(planes, pix, faces, face_id, neighbors, orthographic=orthographic)
+    return out.T.reshape(color.shape) if out is not planes else color

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import torch
 
-from avguide.render.antialias import antialias
+from avguide.render.antialias import antialias_planes
 from avguide.render.camera import Camera, project
-from avguide.render.raster import covered_pixels, pixel_barycentrics, rasterize
+from avguide.render.raster import bary_planes, corner_index, covered_pixels, rasterize
 from avguide.render.shading import Lights, shade
 
 
@@ -43,7 +43,7 @@ def _shown_vertex_normals(verts: torch.Tensor, faces: torch.Tensor, shown: torch
     for k in range(3):
         vn = vn.index_add(1, slot[around[:, k]], fn)
     vn = vn[:, :u]
-    return vn / vn.norm(dim=-1, keepdim=True).clamp_min(1e-12), slot
+    return vn / vn.square().sum(-1, keepdim=True).clamp_min(1e-24).sqrt(), slot  # = norm.clamp_min(1e-12)
 
 
 def render_mesh(verts: torch.Tensor, faces: torch.Tensor, cam: Camera, albedo: torch.Tensor, *,
@@ -73,30 +73,32 @@ def render_mesh(verts: torch.Tensor, faces: torch.Tensor, cam: Camera, albedo: t
     pix = project(verts, cam)  # (N, V, 3)
     face_id = rasterize(pix, faces, cam.size, orthographic=cam.orthographic,
                         cull_backfaces=cull_backfaces, face_mask=face_mask)  # (N, H, W)
+    # from here on: covered pixels only, channels-first planes (contiguous gathers on CPU)
     pixel, face = covered_pixels(face_id)  # (P,) each
-    bary = pixel_barycentrics(pix, faces, pixel, face, cam.size, orthographic=cam.orthographic)  # (P, 3)
-    img = pixel // (h * w)  # (P,)
-    corners = faces[face]  # (P, 3)
+    corners = corner_index(faces, pixel, face, nv, cam.size)  # (3, P) rows of N*V
+    pix_planes = pix.reshape(n * nv, 3).T.contiguous()  # (3, N*V)
+    bary = bary_planes(pix_planes, corners, pixel, cam.size, orthographic=cam.orthographic)  # (3, P)
 
     normals, slot = _shown_vertex_normals(verts, faces, face)  # (N, U, 3)
-    normals = normals @ cam.rotation.transpose(-1, -2)  # camera space
     u = normals.shape[1]
-    n_c = normals.reshape(n * u, 3).index_select(0, (slot[corners] + (img * u)[:, None]).reshape(-1))
-    n_px = (n_c.view(-1, 3, 3) * bary[..., None]).sum(1)  # (P, 3)
+    normals = (normals @ cam.rotation.transpose(-1, -2)).reshape(n * u, 3).T.contiguous()  # (3, N*U) camera
+    img = corners[0] // nv  # (P,)
+    slots = (slot[corners - img * nv] + img * u).reshape(-1)  # (3P,) rows of N*U
+    n_px = torch.stack([(normals[i].index_select(0, slots).view(3, -1) * bary).sum(0) for i in range(3)])
     ch = albedo.shape[-1]
-    if albedo.dim() == 2:
-        a_c = albedo.index_select(0, corners.reshape(-1))
-    else:
-        a_c = albedo.reshape(n * nv, ch).index_select(0, (corners + (img * nv)[:, None]).reshape(-1))
-    a_px = (a_c.view(-1, 3, ch) * bary[..., None]).sum(1)  # (P, C)
-    rgb = shade(n_px, a_px, lights)  # (P, C)
+    alb = albedo.reshape(-1, ch).T.contiguous()  # (C, V) or (C, N*V)
+    rows = (corners - img * nv if albedo.dim() == 2 else corners).reshape(-1)
+    a_px = torch.stack([(alb[i].index_select(0, rows).view(3, -1) * bary).sum(0) for i in range(ch)])  # (C, P)
+    rgb = shade(n_px, a_px, lights, dim=0)  # (C, P)
 
     bg = torch.as_tensor(background, dtype=verts.dtype, device=verts.device).expand(ch)
     fill = torch.cat([bg, bg.new_zeros(1)])  # background colour, coverage 0
-    out = fill.expand(n * h * w, ch + 1).contiguous()  # (N*H*W, C + 1)
-    out = out.index_put_((pixel,), torch.cat([rgb, rgb.new_ones(rgb.shape[0], 1)], -1))
-    out = out.view(n, h, w, ch + 1)
+    npx = n * h * w
+    out = fill[:, None].expand(ch + 1, npx).contiguous()  # (C + 1, N*H*W)
+    where = (pixel + torch.arange(ch + 1, device=pixel.device)[:, None] * npx).reshape(-1)
+    out = out.view(-1).index_put_((where,), torch.cat([rgb, rgb.new_ones(1, rgb.shape[1])]).reshape(-1))
+    out = out.view(ch + 1, npx)
     if neighbors is not None:
-        out = antialias(out, pix, faces, face_id, neighbors, orthographic=cam.orthographic)
-    out = out.permute(0, 3, 1, 2)  # (N, C + 1, H, W)
+        out = antialias_planes(out, pix, faces, face_id, neighbors, orthographic=cam.orthographic)
+    out = out.view(ch + 1, n, h, w).permute(1, 0, 2, 3)  # (N, C + 1, H, W)
     return out[:, :-1], out[:, -1:]

@@ -169,7 +169,7 @@ def _face_of(zbuf: torch.Tensor) -> torch.Tensor:
 
 
 def _box_sizes(n: int) -> list[int]:
-    """Bucket sides 1, 2, 4, 8, ... up to the first >= n."""
+    """Bucket sides 1, 2, 3, 4, 6, 8, 12, 16, 24, ... up to the first >= n."""
     out = [1, 2, 3]
     while out[-1] < n:
         out.append(out[-2] * 2)
@@ -292,6 +292,51 @@ def covered_pixels(face_id: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return pixel, flat[pixel]
 
 
+def corner_index(faces: torch.Tensor, pixel: torch.Tensor, face: torch.Tensor, n_verts: int,
+                 size: tuple[int, int]) -> torch.Tensor:
+    """Rows of the three corners of each pixel's face in per-image vertex data flattened to N*V.
+
+    Args:
+        faces: (F, 3) int64; pixel: (P,) flat pixel index into N*H*W; face: (P,) face index.
+        n_verts: V; size: (H, W).
+    Returns:
+        (3, P) int64: corner k of pixel p is row ``img(p) * V + faces[face[p], k]``.
+    """
+    img = pixel // (size[0] * size[1])
+    return faces.index_select(0, face).T + img * n_verts  # (3, P)
+
+
+def bary_planes(pix_planes: torch.Tensor, corners: torch.Tensor, pixel: torch.Tensor, size: tuple[int, int], *,
+                orthographic: bool = True) -> torch.Tensor:
+    """Differentiable barycentrics of pixel centres, channels-first (the fast layout on CPU).
+
+    Args:
+        pix_planes: (3, N*V) float projected vertices (x, y, depth rows), with gradient.
+        corners: (3, P) int64 from :func:`corner_index`.
+        pixel: (P,) int64 flat pixel index into N*H*W.
+        size: (H, W).
+        orthographic: False gives perspective-correct (3D) barycentrics.
+    Returns:
+        (3, P) float weights of the three corners (sum 1).
+    """
+    h, w = size
+    flat = corners.reshape(-1)
+    x = pix_planes[0].index_select(0, flat).view(3, -1)  # (3 corners, P)
+    y = pix_planes[1].index_select(0, flat).view(3, -1)
+    px = (pixel % w).to(pix_planes.dtype) + 0.5
+    py = ((pixel // w) % h).to(pix_planes.dtype) + 0.5
+    ax, ay, bx, by, cx, cy = x[0], y[0], x[1], y[1], x[2], y[2]
+    area = _edge(ax, ay, bx, by, cx, cy)
+    w0 = _edge(bx, by, cx, cy, px, py) / area
+    w1 = _edge(cx, cy, ax, ay, px, py) / area
+    w2 = 1.0 - w0 - w1
+    bary = torch.stack([w0, w1, w2])  # (3, P)
+    if not orthographic:
+        bary = bary / pix_planes[2].index_select(0, flat).view(3, -1)
+        bary = bary / bary.sum(0, keepdim=True)
+    return bary
+
+
 def pixel_barycentrics(pix: torch.Tensor, faces: torch.Tensor, pixel: torch.Tensor, face: torch.Tensor,
                        size: tuple[int, int], *, orthographic: bool = True) -> torch.Tensor:
     """Differentiable barycentric coordinates of a list of pixel centres in given faces.
@@ -307,22 +352,8 @@ def pixel_barycentrics(pix: torch.Tensor, faces: torch.Tensor, pixel: torch.Tens
         (P, 3) float weights of the face's three corners (sum 1). Gradient flows to ``pix``.
     """
     n, v, _ = pix.shape
-    h, w = size
-    img = pixel // (h * w)
-    corners = faces[face] + (img * v)[:, None]  # (P, 3) rows of pix viewed as (N*V, 3)
-    t = pix.reshape(n * v, 3).index_select(0, corners.reshape(-1)).view(-1, 3, 3)  # (P, 3 corners, 3)
-    px = (pixel % w).to(pix.dtype) + 0.5
-    py = ((pixel // w) % h).to(pix.dtype) + 0.5
-    ax, ay, bx, by, cx, cy = t[:, 0, 0], t[:, 0, 1], t[:, 1, 0], t[:, 1, 1], t[:, 2, 0], t[:, 2, 1]
-    area = _edge(ax, ay, bx, by, cx, cy)
-    w0 = _edge(bx, by, cx, cy, px, py) / area
-    w1 = _edge(cx, cy, ax, ay, px, py) / area
-    w2 = 1.0 - w0 - w1
-    bary = torch.stack([w0, w1, w2], dim=-1)  # (P, 3)
-    if not orthographic:
-        bary = bary / t[..., 2]
-        bary = bary / bary.sum(-1, keepdim=True)
-    return bary
+    planes = pix.reshape(n * v, 3).T.contiguous()  # (3, N*V)
+    return bary_planes(planes, corner_index(faces, pixel, face, v, size), pixel, size, orthographic=orthographic).T
 
 
 def barycentrics(pix: torch.Tensor, faces: torch.Tensor, face_id: torch.Tensor, *,

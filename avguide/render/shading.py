@@ -59,22 +59,29 @@ def vertex_normals(verts: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
     return vn / vn.norm(dim=-1, keepdim=True).clamp_min(1e-12)
 
 
-def shade(normals: torch.Tensor, albedo: torch.Tensor, lights: Lights = Lights()) -> torch.Tensor:
+def shade(normals: torch.Tensor, albedo: torch.Tensor, lights: Lights = Lights(), *, dim: int = -1) -> torch.Tensor:
     """Lambert shading with directional lights and ambient.
 
     Args:
         normals: (..., 3) float normals in camera space (need not be unit: they are normalised).
         albedo: (..., C) float albedo in [0, 1].
         lights: :class:`Lights` (camera space).
+        dim: the vector / channel dimension of ``normals`` and ``albedo`` (0 for channels-first
+            planes such as (3, P), the fast layout on CPU).
     Returns:
-        (..., C) float radiance ``albedo * (ambient + sum_k I_k * max(0, n . -d_k))``.
+        (..., C) float radiance ``albedo * (ambient + sum_k I_k * max(0, n . -d_k))`` (channels
+        along ``dim``).
     """
-    n = normals / normals.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    n = normals / normals.square().sum(dim, keepdim=True).clamp_min(1e-24).sqrt()  # = norm.clamp_min(1e-12)
     d = torch.tensor(lights.directions, dtype=n.dtype, device=n.device)  # (K, 3)
     d = d / d.norm(dim=-1, keepdim=True)
     inten = torch.tensor(lights.intensities, dtype=n.dtype, device=n.device)  # (K,)
+    if dim in (0, -n.dim()):
+        lambert = torch.tensordot(-d, n, dims=([1], [0])).clamp_min(0.0)  # (K, ...)
+        return albedo * (lights.ambient + torch.tensordot(inten, lambert, dims=([0], [0])))
+    n = n.movedim(dim, -1)
     lambert = (n @ (-d).T).clamp_min(0.0)  # (..., K)
-    return albedo * (lights.ambient + (lambert * inten).sum(-1, keepdim=True))
+    return albedo * (lights.ambient + (lambert * inten).sum(-1, keepdim=True)).movedim(-1, dim)
 
 
 def albedo_from_parts(vertex_part: torch.Tensor, part_names: tuple[str, ...] | list[str],

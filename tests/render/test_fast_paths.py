@@ -1,0 +1,124 @@
+"""The fast renderer against slow, simple references: identical face ids, images and gradients."""
+
+import numpy as np
+import torch
+
+from avguide.render import (albedo_from_parts, antialias, barycentrics, face_neighbors, interpolate, lip_camera,
+                            perspective_camera, project, rasterize, render_mesh, shade, vertex_normals)
+from avguide.render.raster import rasterize_reference
+
+
+def _soup(g, n_img=3, n_faces=60, size=40):
+    """Random triangles of many sizes, partly off screen, both orientations, with exact ties."""
+    n_v = 3 * n_faces
+    scale = torch.exp(torch.rand(n_img, n_faces, 1, 1, generator=g) * 4) / 2  # 0.5 .. 27 px
+    centre = torch.rand(n_img, n_faces, 1, 2, generator=g) * (size + 10) - 5
+    xy = centre + scale * torch.randn(n_img, n_faces, 3, 2, generator=g)
+    z = 1 + torch.rand(n_img, n_faces, 1, 1, generator=g) + 0.1 * torch.randn(n_img, n_faces, 3, 1, generator=g)
+    pix = torch.cat([xy, z], -1).reshape(n_img, n_v, 3)
+    faces = torch.arange(n_v).view(n_faces, 3)
+    faces = torch.cat([faces, faces[:5]])  # duplicates: equal depth, the lower index must win
+    return pix, faces
+
+
+def test_rasterize_equals_reference_on_triangle_soup():
+    g = torch.Generator().manual_seed(0)
+    pix, faces = _soup(g)
+    mask = torch.rand(faces.shape[0], generator=g) < 0.8
+    for kw in [dict(), dict(cull_backfaces=False), dict(face_mask=mask), dict(orthographic=False)]:
+        fast = rasterize(pix, faces, (40, 36), **kw)
+        ref = rasterize_reference(pix, faces, (40, 36), **kw)
+        assert (fast >= 0).sum() > 500, kw
+        assert torch.equal(fast, ref), (kw, int((fast != ref).sum()))
+    fid = rasterize(pix, faces, (40, 36), cull_backfaces=False)
+    assert not bool(((fid >= 60) & (fid < 65)).any())  # duplicates never win the tie
+
+
+def test_zbuffer_matches_float64_brute_force_away_from_edges():
+    """Independent truth: per pixel, the nearest covering triangle computed in float64 numpy."""
+    g = torch.Generator().manual_seed(1)
+    pix, faces = _soup(g, n_img=2, n_faces=40, size=32)
+    fid = rasterize(pix, faces, (32, 32), cull_backfaces=False).numpy()
+    p = pix.double().numpy()
+    ys, xs = np.mgrid[0:32, 0:32] + 0.5
+    checked = 0
+    for n in range(2):
+        best = np.full((32, 32), np.inf)
+        arg = np.full((32, 32), -1)
+        ambiguous = np.zeros((32, 32), bool)
+        for f, (a, b, c) in enumerate(faces.numpy()):
+            (ax, ay, az), (bx, by, bz), (cx, cy, cz) = p[n, a], p[n, b], p[n, c]
+            area = (bx - ax) * (cy - ay) - (by - ay) * (cx - ax)
+            w0 = ((cx - bx) * (ys - by) - (cy - by) * (xs - bx)) / area
+            w1 = ((ax - cx) * (ys - cy) - (ay - cy) * (xs - cx)) / area
+            w2 = 1 - w0 - w1
+            m = np.minimum(np.minimum(w0, w1), w2)
+            inside = m >= 0
+            ambiguous |= np.abs(m * abs(area)) < 1e-3  # pixel centre within ~1e-3 px of an edge
+            depth = w0 * az + w1 * bz + w2 * cz
+            ambiguous |= inside & (np.abs(depth - best) < 1e-5)
+            nearer = inside & (depth < best)
+            best = np.where(nearer, depth, best)
+            arg = np.where(nearer, f, arg)
+        ok = ~ambiguous
+        checked += ok.sum()
+        assert np.array_equal(fid[n][ok] % 60, arg[ok] % 60)  # duplicate faces are the same triangle
+    assert checked > 1500
+
+
+def test_rasterize_equals_reference_on_jittered_head(head):
+    g = torch.Generator().manual_seed(2)
+    v = head.vertices[None] + torch.tensor([[[0.0]], [[0.7]]]) * head.jaw_open[None]
+    v = v + 3e-4 * torch.randn(v.shape, generator=g)
+    for cam in [lip_camera(head.vertices, head.lips, size=48),
+                lip_camera(head.vertices, head.lips, size=40, orthographic=False)]:
+        pix = project(v, cam)
+        for cull in (True, False):
+            fast = rasterize(pix, head.faces, cam.size, orthographic=cam.orthographic, cull_backfaces=cull)
+            ref = rasterize_reference(pix, head.faces, cam.size, orthographic=cam.orthographic, cull_backfaces=cull)
+            assert torch.equal(fast, ref)
+
+
+def _render_reference(verts, faces, cam, albedo, nb):
+    """render_mesh written with the full-image primitives and the reference rasteriser."""
+    pix = project(verts, cam)
+    fid = rasterize_reference(pix, faces, cam.size, orthographic=cam.orthographic)
+    bary = barycentrics(pix, faces, fid, orthographic=cam.orthographic)
+    normals = vertex_normals(verts, faces) @ cam.rotation.transpose(-1, -2)
+    covered = (fid >= 0).unsqueeze(-1).to(verts.dtype)
+    rgb = shade(interpolate(normals, faces, fid, bary), interpolate(albedo, faces, fid, bary)) * covered
+    out = antialias(torch.cat([rgb, covered], -1), pix, faces, fid, nb, orthographic=cam.orthographic)
+    return out.permute(0, 3, 1, 2)
+
+
+def test_render_mesh_equals_full_image_reference_images_and_gradients(head):
+    g = torch.Generator().manual_seed(3)
+    alb = albedo_from_parts(torch.from_numpy(head.vertex_part.astype(np.int64)), head.part_names).double()
+    nb = face_neighbors(head.faces)
+    v0 = (head.vertices[None] + torch.tensor([[[0.2]], [[0.6]]]) * head.jaw_open[None]).double()
+    v0 = v0 + 3e-4 * torch.randn(v0.shape, generator=g, dtype=torch.float64)
+    for cam in [lip_camera(head.vertices.double(), head.lips, size=40),
+                lip_camera(head.vertices.double(), head.lips, size=32, orthographic=False)]:
+        weights = torch.rand(2, 4, *cam.size, generator=g, dtype=torch.float64)
+        grads, images = [], []
+        for fn in (lambda v: torch.cat(render_mesh(v, head.faces, cam, alb, neighbors=nb), 1),
+                   lambda v: _render_reference(v, head.faces, cam, alb, nb)):
+            v = v0.clone().requires_grad_(True)
+            img = fn(v)
+            (img * weights).sum().backward()
+            images.append(img.detach())
+            grads.append(v.grad)
+        torch.testing.assert_close(images[0], images[1], rtol=0, atol=1e-6)
+        assert grads[1].abs().max() > 1
+        torch.testing.assert_close(grads[0], grads[1], rtol=1e-6, atol=1e-6 * float(grads[1].abs().max()))
+
+
+def test_vertex_normals_of_shown_faces_equal_full_normals(head):
+    from avguide.render.mesh import _shown_vertex_normals
+
+    g = torch.Generator().manual_seed(4)
+    v = head.vertices[None].double() + 1e-3 * torch.randn(2, *head.vertices.shape, generator=g, dtype=torch.float64)
+    shown = torch.randint(0, head.faces.shape[0], (300,), generator=g)
+    part, slot = _shown_vertex_normals(v, head.faces, shown)
+    need = head.faces[shown].reshape(-1).unique()
+    torch.testing.assert_close(part[:, slot[need]], vertex_normals(v, head.faces)[:, need], rtol=0, atol=1e-12)
