@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from avguide.data.batching import Batch
 from avguide.data.samples import Sample
 from avguide.io import save_npy_atomic
 from avguide.lipreader.lipvideo import (CameraRule, RenderAssets, dequantize, lip_cameras, lip_gray,
@@ -83,15 +84,20 @@ class RenderCache:
         self.rendered = self.hits = 0
         self.render_seconds = 0.0
 
-    @staticmethod
-    def _key(sample: Sample) -> str:
-        digest = hashlib.sha1(np.ascontiguousarray(sample.vertices).tobytes()).hexdigest()[:10]
-        return f"{sample.name}-{digest}"
-
     def get(self, sample: Sample) -> np.ndarray:
-        """(T25, crop, crop) uint8 video of ``sample`` (rendered once, then served from the cache;
-        a recording whose vertices changed is rendered again)."""
-        key = self._key(sample)
+        """(T25, crop, crop) uint8 video of a loaded recording (see :meth:`lookup`)."""
+        return self.lookup(sample.name, sample.vertices, sample.fps, sample.template)
+
+    def lookup(self, name: str, vertices: np.ndarray, fps: float, template: np.ndarray | None) -> np.ndarray:
+        """(T25, crop, crop) uint8 video of a vertex sequence, rendered once, then served from the
+        cache; a recording whose vertices changed is rendered again.
+
+        Args:
+            name: recording name. vertices: (T, V, 3) float32 at ``fps``. template: (V, 3) float32
+                (needed by the "template" camera rule).
+        """
+        vertices = np.ascontiguousarray(vertices, dtype=np.float32)
+        key = f"{name}-{hashlib.sha1(vertices.tobytes()).hexdigest()[:10]}"
         if key in self._mem:
             self.hits += 1
             return self._mem[key]
@@ -101,7 +107,7 @@ class RenderCache:
             self.hits += 1
         else:
             t0 = time.perf_counter()
-            video = render_video(sample.vertices, sample.fps, self.assets, self.crop, self.rule, sample.template)
+            video = render_video(vertices, fps, self.assets, self.crop, self.rule, template)
             self.render_seconds += time.perf_counter() - t0
             self.rendered += 1
             if path is not None:
@@ -109,6 +115,14 @@ class RenderCache:
         self._mem[key] = video
         return video
 
-    def video(self, samples: list[Sample], device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
-        """The expert's input for a batch: (B, T25max, 1, c, c) float32 normalised, lengths (B,) int64."""
-        return dequantize([self.get(s) for s in samples], device)
+    def video(self, batch: Batch, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+        """The expert's input for a padded batch of recordings.
+
+        Args:
+            batch: :class:`avguide.data.batching.Batch` (vertices (B, T, V, 3), lengths, template, fps).
+        Returns:
+            video (B, T25max, 1, c, c) float32 normalised (padding 0), lengths25 (B,) int64.
+        """
+        frames = [self.lookup(name, batch.vertices[i, : int(batch.lengths[i])].cpu().numpy(), batch.fps,
+                              batch.template[i].cpu().numpy()) for i, name in enumerate(batch.names)]
+        return dequantize(frames, device)

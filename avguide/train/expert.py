@@ -157,18 +157,18 @@ def align_audio(audio: torch.Tensor, audio_lengths: torch.Tensor, video_lengths:
     return out * valid, lengths
 
 
-def expert_inputs(batch: Batch, cache: RenderCache, samples, modality: str, audio_mode: str,
+def expert_inputs(batch: Batch, cache: RenderCache, modality: str, audio_mode: str,
                   aug: AudioAugmentConfig | None, device: torch.device) -> dict[str, torch.Tensor | None]:
     """Video (cached GT renders) and audio (aligned, optionally augmented/dropped, normalised).
 
     Args:
-        batch: the collated recordings. cache: GT render cache. samples: the batch's samples.
+        batch: the collated recordings. cache: GT render cache.
         modality: "av" or "video". audio_mode: "clean", "augment" (training) or "dropped" (zeros).
         aug: augmentation settings ("augment" only). device: target device.
     Returns:
         {"video", "video_lengths", "audio", "audio_lengths"} (audio None for video-only).
     """
-    video, vlen = cache.video(samples, device)
+    video, vlen = cache.video(batch, device)
     if modality == "video":
         return {"video": video, "video_lengths": vlen, "audio": None, "audio_lengths": None}
     audio, alen = align_audio(batch.audio, batch.audio_lengths, vlen.cpu())
@@ -218,22 +218,21 @@ def evaluate_split(model: LipReadingExpert, index, refs, cache: RenderCache, tok
         modality: "av" or "video". audio_mode: "clean" or "dropped" (AV only).
         decode: "greedy" or "beam". beam_size: beam width. batch_size: recordings per batch.
     Returns:
-        {"cer", "wer" (corpus rates), "n", "hyps": {name: text}}.
+        {"cer", "wer" (corpus rates), "char_edits", "chars" (their counts), "n", "hyps": {name: text}}.
     """
     model.eval()
     ds = RecordingDataset(index, refs, need_text=True)
     cc, wc, hyps = EditCounts(), EditCounts(), {}
     with torch.no_grad():
         for s in range(0, len(ds), batch_size):
-            samples = [ds[i] for i in range(s, min(len(ds), s + batch_size))]
-            batch = collate(samples)
-            x = expert_inputs(batch, cache, samples, modality, audio_mode, None, torch.device(device))
+            batch = collate([ds[i] for i in range(s, min(len(ds), s + batch_size))])
+            x = expert_inputs(batch, cache, modality, audio_mode, None, torch.device(device))
             enc = model.encode(**x)
-            for smp, text in zip(samples, decode_batch(model, enc, tokenizer, decode, beam_size)):
-                hyps[smp.name] = text
-                cc += char_counts(smp.text, text)
-                wc += word_counts(smp.text, text)
-    return {"cer": cc.rate, "wer": wc.rate, "n": len(ds), "hyps": hyps}
+            for name, ref, text in zip(batch.names, batch.texts, decode_batch(model, enc, tokenizer, decode, beam_size)):
+                hyps[name] = text
+                cc += char_counts(ref, text)
+                wc += word_counts(ref, text)
+    return {"cer": cc.rate, "wer": wc.rate, "char_edits": cc.edits, "chars": cc.ref_len, "n": len(ds), "hyps": hyps}
 
 
 def train_expert(cfg: ExpertStageConfig, out_dir: str | Path, resume: bool = False) -> Path:
@@ -271,8 +270,7 @@ def train_expert(cfg: ExpertStageConfig, out_dir: str | Path, resume: bool = Fal
     if cfg.val_max:
         val_refs = val_refs[: cfg.val_max]
     cache = RenderCache(assets, crop, rule, cfg.cache_dir or run / "render_cache")
-    train_set = RecordingDataset(index, train_refs, cache=True, need_text=True)
-    position = {ref.name: i for i, ref in enumerate(train_refs)}
+    train_set = RecordingDataset(index, train_refs, need_text=True)
 
     model = build_expert(ecfg)
     steps_per_epoch = math.ceil(len(train_refs) / (cfg.batch_size * ctx.world_size))
@@ -307,8 +305,7 @@ def train_expert(cfg: ExpertStageConfig, out_dir: str | Path, resume: bool = Fal
         sums: dict[str, float] = {}
         bar = log.bar(len(loader), f"epoch {epoch}")
         for batch in loader:
-            samples = [train_set[position[n]] for n in batch.names]  # held in memory by the dataset
-            x = expert_inputs(batch, cache, samples, cfg.modality, "augment", cfg.audio, ctx.device)
+            x = expert_inputs(batch, cache, cfg.modality, "augment", cfg.audio, ctx.device)
             targets = pad_targets([tok.encode(t) for t in batch.texts]).to(ctx.device)
             out = model(**x, targets=targets)
             total, logs = combine({"ctc": out["loss_ctc"], "att": out["loss_att"]}, weights)
@@ -331,7 +328,8 @@ def train_expert(cfg: ExpertStageConfig, out_dir: str | Path, resume: bool = Fal
         val = evaluate_split(dist.unwrap(model), index, val_refs[ctx.rank:: ctx.world_size], cache, tok,
                              cfg.modality, batch_size=cfg.batch_size,
                              device=ctx.device)
-        cer = dist.mean_across({"cer": val["cer"]}, ctx)["cer"]
+        counts = dist.mean_across({"e": float(val["char_edits"]), "n": float(val["chars"])}, ctx)
+        cer = counts["e"] / max(counts["n"], 1.0)  # corpus CER over all ranks' shards
         values = {**train_logs, "val_cer": cer, "val_wer": val["wer"], "lr": sched.get_last_lr()[0],
                   "render_s": cache.render_seconds - rs0}
         is_best = cer < best

@@ -8,6 +8,7 @@ import torch
 
 from avguide.assets.arkit import ARKIT_INDEX
 from avguide.assets.head import load_head
+from avguide.data.batching import collate
 from avguide.data.samples import Sample
 from avguide.errors import BadInputError
 from avguide.lipreader.config import vsr_cpu_small
@@ -47,7 +48,7 @@ def test_render_size_and_crop_88_equals_render_expert_input(head):
     assert [render_size(c) for c in (88, 44, 64)] == [96, 48, 70]
     verts = torch.from_numpy(_talking(h, 4))[None]  # (1, 4, V, 3)
     lengths = torch.tensor([4])
-    tmpl = torch.from_numpy(np.asarray(h.vertices, np.float32))[None]
+    tmpl = torch.from_numpy(np.array(h.vertices, np.float32))[None]
     cam = lip_cameras(tmpl, assets, 88)
     gray, len25 = lip_gray(verts, lengths, 30.0, assets, cam, 88)
     ref, ref_len = expert_input(verts, lengths, 30.0, assets.faces, lip_camera(tmpl, assets.lips), assets.albedo,
@@ -87,9 +88,10 @@ def test_cache_equals_fresh_render_and_is_reused(head, tmp_path):
     assert (again.rendered, again.hits) == (0, 1) and cache.rendered == 1
     moved = _sample(h, "S_sentence01", verts + np.float32(0.002))  # same name, new content
     assert not np.array_equal(again.get(moved), video) and again.rendered == 1
-    video_t, lengths = cache.video([sample, _sample(h, "S_sentence02", verts[:6])])
+    video_t, lengths = cache.video(collate([sample, _sample(h, "S_sentence02", verts[:6])]))
     assert video_t.shape == (2, 10, 1, 16, 16) and lengths.tolist() == [10, 5]
     assert bool((video_t[1, 5:] == 0).all())  # padding is exactly 0 after normalisation
+    assert cache.rendered == 2 and cache.hits == 1  # the batch's first recording came from the cache
     torch.testing.assert_close(video_t[0, :, 0], (torch.from_numpy(video).float() / 255 - 0.421) / 0.165)
 
 
