@@ -206,7 +206,7 @@ def teeth_poke_through(template: np.ndarray, head: HeadAsset, size: int = 64) ->
         for name, w in pose.items():
             weights[i, ARKIT_INDEX[name]] = w
     verts = torch.from_numpy(apply_blendshapes(template, head.blendshapes, weights))  # (P, V, 3)
-    cam = lip_camera(torch.from_numpy(np.asarray(template, np.float32)),
+    cam = lip_camera(torch.tensor(np.asarray(template, np.float32)),
                      torch.tensor(np.asarray(head.regions["lips"], dtype=np.int64)), size=size)
     with torch.no_grad():
         fid = rasterize(project(verts, cam), torch.tensor(faces_np), (size, size))  # (P, H, W)
