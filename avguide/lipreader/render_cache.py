@@ -57,7 +57,7 @@ def render_video(vertices: np.ndarray, fps: float, assets: RenderAssets, crop: i
     with torch.no_grad():
         verts = torch.from_numpy(np.ascontiguousarray(vertices, dtype=np.float32))[None]  # (1, T, V, 3)
         lengths = torch.tensor([verts.shape[1]])
-        tmpl = torch.from_numpy(np.asarray(template, dtype=np.float32))[None] if template is not None else None
+        tmpl = torch.from_numpy(np.array(template, dtype=np.float32))[None] if template is not None else None
         cam = lip_cameras(rest_shapes(verts, lengths, rule, tmpl), assets, crop)
         v25, _ = resample_fps(verts, lengths, fps)
         mask = lip_face_mask(v25[0], assets.faces, cam, slack=FACE_MASK_SLACK)  # (F,) union over frames

@@ -218,11 +218,12 @@ def evaluate_split(model: LipReadingExpert, index, refs, cache: RenderCache, tok
         modality: "av" or "video". audio_mode: "clean" or "dropped" (AV only).
         decode: "greedy" or "beam". beam_size: beam width. batch_size: recordings per batch.
     Returns:
-        {"cer", "wer" (corpus rates), "char_edits", "chars" (their counts), "n", "hyps": {name: text}}.
+        {"cer", "wer" (corpus rates), "char_edits", "chars", "word_edits", "words" (their counts), "n",
+        "hyps": {name: text}}.
     """
     model.eval()
     ds = RecordingDataset(index, refs, need_text=True)
-    cc, wc, hyps = EditCounts(), EditCounts(), {}
+    cc, wc, hyps = EditCounts(), EditCounts(), {}  # an empty shard (DDP, tiny val split) counts 0/0
     with torch.no_grad():
         for s in range(0, len(ds), batch_size):
             batch = collate([ds[i] for i in range(s, min(len(ds), s + batch_size))])
@@ -232,7 +233,8 @@ def evaluate_split(model: LipReadingExpert, index, refs, cache: RenderCache, tok
                 hyps[name] = text
                 cc += char_counts(ref, text)
                 wc += word_counts(ref, text)
-    return {"cer": cc.rate, "wer": wc.rate, "char_edits": cc.edits, "chars": cc.ref_len, "n": len(ds), "hyps": hyps}
+    return {"cer": cc.rate, "wer": wc.rate, "char_edits": cc.edits, "chars": cc.ref_len, "word_edits": wc.edits,
+            "words": wc.ref_len, "n": len(ds), "hyps": hyps}
 
 
 def train_expert(cfg: ExpertStageConfig, out_dir: str | Path, resume: bool = False) -> Path:
@@ -328,9 +330,9 @@ def train_expert(cfg: ExpertStageConfig, out_dir: str | Path, resume: bool = Fal
         val = evaluate_split(dist.unwrap(model), index, val_refs[ctx.rank:: ctx.world_size], cache, tok,
                              cfg.modality, batch_size=cfg.batch_size,
                              device=ctx.device)
-        counts = dist.mean_across({"e": float(val["char_edits"]), "n": float(val["chars"])}, ctx)
-        cer = counts["e"] / max(counts["n"], 1.0)  # corpus CER over all ranks' shards
-        values = {**train_logs, "val_cer": cer, "val_wer": val["wer"], "lr": sched.get_last_lr()[0],
+        c = dist.mean_across({k: float(val[k]) for k in ("char_edits", "chars", "word_edits", "words")}, ctx)
+        cer = c["char_edits"] / max(c["chars"], 1.0)  # corpus rates over all ranks' shards
+        values = {**train_logs, "val_cer": cer, "val_wer": c["word_edits"] / max(c["words"], 1.0), "lr": sched.get_last_lr()[0],
                   "render_s": cache.render_seconds - rs0}
         is_best = cer < best
         best = min(best, cer)
