@@ -26,10 +26,10 @@ def plot_conditions(report: dict, path: str | Path) -> str:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    table = report["table"]
-    fig, axes = plt.subplots(len(table), len(PLOTTED), figsize=(4.5 * len(PLOTTED), 3.6 * len(table)), squeeze=False)
-    for r, (animator, conds) in enumerate(table.items()):
-        names = list(conds)
+    order = report["order"]
+    fig, axes = plt.subplots(len(order), len(PLOTTED), figsize=(4.5 * len(PLOTTED), 3.6 * len(order)), squeeze=False)
+    for r, (animator, names) in enumerate(order):
+        conds = report["table"][animator]
         for c, (key, label, scale) in enumerate(PLOTTED):
             ax = axes[r][c]
             means = [(conds[n].get(key) or {}).get("mean") for n in names]

@@ -38,6 +38,7 @@ class BenchConfig:
             conditions start from the same seed's trained baseline and train this many more
             epochs, and a control ``baseline_more`` continues the baseline for as many epochs
             with the vertex loss only (the claim is then checked against that control).
+        skip: condition names not to train (quick experiments, e.g. ["av_paper"]).
         ablations: also run the visual-only expert and the no-stage-1 (untrained) expert
             (first animator only).
         video_sentences: test sentences in the side-by-side video; ``video_size``: panel side.
@@ -67,6 +68,7 @@ class BenchConfig:
     expert_mode: Literal["frozen", "finetune"] = "frozen"
     probe_every: int = 5
     finetune_epochs: int = 0
+    skip: list[str] = field(default_factory=list)
     ablations: bool = True
     video_sentences: int = 1
     video_size: int = 128

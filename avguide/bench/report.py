@@ -88,7 +88,20 @@ def build_report(config: dict, results: list[dict], static: dict, timings: dict[
     gt = {"lve": 0.0, "fdd": 0.0, "mve": 0.0, **{m: static[f"gt_{m}"] for m in ("cer", "wer", "ver") if f"gt_{m}" in static}}
     return {"avguide_version": avguide.__version__, "config": config, "ground_truth": gt,
             "static": {k: v for k, v in static.items() if not k.startswith("gt_")}, "table": table,
+            "order": ordered(table),
             "claim": check_claim(table, control=control), "runs": results, "timings_s": timings}
+
+
+def ordered(table: dict) -> list[list]:
+    """[[animator, [condition, ...]], ...] in run order (JSON files sort dict keys; this keeps it)."""
+    return [[animator, list(conds)] for animator, conds in table.items()]
+
+
+def rows_in_order(report: dict):
+    """(animator, condition, entry) of ``report["table"]`` in run order."""
+    for animator, names in report["order"]:
+        for name in names:
+            yield animator, name, report["table"][animator][name]
 
 
 def _cell(entry: dict | None, scale: float, digits: int = 3) -> str:
@@ -115,9 +128,8 @@ def format_markdown(report: dict) -> str:
     for name, row in fixed.items():
         cells = [f"{row[m] * SCALES[m]:.3f}" if m in row else "-" for m in METRICS]
         lines.append(f"| - | {name} | " + " | ".join(cells) + " |")
-    for animator, conds in report["table"].items():
-        for name, entry in conds.items():
-            lines.append(f"| {animator} | {name} | " + " | ".join(_cell(entry.get(m), SCALES[m]) for m in METRICS) + " |")
+    for animator, name, entry in rows_in_order(report):
+        lines.append(f"| {animator} | {name} | " + " | ".join(_cell(entry.get(m), SCALES[m]) for m in METRICS) + " |")
     lines += ["", "## The claim (av_tuned vs its control)", ""]
     if not report["claim"]:
         lines.append("Not checked (no reading metrics or missing conditions).")
@@ -128,12 +140,11 @@ def format_markdown(report: dict) -> str:
                      f"**{'holds' if c['holds'] else 'does not hold'}**")
     lines += ["", "## Gradient norms on the predicted vertices (first / last epoch means)", "",
               "| animator | condition | |d(l_av L_av)/dV| | |d(l_mse L_mse)/dV| | lips part of AV |", "|---|---|---|---|---|"]
-    for animator, conds in report["table"].items():
-        for name, e in conds.items():
-            if "gnorm_av_last" in e:
-                lines.append(f"| {animator} | {name} | {e['gnorm_av_first']['mean']:.3g} / {e['gnorm_av_last']['mean']:.3g} | "
-                             f"{e['gnorm_mse_first']['mean']:.3g} / {e['gnorm_mse_last']['mean']:.3g} | "
-                             f"{e['gnorm_av_lips_last']['mean']:.3g} |")
+    for animator, name, e in rows_in_order(report):
+        if "gnorm_av_last" in e:
+            lines.append(f"| {animator} | {name} | {e['gnorm_av_first']['mean']:.3g} / {e['gnorm_av_last']['mean']:.3g} | "
+                         f"{e['gnorm_mse_first']['mean']:.3g} / {e['gnorm_mse_last']['mean']:.3g} | "
+                         f"{e['gnorm_av_lips_last']['mean']:.3g} |")
     lines += ["", "## Step times (s)", ""] + [f"- {k}: {v}" for k, v in report["timings_s"].items()]
     figs = report.get("figures") or {}
     if figs:

@@ -67,7 +67,7 @@ def conditions(cfg: BenchConfig, experts: dict[str, Path], first_animator: bool)
         out += [Condition(f"av_l_av={x:g}", "av", {**av, "l_av": x}) for x in cfg.sweep_l_av]
     if cfg.finetune_epochs:
         out = [out[0]] + [dataclasses.replace(c, from_baseline=True) for c in out[1:]]
-    return out
+    return [c for c in out if c.name not in cfg.skip or c.name == "baseline"]
 
 
 def _once(step_dir: Path, fn: Callable[[], dict], resolved: dict) -> dict:

@@ -1,0 +1,107 @@
+"""avguide bench: report writer (hand-computed statistics and claim), config validation, and the
+``ci`` preset end to end (FaceFormer only here; both animators and ablations in the slow test)."""
+
+import json
+
+import pytest
+
+from avguide.bench import resolve_bench_config, run_bench
+from avguide.bench.report import aggregate, build_report, check_claim, format_markdown, mean_std, write_bench_report
+from avguide.errors import BadInputError
+
+
+def _row(condition, seed, cer, ver, lve, **kw):
+    return {"animator": "faceformer", "seed": seed, "condition": condition, "cer": cer, "ver": ver, "lve": lve,
+            "wer": 2 * cer, "mve": 1e-3, "fdd": 0.0, **kw}
+
+
+def test_mean_std_by_hand():
+    assert mean_std([1.0, 2.0, 3.0]) == {"mean": 2.0, "std": 1.0, "n": 3}  # sample std: sqrt(2/2)
+    assert mean_std([5.0]) == {"mean": 5.0, "std": 0.0, "n": 1}
+    assert mean_std([]) == {"mean": None, "std": None, "n": 0}
+
+
+def test_claim_and_report_files(tmp_path):
+    rows = [_row("baseline", s, c, v, 2e-5) for s, c, v in ((0, 0.50, 0.40), (1, 0.52, 0.42), (2, 0.48, 0.38))]
+    rows += [_row("av_tuned", s, c, v, 2e-5, gnorm_av_first=1e-6, gnorm_mse_first=2e-6, gnorm_av_last=3e-6,
+                  gnorm_mse_last=1e-6, gnorm_av_lips_last=1e-7)
+             for s, c, v in ((0, 0.40, 0.30), (1, 0.41, 0.31), (2, 0.42, 0.32))]
+    table = aggregate(rows)
+    base = table["faceformer"]["baseline"]
+    assert base["cer"]["mean"] == pytest.approx(0.50) and base["cer"]["std"] == pytest.approx(0.02)
+    assert base["seeds"] == [0, 1, 2] and "gnorm_av_last" not in base
+    claim = check_claim(table)["faceformer"]
+    # 0.41 + 0.01 < 0.50 - 0.02 and 0.31 + 0.01 < 0.40 - 0.02; LVE equal -> no worse
+    assert claim["holds"] and claim["cer_delta"] == pytest.approx(-0.09) and claim["lve_no_worse"]
+    worse = [dict(r, lve=3e-5) if r["condition"] == "av_tuned" else r for r in rows]
+    assert not check_claim(aggregate(worse))["faceformer"]["holds"]
+    overlap = [dict(r, cer=r["cer"] + 0.07) if r["condition"] == "av_tuned" else r for r in rows]
+    assert not check_claim(aggregate(overlap))["faceformer"]["cer_beyond_spread"]  # 0.49 + 0.01 > 0.48
+
+    static = {"lve": 8e-5, "mve": 2e-3, "fdd": 1e-6, "cer": 0.9, "wer": 1.0, "ver": 0.8,
+              "gt_cer": 0.1, "gt_wer": 0.3, "gt_ver": 0.05}
+    report = build_report({"preset": "ci", "seeds": [0, 1, 2]}, rows, static, {"x": 1.0})
+    assert report["ground_truth"] == {"lve": 0.0, "fdd": 0.0, "mve": 0.0, "cer": 0.1, "wer": 0.3, "ver": 0.05}
+    assert "gt_cer" not in report["static"] and report["avguide_version"]
+    write_bench_report(tmp_path, report)
+    md = (tmp_path / "report.md").read_text()
+    assert "| faceformer | baseline | 2.000 ± 0.000 | 0.000 ± 0.000 | 1.000 ± 0.000 | 50.000 ± 2.000 | 100.000 ± 4.000 | 40.000 ± 2.000 |" in md
+    assert "| - | ground truth (reader ceiling) | 0.000 | 0.000 | 0.000 | 10.000 | 30.000 | 5.000 |" in md
+    assert "**holds**" in md and "| faceformer | av_tuned | 1e-06 / 3e-06 | 2e-06 / 1e-06 | 1e-07 |" in md
+    saved = json.loads((tmp_path / "report.json").read_text())
+    assert saved["config"]["preset"] == "ci" and saved["claim"]["faceformer"]["holds"] is True
+    assert format_markdown(saved) == md
+
+
+def test_config_errors_are_listed():
+    with pytest.raises(BadInputError, match="allowed: ci, cpu, full"):
+        resolve_bench_config("huge")
+    with pytest.raises(BadInputError) as e:
+        resolve_bench_config("ci", ["animators=[pix2pix]", "seeds=[1,1]"])
+    assert "animators" in str(e.value) and "seeds" in str(e.value)
+    cfg = resolve_bench_config("cpu", ["seeds=[4]"])
+    assert cfg.seeds == [4] and cfg.animator_preset == "vocaset" and cfg.epochs == 12
+
+
+def _check_outputs(out, conditions):
+    report = json.loads((out / "report.json").read_text())
+    table = report["table"]["faceformer"]
+    assert report["order"][0] == ["faceformer", conditions]
+    for name in conditions:
+        for m in ("lve", "fdd", "mve", "cer", "wer", "ver"):
+            assert table[name][m]["n"] == 1
+        ev = json.loads((out / "runs" / "faceformer" / "seed0" / name / "eval.json").read_text())
+        assert ev["config"]["bench"]["preset"] == "ci" and ev["avguide_version"]
+    for name in conditions:
+        if name.startswith("av_"):
+            assert table[name]["gnorm_av_last"]["mean"] > 0 and table[name]["gnorm_av_lips_last"]["mean"] > 0
+    # the paper's weight is 1e4 x smaller than the tuned one: the gradient norms say so exactly
+    ratio = table["av_tuned"]["gnorm_av_first"]["mean"] / table["av_paper"]["gnorm_av_first"]["mean"]
+    assert ratio == pytest.approx(1e-4 / 1e-7, rel=1e-3)
+    assert report["static"]["lve"] > 0 and 0 <= report["ground_truth"]["cer"]
+    assert (out / "plots.png").stat().st_size > 1000
+    return report
+
+
+def test_ci_preset_faceformer_plumbing_and_resume(tmp_path):
+    out = tmp_path / "bench"
+    over = ["animators=[faceformer]", "ablations=false", "sweep_l_av=[]", "video_sentences=0"]
+    first = run_bench("ci", out, over)
+    _check_outputs(out, ["baseline", "av_paper", "av_tuned"])
+    again = run_bench("ci", out, over)  # every step done: nothing retrained, same numbers
+    assert again["table"] == first["table"]
+    assert all(v < 5 for v in again["timings_s"].values())
+    with pytest.raises(BadInputError, match="another config"):
+        run_bench("ci", out, [*over, "epochs=3"])
+
+
+@pytest.mark.slow
+def test_ci_preset_full(tmp_path):
+    """The whole ``ci`` preset: both animators, ablations, the l_av sweep, the video."""
+    out = tmp_path / "bench"
+    report = run_bench("ci", out)
+    _check_outputs(out, ["baseline", "av_paper", "av_tuned", "av_visual_only", "av_no_stage1", "av_l_av=0.001"])
+    assert report["order"][1] == ["codetalker", ["baseline", "av_paper", "av_tuned"]]
+    videos = report["figures"]["video"]
+    assert videos and all((out / "side_by_side").joinpath(v.split("/")[-1]).stat().st_size > 1000 for v in videos)
+    assert (out / "report.md").read_text().count("| codetalker |") >= 3
