@@ -1,13 +1,16 @@
 """Speed of the differentiable lip renderer (not a test): ms per frame, forward and forward+backward.
 
-    python bench/render.py [--reps 7] [--threads 2] [--sizes 96,192]
+    python bench/render.py [--reps 7] [--threads 2] [--sizes 96,192] [--ref-batch 2]
 
-Meshes: the default head (``avguide.assets.head.load_head``), and synthetic FLAME-size (5023
-vertices) and BIWI-size (23370 vertices) meshes: head-sized UV ellipsoids (radii 9 x 12 x 10 cm)
-whose "lips" are the front vertices in a 5.5 x 2 cm box (the head's lip extent), so the 96x96
-lip window sees a face-like triangle density for each vertex count. Each frame is rendered by
-the lip camera with antialiasing, then centre-cropped/normalised to the expert's 88x88 input;
-the backward pass is that of ``mean(expert input)`` w.r.t. the vertices. Medians over reps.
+Meshes: the default head (``avguide.assets.head.load_head``, 4742 vertices) and two denser
+versions of it with a realistic lip-region density: FLAME size (5023 vertices: the 281 edges
+nearest the mouth bisected) and BIWI size (23370 vertices: every triangle split in four by its
+edge midpoints, then the edges nearest the mouth bisected). Each frame is a jaw-open pose with
+0.2 mm jitter rendered by the lip camera (96x96, antialiased, ``lip_face_mask``) and cropped /
+normalised to the expert's 88x88 input; the backward pass is that of ``mean(expert input)``
+w.r.t. the vertices. Medians over ``--reps`` after one warm-up, wall clock and process CPU time.
+The last column compares with ``render_mesh_reference`` (reference rasteriser and full-image
+primitives) on ``--ref-batch`` frames, per frame.
 """
 
 from __future__ import annotations
@@ -19,65 +22,95 @@ import time
 import numpy as np
 import torch
 
-from avguide.render import albedo_from_parts, expert_crop, face_neighbors, lip_camera, lip_face_mask, render_mesh
+from avguide.render import expert_crop, face_neighbors, lip_camera, lip_face_mask, render_mesh
+from avguide.render.mesh import render_mesh_reference
 
 
-def ellipsoid(n_verts: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """UV ellipsoid with exactly ``n_verts`` vertices (a few unused ones pad the count)."""
-    nv = int(round(np.sqrt((n_verts - 2) / 2)))  # rings
-    nu = (n_verts - 2) // nv  # vertices per ring
-    th = torch.linspace(0, np.pi, nv + 2, dtype=torch.float64)[1:-1]
-    ph = torch.arange(nu, dtype=torch.float64) * 2 * np.pi / nu
-    ring = torch.stack([torch.sin(th)[:, None] * torch.sin(ph), torch.cos(th)[:, None].expand(-1, nu),
-                        torch.sin(th)[:, None] * torch.cos(ph)], -1).reshape(-1, 3)  # +z front
-    v = torch.cat([torch.tensor([[0.0, 1.0, 0.0]], dtype=torch.float64), ring,
-                   torch.tensor([[0.0, -1.0, 0.0]], dtype=torch.float64)])
-    v = v * torch.tensor([0.09, 0.12, 0.10], dtype=torch.float64)
-    pad = n_verts - v.shape[0]
-    v = torch.cat([v, v[:1].expand(pad, 3)])  # unused padding vertices
-    faces = []
-    for i in range(nv - 1):
-        for j in range(nu):
-            a, b = 1 + i * nu + j, 1 + i * nu + (j + 1) % nu
-            faces += [[a, b + nu, a + nu], [a, b, b + nu]]
-    last = 1 + (nv - 1) * nu
-    for j in range(nu):
-        faces += [[0, 1 + (j + 1) % nu, 1 + j][::-1], [nv * nu + 1, last + (j + 1) % nu, last + j]][::1]
-    return v.float(), torch.tensor(faces)
+def _edges(f: np.ndarray) -> np.ndarray:
+    e = np.sort(np.stack([f, np.roll(f, -1, 1)], -1).reshape(-1, 2), 1)
+    return np.unique(e, axis=0)
 
 
-def median_ms(fn, reps: int) -> float:
-    fn()  # warm-up
-    times = []
+def split_in_four(v: np.ndarray, f: np.ndarray, lab: np.ndarray):
+    """Midpoint subdivision of every triangle (orientation kept); new vertices average the ends."""
+    e = _edges(f)
+    key = {(int(a), int(b)): len(v) + i for i, (a, b) in enumerate(e)}
+    mid = lambda a, b: key[(min(a, b), max(a, b))]  # noqa: E731
+    out = []
+    for a, b, c in f.tolist():
+        ab, bc, ca = mid(a, b), mid(b, c), mid(c, a)
+        out += [[a, ab, ca], [ab, b, bc], [ca, bc, c], [ab, bc, ca]]
+    return np.r_[v, (v[e[:, 0]] + v[e[:, 1]]) / 2], np.array(out), np.r_[lab, (lab[e[:, 0]] + lab[e[:, 1]]) / 2]
+
+
+def bisect_near(v: np.ndarray, f: np.ndarray, lab: np.ndarray, n_new: int, centre: np.ndarray):
+    """Add ``n_new`` vertices by bisecting the edges nearest ``centre`` (conforming, no cracks)."""
+    while n_new > 0:
+        e = _edges(f)
+        order = np.argsort(np.linalg.norm((v[e[:, 0]] + v[e[:, 1]]) / 2 - centre, axis=1))
+        face_of = {}
+        for i, tri in enumerate(f.tolist()):
+            for k in range(3):
+                a, b = tri[k], tri[(k + 1) % 3]
+                face_of.setdefault((min(a, b), max(a, b)), []).append((i, k))
+        used, new_f, new_v, new_l = set(), [], [], []
+        for a, b in e[order].tolist():
+            owners = face_of[(a, b)]
+            if len(new_v) == n_new or any(i in used for i, _ in owners):
+                continue
+            m = len(v) + len(new_v)
+            new_v.append((v[a] + v[b]) / 2)
+            new_l.append((lab[a] + lab[b]) / 2)
+            for i, k in owners:
+                used.add(i)
+                p = f[i]
+                new_f += [[p[k], m, p[(k + 2) % 3]], [m, p[(k + 1) % 3], p[(k + 2) % 3]]]
+        keep = np.array([i not in used for i in range(len(f))])
+        f = np.r_[f[keep], np.array(new_f)]
+        v, lab = np.r_[v, np.array(new_v)], np.r_[lab, np.array(new_l)]
+        n_new -= len(new_v)
+    return v, f, lab
+
+
+def median_ms(fn, reps: int) -> tuple[float, float]:
+    """Median wall and process-CPU milliseconds of ``fn()`` after one warm-up call."""
+    fn()
+    wall, cpu = [], []
     for _ in range(reps):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         fn()
-        times.append(time.perf_counter() - t0)
-    return 1000 * statistics.median(times)
+        wall.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
+    return 1000 * statistics.median(wall), 1000 * statistics.median(cpu)
 
 
-def bench_mesh(name, verts, faces, lips, albedo, batch, size, reps, rng):
+def bench_mesh(name, verts, faces, lips, albedo, jaw, batch, size, reps, ref_batch, rng):
     cam = lip_camera(verts, lips, size=size)
     nb = face_neighbors(faces)
     mask = lip_face_mask(verts, faces, cam)
-    noise = 2e-4 * torch.randn((batch, *verts.shape), generator=rng)
-    frames = verts[None] + noise  # (B, V, 3)
+    w = torch.rand(batch, 1, 1, generator=rng) * 0.6
+    frames = verts[None] + w * jaw[None] + 2e-4 * torch.randn((batch, *verts.shape), generator=rng)  # (B, V, 3)
 
     def fwd():
         with torch.no_grad():
-            img, _ = render_mesh(frames, faces, cam, albedo, neighbors=nb, face_mask=mask)
-            expert_crop(img[..., :88 * size // 96 + 4, :88 * size // 96 + 4] if size < 88 else img)
+            expert_crop(render_mesh(frames, faces, cam, albedo, neighbors=nb, face_mask=mask)[0])
 
-    def fwd_bwd():
-        x = frames.clone().requires_grad_(True)
-        img, _ = render_mesh(x, faces, cam, albedo, neighbors=nb, face_mask=mask)
-        expert_crop(img).mean().backward()
+    def fwd_bwd(render=render_mesh, x=frames, **kw):
+        x = x.clone().requires_grad_(True)
+        expert_crop(render(x, faces, cam, albedo, neighbors=nb, **kw)[0]).mean().backward()
 
-    f = median_ms(fwd, reps) / batch
-    fb = median_ms(fwd_bwd, reps) / batch
-    print(f"{name:>22s} V={verts.shape[0]:6d} F={faces.shape[0]:6d} drawn={int(mask.sum()):6d} "
-          f"{size:4d}px B={batch:3d} | fwd {f:7.2f} ms/frame | fwd+bwd {fb:7.2f} ms/frame")
-    return f, fb
+    f_wall, f_cpu = median_ms(fwd, reps)
+    fb_wall, fb_cpu = median_ms(lambda: fwd_bwd(face_mask=mask), reps)
+    ratio = ""
+    if ref_batch > 0:
+        sub = frames[:ref_batch]
+        ref_wall, _ = median_ms(lambda: fwd_bwd(render_mesh_reference, sub), 1)
+        fast_wall, _ = median_ms(lambda: fwd_bwd(x=sub, face_mask=mask), 3)
+        ratio = f" | reference/fast (B={ref_batch}) {ref_wall / fast_wall:6.1f}x"
+    print(f"{name:>14s} V={verts.shape[0]:6d} F={faces.shape[0]:6d} {size:4d}px B={batch:3d} | fwd {f_wall / batch:7.2f} "
+          f"ms/frame (cpu {f_cpu / batch:6.2f}) | fwd+bwd {fb_wall / batch:7.2f} ms/frame (cpu {fb_cpu / batch:6.2f})"
+          + ratio, flush=True)
+    return f_wall / batch, fb_wall / batch
 
 
 def main() -> None:
@@ -85,33 +118,40 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=7)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--sizes", default="96,192", help="image sides to time for the default head")
+    ap.add_argument("--ref-batch", type=int, default=2, help="frames for the reference timing (0: skip)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     rng = torch.Generator().manual_seed(0)
+    from avguide.assets.arkit import ARKIT_INDEX
     from avguide.assets.head import load_head
+    from avguide.render import head_albedo
 
     h = load_head()
-    head_v = torch.tensor(np.array(h.vertices, np.float32))
-    head_f = torch.tensor(np.array(h.faces, np.int64))
-    head_alb = albedo_from_parts(torch.tensor(np.array(h.vertex_part, np.int64)), tuple(h.part_names))
-    meshes = [("default head", head_v, head_f, torch.tensor(np.array(h.regions["lips"])), head_alb)]
-    for n in (5023, 23370):
-        v, f = ellipsoid(n)
-        lip = ((v[:, 2] > 0.05) & (v[:, 0].abs() < 0.0275) & (v[:, 1].abs() < 0.01)).nonzero()[:, 0]
-        alb = torch.full((n, 3), 0.7)
-        alb[lip] = torch.tensor([0.66, 0.38, 0.38])
-        meshes.append((f"ellipsoid {n}", v, f, lip, alb))
-    print(f"threads={a.threads} reps={a.reps} (medians)")
+    v = np.array(h.vertices, np.float64)
+    f = np.array(h.faces, np.int64)
+    jaw = np.array(h.blendshapes[ARKIT_INDEX["jawOpen"]], np.float64)
+    lips = np.zeros(len(v))
+    lips[np.array(h.regions["lips"])] = 1
+    lab = np.c_[head_albedo(h).double().numpy(), jaw, lips]  # attributes carried to new vertices
+    centre = v[lips > 0].mean(0)
+    meshes = [("default head", v, f, lab)]
+    meshes.append(("FLAME-size", *bisect_near(v, f, lab, 5023 - len(v), centre)))
+    v4, f4, l4 = split_in_four(v, f, lab)
+    meshes.append(("BIWI-size", *bisect_near(v4, f4, l4, 23370 - len(v4), centre)))
+    print(f"threads={a.threads} reps={a.reps} (medians; wall clock, and process CPU time in brackets)")
     rows = {}
-    for name, v, f, lip, alb in meshes:
+    for name, mv, mf, ml in meshes:
+        args = (torch.tensor(mv, dtype=torch.float32), torch.tensor(mf), torch.tensor((ml[:, 6] > 0.5).nonzero()[0]),
+                torch.tensor(ml[:, :3], dtype=torch.float32), torch.tensor(ml[:, 3:6], dtype=torch.float32))
         for b in (1, 32):
-            rows[(name, b, 96)] = bench_mesh(name, v, f, lip, alb, b, 96, a.reps, rng)
-    for s in [int(x) for x in a.sizes.split(",") if int(x) != 96]:
-        rows[("default head", 32, s)] = bench_mesh("default head", *meshes[0][1:], 32, s, a.reps, rng)
+            rows[(name, b, 96)] = bench_mesh(name, *args, b, 96, a.reps, a.ref_batch if b == 32 else 0, rng)
+        if name == "default head":
+            for s in [int(x) for x in a.sizes.split(",") if int(x) != 96]:
+                rows[(name, 32, s)] = bench_mesh(name, *args, 32, s, a.reps, 0, rng)
     base = rows[("default head", 32, 96)]
     print("\nratios to the default head at 96px, batch 32 (fwd | fwd+bwd):")
-    for (name, b, s), (f, fb) in rows.items():
-        print(f"  {name:>14s} B={b:3d} {s:4d}px: {f / base[0]:6.2f}x | {fb / base[1]:6.2f}x")
+    for (name, b, s), (fw, fb) in rows.items():
+        print(f"  {name:>14s} B={b:3d} {s:4d}px: {fw / base[0]:6.2f}x | {fb / base[1]:6.2f}x")
 
 
 if __name__ == "__main__":

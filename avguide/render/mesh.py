@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import torch
 
-from avguide.render.antialias import antialias_planes
+from avguide.render.antialias import antialias, antialias_planes
 from avguide.render.camera import Camera, project
-from avguide.render.raster import bary_planes, corner_index, covered_pixels, rasterize
-from avguide.render.shading import Lights, shade
+from avguide.render.raster import (bary_planes, barycentrics, corner_index, covered_pixels, interpolate, rasterize,
+                                   rasterize_reference)
+from avguide.render.shading import Lights, shade, vertex_normals
 
 
 def _shown_vertex_normals(verts: torch.Tensor, faces: torch.Tensor, shown: torch.Tensor
@@ -101,4 +102,28 @@ def render_mesh(verts: torch.Tensor, faces: torch.Tensor, cam: Camera, albedo: t
     if neighbors is not None:
         out = antialias_planes(out, pix, faces, face_id, neighbors, orthographic=cam.orthographic)
     out = out.view(ch + 1, n, h, w).permute(1, 0, 2, 3)  # (N, C + 1, H, W)
+    return out[:, :-1], out[:, -1:]
+
+
+def render_mesh_reference(verts: torch.Tensor, faces: torch.Tensor, cam: Camera, albedo: torch.Tensor, *,
+                          lights: Lights = Lights(), neighbors: torch.Tensor | None = None
+                          ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Slow, simple :func:`render_mesh` (black background, all faces) for tests and benchmarks.
+
+    Full-image primitives: :func:`avguide.render.raster.rasterize_reference`, per-pixel
+    barycentrics and interpolation over the whole image, normals of every vertex.
+
+    Returns:
+        image (N, C, H, W) and coverage (N, 1, H, W), as :func:`render_mesh`.
+    """
+    pix = project(verts, cam)  # (N, V, 3)
+    fid = rasterize_reference(pix, faces, cam.size, orthographic=cam.orthographic)  # (N, H, W)
+    bary = barycentrics(pix, faces, fid, orthographic=cam.orthographic)  # (N, H, W, 3)
+    normals = vertex_normals(verts, faces) @ cam.rotation.transpose(-1, -2)  # (N, V, 3) camera space
+    covered = (fid >= 0).unsqueeze(-1).to(verts.dtype)  # (N, H, W, 1)
+    rgb = shade(interpolate(normals, faces, fid, bary), interpolate(albedo, faces, fid, bary), lights) * covered
+    out = torch.cat([rgb, covered], -1)  # (N, H, W, C + 1)
+    if neighbors is not None:
+        out = antialias(out, pix, faces, fid, neighbors, orthographic=cam.orthographic)
+    out = out.permute(0, 3, 1, 2)  # (N, C + 1, H, W)
     return out[:, :-1], out[:, -1:]

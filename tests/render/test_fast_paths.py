@@ -3,8 +3,8 @@
 import numpy as np
 import torch
 
-from avguide.render import (albedo_from_parts, antialias, barycentrics, face_neighbors, interpolate, lip_camera,
-                            perspective_camera, project, rasterize, render_mesh, shade, vertex_normals)
+from avguide.render import albedo_from_parts, face_neighbors, lip_camera, project, rasterize, render_mesh, vertex_normals
+from avguide.render.mesh import render_mesh_reference
 from avguide.render.raster import rasterize_reference
 
 
@@ -79,18 +79,6 @@ def test_rasterize_equals_reference_on_jittered_head(head):
             assert torch.equal(fast, ref)
 
 
-def _render_reference(verts, faces, cam, albedo, nb):
-    """render_mesh written with the full-image primitives and the reference rasteriser."""
-    pix = project(verts, cam)
-    fid = rasterize_reference(pix, faces, cam.size, orthographic=cam.orthographic)
-    bary = barycentrics(pix, faces, fid, orthographic=cam.orthographic)
-    normals = vertex_normals(verts, faces) @ cam.rotation.transpose(-1, -2)
-    covered = (fid >= 0).unsqueeze(-1).to(verts.dtype)
-    rgb = shade(interpolate(normals, faces, fid, bary), interpolate(albedo, faces, fid, bary)) * covered
-    out = antialias(torch.cat([rgb, covered], -1), pix, faces, fid, nb, orthographic=cam.orthographic)
-    return out.permute(0, 3, 1, 2)
-
-
 def test_render_mesh_equals_full_image_reference_images_and_gradients(head):
     g = torch.Generator().manual_seed(3)
     alb = albedo_from_parts(torch.from_numpy(head.vertex_part.astype(np.int64)), head.part_names).double()
@@ -102,7 +90,7 @@ def test_render_mesh_equals_full_image_reference_images_and_gradients(head):
         weights = torch.rand(2, 4, *cam.size, generator=g, dtype=torch.float64)
         grads, images = [], []
         for fn in (lambda v: torch.cat(render_mesh(v, head.faces, cam, alb, neighbors=nb), 1),
-                   lambda v: _render_reference(v, head.faces, cam, alb, nb)):
+                   lambda v: torch.cat(render_mesh_reference(v, head.faces, cam, alb, neighbors=nb), 1)):
             v = v0.clone().requires_grad_(True)
             img = fn(v)
             (img * weights).sum().backward()
