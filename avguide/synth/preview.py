@@ -16,7 +16,7 @@ import numpy as np
 
 from avguide import AUDIO_RATE
 from avguide.audio.io import load_audio, save_wav
-from avguide.io import atomic_path
+from avguide.io import atomic_path, safe_load_pickle
 
 
 def _pick_recordings(manifest: dict, n: int) -> list[str]:
@@ -106,13 +106,8 @@ def write_viseme_sheet(root: str | Path) -> Path:
     head = load_head()
     faces = torch.from_numpy(np.load(root / "faces.npy").astype(np.int64))
     examples = _viseme_examples(root)
-    templates = {}
     frames, labels = [], []
-    import pickle  # our own file, written by the generator
-    from avguide.io import safe_load_pickle
-
     templates = safe_load_pickle(root / "templates.pkl")
-    del pickle
     first = next(iter(examples.values()))[0]
     subject = first.rsplit("_sentence", 1)[0]
     frames.append(templates[subject])
@@ -123,7 +118,7 @@ def write_viseme_sheet(root: str | Path) -> Path:
         frames.append(v[k].reshape(-1, 3))
         labels.append(f"{VISEME_NAMES[code]}  /{ipa}/")
     verts = torch.from_numpy(np.stack(frames)).float()  # (N, V, 3)
-    lips = torch.from_numpy(np.asarray(head.regions["lips"]))
+    lips = torch.tensor(np.asarray(head.regions["lips"]))
     cam = lip_camera(torch.from_numpy(np.asarray(templates[subject])).float(), lips)
     with torch.no_grad():
         img, _ = render_mesh(verts, faces, cam, head_albedo(head), neighbors=face_neighbors(faces))
