@@ -49,7 +49,7 @@ def load_config(cls: type[C], path: str | Path | None = None, overrides: typing.
     data: dict = {}
     errors: list[str] = []
     if base:
-        _merge(data, base)
+        merge_dicts(data, base)
     if path is not None:
         p = Path(path)
         if not p.is_file():
@@ -60,7 +60,7 @@ def load_config(cls: type[C], path: str | Path | None = None, overrides: typing.
             raise BadInputError(f"{p}: invalid YAML ({e})") from None
         if not isinstance(loaded, dict):
             raise BadInputError(f"{p}: top level must be a mapping, got {type(loaded).__name__}")
-        _merge(data, loaded)
+        merge_dicts(data, loaded)
     for item in overrides:
         if "=" not in item:
             errors.append(f"override {item!r}: expected key=value")
@@ -87,10 +87,11 @@ def load_config(cls: type[C], path: str | Path | None = None, overrides: typing.
     return cfg
 
 
-def _merge(dst: dict, src: dict) -> None:
+def merge_dicts(dst: dict, src: dict) -> None:
+    """Recursively merge ``src`` into ``dst`` (nested dicts merged, other values replaced)."""
     for k, v in src.items():
         if isinstance(v, dict) and isinstance(dst.get(k), dict):
-            _merge(dst[k], v)
+            merge_dicts(dst[k], v)
         else:
             dst[k] = v
 

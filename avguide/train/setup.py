@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from safetensors.torch import save_file
 
-from avguide.config import load_config
+from avguide.config import load_config, merge_dicts
 from avguide.data.batching import RecordingDataset, make_loader
 from avguide.data.layouts import DatasetIndex, open_dataset
 from avguide.errors import BadInputError
@@ -97,16 +97,8 @@ def resolve_animator_config(kind: AnimatorKind, preset: str, overrides: dict[str
             data["vq"]["period"] = int(round(fps))
     if stage is not None and kind == "codetalker":
         data["stage"] = stage
-    _deep_merge(data, overrides)
+    merge_dicts(data, overrides)
     return load_config(type(base), base=data)
-
-
-def _deep_merge(dst: dict, src: dict) -> None:
-    for k, v in src.items():
-        if isinstance(v, dict) and isinstance(dst.get(k), dict):
-            _deep_merge(dst[k], v)
-        else:
-            dst[k] = v
 
 
 def open_training_data(path: str, layout: str, *, max_sequences: int = 0) -> tuple[DatasetIndex, list, list]:
