@@ -4,10 +4,11 @@ The pipeline is the nvdiffrast one, in plain PyTorch (CPU or CUDA):
 
 1. :func:`rasterize` (no gradient) finds, for every pixel centre, the nearest covering face.
    Faces are culled per image *before* any pixel is looked at (back-facing, degenerate, off
-   screen, outside ``face_mask``); the survivors are grouped by the size class (1, 2, 3, 4, 6, 8, 12, ...) of
-   their pixel bounding box and each group tests a fixed grid of pixel offsets. The coverage test is
-   separable: each edge test ``B (py - y_k) >= A (px - x_k)`` compares a per-row term with a
-   per-column term, so a candidate pixel costs three comparisons of precomputed numbers.
+   screen, outside ``face_mask``). The coverage test is separable: each edge test
+   ``B (py - y_k) >= A (px - x_k)`` compares a per-row term with a per-column term, so along a
+   pixel row each edge keeps a prefix or a suffix of the columns. The rasteriser works in
+   scanline order: it finds the exact covered column interval of every (face, row) pair and
+   expands only the covered pixels.
    Visibility is one ``scatter_reduce(amin)`` of a packed key ``(float32 depth bits << 24) |
    face``: the exact float32 depth decides, ties go to the lower face index.
 2. :func:`barycentrics` recomputes the barycentric coordinates of each pixel centre in its
@@ -168,17 +169,59 @@ def _face_of(zbuf: torch.Tensor) -> torch.Tensor:
     return torch.where(zbuf == _NO_FACE, -1, zbuf & ((1 << _FACE_BITS) - 1))
 
 
-def _box_sizes(n: int) -> list[int]:
-    """Bucket sides 1, 2, 3, 4, 6, 8, 12, 16, 24, ... up to the first >= n."""
-    out = [1, 2, 3]
-    while out[-1] < n:
-        out.append(out[-2] * 2)
-    return out
-
-
 def _check(pix: torch.Tensor, faces: torch.Tensor) -> None:
     assert pix.dim() == 3 and pix.shape[-1] == 3, f"pix must be (N, V, 3), got {tuple(pix.shape)}"
     assert faces.shape[0] < (1 << _FACE_BITS), "too many faces for the packed z-buffer key"
+
+
+def _edge_bounds(d: _Drawn, pair: torch.Tensor, row: torch.Tensor, x0: torch.Tensor, x1: torch.Tensor
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Exact covered column interval of R (face, pixel row) pairs: the test of :func:`_row_col_terms`.
+
+    For a fixed row, edge k covers column c when ``a_k * (px_c - cx_k) <= r_k`` (float32, ``a_k =
+    slope[1, k]``, ``r_k`` the row term). ``px_c - cx_k`` is monotone in c and so is the product,
+    hence each edge keeps a prefix (a > 0), a suffix (a < 0) or all/none (a = 0) of the row. While
+    corner coordinates stay below 2**20 px, the rounded float32 crossing ``cx_k + r_k / a_k - 1/2``
+    lies within one column of the exact bound, so testing two columns next to it gives the exact
+    bound (column indices are small integers, exact in float32). Rows of faces with larger
+    coordinates are tested column by column.
+
+    Args:
+        d: M drawn faces; pair: (R,) int64 face of each pair; row: (R,) int64 pixel row.
+        x0, x1: (R,) int64 first and last column of the face's box.
+    Returns:
+        lo, hi: (R,) int64 first and last covered column (hi < lo: none).
+    """
+    sx, a = d.slope  # (3, M) each
+    far = (d.corner.abs() >= 2.0 ** 20).flatten(0, 1).any(0) | ((a != 0) & (a.abs() < 2.0 ** -20)).any(0)  # (M,)
+    inv_a = torch.where((a == 0) | far, 0.0, 1.0 / a)  # 0 where the estimate is not used
+    cx, cy, sx, a, inv_a = _take_last(torch.stack([d.corner[0], d.corner[1], sx, a, inv_a]), pair)  # (3, R) each
+    r = sx * ((row.float() + 0.5) - cy)  # (3, R) float32, as ``rows`` in _row_col_terms
+
+    def covers(col: torch.Tensor) -> torch.Tensor:  # (3, R) bool, edge k covers column col[k]
+        return a * ((col + 0.5) - cx) <= r
+
+    f0, f1 = x0.float(), x1.float()
+    sg = torch.sign(a)  # (3, R)
+    est = (r * inv_a + (cx - 0.5)).clamp_(f0 - 1, f1 + 1).round_()  # next to the crossing column
+    bound = torch.where(covers(est + sg), est + sg, torch.where(covers(est), est, est - sg))
+    lo_k = torch.where(a < 0, bound, f0)  # a >= 0: no lower bound from this edge
+    hi_k = torch.where(a > 0, bound, f1)  # a <= 0: no upper bound
+    lo = torch.maximum(torch.maximum(lo_k[0], lo_k[1]), lo_k[2]).clamp_min_(f0).long()
+    hi = torch.minimum(torch.minimum(hi_k[0], hi_k[1]), hi_k[2]).clamp_max_(f1).long()
+    dead = ((a == 0) & (r < 0)).any(0)  # a horizontal edge with the row outside
+    hi = torch.where(dead, lo - 1, hi)
+    if bool(far.any()):
+        sel = far.index_select(0, pair).nonzero().squeeze(1)  # (R',) their rows
+        cols = x0[sel][:, None] + torch.arange(int((x1 - x0)[sel].max()) + 1, device=row.device)  # (R', W')
+        px = (cols.float() + 0.5)[None]  # (1, R', W')
+        inside = (a[:, sel, None] * (px - cx[:, sel, None]) <= r[:, sel, None]).all(0)  # (R', W') an interval
+        inside &= cols <= x1[sel][:, None]
+        n_in = inside.sum(1)
+        first = inside.long().argmax(1)
+        lo[sel] = x0[sel] + torch.where(n_in > 0, first, 1)
+        hi[sel] = x0[sel] + first + n_in - 1
+    return lo, hi
 
 
 @torch.no_grad()
@@ -189,6 +232,11 @@ def rasterize(pix: torch.Tensor, faces: torch.Tensor, size: tuple[int, int], *, 
     A pixel centre is covered by a face when it lies in the face's pixel bounding box and on
     the inner side of (or on) its three edges; the nearest covering face wins (exact float32
     depth; the lower face index on a tie). Identical to :func:`rasterize_reference`.
+
+    Scanline order: every (face, box row) pair gets its exact covered column interval in a few
+    vectorised steps (:func:`_edge_bounds`), the intervals are expanded into the covered pixels
+    only, and one ``scatter_reduce(amin)`` of packed (depth, face) keys resolves visibility. The
+    number of tensor operations does not depend on the batch size or the face sizes.
 
     Args:
         pix: (N, V, 3) float, projected vertices from :func:`avguide.render.camera.project`
@@ -213,32 +261,26 @@ def rasterize(pix: torch.Tensor, faces: torch.Tensor, size: tuple[int, int], *, 
     zbuf = torch.full((n * h * w,), _NO_FACE, dtype=torch.int64, device=dev)
     if d.img.numel() == 0:
         return _face_of(zbuf).view(n, h, w)
-    # bucket the faces by the size classes of their box width and height
-    sizes = torch.tensor(_box_sizes(max(h, w)), device=dev)
-    ns = sizes.numel()
-    bucket = torch.bucketize(d.box[2], sizes) * ns + torch.bucketize(d.box[3], sizes)
-    order = torch.argsort(bucket)
-    d = d.select(order)
-    classes, counts = torch.unique_consecutive(bucket.index_select(0, order), return_counts=True)
-    pixels, keys = [], []
-    start = 0
-    for cls, cnt in zip(classes.tolist(), counts.tolist()):
-        db = d.select(slice(start, start + cnt))
-        start += cnt
-        cw, ch = int(sizes[cls // ns]), int(sizes[cls % ns])
-        dx = torch.arange(cw, device=dev)[:, None]  # (cw, 1)
-        dy = torch.arange(ch, device=dev)[:, None]  # (ch, 1)
-        row = db.box[1] + dy  # (ch, Mb) pixel row
-        col = db.box[0] + dx  # (cw, Mb) pixel column
-        rows, cols, zrow, zcol = _row_col_terms(db, row.float() + 0.5, col.float() + 0.5, dy < db.box[3], dx < db.box[2])
-        inside = rows[0, :, None] >= cols[0, None]  # (ch, cw, Mb)
-        inside &= rows[1, :, None] >= cols[1, None]
-        inside &= rows[2, :, None] >= cols[2, None]
-        depth = torch.masked_select(zrow[:, None] + zcol[None], inside)  # (Q,) covered candidates
-        keys.append(_keys(depth, torch.masked_select(db.face, inside)))
-        row_base = (db.img * h + row) * w  # (ch, Mb) flat index of column 0
-        pixels.append(torch.masked_select(row_base[:, None] + col[None], inside))
-    zbuf.scatter_reduce_(0, torch.cat(pixels), torch.cat(keys), reduce="amin")
+    # (face, row) pairs: every row of every box
+    height = d.box[3]
+    pair = torch.repeat_interleave(height)  # (R,) face of each pair
+    first_pair = height.cumsum(0) - height  # (M,)
+    row = d.box[1].index_select(0, pair) + torch.arange(pair.numel(), device=dev) - first_pair.index_select(0, pair)
+    x0 = d.box[0].index_select(0, pair)
+    lo, hi = _edge_bounds(d, pair, row, x0, x0 + d.box[2].index_select(0, pair) - 1)  # (R,) each
+    # expand the intervals into covered pixels; depth as in _row_col_terms: zrow + zcol
+    count = (hi - lo + 1).clamp_min(0)  # (R,)
+    cx0, cy0 = d.corner[0, 0].index_select(0, pair), d.corner[1, 0].index_select(0, pair)
+    depth = _take_last(d.depth, pair)  # (3, R)
+    zrow = depth[2] * ((row.float() + 0.5) - cy0) + depth[0]  # (R,)
+    first_px = count.cumsum(0) - count  # (R,)
+    ints = torch.stack([lo - first_px, (d.img.index_select(0, pair) * h + row) * w, d.face.index_select(0, pair)], 1)
+    floats = torch.stack([zrow, depth[1], cx0], 1)  # (R, 3)
+    owner = torch.repeat_interleave(count)  # (Q,) pair of each covered pixel
+    ints, floats = ints.index_select(0, owner), floats.index_select(0, owner)  # (Q, 3) each
+    col = ints[:, 0] + torch.arange(owner.numel(), device=dev)  # (Q,)
+    z = floats[:, 0] + floats[:, 1] * ((col.float() + 0.5) - floats[:, 2])
+    zbuf.scatter_reduce_(0, ints[:, 1] + col, _keys(z, ints[:, 2]), reduce="amin")
     return _face_of(zbuf).view(n, h, w)
 
 

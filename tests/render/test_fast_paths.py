@@ -34,6 +34,31 @@ def test_rasterize_equals_reference_on_triangle_soup():
     assert not bool(((fid >= 60) & (fid < 65)).any())  # duplicates never win the tie
 
 
+def test_rasterize_equals_reference_on_extreme_triangles():
+    """Edges through pixel centres, horizontal and nearly horizontal edges, huge coordinates
+    (the scanline bounds' column-by-column fallback) and slivers."""
+    g = torch.Generator().manual_seed(5)
+    tris = [
+        [[2.5, 3.5, 1.0], [20.5, 3.5, 1.0], [2.5, 20.5, 1.0]],  # edges exactly through pixel centres
+        [[1.0, 10.0, 2.0], [30.0, 10.0, 2.0], [15.0, 25.0, 2.0]],  # horizontal edge
+        [[1.0, 12.0, 1.5], [30.0, 12.0 + 1e-7, 1.5], [15.0, 2.0, 1.5]],  # nearly horizontal (dy < 2**-20)
+        [[-3e8, 5.0, 3.0], [3e8, 9.0, 3.0], [10.0, 30.0, 3.0]],  # huge coordinates
+        [[30.0, -2e9, 1.2], [33.0, 2e9, 1.2], [31.2, 16.0, 1.2]],  # huge, steep sliver
+        [[5.0, 5.0, 1.0], [25.0, 25.5, 1.0], [25.0, 25.0, 1.0]],  # sliver
+    ]
+    pix = torch.tensor(tris).reshape(1, -1, 3)
+    pix = torch.cat([pix, pix + 0.25 * torch.randn(pix.shape, generator=g) * torch.tensor([1.0, 1.0, 0.0])])
+    faces = torch.arange(pix.shape[1]).view(-1, 3)
+    faces = torch.cat([faces, faces.flip(1)])  # both orientations
+    for kw in [dict(cull_backfaces=False), dict(orthographic=False, cull_backfaces=False)]:
+        fast = rasterize(pix, faces, (32, 36), **kw)
+        ref = rasterize_reference(pix, faces, (32, 36), **kw)
+        assert (fast >= 0).sum() > 800, kw
+        assert torch.equal(fast, ref), (kw, int((fast != ref).sum()))
+        for k in (3, 4):  # the huge triangles are drawn
+            assert bool(((fast == k) | (fast == k + 6)).any()), k
+
+
 def test_zbuffer_matches_float64_brute_force_away_from_edges():
     """Independent truth: per pixel, the nearest covering triangle computed in float64 numpy."""
     g = torch.Generator().manual_seed(1)
