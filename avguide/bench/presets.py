@@ -31,6 +31,9 @@ class BenchConfig:
         expert_epochs, reader_epochs: stage-1 epochs of the AV expert / the evaluation reader.
         paper_l_av: the paper's AV weight (1e-7); ``tuned_l_av``: ours; ``sweep_l_av``: the
             ablation sweep (first animator only).
+        tuned_balance: > 0: the tuned conditions set l_av every step so that the AV gradient on
+            the vertices is this multiple of the vertex-loss gradient (``av.balance``), instead
+            of the fixed ``tuned_l_av``.
         l_rlv: weight of the lip-vertex regulariser in every AV condition.
         expert_mode: "frozen" or "finetune" in every AV condition.
         probe_every: gradient-probe period (steps) of the AV conditions.
@@ -63,6 +66,7 @@ class BenchConfig:
     reader_epochs: int = 2
     paper_l_av: float = 1e-7
     tuned_l_av: float = 1e-4
+    tuned_balance: float = 0.0
     sweep_l_av: list[float] = field(default_factory=list)
     l_rlv: float = 0.0
     expert_mode: Literal["frozen", "finetune"] = "frozen"
@@ -86,8 +90,9 @@ class BenchConfig:
                 errors.append(f"{name}: must be >= 1, got {getattr(self, name)}")
         if not self.lr > 0:
             errors.append(f"lr: must be > 0, got {self.lr}")
-        if any(not x >= 0 for x in [self.paper_l_av, self.tuned_l_av, self.l_rlv, *self.sweep_l_av]):
-            errors.append("paper_l_av, tuned_l_av, sweep_l_av, l_rlv: must be >= 0")
+        if any(not x >= 0 for x in [self.paper_l_av, self.tuned_l_av, self.tuned_balance, self.l_rlv,
+                                     *self.sweep_l_av]):
+            errors.append("paper_l_av, tuned_l_av, tuned_balance, sweep_l_av, l_rlv: must be >= 0")
         if self.probe_every < 0 or self.finetune_epochs < 0:
             errors.append("probe_every and finetune_epochs: must be >= 0")
         if self.video_sentences < 0 or self.video_size < 16 or self.video_size % 2:

@@ -57,13 +57,12 @@ def conditions(cfg: BenchConfig, experts: dict[str, Path], first_animator: bool)
     out = [Condition("baseline", "baseline", {})]
     if cfg.finetune_epochs:
         out.append(Condition("baseline_more", "baseline", {}))
-    out += [
-           Condition("av_paper", "av", {**av, "l_av": cfg.paper_l_av}),
-           Condition("av_tuned", "av", {**av, "l_av": cfg.tuned_l_av})]
+    tuned = {**av, "l_av": cfg.tuned_l_av, "balance": cfg.tuned_balance}
+    out += [Condition("av_paper", "av", {**av, "l_av": cfg.paper_l_av}), Condition("av_tuned", "av", tuned)]
     if first_animator:
         if cfg.ablations:
-            out += [Condition("av_visual_only", "av", {**av, "l_av": cfg.tuned_l_av, "expert": str(experts["visual"])}),
-                    Condition("av_no_stage1", "av", {**av, "l_av": cfg.tuned_l_av, "expert": str(experts["untrained"])})]
+            out += [Condition("av_visual_only", "av", {**tuned, "expert": str(experts["visual"])}),
+                    Condition("av_no_stage1", "av", {**tuned, "expert": str(experts["untrained"])})]
         out += [Condition(f"av_l_av={x:g}", "av", {**av, "l_av": x}) for x in cfg.sweep_l_av]
     if cfg.finetune_epochs:
         out = [out[0]] + [dataclasses.replace(c, from_baseline=True) for c in out[1:]]

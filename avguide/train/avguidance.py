@@ -54,6 +54,13 @@ class AVGuidanceConfig:
             larger (measure it with the gradient probes, see the benchmark report).
         expert_mode: "frozen" (default, see the module docstring) or "finetune".
         expert_lr: learning rate of the expert when fine-tuned.
+        balance: 0 uses the fixed l_av. > 0: every step, l_av is set so that the AV gradient on
+            the predicted vertices has ``balance`` times the norm of the vertex-loss gradient,
+            |d(l_av L_av)/d(pred)| = balance * |d(l_mse L_mse)/d(pred)| (measured by autograd on the
+            prediction; costs one more backward through the renderer per step). A fixed l_av
+            cannot transfer across experts: |dL_av/d(pred)| was ~7e-3 for an untrained tiny
+            expert and ~600 for a trained one, while |dL_mse/d(pred)| of a trained animator is
+            ~1e-6 (see the benchmark report).
         probe_every: every this many steps, log the norms of d(l_av L_av)/d(pred) and
             d(l_mse L_mse)/d(pred) (one extra backward through the renderer); 0 disables.
         face_slack: faces drawn are those projecting within the lip image enlarged by this
@@ -69,6 +76,7 @@ class AVGuidanceConfig:
     l_rlv: float = 0.0
     expert_mode: Literal["frozen", "finetune"] = "frozen"
     expert_lr: float = 1e-5
+    balance: float = 0.0
     probe_every: int = 10
     face_slack: float = 0.5
 
@@ -79,8 +87,8 @@ class AVGuidanceConfig:
                 errors.append(f"av.{name}: must be >= 0, got {getattr(self, name)}")
         if not self.expert_lr > 0:
             errors.append(f"av.expert_lr: must be > 0, got {self.expert_lr}")
-        if self.probe_every < 0 or self.face_slack < 0:
-            errors.append("av.probe_every and av.face_slack: must be >= 0")
+        if self.probe_every < 0 or self.face_slack < 0 or self.balance < 0:
+            errors.append("av.probe_every, av.face_slack and av.balance: must be >= 0")
         return errors
 
 
@@ -186,6 +194,21 @@ class AVGuidance:
         out = (expert or self.expert)(video, len25, audio, alen, self.targets(batch.texts))
         rlv = lip_vertex_loss(pred, batch.vertices, batch.lengths, self.lips)
         return {"ctc": out["loss_ctc"], "ce": out["loss_att"], "rlv": rlv}
+
+
+def balanced_l_av(pred: torch.Tensor, losses: dict[str, torch.Tensor], cfg: AVGuidanceConfig) -> float:
+    """The l_av that makes |d(l_av L_av)/d(pred)| = cfg.balance * |d(l_mse L_mse)/d(pred)| (graph kept).
+
+    Args:
+        pred: (B, T, V, 3) float prediction in the graph of ``losses`` ("mse", "ctc", "ce").
+        cfg: l_mse, l_ctc, l_ce and ``balance`` (> 0).
+    Returns:
+        l_av as a float (0 when the AV gradient is exactly zero).
+    """
+    (g_av,) = torch.autograd.grad(cfg.l_ctc * losses["ctc"] + cfg.l_ce * losses["ce"], pred, retain_graph=True)
+    (g_mse,) = torch.autograd.grad(cfg.l_mse * losses["mse"], pred, retain_graph=True)
+    n_av = float(g_av.norm())
+    return cfg.balance * float(g_mse.norm()) / n_av if n_av > 0 else 0.0
 
 
 def gradient_probe(pred: torch.Tensor, losses: dict[str, torch.Tensor], cfg: AVGuidanceConfig,

@@ -25,7 +25,7 @@ from avguide.config import config_to_dict, load_config
 from avguide.errors import BadInputError
 from avguide.metrics.geometry import lve_batch
 from avguide.train import distributed as D
-from avguide.train.avguidance import AVGuidance, AVGuidanceConfig, gradient_probe, loss_weights
+from avguide.train.avguidance import AVGuidance, AVGuidanceConfig, balanced_l_av, gradient_probe, loss_weights
 from avguide.train.checkpoint import (load_checkpoint, load_train_state, save_checkpoint, seed_everything,
                                       start_run)
 from avguide.train.logging import RunLogger
@@ -172,12 +172,19 @@ def train_animator(cfg: AnimatorTrainConfig, out: str | Path, *, resume: bool = 
             out = model(batch.audio, batch.audio_lengths, batch.template, batch.vertices, batch.lengths,
                         batch.subject)
             losses = dict(out["losses"])
+            step_weights, step_av = weights, cfg.av
             if guide is not None:
                 losses.update(guide.losses(out["pred"], batch, expert_ddp))
-            total, logs = combine(losses, weights)
+                if cfg.av.balance > 0:  # this step's l_av from the gradient norms on the prediction
+                    l_av = D.mean_across({"l_av": balanced_l_av(out["pred"], losses, cfg.av)}, ctx)["l_av"]
+                    step_av = dataclasses.replace(cfg.av, l_av=l_av)
+                    step_weights = {**weights, **loss_weights(step_av)}
+            total, logs = combine(losses, step_weights)
+            if guide is not None and cfg.av.balance > 0:
+                logs["l_av"] = step_av.l_av
             check_finite(logs, f"epoch {epoch}, step {step + 1}")
             if guide is not None and cfg.av.probe_every and step % cfg.av.probe_every == 0:
-                probe = gradient_probe(out["pred"], losses, cfg.av, guide.lips)
+                probe = gradient_probe(out["pred"], losses, step_av, guide.lips)
                 logs.update(probe)
                 for k, v in probe.items():
                     probes[k] = probes.get(k, 0.0) + v

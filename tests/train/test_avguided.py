@@ -11,7 +11,9 @@ from avguide.data.batching import RecordingDataset, collate
 from avguide.data.layouts import open_dataset
 from avguide.errors import BadInputError
 from avguide.lipreader.reader import load_trained_expert
-from avguide.train.avguidance import AVGuidance, AVGuidanceConfig, gradient_probe, loss_weights
+import dataclasses
+
+from avguide.train.avguidance import AVGuidance, AVGuidanceConfig, balanced_l_av, gradient_probe, loss_weights
 from avguide.train.baseline import load_train_config, train_animator
 from avguide.train.checkpoint import load_checkpoint, load_train_state
 from avguide.train.expert import run_expert_stage
@@ -116,6 +118,24 @@ def test_gradient_probe_scales_with_weights(synth_av):
     assert a["gnorm_mse"] == pytest.approx(expected, rel=1e-4)
     assert loss_weights(AVGuidanceConfig(l_av=2.0, l_ctc=0.1, l_ce=0.9)) == pytest.approx(
         {"mse": 1.0, "ctc": 0.2, "ce": 1.8, "rlv": 0.0})
+
+
+def test_balanced_l_av_sets_the_gradient_ratio(synth_av, tmp_path):
+    data, expert_run = synth_av
+    index, batch = _batch(data)
+    guide = _guide(index, expert_run)
+    pred = (batch.template[:, None] + 0.5 * (batch.vertices - batch.template[:, None])).detach().requires_grad_()
+    losses = {"mse": ((pred - batch.vertices) ** 2).mean(), **guide.losses(pred, batch)}
+    cfg = AVGuidanceConfig(balance=0.25, l_mse=2.0)
+    l_av = balanced_l_av(pred, losses, cfg)
+    probe = gradient_probe(pred, losses, dataclasses.replace(cfg, l_av=l_av), guide.lips)
+    assert probe["gnorm_ratio"] == pytest.approx(0.25, rel=1e-5)
+    # in training: every probed step logs the balanced ratio, and the l_av used
+    cfg = load_train_config(None, [f"data={data}", *AV_TINY, "optim.epochs=1", f"av.expert={expert_run}",
+                                   "av.which=last", "av.balance=0.5"], None)
+    train_animator(cfg, tmp_path / "bal")
+    row = json.loads((tmp_path / "bal" / "metrics.jsonl").read_text().splitlines()[0])
+    assert row["train_gnorm_ratio"] == pytest.approx(0.5, rel=1e-4) and row["train_l_av"] > 0
 
 
 def test_av_stage_logs_probes_and_finetunes_expert(synth_av, tmp_path):
