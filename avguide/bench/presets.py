@@ -41,6 +41,8 @@ class BenchConfig:
             conditions start from the same seed's trained baseline and train this many more
             epochs, and a control ``baseline_more`` continues the baseline for as many epochs
             with the vertex loss only (the claim is then checked against that control).
+        finetune_lr: learning rate of those continued runs (0 = ``lr``). Their optimiser starts
+            afresh, so a smaller rate avoids Adam's first large steps undoing the baseline.
         skip: condition names not to train (quick experiments, e.g. ["av_paper"]).
         ablations: also run the visual-only expert and the no-stage-1 (untrained) expert
             (first animator only).
@@ -72,6 +74,7 @@ class BenchConfig:
     expert_mode: Literal["frozen", "finetune"] = "frozen"
     probe_every: int = 5
     finetune_epochs: int = 0
+    finetune_lr: float = 0.0
     skip: list[str] = field(default_factory=list)
     ablations: bool = True
     video_sentences: int = 1
@@ -93,8 +96,8 @@ class BenchConfig:
         if any(not x >= 0 for x in [self.paper_l_av, self.tuned_l_av, self.tuned_balance, self.l_rlv,
                                      *self.sweep_l_av]):
             errors.append("paper_l_av, tuned_l_av, tuned_balance, sweep_l_av, l_rlv: must be >= 0")
-        if self.probe_every < 0 or self.finetune_epochs < 0:
-            errors.append("probe_every and finetune_epochs: must be >= 0")
+        if self.probe_every < 0 or self.finetune_epochs < 0 or self.finetune_lr < 0:
+            errors.append("probe_every, finetune_epochs and finetune_lr: must be >= 0")
         if self.video_sentences < 0 or self.video_size < 16 or self.video_size % 2:
             errors.append("video_sentences >= 0 and video_size an even number >= 16")
         bad = [o for o in self.expert_overrides if "=" not in o]

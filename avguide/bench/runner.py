@@ -147,7 +147,8 @@ def _train_animator(cfg: BenchConfig, data: Path, run: Path, animator: str, seed
     epochs = cfg.vq_epochs if stage == "vq" else (cfg.finetune_epochs if init else cfg.epochs)
     base = {"data": str(data), "animator": animator, "stage": stage, "preset": cfg.animator_preset,
             "model": dict(cfg.model), "seed": seed, "device": cfg.device, "max_sequences": cfg.max_sequences,
-            "optim": {"epochs": epochs, "batch_size": cfg.batch_size, "lr": cfg.lr},
+            "optim": {"epochs": epochs, "batch_size": cfg.batch_size,
+                      "lr": (cfg.finetune_lr or cfg.lr) if init else cfg.lr},
             "vq_run": str(vq_run) if vq_run else "", "av": dict(av), "init": str(init) if init else ""}
     train_animator(load_config(AnimatorTrainConfig, base=base), run, resume=_fresh_or_resume(run))
 
