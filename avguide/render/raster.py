@@ -181,10 +181,11 @@ def _edge_bounds(d: _Drawn, pair: torch.Tensor, row: torch.Tensor, x0: torch.Ten
     For a fixed row, edge k covers column c when ``a_k * (px_c - cx_k) <= r_k`` (float32, ``a_k =
     slope[1, k]``, ``r_k`` the row term). ``px_c - cx_k`` is monotone in c and so is the product,
     hence each edge keeps a prefix (a > 0), a suffix (a < 0) or all/none (a = 0) of the row. While
-    corner coordinates stay below 2**20 px, the rounded float32 crossing ``cx_k + r_k / a_k - 1/2``
-    lies within one column of the exact bound, so testing two columns next to it gives the exact
-    bound (column indices are small integers, exact in float32). Rows of faces with larger
-    coordinates are tested column by column.
+    corner coordinates stay below 2**20 px and |a| >= 2**-20, the rounded float32 crossing
+    ``cx_k + r_k / a_k - 1/2`` lies within one column of the exact bound, so testing two columns
+    next to it gives the exact bound (column indices are small integers, exact in float32). Rows
+    of the other faces (huge coordinates, horizontal or nearly horizontal edges) are tested column
+    by column.
 
     Args:
         d: M drawn faces; pair: (R,) int64 face of each pair; row: (R,) int64 pixel row.
@@ -193,24 +194,27 @@ def _edge_bounds(d: _Drawn, pair: torch.Tensor, row: torch.Tensor, x0: torch.Ten
         lo, hi: (R,) int64 first and last covered column (hi < lo: none).
     """
     sx, a = d.slope  # (3, M) each
-    far = (d.corner.abs() >= 2.0 ** 20).flatten(0, 1).any(0) | ((a != 0) & (a.abs() < 2.0 ** -20)).any(0)  # (M,)
-    inv_a = torch.where((a == 0) | far, 0.0, 1.0 / a)  # 0 where the estimate is not used
-    cx, cy, sx, a, inv_a = _take_last(torch.stack([d.corner[0], d.corner[1], sx, a, inv_a]), pair)  # (3, R) each
+    # faces the estimate cannot handle: horizontal edges (a = 0), huge coordinates, tiny slopes
+    far = (d.corner.abs() >= 2.0 ** 20).flatten(0, 1).any(0) | (a.abs() < 2.0 ** -20).any(0)  # (M,)
+    inv_a = torch.where(far, 0.0, 1.0 / a)  # (3, M)
+    per_face = torch.cat([d.corner[0], d.corner[1], sx, a, inv_a])  # (15, M)
+    gathered = per_face.new_empty(15, pair.numel())
+    for i in range(15):
+        torch.index_select(per_face[i], 0, pair, out=gathered[i])
+    cx, cy, sx, a, inv_a = gathered.view(5, 3, -1)  # (3, R) each
     r = sx * ((row.float() + 0.5) - cy)  # (3, R) float32, as ``rows`` in _row_col_terms
 
     def covers(col: torch.Tensor) -> torch.Tensor:  # (3, R) bool, edge k covers column col[k]
         return a * ((col + 0.5) - cx) <= r
 
-    f0, f1 = x0.float(), x1.float()
-    sg = torch.sign(a)  # (3, R)
-    est = (r * inv_a + (cx - 0.5)).clamp_(f0 - 1, f1 + 1).round_()  # next to the crossing column
+    sg = torch.sign(a)  # (3, R), +-1 (0 only on far faces)
+    est = (r * inv_a + (cx - 0.5)).round_()  # within one column of the bound (finite: |r| < 2**62)
     bound = torch.where(covers(est + sg), est + sg, torch.where(covers(est), est, est - sg))
-    lo_k = torch.where(a < 0, bound, f0)  # a >= 0: no lower bound from this edge
-    hi_k = torch.where(a > 0, bound, f1)  # a <= 0: no upper bound
-    lo = torch.maximum(torch.maximum(lo_k[0], lo_k[1]), lo_k[2]).clamp_min_(f0).long()
-    hi = torch.minimum(torch.minimum(hi_k[0], hi_k[1]), hi_k[2]).clamp_max_(f1).long()
-    dead = ((a == 0) & (r < 0)).any(0)  # a horizontal edge with the row outside
-    hi = torch.where(dead, lo - 1, hi)
+    lo_k = torch.where(a < 0, bound, float("-inf"))  # a > 0: no lower bound from this edge
+    hi_k = torch.where(a > 0, bound, float("inf"))  # a < 0: no upper bound
+    f0, f1 = x0.float(), x1.float()
+    lo = torch.maximum(torch.maximum(lo_k[0], lo_k[1]), lo_k[2]).clamp_(f0, f1 + 1).long()
+    hi = torch.minimum(torch.minimum(hi_k[0], hi_k[1]), hi_k[2]).clamp_(f0 - 1, f1).long()
     if bool(far.any()):
         sel = far.index_select(0, pair).nonzero().squeeze(1)  # (R',) their rows
         cols = x0[sel][:, None] + torch.arange(int((x1 - x0)[sel].max()) + 1, device=row.device)  # (R', W')
