@@ -122,28 +122,28 @@ def render_mesh(verts: torch.Tensor, faces: torch.Tensor, cam: Camera, albedo: t
     s_img, s_face, prow = _shown_faces(pixel, face, faces.shape[0], h * w)  # (S,), (S,), (P,)
     fv = faces.index_select(0, s_face).T  # (3, S) corner vertex of each shown face
     rows = (fv + s_img * nv).reshape(-1)  # (3S,) rows of N*V
-    pix_planes = pix.reshape(n * nv, 3).T  # (3, N*V)
-    x, y, z = (pix_planes[i].index_select(0, rows).view(3, -1) for i in range(3))  # (3, S) each
+    x, y, z = pix.reshape(n * nv, 3).index_select(0, rows).view(3, -1, 3).unbind(-1)  # (3, S) each
 
     normals, slot = _shown_vertex_normals(verts, faces, s_face)  # (N, U, 3)
     u = normals.shape[1]
-    normals = (normals @ cam.rotation.transpose(-1, -2)).reshape(n * u, 3).T  # (3, N*U) camera space
+    normals = (normals @ cam.rotation.transpose(-1, -2)).reshape(n * u, 3)  # (N*U, 3) camera space
     nrows = (slot.index_select(0, fv.reshape(-1)).view(3, -1) + s_img * u).reshape(-1)  # (3S,)
     ch = albedo.shape[-1]
-    alb = albedo.reshape(-1, ch).T  # (C, V) or (C, N*V)
-    arows = fv.reshape(-1) if albedo.dim() == 2 else rows
-    q = torch.stack([normals[i].index_select(0, nrows) for i in range(3)]
-                    + [alb[i].index_select(0, arows) for i in range(ch)]).view(3 + ch, 3, -1)  # (3 + C, 3, S)
+    arows = fv.reshape(-1) if albedo.dim() == 2 else rows  # (3S,) rows of V or N*V
+    corner_vals = torch.cat([normals.index_select(0, nrows), albedo.reshape(-1, ch).index_select(0, arows)], 1)
+    q = corner_vals.T.reshape(3 + ch, 3, -1)  # (3 + C, 3 corners, S)
     if not cam.orthographic:  # perspective-correct: planes of q / z and 1 / z
         q = torch.cat([q, q.new_ones(1, *q.shape[1:])]) / z
     coef = _plane_coefficients(x, y, q)  # (3, K, S)
     px = (pixel % w).to(verts.dtype) + 0.5  # (P,)
     py = ((pixel // w) % h).to(verts.dtype) + 0.5
-    c0, cx, cy = (torch.stack([t.index_select(0, prow) for t in coef[i]]) for i in range(3))  # (K, P) each
+    k = coef.shape[1]
+    c0, cx, cy = coef.reshape(3 * k, -1).index_select(1, prow).view(3, k, -1)  # (K, P) each
     val = c0 + cx * px + cy * py  # (K, P)
     if not cam.orthographic:
-        val = val[:-1] / val[-1]
-    rgb = shade(val[:3], val[3:], lights, dim=0)  # (C, P)
+        val = val[:-1] / val[-1:]
+    n_px, a_px = val.split([3, ch])  # (3, P), (C, P)
+    rgb = shade(n_px, a_px, lights, dim=0)  # (C, P)
 
     bg = torch.as_tensor(background, dtype=verts.dtype, device=verts.device).expand(ch)
     fill = torch.cat([bg, bg.new_zeros(1)])  # background colour, coverage 0
