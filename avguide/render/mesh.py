@@ -11,6 +11,7 @@ import torch
 
 from avguide.render.antialias import antialias, antialias_planes
 from avguide.render.camera import Camera, project
+from avguide.render.planes import plane_coefficients, shade_planes, shown_faces
 from avguide.render.raster import barycentrics, covered_pixels, interpolate, rasterize, rasterize_reference
 from avguide.render.shading import Lights, shade, vertex_normals
 
@@ -47,55 +48,16 @@ def _shown_vertex_normals(verts: torch.Tensor, faces: torch.Tensor, shown: torch
     return vn / vn.square().sum(-1, keepdim=True).clamp_min(1e-24).sqrt(), slot  # = norm.clamp_min(1e-12)
 
 
-def _shown_faces(pixel: torch.Tensor, face: torch.Tensor, n_faces: int, hw: int
-                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The distinct (image, face) pairs that some pixel shows, and each pixel's pair.
-
-    Args:
-        pixel: (P,) int64 flat pixel index into N*H*W; face: (P,) int64 its face.
-        n_faces: F; hw: H * W.
-    Returns:
-        img (S,) and face (S,) int64 of the S shown pairs (sorted by image, then face), and
-        row (P,) int64: the pair of each pixel.
-    """
-    key = (pixel // hw) * n_faces + face  # (P,) into N*F
-    used = torch.zeros(int(key.max()) + 1 if key.numel() else 0, dtype=torch.bool, device=pixel.device)
-    used[key] = True
-    pair = used.nonzero().squeeze(1)  # (S,)
-    slot = torch.empty(used.numel(), dtype=torch.int64, device=pixel.device)
-    slot[pair] = torch.arange(pair.numel(), device=pixel.device)
-    img = pair // n_faces
-    return img, pair - img * n_faces, slot.index_select(0, key)
-
-
-def _plane_coefficients(x: torch.Tensor, y: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
-    """Screen-space planes through per-corner values: ``q(px, py) = c0 + cx px + cy py``.
-
-    Args:
-        x, y: (3, S) float corner pixel coordinates of S faces (non-degenerate).
-        q: (K, 3, S) float K values at the corners.
-    Returns:
-        (3, K, S) float: c0, cx, cy of each value's plane (differentiable).
-    """
-    d1x, d1y, d2x, d2y = x[1] - x[0], y[1] - y[0], x[2] - x[0], y[2] - y[0]  # (S,) each
-    inv = 1.0 / (d1x * d2y - d2x * d1y)
-    dq1, dq2 = q[:, 1] - q[:, 0], q[:, 2] - q[:, 0]  # (K, S)
-    gx = (dq1 * d2y - dq2 * d1y) * inv
-    gy = (dq2 * d1x - dq1 * d2x) * inv
-    return torch.stack([q[:, 0] - gx * x[0] - gy * y[0], gx, gy])  # (3, K, S)
-
-
 def render_mesh(verts: torch.Tensor, faces: torch.Tensor, cam: Camera, albedo: torch.Tensor, *,
                 lights: Lights = Lights(), background: float | tuple[float, ...] = 0.0,
                 neighbors: torch.Tensor | None = None, cull_backfaces: bool = True,
                 face_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Render shaded images of N meshes sharing one topology (differentiable w.r.t. ``verts``).
 
-    Inside a face, barycentric interpolation of a vertex attribute is a plane in screen space
-    (orthographic), or the ratio of two planes (perspective-correct: attribute / z over 1 / z).
-    So the planes of the camera-space normals and the albedo are computed once per shown
-    (image, face) pair, and every covered pixel evaluates its face's planes and shades: the
-    same images and gradients as barycentrics + :func:`avguide.render.raster.interpolate`.
+    The planes of the camera-space normals and the albedo are computed once per shown (image,
+    face) pair and every covered pixel evaluates and shades them (:mod:`avguide.render.planes`):
+    the same images and gradients as barycentrics + :func:`avguide.render.raster.interpolate` +
+    :func:`avguide.render.shading.shade` (:func:`render_mesh_reference`).
 
     Args:
         verts: (N, V, 3) float world positions.
@@ -119,7 +81,7 @@ def render_mesh(verts: torch.Tensor, faces: torch.Tensor, cam: Camera, albedo: t
     face_id = rasterize(pix, faces, cam.size, orthographic=cam.orthographic,
                         cull_backfaces=cull_backfaces, face_mask=face_mask)  # (N, H, W)
     pixel, face = covered_pixels(face_id)  # (P,) each
-    s_img, s_face, prow = _shown_faces(pixel, face, faces.shape[0], h * w)  # (S,), (S,), (P,)
+    s_img, s_face, prow = shown_faces(pixel, face, faces.shape[0], h * w)  # (S,), (S,), (P,)
     fv = faces.index_select(0, s_face).T  # (3, S) corner vertex of each shown face
     rows = (fv + s_img * nv).reshape(-1)  # (3S,) rows of N*V
     x, y, z = pix.reshape(n * nv, 3).index_select(0, rows).view(3, -1, 3).unbind(-1)  # (3, S) each
@@ -134,16 +96,10 @@ def render_mesh(verts: torch.Tensor, faces: torch.Tensor, cam: Camera, albedo: t
     q = corner_vals.T.reshape(3 + ch, 3, -1)  # (3 + C, 3 corners, S)
     if not cam.orthographic:  # perspective-correct: planes of q / z and 1 / z
         q = torch.cat([q, q.new_ones(1, *q.shape[1:])]) / z
-    coef = _plane_coefficients(x, y, q)  # (3, K, S)
+    coef = plane_coefficients(x, y, q)  # (3, K, S)
     px = (pixel % w).to(verts.dtype) + 0.5  # (P,)
     py = ((pixel // w) % h).to(verts.dtype) + 0.5
-    k = coef.shape[1]
-    c0, cx, cy = coef.reshape(3 * k, -1).index_select(1, prow).view(3, k, -1)  # (K, P) each
-    val = c0 + cx * px + cy * py  # (K, P)
-    if not cam.orthographic:
-        val = val[:-1] / val[-1:]
-    n_px, a_px = val.split([3, ch])  # (3, P), (C, P)
-    rgb = shade(n_px, a_px, lights, dim=0)  # (C, P)
+    rgb = shade_planes(coef, prow, px, py, lights, perspective=not cam.orthographic)  # (C, P)
 
     bg = torch.as_tensor(background, dtype=verts.dtype, device=verts.device).expand(ch)
     fill = torch.cat([bg, bg.new_zeros(1)])  # background colour, coverage 0

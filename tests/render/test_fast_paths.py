@@ -135,3 +135,38 @@ def test_vertex_normals_of_shown_faces_equal_full_normals(head):
     part, slot = _shown_vertex_normals(v, head.faces, shown)
     need = head.faces[shown].reshape(-1).unique()
     torch.testing.assert_close(part[:, slot[need]], vertex_normals(v, head.faces)[:, need], rtol=0, atol=1e-12)
+
+
+def test_shade_planes_equals_autograd_composition():
+    """Hand-written backward == autograd through plane evaluation + shade (incl. perspective,
+    lights at grazing angles and a zero normal)."""
+    from avguide.render.planes import shade_planes
+    from avguide.render.shading import Lights, shade
+
+    g = torch.Generator().manual_seed(6)
+    lights = Lights(directions=((0.3, 0.4, 1.0), (-0.5, 0.2, 0.9), (0.0, 0.0, -1.0)), intensities=(0.6, 0.3, 0.2))
+    for perspective in (False, True):
+        k = 7 if perspective else 6
+        coef = torch.randn(3, k, 20, generator=g, dtype=torch.float64)
+        coef[0, -1] += 4.0 if perspective else 0.0  # 1 / z planes stay positive
+        coef[:, :3, 5] = 0.0  # a face with zero normals: clamped normalisation
+        row = torch.randint(0, 20, (200,), generator=g)
+        px = torch.rand(200, generator=g, dtype=torch.float64)
+        py = torch.rand(200, generator=g, dtype=torch.float64)
+        w = torch.randn(3, 200, generator=g, dtype=torch.float64)
+        grads, outs = [], []
+        for fast in (True, False):
+            c = coef.clone().requires_grad_(True)
+            if fast:
+                out = shade_planes(c, row, px, py, lights, perspective=perspective)
+            else:
+                c0, cx, cy = c[:, :, row]  # (K, P) each
+                val = c0 + cx * px + cy * py
+                val = val[:-1] / val[-1] if perspective else val
+                out = shade(val[:3], val[3:], lights, dim=0)
+            (out * w).sum().backward()
+            outs.append(out.detach())
+            grads.append(c.grad)
+        torch.testing.assert_close(outs[0], outs[1], rtol=0, atol=1e-12)
+        assert grads[1].abs().max() > 0.1
+        torch.testing.assert_close(grads[0], grads[1], rtol=1e-9, atol=1e-9)
