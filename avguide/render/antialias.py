@@ -119,6 +119,7 @@ def _blend_pairs(planes: torch.Tensor, pix: torch.Tensor, depth_planes: torch.Te
     """
     n, h, w = face_id.shape
     c = planes.shape[0]
+    v = pix.shape[1]
     step = (0, 1) if axis == 2 else (1, 0)  # (dy, dx) from pixel a to pixel b
     fa = face_id[:, : h - step[0], : w - step[1]]
     fb = face_id[:, step[0]:, step[1]:]
@@ -140,37 +141,42 @@ def _blend_pairs(planes: torch.Tensor, pix: torch.Tensor, depth_planes: torch.Te
     occ = flat_id[pa]  # (K,) occluder face (never background: background depth is inf)
     img = pa // (h * w)
 
-    # pixel centres of a and b, and the occluder's corners on screen (with gradient)
+    # pixel centres of a and b
     ay = ((pa % (h * w)) // w).to(pix.dtype) + 0.5
     ax = (pa % w).to(pix.dtype) + 0.5
     by = ((pb % (h * w)) // w).to(pix.dtype) + 0.5
     bx = (pb % w).to(pix.dtype) + 0.5
-    corners = pix[img[:, None], faces[occ], :2]  # (K, 3, 2)
-    p0, p1 = corners, corners.roll(-1, dims=1)  # edge k: corner k -> corner k+1
-    sign = torch.where(front[img, slot[occ]], -1.0, 1.0).to(pix.dtype)[:, None]  # make inside >= 0
+    sign = torch.where(front[img, slot[occ]], -1.0, 1.0).to(pix.dtype)  # (K,) makes inside >= 0
+    corner_rows = faces.index_select(0, occ) + (img * v)[:, None]  # (K, 3) rows of N*V
 
-    def edge_fn(px, py):  # (K, 3), >= 0 inside the occluder
-        return sign * ((p1[..., 0] - p0[..., 0]) * (py[:, None] - p0[..., 1])
-                       - (p1[..., 1] - p0[..., 1]) * (px[:, None] - p0[..., 0]))
+    def edge_fn(p0, p1, px, py, sign):  # >= 0 inside the occluder; p0, p1 (..., 2) edge ends
+        return sign * ((p1[..., 0] - p0[..., 0]) * (py - p0[..., 1]) - (p1[..., 1] - p0[..., 1]) * (px - p0[..., 0]))
 
-    ea, eb = edge_fn(ax, ay), edge_fn(bx, by)
-    exits = (ea >= 0) & (eb < 0)
-    t_all = ea / torch.where(exits, ea - eb, torch.ones_like(ea))  # crossing, 0 at a, 1 at b
-    t_all = torch.where(exits, t_all, torch.full_like(t_all, 2.0))
-    k = t_all.detach().argmin(-1)  # (K,) the exit edge
-    rows = torch.arange(k.numel(), device=k.device)
-    t = t_all[rows, k]
-    d = (p1 - p0)[rows, k]  # (K, 2) edge direction
-    nb = neighbors[occ, k]
-    front_pad = torch.cat([front, front.new_zeros(n, 1)], 1)  # column R: no neighbour
-    silhouette = ~front_pad[img, slot[nb]]
-    # each edge is handled by the pair direction across it: horizontal pairs for steep edges
-    steep = d[:, 1].abs() > d[:, 0].abs() if axis == 2 else d[:, 1].abs() <= d[:, 0].abs()
-    ok = exits[rows, k] & silhouette & steep
-    if not bool(ok.any()):
+    with torch.no_grad():  # which edge the segment a -> b exits through, and whether it counts
+        p0 = depth_planes[:2].T.index_select(0, corner_rows.reshape(-1)).view(-1, 3, 2)  # (K, 3, 2)
+        p1 = p0.roll(-1, dims=1)  # edge k: corner k -> corner k+1
+        ea = edge_fn(p0, p1, ax[:, None], ay[:, None], sign[:, None])  # (K, 3)
+        eb = edge_fn(p0, p1, bx[:, None], by[:, None], sign[:, None])
+        exits = (ea >= 0) & (eb < 0)
+        t_all = torch.where(exits, ea / torch.where(exits, ea - eb, torch.ones_like(ea)), 2.0)  # crossing, 0 at a
+        k = t_all.argmin(-1)  # (K,) the exit edge
+        rows = torch.arange(k.numel(), device=k.device)
+        d = (p1 - p0)[rows, k]  # (K, 2) edge direction
+        nb = neighbors[occ, k]
+        front_pad = torch.cat([front, front.new_zeros(n, 1)], 1)  # column R: no neighbour
+        silhouette = ~front_pad[img, slot[nb]]
+        # each edge is handled by the pair direction across it: horizontal pairs for steep edges
+        steep = d[:, 1].abs() > d[:, 0].abs() if axis == 2 else d[:, 1].abs() <= d[:, 0].abs()
+        sel = (exits[rows, k] & silhouette & steep).nonzero().squeeze(1)  # (K',)
+    if sel.numel() == 0:
         return empty
-    t, pa, pb = t[ok], pa[ok], pb[ok]
-    ca, cb = planes[:, pa], planes[:, pb]  # (C, K)
+    pa, pb, k, sign = pa[sel], pb[sel], k[sel], sign[sel]
+    ax, ay, bx, by = ax[sel], ay[sel], bx[sel], by[sel]
+    ends = corner_rows[sel].gather(1, torch.stack([k, (k + 1) % 3], 1))  # (K', 2) rows of the exit edge's ends
+    p = pix.reshape(n * v, 3).index_select(0, ends.T.reshape(-1)).view(2, -1, 3)  # (2, K', 3) with gradient
+    ea, eb = edge_fn(p[0], p[1], ax, ay, sign), edge_fn(p[0], p[1], bx, by, sign)
+    t = ea / (ea - eb)  # (K',) crossing of the silhouette edge, 0 at a, 1 at b
+    ca, cb = planes.index_select(1, torch.cat([pa, pb])).view(c, 2, -1).unbind(1)  # (C, K') each
     # box filter: the occluder covers a fraction t - 1/2 of b, or misses 1/2 - t of a
     into_b = t > 0.5
     wgt = (t - 0.5).abs()
