@@ -74,16 +74,16 @@ def _contour_faces(pix: torch.Tensor, faces: torch.Tensor, face_id: torch.Tensor
     visible[face_id.reshape(-1)] = True  # -1 (background) lands on the extra entry nf
     visible = visible[:nf]
     rel = visible.clone()
-    nb_vis = neighbors[visible].reshape(-1)
+    vis_idx = visible.nonzero().squeeze(1)  # (U,)
+    nb_vis = neighbors.index_select(0, vis_idx).reshape(-1)
     rel[nb_vis[nb_vis >= 0]] = True
     rel_idx = rel.nonzero().squeeze(1)  # (R,)
     r = rel_idx.numel()
     slot = torch.full((nf + 1,), r, dtype=torch.int64, device=dev)
     slot[rel_idx] = torch.arange(r, device=dev)
-    front = _screen_area(pix, faces[rel_idx]) < 0  # (N, R)
+    front = _screen_area(pix, faces.index_select(0, rel_idx)) < 0  # (N, R)
     front_pad = torch.cat([front, front.new_zeros(n, 1)], 1)  # (N, R + 1): column R = missing face
-    vis_idx = visible.nonzero().squeeze(1)  # (U,)
-    nb = slot[neighbors[vis_idx]]  # (U, 3) column of each neighbour (R if none or not relevant)
+    nb = slot[neighbors.index_select(0, vis_idx)]  # (U, 3) column of each neighbour (R if none or not relevant)
     # neighbours of visible faces are all relevant, so column R here only means "no neighbour"
     sil = ~(front_pad[:, nb].all(-1))  # (N, U) some edge has a missing or back-facing neighbour
     sil_face = torch.zeros(n, nf + 1, dtype=torch.bool, device=dev)
@@ -92,22 +92,25 @@ def _contour_faces(pix: torch.Tensor, faces: torch.Tensor, face_id: torch.Tensor
     return front, slot, near
 
 
-def _pixel_depth(planes: torch.Tensor, faces: torch.Tensor, face_id: torch.Tensor, pixel: torch.Tensor,
+def _pixel_depth(xyz: torch.Tensor, faces: torch.Tensor, face_id: torch.Tensor, pixel: torch.Tensor,
                  orthographic: bool) -> torch.Tensor:
     """(K,) camera depth of the visible surface at flat pixels ``pixel`` (+inf on background).
 
-    ``planes`` is (3, N*V): the projected vertices channels-first, detached.
+    ``xyz`` is (N*V, 3): the projected vertices, detached.
     """
     n, h, w = face_id.shape
-    face = face_id.reshape(-1)[pixel]
+    k = pixel.numel()
+    face = face_id.reshape(-1).index_select(0, pixel)
     covered = face >= 0
-    corners = corner_index(faces, pixel, face.clamp_min(0), planes.shape[1] // n, (h, w))  # (3, K)
-    bary = bary_planes(planes, corners, pixel, (h, w), orthographic=orthographic)  # (3, K)
-    z = (planes[2][corners] * bary).sum(0)
+    corners = corner_index(faces, pixel, face.clamp_min(0), xyz.shape[0] // n, (h, w))  # (3, K)
+    planes = xyz.index_select(0, corners.reshape(-1)).T.contiguous()  # (3, 3K) x, y, z of the corners
+    local = torch.arange(3 * k, device=pixel.device).view(3, k)
+    bary = bary_planes(planes, local, pixel, (h, w), orthographic=orthographic)  # (3, K)
+    z = (planes[2].view(3, k) * bary).sum(0)
     return torch.where(covered, z, torch.full_like(z, float("inf")))
 
 
-def _blend_pairs(planes: torch.Tensor, pix: torch.Tensor, depth_planes: torch.Tensor, faces: torch.Tensor,
+def _blend_pairs(planes: torch.Tensor, pix: torch.Tensor, xyz: torch.Tensor, faces: torch.Tensor,
                  face_id: torch.Tensor, front: torch.Tensor, slot: torch.Tensor, near: torch.Tensor,
                  neighbors: torch.Tensor, axis: int, orthographic: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """Colour changes from the pixel pairs that are neighbours along ``axis``.
@@ -133,7 +136,7 @@ def _blend_pairs(planes: torch.Tensor, pix: torch.Tensor, depth_planes: torch.Te
     second = first + (w if axis == 1 else 1)
     flat_id = face_id.reshape(-1)
     with torch.no_grad():
-        depth = _pixel_depth(depth_planes, faces, face_id, torch.cat([first, second]), orthographic)
+        depth = _pixel_depth(xyz, faces, face_id, torch.cat([first, second]), orthographic)
     k2 = first.numel()
     occ_first = depth[:k2] <= depth[k2:]
     pa = torch.where(occ_first, first, second)  # pixel covered by the occluder
@@ -153,7 +156,7 @@ def _blend_pairs(planes: torch.Tensor, pix: torch.Tensor, depth_planes: torch.Te
         return sign * ((p1[..., 0] - p0[..., 0]) * (py - p0[..., 1]) - (p1[..., 1] - p0[..., 1]) * (px - p0[..., 0]))
 
     with torch.no_grad():  # which edge the segment a -> b exits through, and whether it counts
-        p0 = depth_planes[:2].T.index_select(0, corner_rows.reshape(-1)).view(-1, 3, 2)  # (K, 3, 2)
+        p0 = xyz.index_select(0, corner_rows.reshape(-1)).view(-1, 3, 3)[..., :2]  # (K, 3, 2)
         p1 = p0.roll(-1, dims=1)  # edge k: corner k -> corner k+1
         ea = edge_fn(p0, p1, ax[:, None], ay[:, None], sign[:, None])  # (K, 3)
         eb = edge_fn(p0, p1, bx[:, None], by[:, None], sign[:, None])
@@ -162,7 +165,7 @@ def _blend_pairs(planes: torch.Tensor, pix: torch.Tensor, depth_planes: torch.Te
         k = t_all.argmin(-1)  # (K,) the exit edge
         rows = torch.arange(k.numel(), device=k.device)
         d = (p1 - p0)[rows, k]  # (K, 2) edge direction
-        nb = neighbors[occ, k]
+        nb = neighbors.view(-1).index_select(0, occ * 3 + k)
         front_pad = torch.cat([front, front.new_zeros(n, 1)], 1)  # column R: no neighbour
         silhouette = ~front_pad[img, slot[nb]]
         # each edge is handled by the pair direction across it: horizontal pairs for steep edges
@@ -195,8 +198,8 @@ def antialias_planes(planes: torch.Tensor, pix: torch.Tensor, faces: torch.Tenso
     n, v, _ = pix.shape
     with torch.no_grad():
         front, slot, near = _contour_faces(pix.detach(), faces, face_id, neighbors)
-        depth_planes = pix.detach().reshape(n * v, 3).T.contiguous()  # (3, N*V)
-    parts = [_blend_pairs(planes, pix, depth_planes, faces, face_id, front, slot, near, neighbors, axis,
+        xyz = pix.detach().reshape(n * v, 3)  # (N*V, 3)
+    parts = [_blend_pairs(planes, pix, xyz, faces, face_id, front, slot, near, neighbors, axis,
                           orthographic) for axis in (2, 1)]
     target = torch.cat([parts[0][0], parts[1][0]])
     if target.numel() == 0:
