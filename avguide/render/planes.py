@@ -80,18 +80,21 @@ class _ShadePlanes(torch.autograd.Function):
         row, px, py, val, den, nh, norm, sq, dots, light, dirs, inten = ctx.saved_tensors
         if not ctx.needs_input_grad[0]:
             return (None,) * 8
-        a = val[3:]
-        g_a = grad * light  # (C, P)
-        g_light = (grad * a).sum(0)  # (P,)
-        g_dots = inten[:, None] * (dots >= 0) * g_light  # (L, P), clamp_min passes gradient at 0
+        kv = val.shape[0]  # values after the perspective division (3 + C)
+        g = grad.new_empty(3, ctx.coef_shape[0] // 3, grad.shape[1])  # (3, K, P): d/dc0, d/dcx, d/dcy
+        gv = g[0]  # (K, P) gradient w.r.t. the plane values
+        torch.mul(grad, light, out=gv[3:kv])  # albedo
+        g_light = (grad * val[3:]).sum(0)  # (P,)
+        g_dots = (dots >= 0) * (inten[:, None] * g_light)  # (L, P), clamp_min passes gradient at 0
         g_nh = -(dirs.T @ g_dots)  # (3, P)
         radial = (g_nh * nh).sum(0) * (sq >= 1e-24)  # no radial term where the norm is clamped
-        g_val = torch.cat([(g_nh - nh * radial) / norm, g_a])  # (K', P)
+        torch.div(g_nh - nh * radial, norm, out=gv[:3])  # normal
         if den is not None:  # val = num / den
-            g_den = -(g_val * val).sum(0, keepdim=True) / den
-            g_val = torch.cat([g_val / den, g_den])  # (K, P)
-        g = torch.cat([g_val, g_val * px, g_val * py])  # (3K, P)
-        grad_coef = g.new_zeros(ctx.coef_shape).index_add_(1, row, g)
+            torch.div(-(gv[:kv] * val).sum(0), den, out=gv[kv])
+            gv[:kv] /= den
+        torch.mul(gv, px, out=g[1])
+        torch.mul(gv, py, out=g[2])
+        grad_coef = g.new_zeros(ctx.coef_shape).index_add_(1, row, g.view(-1, g.shape[-1]))
         return grad_coef, None, None, None, None, None, None, None
 
 
