@@ -36,7 +36,7 @@ def plot_conditions(report: dict, path: str | Path) -> str:
             stds = [(conds[n].get(key) or {}).get("std") or 0.0 for n in names]
             x = np.arange(len(names))
             ax.bar(x, [scale * (m or 0.0) for m in means], yerr=[scale * s for s in stds], capsize=3,
-                   color=["#888888" if n == "baseline" else "#3b7dd8" for n in names])
+                   color=["#888888" if n.startswith("baseline") else "#3b7dd8" for n in names])
             for ref, style, text in ((report["ground_truth"], "--", "GT"), (report["static"], ":", "static")):
                 if key in ref and key != "lve":
                     ax.axhline(scale * ref[key], color="k", linestyle=style, linewidth=1, label=text)
