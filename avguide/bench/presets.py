@@ -119,9 +119,11 @@ def bench_preset(name: str) -> dict[str, Any]:
     - ``ci``: 3 subjects x 4 sentences, tiny animators and experts, 1 seed, 2 epochs: minutes on
       a laptop; checks the plumbing, not the claim.
     - ``cpu``: a reduced synthetic benchmark (8 subjects x 20 sentences, 30 fps), VOCASET-size
-      animators, the CPU expert (``cpu_small``, 44x44 lip crops), 3 seeds. Sized for ~90 minutes
-      on 2 cores for FaceFormer alone (``animators=[faceformer]``); both animators and the
-      ablations take about twice that (measured stage times are in each run's metrics.jsonl).
+      animators, the CPU expert (``cpu_small``, 44x44 lip crops), 3 seeds. NOT yet timed end to
+      end: ``cpu_small`` costs ~15 s per batch of 8 on one core (forward + backward), so its 30
+      stage-1 epochs alone exceed 90 minutes on 2 cores; the run that did fit (FaceFormer, 3
+      seeds, ~25 min) used a 6 x 16 set, a reduced expert (adim 64, widths 8..64, 32 px crops)
+      and finetune_epochs=1 (see the h9 report).
     - ``full``: the default synthetic benchmark (12 x 40), published animator sizes, the base
       expert (88x88), 3 seeds, long schedules: for a GPU.
 
