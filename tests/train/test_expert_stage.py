@@ -5,7 +5,6 @@ import json
 import math
 import shutil
 
-import numpy as np
 import pytest
 import torch
 
