@@ -179,6 +179,9 @@ class MotionVQVAE(nn.Module):
         self.dec_conv = nn.Conv1d(h, h, k)  # causal: left-padded by k-1 frames
         self.dec_transformer = transformer()
         self.dec_out = nn.Linear(h, n_vertices * 3)
+        # Motion is tiny in metres (offsets ~1e-3): the codec works on offsets / motion_scale (the
+        # training data's offset std, set by the trainer before stage 1, saved with the weights).
+        self.register_buffer("motion_scale", torch.ones(()))
 
     def _act(self, x: torch.Tensor) -> torch.Tensor:
         return F.leaky_relu(x, self.cfg.neg_slope)
@@ -197,7 +200,7 @@ class MotionVQVAE(nn.Module):
         """
         b, t, _ = offsets.shape
         valid = padding_mask(lengths, t).to(offsets.dtype)[..., None]  # (B, T, 1)
-        x = self._act(self.enc_in(offsets)) * valid
+        x = self._act(self.enc_in(offsets / self.motion_scale)) * valid
         x = self._act(self.enc_conv(x.transpose(1, 2)).transpose(1, 2))  # (B, T, H)
         x = encode_full(self.enc_transformer, x + self._pe(t, x), lengths, self.cfg.n_heads,
                         self.cfg.period, causal=False)
@@ -217,7 +220,7 @@ class MotionVQVAE(nn.Module):
         x = self._act(self.dec_conv(x).transpose(1, 2))  # (B, T, H)
         x = encode_full(self.dec_transformer, x + self._pe(t, x), torch.full((b,), t, device=x.device),
                         self.cfg.n_heads, self.cfg.period, causal=True)
-        return self.dec_out(x)
+        return self.dec_out(x) * self.motion_scale
 
     def forward(self, offsets: torch.Tensor, lengths: torch.Tensor) -> dict:
         """Reconstruct motion through the codebook (stage-1 training).
@@ -255,4 +258,4 @@ class DecodeStepper:
         self.history = window[:, :, 1:]
         x = vq._act(vq.dec_conv(window).transpose(1, 2))  # (B, 1, H)
         x = self.stepper.step(x + self.pe[self.stepper.t])
-        return vq.dec_out(x)
+        return vq.dec_out(x) * vq.motion_scale

@@ -240,6 +240,18 @@ def _build_guidance(cfg: AnimatorTrainConfig, index, lips: torch.Tensor | None, 
     return AVGuidance(cfg.av, index.n_vertices, lips, torch.device(device))
 
 
+def _offset_std(index, refs, max_recordings: int = 32) -> float:
+    """Std of vertex offsets from the template over (up to 32 of) the training recordings."""
+    from avguide.data.samples import load_vertices
+
+    sq, n = 0.0, 0
+    for ref in refs[:max_recordings]:
+        off = load_vertices(ref.vertices, index.n_vertices, index.stride) - index.templates[ref.subject]
+        sq += float((off.astype("float64") ** 2).sum())
+        n += off.size
+    return max((sq / max(n, 1)) ** 0.5, 1e-8)
+
+
 def _set_epoch(loader, epoch: int, seed: int) -> None:
     """Reshuffle reproducibly per epoch, whether the run was resumed or not."""
     if isinstance(loader.sampler, torch.utils.data.DistributedSampler):

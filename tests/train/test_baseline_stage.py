@@ -68,6 +68,14 @@ def test_codetalker_two_stages(toy_dataset, tmp_path):
     train_animator(cfg, tmp_path / "ct")
     a, _, _ = load_checkpoint(tmp_path / "vq")
     b, meta, _ = load_checkpoint(tmp_path / "ct")
+    # stage 1 normalises motion by the training offsets' RMS, measured here independently
+    import numpy as np
+    from avguide.data.layouts import open_dataset
+    from avguide.data.samples import load_sample
+    idx = open_dataset(toy_dataset)
+    off = np.concatenate([(load_sample(idx, r).vertices - load_sample(idx, r).template).ravel()
+                          for r in idx.split("train")])
+    assert float(a["vqvae.motion_scale"]) == pytest.approx(float(np.sqrt(np.mean(off.astype(np.float64) ** 2))), rel=1e-4)
     for k in a:  # the VQ-VAE is frozen in stage 2
         if k.startswith("vqvae."):
             torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)
