@@ -139,6 +139,8 @@ def train_animator(cfg: AnimatorTrainConfig, out: str | Path, *, resume: bool = 
             save_run_assets(run, index)
     lips = torch.as_tensor(index.regions["lips"]) if "lips" in index.regions else None
     guide = _build_guidance(cfg, index, lips, ctx.device)
+    if cfg.stage == "vq" and not resume:
+        model.vqvae.motion_scale.fill_(_offset_std(index, train_refs))
     model.to(ctx.device)
     opt = build_optimizer(model, cfg.optim)
     if guide is not None and guide.trainable:
