@@ -87,22 +87,35 @@ def _render_run(a: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------------------------- train
 def _train_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--stage", required=True, choices=["baseline", "vq"],
-                   help="baseline: animator without AV loss; vq: CodeTalker's VQ-VAE (its stage 1)")
+    p.add_argument("--stage", required=True, choices=["baseline", "vq", "expert", "av"],
+                   help="baseline: animator without the AV loss; vq: CodeTalker's VQ-VAE (its stage 1); "
+                        "expert: the lip-reading expert on ground-truth renders (stage 1 of the method); "
+                        "av: animator with the expert's audio-visual guidance (stage 2)")
     p.add_argument("--animator", choices=["faceformer", "codetalker"], help="default faceformer")
     p.add_argument("--data", help="dataset directory")
     out = p.add_mutually_exclusive_group(required=True)
     out.add_argument("--out", help="new run directory")
     out.add_argument("--resume", metavar="RUN", help="continue this run exactly")
     p.add_argument("--seed", type=int, help="random seed (default 0)")
+    p.add_argument("--expert", metavar="RUN", help="--stage av: the stage-1 expert run")
+    p.add_argument("--modality", choices=["av", "video"], help="--stage expert: audio-visual or visual-only")
+    p.add_argument("--init", metavar="CKPT", help="--stage expert: start from an avguide run or an Auto-AVSR .pth")
     _add_common(p)
 
 
 def _train_run(a: argparse.Namespace) -> int:
     """Train an animator (baseline), a VQ-VAE, the expert, or the AV-guided animator."""
+    if a.stage == "expert":
+        from avguide.train.expert import run_expert_stage
+
+        over = list(a.overrides) + ([f"seed={a.seed}"] if a.seed is not None else [])
+        run = run_expert_stage(a.data, a.resume or a.out, modality=a.modality, init=a.init,
+                               config_path=a.config, overrides=over, resume=bool(a.resume))
+        print(f"done: expert run {run}")
+        return 0
     from avguide.train.baseline import load_train_config, train_animator
 
-    over = [f"stage={a.stage}"] + list(a.overrides)
+    over = [f"stage={a.stage}"] + ([f"av.expert={a.expert}"] if a.expert else []) + list(a.overrides)
     for key, value in (("animator", a.animator), ("data", a.data), ("seed", a.seed)):
         if value is not None:
             over.append(f"{key}={value}")
@@ -163,12 +176,32 @@ def _evaluate_run(a: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------------- bench
+def _bench_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--preset", choices=["ci", "cpu", "full"], default="ci",
+                   help="ci: minutes, tiny; cpu: < 90 min on 2 cores; full: GPU, published sizes")
+    p.add_argument("--out", required=True, help="benchmark directory (an existing one is continued)")
+    _add_common(p)
+
+
+def _bench_run(a: argparse.Namespace) -> int:
+    """Baseline vs AV-guided animators, evaluated by the separate reader, with a report."""
+    from pathlib import Path
+
+    from avguide.bench import run_bench
+
+    run_bench(a.preset, a.out, a.overrides, config_path=a.config)
+    print((Path(a.out) / "report.md").read_text())
+    return 0
+
+
 COMMANDS: list[Command] = [
     ("synth", _synth_args, _synth_run),
     ("render", _render_args, _render_run),
     ("train", _train_args, _train_run),
     ("animate", _animate_args, _animate_run),
     ("evaluate", _evaluate_args, _evaluate_run),
+    ("bench", _bench_args, _bench_run),
 ]
 
 
