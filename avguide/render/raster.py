@@ -181,9 +181,11 @@ def _edge_bounds(d: _Drawn, pair: torch.Tensor, row: torch.Tensor, x0: torch.Ten
     For a fixed row, edge k covers column c when ``a_k * (px_c - cx_k) <= r_k`` (float32, ``a_k =
     slope[1, k]``, ``r_k`` the row term). ``px_c - cx_k`` is monotone in c and so is the product,
     hence each edge keeps a prefix (a > 0), a suffix (a < 0) or all/none (a = 0) of the row. While
-    corner coordinates stay below 2**20 px and |a| >= 2**-20, the rounded float32 crossing
-    ``cx_k + r_k / a_k - 1/2`` lies within one column of the exact bound, so testing two columns
-    next to it gives the exact bound (column indices are small integers, exact in float32). Rows
+    corner coordinates stay below 2**16 px and |a| >= 2**-20, the float32 crossing ``cx_k + r_k /
+    a_k - 1/2`` (relative error ~2**-23) is within 1/32 px of the real one, the exact float32 test
+    flips within 1/64 px of it, so the rounded crossing is within one column of the exact bound
+    and testing two columns next to it gives that bound (column indices are small integers, exact
+    in float32). A crossing far outside the box stays outside, where the bound is clipped. Rows
     of the other faces (huge coordinates, horizontal or nearly horizontal edges) are tested column
     by column.
 
@@ -195,7 +197,7 @@ def _edge_bounds(d: _Drawn, pair: torch.Tensor, row: torch.Tensor, x0: torch.Ten
     """
     sx, a = d.slope  # (3, M) each
     # faces the estimate cannot handle: horizontal edges (a = 0), huge coordinates, tiny slopes
-    far = (d.corner.abs() >= 2.0 ** 20).flatten(0, 1).any(0) | (a.abs() < 2.0 ** -20).any(0)  # (M,)
+    far = (d.corner.abs() >= 2.0 ** 16).flatten(0, 1).any(0) | (a.abs() < 2.0 ** -20).any(0)  # (M,)
     inv_a = torch.where(far, 0.0, 1.0 / a)  # (3, M)
     per_face = torch.cat([d.corner[0], d.corner[1], sx, a, inv_a])  # (15, M)
     gathered = per_face.new_empty(15, pair.numel())
@@ -208,7 +210,7 @@ def _edge_bounds(d: _Drawn, pair: torch.Tensor, row: torch.Tensor, x0: torch.Ten
         return a * ((col + 0.5) - cx) <= r
 
     sg = torch.sign(a)  # (3, R), +-1 (0 only on far faces)
-    est = (r * inv_a + (cx - 0.5)).round_()  # within one column of the bound (finite: |r| < 2**62)
+    est = (r * inv_a + (cx - 0.5)).round_()  # within one column of the bound (finite: |r| < 2**40)
     bound = torch.where(covers(est + sg), est + sg, torch.where(covers(est), est, est - sg))
     lo_k = torch.where(a < 0, bound, float("-inf"))  # a > 0: no lower bound from this edge
     hi_k = torch.where(a > 0, bound, float("inf"))  # a < 0: no upper bound
