@@ -8,7 +8,7 @@ The pipeline is the nvdiffrast one, in plain PyTorch (CPU or CUDA):
    ``B (py - y_k) >= A (px - x_k)`` compares a per-row term with a per-column term, so along a
    pixel row each edge keeps a prefix or a suffix of the columns. The rasteriser works in
    scanline order: it finds the exact covered column interval of every (face, row) pair and
-   expands only the covered pixels.
+   expands only the covered pixels (faces with a box of at most 2 x 2 pixels simply test them).
    Visibility is one ``scatter_reduce(amin)`` of a packed key ``(float32 depth bits << 24) |
    face``: the exact float32 depth decides, ties go to the lower face index.
 2. :func:`barycentrics` recomputes the barycentric coordinates of each pixel centre in its
@@ -230,6 +230,24 @@ def _edge_bounds(d: _Drawn, pair: torch.Tensor, row: torch.Tensor, x0: torch.Ten
     return lo, hi
 
 
+def _small_boxes(d: _Drawn, h: int, w: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Covered pixels and z-buffer keys of faces whose box is at most 2 x 2 (4 candidates each).
+
+    Returns:
+        pixel (Q,) int64 flat index into N*H*W and key (Q,) int64 (see :func:`_keys`).
+    """
+    off = torch.arange(2, device=d.img.device)[:, None]  # (2, 1)
+    row, col = d.box[1] + off, d.box[0] + off  # (2, Ms) each; outside the box: never covered
+    rows, cols, zrow, zcol = _row_col_terms(d, row.float() + 0.5, col.float() + 0.5, off < d.box[3], off < d.box[2])
+    inside = (rows[0, :, None] >= cols[0, None]) & (rows[1, :, None] >= cols[1, None])
+    inside &= rows[2, :, None] >= cols[2, None]  # (2, 2, Ms)
+    idx = inside.view(-1).nonzero().squeeze(1)  # (Q,)
+    m = d.img.numel()
+    depth = (zrow[:, None] + zcol[None]).view(-1).index_select(0, idx)
+    pixel = (((d.img * h + row) * w)[:, None] + col[None]).view(-1).index_select(0, idx)
+    return pixel, _keys(depth, d.face.index_select(0, idx % m))
+
+
 @torch.no_grad()
 def rasterize(pix: torch.Tensor, faces: torch.Tensor, size: tuple[int, int], *, orthographic: bool = True,
               cull_backfaces: bool = True, face_mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -239,10 +257,12 @@ def rasterize(pix: torch.Tensor, faces: torch.Tensor, size: tuple[int, int], *, 
     the inner side of (or on) its three edges; the nearest covering face wins (exact float32
     depth; the lower face index on a tie). Identical to :func:`rasterize_reference`.
 
-    Scanline order: every (face, box row) pair gets its exact covered column interval in a few
-    vectorised steps (:func:`_edge_bounds`), the intervals are expanded into the covered pixels
-    only, and one ``scatter_reduce(amin)`` of packed (depth, face) keys resolves visibility. The
-    number of tensor operations does not depend on the batch size or the face sizes.
+    Faces whose pixel box is at most 2 x 2 test their (up to) four candidate pixels
+    (:func:`_small_boxes`); for the others, every (face, box row) pair gets its exact covered
+    column interval in a few vectorised steps (:func:`_edge_bounds`) and the intervals are
+    expanded into the covered pixels only (scanline order). One ``scatter_reduce(amin)`` of packed
+    (depth, face) keys resolves visibility. The number of tensor operations does not depend on the
+    batch size or the face sizes.
 
     Args:
         pix: (N, V, 3) float, projected vertices from :func:`avguide.render.camera.project`
@@ -267,6 +287,10 @@ def rasterize(pix: torch.Tensor, faces: torch.Tensor, size: tuple[int, int], *, 
     zbuf = torch.full((n * h * w,), _NO_FACE, dtype=torch.int64, device=dev)
     if d.img.numel() == 0:
         return _face_of(zbuf).view(n, h, w)
+    # faces with at most 2 x 2 candidate pixels: test them all; the others in scanline order
+    small = (d.box[2] <= 2) & (d.box[3] <= 2)
+    pixels, keys = _small_boxes(d.select(small.nonzero().squeeze(1)), h, w)
+    d = d.select((~small).nonzero().squeeze(1))
     # (face, row) pairs: every row of every box
     height = d.box[3]
     pair = torch.repeat_interleave(height)  # (R,) face of each pair
@@ -286,7 +310,8 @@ def rasterize(pix: torch.Tensor, faces: torch.Tensor, size: tuple[int, int], *, 
     ints, floats = ints.index_select(0, owner), floats.index_select(0, owner)  # (Q, 3) each
     col = ints[:, 0] + torch.arange(owner.numel(), device=dev)  # (Q,)
     z = floats[:, 0] + floats[:, 1] * ((col.float() + 0.5) - floats[:, 2])
-    zbuf.scatter_reduce_(0, ints[:, 1] + col, _keys(z, ints[:, 2]), reduce="amin")
+    pixels, keys = torch.cat([pixels, ints[:, 1] + col]), torch.cat([keys, _keys(z, ints[:, 2])])
+    zbuf.scatter_reduce_(0, pixels, keys, reduce="amin")
     return _face_of(zbuf).view(n, h, w)
 
 
