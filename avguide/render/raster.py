@@ -248,6 +248,35 @@ def _small_boxes(d: _Drawn, h: int, w: int) -> tuple[torch.Tensor, torch.Tensor]
     return pixel, _keys(depth, d.face.index_select(0, idx % m))
 
 
+def _scanline(d: _Drawn, h: int, w: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Covered pixels and z-buffer keys of M >= 1 faces, row by row (:func:`_edge_bounds`).
+
+    Returns:
+        pixel (Q,) int64 flat index into N*H*W and key (Q,) int64 (see :func:`_keys`).
+    """
+    dev = d.img.device
+    # (face, row) pairs: every row of every box
+    height = d.box[3]
+    pair = torch.repeat_interleave(height)  # (R,) face of each pair
+    first_pair = height.cumsum(0) - height  # (M,)
+    row = d.box[1].index_select(0, pair) + torch.arange(pair.numel(), device=dev) - first_pair.index_select(0, pair)
+    x0 = d.box[0].index_select(0, pair)
+    lo, hi = _edge_bounds(d, pair, row, x0, x0 + d.box[2].index_select(0, pair) - 1)  # (R,) each
+    # expand the intervals into covered pixels; depth as in _row_col_terms: zrow + zcol
+    count = (hi - lo + 1).clamp_min(0)  # (R,)
+    cx0, cy0 = d.corner[0, 0].index_select(0, pair), d.corner[1, 0].index_select(0, pair)
+    depth = _take_last(d.depth, pair)  # (3, R)
+    zrow = depth[2] * ((row.float() + 0.5) - cy0) + depth[0]  # (R,)
+    first_px = count.cumsum(0) - count  # (R,)
+    ints = torch.stack([lo - first_px, (d.img.index_select(0, pair) * h + row) * w, d.face.index_select(0, pair)], 1)
+    floats = torch.stack([zrow, depth[1], cx0], 1)  # (R, 3)
+    owner = torch.repeat_interleave(count)  # (Q,) pair of each covered pixel
+    ints, floats = ints.index_select(0, owner), floats.index_select(0, owner)  # (Q, 3) each
+    col = ints[:, 0] + torch.arange(owner.numel(), device=dev)  # (Q,)
+    z = floats[:, 0] + floats[:, 1] * ((col.float() + 0.5) - floats[:, 2])
+    return ints[:, 1] + col, _keys(z, ints[:, 2])
+
+
 @torch.no_grad()
 def rasterize(pix: torch.Tensor, faces: torch.Tensor, size: tuple[int, int], *, orthographic: bool = True,
               cull_backfaces: bool = True, face_mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -289,29 +318,11 @@ def rasterize(pix: torch.Tensor, faces: torch.Tensor, size: tuple[int, int], *, 
         return _face_of(zbuf).view(n, h, w)
     # faces with at most 2 x 2 candidate pixels: test them all; the others in scanline order
     small = (d.box[2] <= 2) & (d.box[3] <= 2)
-    pixels, keys = _small_boxes(d.select(small.nonzero().squeeze(1)), h, w)
-    d = d.select((~small).nonzero().squeeze(1))
-    # (face, row) pairs: every row of every box
-    height = d.box[3]
-    pair = torch.repeat_interleave(height)  # (R,) face of each pair
-    first_pair = height.cumsum(0) - height  # (M,)
-    row = d.box[1].index_select(0, pair) + torch.arange(pair.numel(), device=dev) - first_pair.index_select(0, pair)
-    x0 = d.box[0].index_select(0, pair)
-    lo, hi = _edge_bounds(d, pair, row, x0, x0 + d.box[2].index_select(0, pair) - 1)  # (R,) each
-    # expand the intervals into covered pixels; depth as in _row_col_terms: zrow + zcol
-    count = (hi - lo + 1).clamp_min(0)  # (R,)
-    cx0, cy0 = d.corner[0, 0].index_select(0, pair), d.corner[1, 0].index_select(0, pair)
-    depth = _take_last(d.depth, pair)  # (3, R)
-    zrow = depth[2] * ((row.float() + 0.5) - cy0) + depth[0]  # (R,)
-    first_px = count.cumsum(0) - count  # (R,)
-    ints = torch.stack([lo - first_px, (d.img.index_select(0, pair) * h + row) * w, d.face.index_select(0, pair)], 1)
-    floats = torch.stack([zrow, depth[1], cx0], 1)  # (R, 3)
-    owner = torch.repeat_interleave(count)  # (Q,) pair of each covered pixel
-    ints, floats = ints.index_select(0, owner), floats.index_select(0, owner)  # (Q, 3) each
-    col = ints[:, 0] + torch.arange(owner.numel(), device=dev)  # (Q,)
-    z = floats[:, 0] + floats[:, 1] * ((col.float() + 0.5) - floats[:, 2])
-    pixels, keys = torch.cat([pixels, ints[:, 1] + col]), torch.cat([keys, _keys(z, ints[:, 2])])
-    zbuf.scatter_reduce_(0, pixels, keys, reduce="amin")
+    parts = [_small_boxes(d.select(small.nonzero().squeeze(1)), h, w)]
+    large = (~small).nonzero().squeeze(1)
+    if large.numel() > 0:
+        parts.append(_scanline(d.select(large), h, w))
+    zbuf.scatter_reduce_(0, torch.cat([p for p, _ in parts]), torch.cat([k for _, k in parts]), reduce="amin")
     return _face_of(zbuf).view(n, h, w)
 
 

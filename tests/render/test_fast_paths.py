@@ -57,6 +57,10 @@ def test_rasterize_equals_reference_on_extreme_triangles():
         assert torch.equal(fast, ref), (kw, int((fast != ref).sum()))
         for k in (3, 4):  # the huge triangles are drawn
             assert bool(((fast == k) | (fast == k + 6)).any()), k
+    tiny = torch.tensor([[[3.2, 3.1, 1.0], [4.4, 3.3, 1.0], [3.6, 4.6, 1.0]]])  # only faces with <= 2x2 boxes
+    for f in (faces[:1], faces[:1].flip(1)):
+        fast = rasterize(tiny, f, (8, 8), cull_backfaces=False)
+        assert (fast >= 0).sum() == 1 and torch.equal(fast, rasterize_reference(tiny, f, (8, 8), cull_backfaces=False))
 
 
 def test_zbuffer_matches_float64_brute_force_away_from_edges():
