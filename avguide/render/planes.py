@@ -94,7 +94,7 @@ class _ShadePlanes(torch.autograd.Function):
             gv[:kv] /= den
         torch.mul(gv, px, out=g[1])
         torch.mul(gv, py, out=g[2])
-        grad_coef = g.new_zeros(ctx.coef_shape).index_add_(1, row, g.view(-1, g.shape[-1]))
+        grad_coef = g.new_zeros(ctx.coef_shape).index_add_(1, row, g.view(ctx.coef_shape[0], -1))
         return grad_coef, None, None, None, None, None, None, None
 
 
@@ -120,4 +120,5 @@ def shade_planes(coef: torch.Tensor, row: torch.Tensor, px: torch.Tensor, py: to
     d = torch.tensor(lights.directions, dtype=coef.dtype, device=coef.device)  # (L, 3)
     d = d / d.norm(dim=-1, keepdim=True)
     inten = torch.tensor(lights.intensities, dtype=coef.dtype, device=coef.device)  # (L,)
-    return _ShadePlanes.apply(coef.reshape(-1, coef.shape[-1]), row, px, py, perspective, d, inten, lights.ambient)
+    flat = coef.reshape(3 * coef.shape[1], coef.shape[2])  # (3K, S)
+    return _ShadePlanes.apply(flat, row, px, py, perspective, d, inten, lights.ambient)

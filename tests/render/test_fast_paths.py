@@ -174,3 +174,15 @@ def test_shade_planes_equals_autograd_composition():
         torch.testing.assert_close(outs[0], outs[1], rtol=0, atol=1e-12)
         assert grads[1].abs().max() > 0.1
         torch.testing.assert_close(grads[0], grads[1], rtol=1e-9, atol=1e-9)
+
+
+def test_render_mesh_with_nothing_in_view():
+    from avguide.render import orthographic_camera
+
+    v = torch.tensor([[[0.0, 0, 0], [1, 0, 0], [0, 1, 0]]], requires_grad=True)
+    f = torch.tensor([[0, 1, 2]])
+    cam = orthographic_camera(torch.tensor([[100.0, 100, 105]]), torch.tensor([[100.0, 100, 100]]), 1.0, (8, 8))
+    img, cov = render_mesh(v, f, cam, torch.ones(3, 3), background=0.5, neighbors=face_neighbors(f))
+    (img.sum() + cov.sum()).backward()
+    assert torch.equal(img, torch.full_like(img, 0.5)) and not bool(cov.any())
+    assert torch.equal(v.grad, torch.zeros_like(v))
