@@ -76,7 +76,7 @@ def test_cache_equals_fresh_render_and_is_reused(head, tmp_path):
     cache = RenderCache(assets, 16, "template", tmp_path)
     video = cache.get(sample)
     with torch.no_grad():  # fresh render: every face drawn, no cache
-        tmpl = torch.from_numpy(sample.template)[None]
+        tmpl = torch.from_numpy(sample.template.copy())[None]
         gray, _ = lip_gray(torch.from_numpy(verts)[None], torch.tensor([12]), 30.0, assets,
                            lip_cameras(tmpl, assets, 16), 16)
     fresh = quantize(gray[0])
