@@ -153,6 +153,8 @@ def _evaluate_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, help="dataset folder (VOCASET, BIWI or synthetic layout)")
     p.add_argument("--layout", default="auto", choices=["auto", "vocaset", "biwi", "synthetic"])
     p.add_argument("--reader", help="evaluation reader checkpoint (enables CER/WER/VER)")
+    p.add_argument("--decode", choices=["greedy", "beam"], default="greedy", help="reader decoding")
+    p.add_argument("--beam", type=int, default=10, help="beam size for --decode beam")
     p.add_argument("-o", "--output", required=True, help="report.json to write")
     p.add_argument("--markdown", help="also write a markdown table here")
     _add_common(p)
@@ -168,7 +170,7 @@ def _evaluate_run(a: argparse.Namespace) -> int:
     reader = None
     if a.reader:
         from avguide.lipreader.reader import load_reader
-        reader = load_reader(a.reader)
+        reader = load_reader(a.reader, decode=a.decode, beam_size=a.beam)
     report = evaluate_dataset(a.pred, a.data, cfg, reader=reader, layout=a.layout)
     write_report(a.output, report, cfg, markdown_path=a.markdown,
                  extra_config={"pred_dir": str(a.pred), "data_dir": str(a.data), "reader": a.reader})
