@@ -26,7 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from avguide.animators.common import DecoderStepper, check_batch, decode_full, frame_counts, masked_mse
+from avguide.animators.common import (DecoderStepper, check_batch, check_decoder_fields, decode_full, frame_counts,
+                                      masked_mse)
 from avguide.animators.masks import padding_mask, periodic_encoding
 from avguide.animators.vqvae import DecodeStepper, MotionVQVAE, VQVAEConfig
 from avguide.audio.encoders import AudioEncoderConfig, build_audio_encoder, mel_encoder_tiny
@@ -60,16 +61,7 @@ class CodeTalkerConfig:
         errors = []
         if self.stage not in (1, 2):
             errors.append(f"stage: must be 1 or 2, got {self.stage}")
-        if self.feature_dim < 2 or self.feature_dim % (2 * self.n_heads) != 0:
-            errors.append(f"feature_dim: must be a positive multiple of 2 * n_heads "
-                          f"({2 * self.n_heads}), got {self.feature_dim}")
-        for name in ("n_heads", "n_layers", "ff_mult", "period", "audio_ratio"):
-            if getattr(self, name) < 1:
-                errors.append(f"{name}: must be >= 1, got {getattr(self, name)}")
-        if not 0.0 <= self.dropout < 1.0:
-            errors.append(f"dropout: must be in [0, 1), got {self.dropout}")
-        if self.fps <= 0:
-            errors.append(f"fps: must be > 0, got {self.fps}")
+        errors += check_decoder_fields(self)
         if self.vq.period != self.period:
             errors.append(f"vq.period: must equal period ({self.period}), got {self.vq.period}")
         return errors

@@ -13,6 +13,23 @@ from avguide.animators.masks import alignment_mask, biased_mask, distance_bias, 
 from avguide.errors import BadInputError
 
 
+def check_decoder_fields(cfg) -> list[str]:
+    """Checks shared by the FaceFormer and CodeTalker configs (decoder width, heads, depth,
+    feed-forward, period, audio ratio, dropout, fps); one message per problem."""
+    errors = []
+    if cfg.feature_dim < 2 or cfg.feature_dim % (2 * cfg.n_heads) != 0:
+        errors.append(f"feature_dim: must be a positive multiple of 2 * n_heads "
+                      f"({2 * cfg.n_heads}), got {cfg.feature_dim}")
+    for name in ("n_heads", "n_layers", "ff_mult", "period", "audio_ratio"):
+        if getattr(cfg, name) < 1:
+            errors.append(f"{name}: must be >= 1, got {getattr(cfg, name)}")
+    if not 0.0 <= cfg.dropout < 1.0:
+        errors.append(f"dropout: must be in [0, 1), got {cfg.dropout}")
+    if cfg.fps <= 0:
+        errors.append(f"fps: must be > 0, got {cfg.fps}")
+    return errors
+
+
 def frame_counts(audio_lengths: torch.Tensor, fps: float) -> torch.Tensor:
     """Motion frames for each clip: ``round(L / 16000 * fps)``.
 

@@ -24,7 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from avguide.animators.common import DecoderStepper, check_batch, decode_full, frame_counts, masked_mse
+from avguide.animators.common import (DecoderStepper, check_batch, check_decoder_fields, decode_full, frame_counts,
+                                      masked_mse)
 from avguide.animators.masks import periodic_encoding
 from avguide.audio.encoders import AudioEncoderConfig, build_audio_encoder, mel_encoder_tiny, wav2vec2_base
 
@@ -56,16 +57,7 @@ class FaceFormerConfig:
 
     def check(self) -> list[str]:
         errors = []
-        if self.feature_dim < 2 or self.feature_dim % (2 * self.n_heads) != 0:
-            errors.append(f"feature_dim: must be a positive multiple of 2 * n_heads "
-                          f"({2 * self.n_heads}), got {self.feature_dim}")
-        for name in ("n_heads", "n_layers", "ff_mult", "period", "audio_ratio"):
-            if getattr(self, name) < 1:
-                errors.append(f"{name}: must be >= 1, got {getattr(self, name)}")
-        if not 0.0 <= self.dropout < 1.0:
-            errors.append(f"dropout: must be in [0, 1), got {self.dropout}")
-        if self.fps <= 0:
-            errors.append(f"fps: must be > 0, got {self.fps}")
+        errors += check_decoder_fields(self)
         return errors
 
 
