@@ -39,7 +39,7 @@ import numpy as np
 from avguide.data.splits import SPLIT_NAMES
 from avguide.errors import BadInputError
 from avguide.metrics import geometry
-from avguide.metrics.matching import (find_motion_files, load_vertex_file, match_predictions,
+from avguide.metrics.matching import (check_vertices, find_motion_files, load_vertex_file, match_predictions,
                                       subject_of)
 from avguide.metrics.text import EditCounts, char_counts, normalise_text, viseme_counts, word_counts
 
@@ -140,13 +140,7 @@ def truncate_to_common_length(pair: SequencePair, max_frame_diff: int = 5,
 def _check_pair(pair: SequencePair, templates: Mapping[str, np.ndarray]) -> np.ndarray:
     """Validate shapes and finiteness of a pair; return the ground-truth subject's template."""
     for arr, source in ((pair.pred, pair.pred_source), (pair.gt, pair.gt_source)):
-        if arr.ndim != 3 or arr.shape[2] != 3 or arr.shape[0] == 0:
-            raise BadInputError(f"{source}: expected vertices (T, V, 3) with T > 0, got "
-                                f"{arr.shape}")
-        bad = ~np.isfinite(arr).all(axis=(1, 2))  # (T,)
-        if bad.any():
-            raise BadInputError(f"{source} ({pair.name}): {int(bad.sum())} frame(s) contain NaN "
-                                f"or inf (first: frame {int(np.argmax(bad))})")
+        check_vertices(arr, f"{source} ({pair.name})")
     if pair.pred.shape[1] != pair.gt.shape[1]:
         raise BadInputError(f"{pair.pred_source} has {pair.pred.shape[1]} vertices per frame but "
                             f"{pair.gt_source} has {pair.gt.shape[1]}")

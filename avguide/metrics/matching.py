@@ -212,14 +212,26 @@ def load_vertex_file(path: str | Path, n_vertices: int | None = None) -> np.ndar
         raise BadInputError(f"{path}: expected floating-point vertices, got dtype {arr.dtype}")
     if arr.ndim == 2 and arr.shape[1] % 3 == 0:
         arr = arr.reshape(arr.shape[0], arr.shape[1] // 3, 3)  # (T, V, 3)
-    if arr.ndim != 3 or arr.shape[2] != 3 or arr.shape[0] == 0:
-        raise BadInputError(f"{path}: expected vertices of shape (T, V*3) or (T, V, 3) with "
-                            f"T > 0, got {arr.shape}")
+    check_vertices(arr, str(path))
     if n_vertices is not None and arr.shape[1] != n_vertices:
         raise BadInputError(f"{path}: expected {n_vertices} vertices per frame, got "
                             f"{arr.shape[1]}")
+    return arr.astype(np.float32, copy=False)
+
+
+def check_vertices(arr: np.ndarray, source: str) -> None:
+    """Raise one clear error unless ``arr`` is (T, V, 3) with T > 0 and only finite values.
+
+    Args:
+        arr: the vertex sequence.
+        source: file or sequence name used in the message.
+    Raises:
+        BadInputError: wrong shape, or NaN/inf (counting the bad frames, naming the first).
+    """
+    if arr.ndim != 3 or arr.shape[2] != 3 or arr.shape[0] == 0:
+        raise BadInputError(f"{source}: expected vertices of shape (T, V*3) or (T, V, 3) with "
+                            f"T > 0, got {arr.shape}")
     bad = ~np.isfinite(arr).all(axis=(1, 2))  # (T,)
     if bad.any():
-        raise BadInputError(f"{path}: {int(bad.sum())} frame(s) contain NaN or inf (first: "
+        raise BadInputError(f"{source}: {int(bad.sum())} frame(s) contain NaN or inf (first: "
                             f"frame {int(np.argmax(bad))})")
-    return arr.astype(np.float32, copy=False)
