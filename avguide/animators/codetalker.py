@@ -7,7 +7,10 @@ zero-initialised, no bias) are quantised through the frozen codebook and decoded
 stage-1 decoder. The model object holds both stages; :meth:`CodeTalker.set_stage` picks which one
 ``forward`` trains:
 
-- stage 1: ``{"rec": L1 reconstruction, "vq": codebook + commitment}`` (the audio is unused);
+- stage 1: ``{"rec": L1 reconstruction, "vq": codebook + commitment}`` (the audio is unused).
+  ``rec`` is measured in the codec's units (offsets / ``motion_scale``), like ``vq``: in metres
+  it would be ~1e-4 against a VQ loss ~1e-2, and Adam, following the larger term, collapses the
+  codebook onto one static code;
 - stage 2: ``{"mse": vertex MSE, "reg": MSE between predicted features and the ground truth's
   quantised codes}`` (published weights 1 and 1), the VQ-VAE frozen.
 
@@ -179,7 +182,8 @@ class CodeTalker(nn.Module):
         if self.cfg.stage == 1:
             out = self.vqvae(offsets, lengths)
             pred = out["recon"].view(b, t, self.n_vertices, 3) + template[:, None]
-            rec = _masked_l1(pred, vertices, lengths)
+            scale = self.vqvae.motion_scale
+            rec = _masked_l1(out["recon"].view(b, t, -1) / scale, offsets / scale, lengths)
             return {"pred": pred, "losses": {"rec": rec, "vq": out["vq"]}}
         with torch.no_grad():
             z_gt = self.vqvae.encode(offsets, lengths)
