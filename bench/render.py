@@ -1,6 +1,6 @@
 """Speed of the differentiable lip renderer (not a test): ms per frame, forward and forward+backward.
 
-    python bench/render.py [--reps 7] [--threads 2] [--sizes 96,192] [--ref-batch 2]
+    python bench/render.py [--reps 7] [--threads 1] [--workers 2] [--sizes 96,192] [--ref-batch 2]
 
 Meshes: the default head (``avguide.assets.head.load_head``, 4742 vertices) and two denser
 versions of it with a realistic lip-region density: FLAME size (5023 vertices: the 281 edges
@@ -9,7 +9,11 @@ edge midpoints, then the edges nearest the mouth bisected). Each frame is a jaw-
 0.2 mm jitter rendered by the lip camera (96x96, antialiased, ``lip_face_mask``) and cropped /
 normalised to the expert's 88x88 input; the backward pass is that of ``mean(expert input)``
 w.r.t. the vertices. Medians over ``--reps`` after one warm-up, wall clock and process CPU time.
-The last column compares with ``render_mesh_reference`` (reference rasteriser and full-image
+
+The batch is rendered in ``--workers`` threads (:func:`avguide.render.parallel.map_batch`, as
+``expert_input(workers=...)`` does in training), each with ``--threads`` intra-op threads: the
+default 1 x 2 uses two cores. The ``1 worker`` column times the same frames in one call, side by
+side; the last column compares with ``render_mesh_reference`` (reference rasteriser and full-image
 primitives) on ``--ref-batch`` frames, per frame.
 """
 
@@ -24,6 +28,7 @@ import torch
 
 from avguide.render import expert_crop, face_neighbors, lip_camera, lip_face_mask, render_mesh
 from avguide.render.mesh import render_mesh_reference
+from avguide.render.parallel import map_batch
 
 
 def _edges(f: np.ndarray) -> np.ndarray:
@@ -84,31 +89,36 @@ def median_ms(fn, reps: int) -> tuple[float, float]:
     return 1000 * statistics.median(wall), 1000 * statistics.median(cpu)
 
 
-def bench_mesh(name, verts, faces, lips, albedo, jaw, batch, size, reps, ref_batch, rng):
+def bench_mesh(name, verts, faces, lips, albedo, jaw, batch, size, reps, ref_batch, workers, rng):
     cam = lip_camera(verts, lips, size=size)
     nb = face_neighbors(faces)
     mask = lip_face_mask(verts, faces, cam)
     w = torch.rand(batch, 1, 1, generator=rng) * 0.6
     frames = verts[None] + w * jaw[None] + 2e-4 * torch.randn((batch, *verts.shape), generator=rng)  # (B, V, 3)
 
+    def lip_input(render=render_mesh, **kw):
+        return lambda sl, x: expert_crop(render(x, faces, cam, albedo, neighbors=nb, **kw)[0])
+
     def fwd():
         with torch.no_grad():
-            expert_crop(render_mesh(frames, faces, cam, albedo, neighbors=nb, face_mask=mask)[0])
+            map_batch(lip_input(face_mask=mask), [frames], workers=workers)
 
-    def fwd_bwd(render=render_mesh, x=frames, **kw):
+    def fwd_bwd(render=render_mesh, x=frames, n_workers=workers, **kw):
         x = x.clone().requires_grad_(True)
-        expert_crop(render(x, faces, cam, albedo, neighbors=nb, **kw)[0]).mean().backward()
+        map_batch(lip_input(render, **kw), [x], workers=n_workers).mean().backward()
 
     f_wall, f_cpu = median_ms(fwd, reps)
     fb_wall, fb_cpu = median_ms(lambda: fwd_bwd(face_mask=mask), reps)
+    one_wall, _ = median_ms(lambda: fwd_bwd(face_mask=mask, n_workers=1), reps)
     ratio = ""
     if ref_batch > 0:
         sub = frames[:ref_batch]
-        ref_wall, _ = median_ms(lambda: fwd_bwd(render_mesh_reference, sub), 1)
-        fast_wall, _ = median_ms(lambda: fwd_bwd(x=sub, face_mask=mask), 3)
+        ref_wall, _ = median_ms(lambda: fwd_bwd(render_mesh_reference, sub, 1), 1)
+        fast_wall, _ = median_ms(lambda: fwd_bwd(x=sub, n_workers=1, face_mask=mask), 3)
         ratio = f" | reference/fast (B={ref_batch}) {ref_wall / fast_wall:6.1f}x"
     print(f"{name:>14s} V={verts.shape[0]:6d} F={faces.shape[0]:6d} {size:4d}px B={batch:3d} | fwd {f_wall / batch:7.2f} "
-          f"ms/frame (cpu {f_cpu / batch:6.2f}) | fwd+bwd {fb_wall / batch:7.2f} ms/frame (cpu {fb_cpu / batch:6.2f})"
+          f"ms/frame (cpu {f_cpu / batch:6.2f}) | fwd+bwd {fb_wall / batch:7.2f} ms/frame (cpu {fb_cpu / batch:6.2f}) "
+          f"| 1 worker {one_wall / batch:7.2f} ({one_wall / fb_wall:4.2f}x)"
           + ratio, flush=True)
     return f_wall / batch, fb_wall / batch
 
@@ -116,7 +126,8 @@ def bench_mesh(name, verts, faces, lips, albedo, jaw, batch, size, reps, ref_bat
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--reps", type=int, default=7)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1, help="intra-op threads (torch.set_num_threads)")
+    ap.add_argument("--workers", type=int, default=2, help="threads rendering chunks of the batch")
     ap.add_argument("--sizes", default="96,192", help="image sides to time for the default head")
     ap.add_argument("--ref-batch", type=int, default=2, help="frames for the reference timing (0: skip)")
     a = ap.parse_args()
@@ -138,16 +149,17 @@ def main() -> None:
     meshes.append(("FLAME-size", *bisect_near(v, f, lab, 5023 - len(v), centre)))
     v4, f4, l4 = split_in_four(v, f, lab)
     meshes.append(("BIWI-size", *bisect_near(v4, f4, l4, 23370 - len(v4), centre)))
-    print(f"threads={a.threads} reps={a.reps} (medians; wall clock, and process CPU time in brackets)")
+    print(f"threads={a.threads} workers={a.workers} reps={a.reps} (medians; wall clock, and process CPU time in "
+          "brackets; '1 worker': fwd+bwd of the same frames in one call, and its time / the workers' time)")
     rows = {}
     for name, mv, mf, ml in meshes:
         args = (torch.tensor(mv, dtype=torch.float32), torch.tensor(mf), torch.tensor((ml[:, 6] > 0.5).nonzero()[0]),
                 torch.tensor(ml[:, :3], dtype=torch.float32), torch.tensor(ml[:, 3:6], dtype=torch.float32))
         for b in (1, 32):
-            rows[(name, b, 96)] = bench_mesh(name, *args, b, 96, a.reps, a.ref_batch if b == 32 else 0, rng)
+            rows[(name, b, 96)] = bench_mesh(name, *args, b, 96, a.reps, a.ref_batch if b == 32 else 0, a.workers, rng)
         if name == "default head":
             for s in [int(x) for x in a.sizes.split(",") if int(x) != 96]:
-                rows[(name, 32, s)] = bench_mesh(name, *args, 32, s, a.reps, 0, rng)
+                rows[(name, 32, s)] = bench_mesh(name, *args, 32, s, a.reps, 0, a.workers, rng)
     base = rows[("default head", 32, 96)]
     print("\nratios to the default head at 96px, batch 32 (fwd | fwd+bwd):")
     for (name, b, s), (fw, fb) in rows.items():

@@ -48,6 +48,14 @@ class Camera:
         return Camera(f(self.rotation), f(self.translation), f(self.focal), f(self.center),
                       self.size, self.orthographic)
 
+    def select(self, index: slice | torch.Tensor) -> "Camera":
+        """The cameras of the images at ``index`` (a single broadcast camera stays as it is)."""
+        if len(self) == 1:
+            return self
+        f = lambda t: t[index]  # noqa: E731
+        return Camera(f(self.rotation), f(self.translation), f(self.focal), f(self.center),
+                      self.size, self.orthographic)
+
     def repeat_interleave(self, repeats: int | torch.Tensor) -> "Camera":
         """Camera n repeated ``repeats[n]`` times (e.g. one camera per sequence -> per frame)."""
         f = lambda t: t.repeat_interleave(repeats, dim=0)  # noqa: E731

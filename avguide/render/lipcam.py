@@ -19,6 +19,7 @@ from avguide import EXPERT_FPS
 from avguide.errors import BadInputError
 from avguide.render.camera import Camera, orthographic_camera, perspective_camera, project
 from avguide.render.mesh import render_mesh
+from avguide.render.parallel import map_batch
 from avguide.render.shading import Lights
 
 LIP_SIZE = 96
@@ -158,7 +159,8 @@ def expert_crop(images: torch.Tensor) -> torch.Tensor:
 
 def expert_input(verts: torch.Tensor, lengths: torch.Tensor, fps: float, faces: torch.Tensor, cam: Camera,
                  albedo: torch.Tensor, *, neighbors: torch.Tensor | None = None, lights: Lights = Lights(),
-                 face_mask: torch.Tensor | None = None, chunk: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
+                 face_mask: torch.Tensor | None = None, chunk: int = 64,
+                 workers: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
     """Vertex sequences at any frame rate -> the expert's 25 fps normalised mouth video.
 
     Args:
@@ -175,6 +177,8 @@ def expert_input(verts: torch.Tensor, lengths: torch.Tensor, fps: float, faces: 
         face_mask: optional (F,) bool faces to draw (cache: faces that can appear in the lip
             window, see :func:`lip_face_mask`).
         chunk: frames rendered per call (bounds peak memory; does not change the result).
+        workers: threads rendering chunks of frames at the same time
+            (:func:`avguide.render.parallel.map_batch`; same result).
     Returns:
         video (B, T25, 1, 88, 88) float normalised; frames past ``lengths25`` are zeros (padding). lengths25 (B,) int64.
     """
@@ -186,15 +190,13 @@ def expert_input(verts: torch.Tensor, lengths: torch.Tensor, fps: float, faces: 
     bi, ti = valid.nonzero(as_tuple=True)  # rendered frames only
     frames = v25[bi, ti]  # (N, V, 3)
     cams = cam.repeat_interleave(torch.bincount(bi, minlength=b))
-    out = []
-    for s in range(0, frames.shape[0], chunk):
-        sl = slice(s, s + chunk)
-        sub = Camera(cams.rotation[sl], cams.translation[sl], cams.focal[sl], cams.center[sl], cams.size,
-                     cams.orthographic)
-        img, _ = render_mesh(frames[sl], faces, sub, albedo, lights=lights, neighbors=neighbors,
+
+    def render(sl: slice, chunk_frames: torch.Tensor) -> torch.Tensor:
+        img, _ = render_mesh(chunk_frames, faces, cams.select(sl), albedo, lights=lights, neighbors=neighbors,
                              face_mask=face_mask)
-        out.append(expert_crop(img))
-    crops = torch.cat(out)  # (N, 1, 88, 88)
+        return expert_crop(img)  # (n, 1, 88, 88)
+
+    crops = map_batch(render, [frames], workers=workers, max_chunk=chunk)  # (N, 1, 88, 88)
     video = crops.new_zeros(b, t25, 1, CROP_SIZE, CROP_SIZE)
     video = video.index_put((bi, ti), crops)
     return video, len25

@@ -9,8 +9,10 @@ The pipeline is the nvdiffrast one, in plain PyTorch (CPU or CUDA):
    pixel row each edge keeps a prefix or a suffix of the columns. The rasteriser works in
    scanline order: it finds the exact covered column interval of every (face, row) pair and
    expands only the covered pixels (faces with a box of at most 2 x 2 pixels simply test them).
-   Visibility is one ``scatter_reduce(amin)`` of a packed key ``(float32 depth bits << 24) |
-   face``: the exact float32 depth decides, ties go to the lower face index.
+   Visibility takes two ``scatter_reduce(amin)``, of the float32 depths, then of the faces at
+   exactly the nearest depth: the exact float32 depth decides, ties go to the lower face index
+   (the order of the packed ``(depth bits << 24) | face`` keys of :func:`rasterize_reference`).
+   Faces outside the image in every image of the batch are dropped before any per-image work.
 2. :func:`barycentrics` recomputes the barycentric coordinates of each pixel centre in its
    visible face from the *differentiable* projected vertices, so gradients flow from pixels to
    vertex positions (perspective-correct for perspective cameras).
@@ -90,6 +92,13 @@ def _setup(pix: torch.Tensor, faces: torch.Tensor, size: tuple[int, int], orthog
     if face_mask is not None:
         fidx = face_mask.to(dev).nonzero(as_tuple=True)[0]
     fs = faces.to(dev).index_select(0, fidx)  # (F', 3)
+    if n > 1:  # drop the faces outside the image in every image: O(N V + F), before the O(N F) work
+        xy = p[..., :2].nan_to_num(0.0)  # (N, V, 2); a NaN corner is culled per image below
+        lo, hi = xy.amin(0), xy.amax(0)  # (V, 2) over the images
+        flo = torch.minimum(torch.minimum(lo[fs[:, 0]], lo[fs[:, 1]]), lo[fs[:, 2]])  # (F', 2)
+        fhi = torch.maximum(torch.maximum(hi[fs[:, 0]], hi[fs[:, 1]]), hi[fs[:, 2]])
+        seen = ((fhi[:, 0] >= 0.5) & (flo[:, 0] <= w - 0.5) & (fhi[:, 1] >= 0.5) & (flo[:, 1] <= h - 0.5)).nonzero()
+        fidx, fs = fidx.index_select(0, seen[:, 0]), fs.index_select(0, seen[:, 0])
     nf = fs.shape[0]
     # corner coordinates of every (image, face), one contiguous (N, F') tensor each
     x0, x1, x2 = (p[..., 0].index_select(1, fs[:, k]) for k in range(3))
@@ -213,9 +222,12 @@ def _edge_bounds(d: _Drawn, pair: torch.Tensor, row: torch.Tensor, x0: torch.Ten
 
     sg = torch.sign(a)  # (3, R), +-1 (0 only on far faces)
     est = (r * inv_a + (cx - 0.5)).round_()  # within one column of the bound (finite: |r| < 2**40)
-    bound = torch.where(covers(est + sg), est + sg, torch.where(covers(est), est, est - sg))
-    lo_k = torch.where(a < 0, bound, float("-inf"))  # a > 0: no lower bound from this edge
-    hi_k = torch.where(a > 0, bound, float("inf"))  # a < 0: no upper bound
+    # covers() is monotone along the row and flips within one column of est: the last covered
+    # column (a > 0) or the first (a < 0) is est - sg + sg * (covers(est) + covers(est + sg))
+    n_cov = covers(est).float().add_(covers(est + sg).float()).sub_(1.0)
+    bound = est.addcmul_(sg, n_cov)  # (3, R)
+    lo_k = bound.masked_fill(a >= 0, float("-inf"))  # a > 0: no lower bound from this edge
+    hi_k = bound.masked_fill_(a <= 0, float("inf"))  # a < 0: no upper bound
     f0, f1 = x0.float(), x1.float()
     lo = torch.maximum(torch.maximum(lo_k[0], lo_k[1]), lo_k[2]).clamp_(f0, f1 + 1).long()
     hi = torch.minimum(torch.minimum(hi_k[0], hi_k[1]), hi_k[2]).clamp_(f0 - 1, f1).long()
@@ -232,11 +244,11 @@ def _edge_bounds(d: _Drawn, pair: torch.Tensor, row: torch.Tensor, x0: torch.Ten
     return lo, hi
 
 
-def _small_boxes(d: _Drawn, h: int, w: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Covered pixels and z-buffer keys of faces whose box is at most 2 x 2 (4 candidates each).
+def _small_boxes(d: _Drawn, h: int, w: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Covered pixels of faces whose box is at most 2 x 2 (4 candidates each).
 
     Returns:
-        pixel (Q,) int64 flat index into N*H*W and key (Q,) int64 (see :func:`_keys`).
+        pixel (Q,) int64 flat index into N*H*W, depth (Q,) float32 and face (Q,) int64.
     """
     off = torch.arange(2, device=d.img.device)[:, None]  # (2, 1)
     row, col = d.box[1] + off, d.box[0] + off  # (2, Ms) each; outside the box: never covered
@@ -247,14 +259,14 @@ def _small_boxes(d: _Drawn, h: int, w: int) -> tuple[torch.Tensor, torch.Tensor]
     m = d.img.numel()
     depth = (zrow[:, None] + zcol[None]).view(-1).index_select(0, idx)
     pixel = (((d.img * h + row) * w)[:, None] + col[None]).view(-1).index_select(0, idx)
-    return pixel, _keys(depth, d.face.index_select(0, idx % m))
+    return pixel, depth, d.face.index_select(0, idx % m)
 
 
-def _scanline(d: _Drawn, h: int, w: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Covered pixels and z-buffer keys of M >= 1 faces, row by row (:func:`_edge_bounds`).
+def _scanline(d: _Drawn, h: int, w: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Covered pixels of M >= 1 faces, row by row (:func:`_edge_bounds`).
 
     Returns:
-        pixel (Q,) int64 flat index into N*H*W and key (Q,) int64 (see :func:`_keys`).
+        pixel (Q,) int64 flat index into N*H*W, depth (Q,) float32 and face (Q,) int64.
     """
     dev = d.img.device
     # (face, row) pairs: every row of every box
@@ -270,13 +282,14 @@ def _scanline(d: _Drawn, h: int, w: int) -> tuple[torch.Tensor, torch.Tensor]:
     depth = _take_last(d.depth, pair)  # (3, R)
     zrow = depth[2] * ((row.float() + 0.5) - cy0) + depth[0]  # (R,)
     first_px = count.cumsum(0) - count  # (R,)
-    ints = torch.stack([lo - first_px, (d.img.index_select(0, pair) * h + row) * w, d.face.index_select(0, pair)], 1)
-    floats = torch.stack([zrow, depth[1], cx0], 1)  # (R, 3)
+    # per pair: column offset, first pixel of its row, face; depth at its row and d/dx
+    ints = torch.stack([lo - first_px, (d.img.index_select(0, pair) * h + row) * w, d.face.index_select(0, pair)])
     owner = torch.repeat_interleave(count)  # (Q,) pair of each covered pixel
-    ints, floats = ints.index_select(0, owner), floats.index_select(0, owner)  # (Q, 3) each
-    col = ints[:, 0] + torch.arange(owner.numel(), device=dev)  # (Q,)
-    z = floats[:, 0] + floats[:, 1] * ((col.float() + 0.5) - floats[:, 2])
-    return ints[:, 1] + col, _keys(z, ints[:, 2])
+    ints = _take_last(ints, owner)  # (3, Q)
+    zrow, dzdx, cx0 = _take_last(torch.stack([zrow, depth[1], cx0]), owner)  # (Q,) each
+    col = ints[0] + torch.arange(owner.numel(), device=dev)  # (Q,)
+    z = zrow + dzdx * ((col.float() + 0.5) - cx0)
+    return ints[1] + col, z, ints[2]
 
 
 @torch.no_grad()
@@ -291,8 +304,8 @@ def rasterize(pix: torch.Tensor, faces: torch.Tensor, size: tuple[int, int], *, 
     Faces whose pixel box is at most 2 x 2 test their (up to) four candidate pixels
     (:func:`_small_boxes`); for the others, every (face, box row) pair gets its exact covered
     column interval in a few vectorised steps (:func:`_edge_bounds`) and the intervals are
-    expanded into the covered pixels only (scanline order). One ``scatter_reduce(amin)`` of packed
-    (depth, face) keys resolves visibility. The number of tensor operations does not depend on the
+    expanded into the covered pixels only (scanline order). Two ``scatter_reduce(amin)`` (depth,
+    then face among the nearest) resolve visibility. The number of tensor operations does not depend on the
     batch size or the face sizes.
 
     Args:
@@ -315,17 +328,22 @@ def rasterize(pix: torch.Tensor, faces: torch.Tensor, size: tuple[int, int], *, 
     n, h, w = pix.shape[0], *size
     dev = pix.device
     d = _setup(pix, faces, size, orthographic, cull_backfaces, face_mask)
-    zbuf = torch.full((n * h * w,), _NO_FACE, dtype=torch.int64, device=dev)
+    face_id = torch.full((n * h * w,), _NO_FACE, dtype=torch.int64, device=dev)
     if d.img.numel() == 0:
-        return _face_of(zbuf).view(n, h, w)
+        return _face_of(face_id).view(n, h, w)
     # faces with at most 2 x 2 candidate pixels: test them all; the others in scanline order
     small = (d.box[2] <= 2) & (d.box[3] <= 2)
     parts = [_small_boxes(d.select(small.nonzero().squeeze(1)), h, w)]
     large = (~small).nonzero().squeeze(1)
     if large.numel() > 0:
         parts.append(_scanline(d.select(large), h, w))
-    zbuf.scatter_reduce_(0, torch.cat([p for p, _ in parts]), torch.cat([k for _, k in parts]), reduce="amin")
-    return _face_of(zbuf).view(n, h, w)
+    pixel, depth, face = (torch.cat(t) for t in zip(*parts))  # (Q,) each
+    # visibility in two passes, the order of the packed keys of rasterize_reference: the
+    # nearest depth at each pixel, then the lowest face among the fragments at exactly that depth
+    zbuf = torch.full((n * h * w,), float("inf"), device=dev).scatter_reduce_(0, pixel, depth, reduce="amin")
+    front = (depth == zbuf.index_select(0, pixel)).nonzero().squeeze(1)  # (Q',)
+    face_id.scatter_reduce_(0, pixel.index_select(0, front), face.index_select(0, front), reduce="amin")
+    return _face_of(face_id).view(n, h, w)
 
 
 @torch.no_grad()
