@@ -33,6 +33,7 @@ from avguide.lipreader.preprocess import normalize_video
 from avguide.render import (Camera, albedo_from_parts, face_neighbors, lip_camera, render_mesh,
                             resample_fps)
 from avguide.render.lipcam import LUMA
+from avguide.render.parallel import map_batch
 
 CameraRule = Literal["template", "sequence_mean"]
 
@@ -170,7 +171,7 @@ def lip_cameras(rest: torch.Tensor, assets: RenderAssets, crop: int) -> Camera:
 
 
 def lip_gray(verts: torch.Tensor, lengths: torch.Tensor, fps: float, assets: RenderAssets, cam: Camera,
-             crop: int, *, face_mask: torch.Tensor | None = None, chunk: int = 64
+             crop: int, *, face_mask: torch.Tensor | None = None, chunk: int = 64, workers: int = 1
              ) -> tuple[torch.Tensor, torch.Tensor]:
     """Vertex sequences at any frame rate -> 25 fps grayscale lip crops in [0, 1] (differentiable).
 
@@ -184,6 +185,7 @@ def lip_gray(verts: torch.Tensor, lengths: torch.Tensor, fps: float, assets: Ren
         face_mask: optional (F,) bool faces to draw (a speed cache; must include every face that
             can cover a pixel).
         chunk: frames rendered per call (memory bound only).
+        workers: threads rendering chunks of frames at once (:func:`avguide.render.parallel.map_batch`).
     Returns:
         gray (B, T25, crop, crop) float in [0, 1], zeros past ``lengths25``; lengths25 (B,) int64.
     """
@@ -200,16 +202,15 @@ def lip_gray(verts: torch.Tensor, lengths: torch.Tensor, fps: float, assets: Ren
     top = (cam.size[0] - crop) // 2
     left = (cam.size[1] - crop) // 2
     luma = torch.tensor(LUMA, dtype=verts.dtype, device=dev).view(1, 3, 1, 1)
-    out = []
-    for s in range(0, frames.shape[0], chunk):
-        sl = slice(s, s + chunk)
-        sub = Camera(cams.rotation[sl], cams.translation[sl], cams.focal[sl], cams.center[sl], cams.size,
-                     cams.orthographic)
-        img, _ = render_mesh(frames[sl], faces, sub, albedo, neighbors=nb, face_mask=face_mask)  # (n, 3, R, R)
+
+    def render(sl: slice, chunk_frames: torch.Tensor) -> torch.Tensor:
+        img, _ = render_mesh(chunk_frames, faces, cams.select(sl), albedo, neighbors=nb, face_mask=face_mask)
         img = img[:, :, top: top + crop, left: left + crop].clamp(0, 1)  # (n, 3, c, c)
-        out.append((img * luma).sum(1))  # (n, c, c)
+        return (img * luma).sum(1)  # (n, c, c)
+
+    crops = map_batch(render, [frames], workers=workers, max_chunk=chunk)  # (N, c, c)
     gray = verts.new_zeros(b, t25, crop, crop)
-    gray = gray.index_put((bi, ti), torch.cat(out))
+    gray = gray.index_put((bi, ti), crops)
     return gray, len25
 
 

@@ -41,7 +41,7 @@ def settings_key(assets: RenderAssets, crop: int, rule: CameraRule) -> str:
 
 
 def render_video(vertices: np.ndarray, fps: float, assets: RenderAssets, crop: int, rule: CameraRule,
-                 template: np.ndarray | None = None) -> np.ndarray:
+                 template: np.ndarray | None = None, workers: int = 2) -> np.ndarray:
     """Render one vertex sequence's lip video without gradient (cache / reader).
 
     Args:
@@ -51,6 +51,7 @@ def render_video(vertices: np.ndarray, fps: float, assets: RenderAssets, crop: i
         crop: crop side in pixels.
         rule: lip camera rule ("template" needs ``template``, or "sequence_mean").
         template: (V, 3) float32 neutral mesh.
+        workers: threads rendering chunks of the frames at once (same result).
     Returns:
         (T25, crop, crop) uint8 gray frames at 25 fps.
     """
@@ -61,7 +62,7 @@ def render_video(vertices: np.ndarray, fps: float, assets: RenderAssets, crop: i
         cam = lip_cameras(rest_shapes(verts, lengths, rule, tmpl), assets, crop)
         v25, _ = resample_fps(verts, lengths, fps)
         mask = lip_face_mask(v25[0], assets.faces, cam, slack=FACE_MASK_SLACK)  # (F,) union over frames
-        gray, _ = lip_gray(verts, lengths, fps, assets, cam, crop, face_mask=mask)
+        gray, _ = lip_gray(verts, lengths, fps, assets, cam, crop, face_mask=mask, workers=workers)
     return quantize(gray[0])
 
 
