@@ -38,7 +38,7 @@ import avguide
 from avguide.audio.io import save_wav
 from avguide.config import config_to_dict
 from avguide.data.splits import heldout_sentences, synthetic_subject_roles
-from avguide.errors import BadInputError
+from avguide.errors import BadInputError, MissingFileError
 from avguide.io import save_npy_atomic, write_bytes_atomic, write_json_atomic, write_text_atomic
 
 
@@ -54,6 +54,9 @@ class SynthConfig:
     speakers_per_sentence: float = 2.0   # average reuse of a sentence text across subjects
     identity_strength: float = 1.0   # scale of the random identity shape mixture
     workers: int = 0                 # worker processes; 0 = all cores
+    # a dataset whose sentences this one must never speak (e.g. a corpus to pretrain a lip
+    # reader on, with another seed, kept apart from the benchmark's val/test sentences)
+    exclude_texts_from: str = ""
 
     def check(self) -> list[str]:
         errors = []
@@ -114,6 +117,32 @@ def assign_sentences(cfg: SynthConfig, roles: list[str]) -> list[list[int]]:
     return out
 
 
+def _excluded_texts(root: str) -> set[str]:
+    """Every sentence of the dataset at ``root`` (its ``sentencestext/*.txt``), or none for "".
+
+    Raises:
+        MissingFileError: ``root`` has no ``sentencestext`` directory.
+    """
+    if not root:
+        return set()
+    folder = Path(root) / "sentencestext"
+    if not folder.is_dir():
+        raise MissingFileError(f"exclude_texts_from={root}: no sentencestext/ directory there")
+    return {line.strip() for f in sorted(folder.glob("*.txt")) for line in f.read_text().splitlines() if line.strip()}
+
+
+def _sentence_pool(n: int, seed: int, excluded: set[str]) -> list[str]:
+    """The first ``n`` sentences of the seed's list that are not in ``excluded``."""
+    from avguide.synth.text import generate_sentences
+
+    count = n + len(excluded)
+    while True:
+        pool = [t for t in generate_sentences(count, seed) if t not in excluded]
+        if len(pool) >= n:
+            return pool[:n]
+        count *= 2
+
+
 def _utterance(job: dict) -> dict:
     """Worker: synthesise one recording and write its files. Returns its metadata."""
     from avguide.assets.head import load_head
@@ -160,7 +189,6 @@ def generate(cfg: SynthConfig, out: str | Path, *, preview: bool = False, progre
     from avguide.speech.espeak import sample_voice
     from avguide.synth.motion import sample_style
     from avguide.synth.rig import sample_identity
-    from avguide.synth.text import generate_sentences
 
     out = Path(out)
     if out.exists() and not out.is_dir():
@@ -173,7 +201,7 @@ def generate(cfg: SynthConfig, out: str | Path, *, preview: bool = False, progre
     names = subject_names(cfg.subjects)
     roles = synthetic_subject_roles(cfg.subjects)
     assignment = assign_sentences(cfg, roles)
-    pool = generate_sentences(1 + max(max(a) for a in assignment), cfg.seed)
+    pool = _sentence_pool(1 + max(max(a) for a in assignment), cfg.seed, _excluded_texts(cfg.exclude_texts_from))
 
     subjects, templates, jobs = {}, {}, []
     for s, name in enumerate(names):

@@ -107,3 +107,24 @@ def test_refuses_foreign_nonempty_dir(tmp_path):
     cfg = load_config(SynthConfig, None, ["subjects=3", "sentences=2"])
     with pytest.raises(BadInputError, match="not empty"):
         generate(cfg, tmp_path / "x", progress=False)
+
+
+def test_exclude_texts_from_keeps_another_datasets_sentences_out(tiny, tmp_path):
+    from avguide.synth.generator import _sentence_pool
+    from avguide.synth.text import generate_sentences
+
+    first = generate_sentences(8, 3)
+    assert _sentence_pool(5, 3, {first[1], first[3]}) == [first[0], first[2], first[4], first[5], first[6]]
+    root, _ = tiny
+    cfg = load_config(SynthConfig, None, ["subjects=3", "sentences=2", "workers=1", "seed=3",
+                                          f"exclude_texts_from={root}"])
+    generate(cfg, tmp_path / "d", progress=False)
+
+    def texts(r):
+        return {t for f in (r / "sentencestext").glob("*.txt") for t in f.read_text().splitlines()}
+
+    assert texts(root) and texts(tmp_path / "d") and not texts(root) & texts(tmp_path / "d")
+    bad = load_config(SynthConfig, None, ["subjects=3", "sentences=2", "workers=1",
+                                          f"exclude_texts_from={tmp_path / 'nowhere'}"])
+    with pytest.raises(FileNotFoundError, match="sentencestext"):
+        generate(bad, tmp_path / "e", progress=False)
