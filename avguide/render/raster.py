@@ -73,12 +73,8 @@ class _Drawn(NamedTuple):
 
 
 def _take_last(t: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    """``t[..., index]`` as one contiguous 1-D gather per leading row (faster than a strided gather)."""
-    rows = t.reshape(-1, t.shape[-1])  # (K, M)
-    out = t.new_empty(rows.shape[0], index.numel())
-    for k in range(rows.shape[0]):
-        torch.index_select(rows[k], 0, index, out=out[k])
-    return out.view(*t.shape[:-1], index.numel())
+    """``t[..., index]`` as one ``index_select`` over the last dim (faster than one gather per row)."""
+    return t.reshape(-1, t.shape[-1]).index_select(1, index).view(*t.shape[:-1], index.numel())
 
 
 def _setup(pix: torch.Tensor, faces: torch.Tensor, size: tuple[int, int], orthographic: bool,
@@ -211,10 +207,7 @@ def _edge_bounds(d: _Drawn, pair: torch.Tensor, row: torch.Tensor, x0: torch.Ten
     far = (d.corner.abs() >= 2.0 ** 16).flatten(0, 1).any(0) | (a.abs() < 2.0 ** -20).any(0)  # (M,)
     inv_a = torch.where(far, 0.0, 1.0 / a)  # (3, M)
     per_face = torch.cat([d.corner[0], d.corner[1], sx, a, inv_a])  # (15, M)
-    gathered = per_face.new_empty(15, pair.numel())
-    for i in range(15):
-        torch.index_select(per_face[i], 0, pair, out=gathered[i])
-    cx, cy, sx, a, inv_a = gathered.view(5, 3, -1)  # (3, R) each
+    cx, cy, sx, a, inv_a = per_face.index_select(1, pair).view(5, 3, -1)  # (3, R) each
     r = sx * ((row.float() + 0.5) - cy)  # (3, R) float32, as ``rows`` in _row_col_terms
 
     def covers(col: torch.Tensor) -> torch.Tensor:  # (3, R) bool, edge k covers column col[k]
