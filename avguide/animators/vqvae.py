@@ -4,8 +4,8 @@ Per frame, the motion (offsets from the template, ``V*3``) is encoded to ``n_cod
 ``code_dim`` ("face_quan_num" x "zquant_dim": 16 x 64 for VOCASET, 8 x 128 for BIWI), each
 replaced by its nearest entry of a ``codebook_size``-entry codebook, and decoded back.
 
-    encoder: Linear(V*3 -> H) - LeakyReLU - Conv1d(k) - LeakyReLU - periodic PE -
-             transformer (bidirectional biased mask) - Linear(H -> n_codes*code_dim)
+    encoder: Linear(V*3 -> H) - LeakyReLU - Conv1d(k) - LeakyReLU - instance norm over time -
+             periodic PE - transformer (bidirectional biased mask) - Linear(H -> n_codes*code_dim)
     decoder: Linear(n_codes*code_dim -> H) - causal Conv1d(k) - LeakyReLU - periodic PE -
              transformer (causal biased mask) - Linear(H -> V*3)
 
@@ -15,6 +15,14 @@ changes earlier frames and cannot be cached. Ours is causal, so stage 2 can deco
 with a key/value cache (:class:`DecodeStepper`) and still equal the full decode. Quantisation uses
 the straight-through estimator, a commitment loss (beta) and either a codebook loss (published)
 or exponential-moving-average codebook updates.
+
+Two things keep the codebook from collapsing onto one static code (measured on the synthetic
+benchmark, where without them even an unquantised autoencoder collapses to the mean pose within
+~20 Adam steps): the encoder's instance norm over each sequence's valid frames (as in the public
+encoder) scales the motion up against the per-sequence constant and the periodic encoding, and
+:meth:`MotionVQVAE.init_codebook` starts the codebook at encoder outputs of real motion (the
+published uniform(+-1/K) start lies far from them and the commitment loss then pulls every
+frame onto the nearest entry near zero).
 """
 
 from __future__ import annotations
@@ -202,9 +210,37 @@ class MotionVQVAE(nn.Module):
         valid = padding_mask(lengths, t).to(offsets.dtype)[..., None]  # (B, T, 1)
         x = self._act(self.enc_in(offsets / self.motion_scale)) * valid
         x = self._act(self.enc_conv(x.transpose(1, 2)).transpose(1, 2))  # (B, T, H)
+        x = masked_instance_norm(x, lengths)
         x = encode_full(self.enc_transformer, x + self._pe(t, x), lengths, self.cfg.n_heads,
                         self.cfg.period, causal=False)
         return self.enc_out(x).view(b, t, self.cfg.n_codes, self.cfg.code_dim)
+
+    @torch.no_grad()
+    def init_codebook(self, offsets: torch.Tensor, lengths: torch.Tensor, generator: torch.Generator) -> None:
+        """Set the codebook to encoder outputs of real motion (before stage-1 training).
+
+        Each entry becomes one code vector of a randomly chosen valid frame and code slot (distinct
+        vectors while there are enough; repeated draws otherwise). The encoder runs in eval mode.
+
+        Args:
+            offsets: ``(B, T, V*3)`` training motion (offsets from the template), metres.
+            lengths: ``(B,)`` valid frames.
+            generator: CPU generator choosing the vectors (same seed, same codebook).
+        """
+        was_training = self.training
+        self.eval()
+        z = self.encode(offsets, lengths)  # (B, T, n_codes, code_dim)
+        self.train(was_training)
+        pool = z[padding_mask(lengths, z.shape[1])].reshape(-1, z.shape[-1])  # (N, code_dim)
+        size = self.quantizer.codebook.shape[0]
+        if len(pool) >= size:
+            pick = torch.randperm(len(pool), generator=generator)[:size]
+        else:
+            pick = torch.randint(len(pool), (size,), generator=generator)
+        self.quantizer.codebook.copy_(pool[pick.to(pool.device)])
+        if self.quantizer.update == "ema":
+            self.quantizer.ema_count.fill_(1.0)
+            self.quantizer.ema_sum.copy_(self.quantizer.codebook)
 
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
         """Causal decode of quantised codes (frame ``t`` depends on codes ``0..t`` only).
@@ -233,6 +269,22 @@ class MotionVQVAE(nn.Module):
         z = self.encode(offsets, lengths)
         q, vq_loss, idx = self.quantizer(z, padding_mask(lengths, offsets.shape[1]))
         return {"recon": self.decode(q), "vq": vq_loss, "indices": idx}
+
+
+def masked_instance_norm(x: torch.Tensor, lengths: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+    """Normalise each sequence's channels to zero mean, unit variance over its valid frames.
+
+    Args:
+        x: ``(B, T, C)`` features. lengths: ``(B,)`` valid frames (padding never influences them).
+        eps: added to the variance.
+    Returns:
+        ``(B, T, C)``, zero on padded frames.
+    """
+    valid = padding_mask(lengths, x.shape[1]).to(x.dtype)[..., None]  # (B, T, 1)
+    n = valid.sum(1, keepdim=True).clamp(min=1)  # (B, 1, 1)
+    mean = (x * valid).sum(1, keepdim=True) / n  # (B, 1, C)
+    var = ((x - mean).square() * valid).sum(1, keepdim=True) / n
+    return (x - mean) / (var + eps).sqrt() * valid
 
 
 class DecodeStepper:

@@ -141,6 +141,7 @@ def train_animator(cfg: AnimatorTrainConfig, out: str | Path, *, resume: bool = 
     guide = _build_guidance(cfg, index, lips, ctx.device)
     if cfg.stage == "vq" and not resume:
         model.vqvae.motion_scale.fill_(_offset_std(index, train_refs))
+        _init_codebook(model.vqvae, index, train_refs, cfg.seed)
     model.to(ctx.device)
     opt = build_optimizer(model, cfg.optim)
     if guide is not None and guide.trainable:
@@ -252,6 +253,17 @@ def _offset_std(index, refs, max_recordings: int = 32) -> float:
         sq += float((off.astype("float64") ** 2).sum())
         n += off.size
     return max((sq / max(n, 1)) ** 0.5, 1e-8)
+
+
+def _init_codebook(vqvae, index, refs, seed: int, max_recordings: int = 16) -> None:
+    """Start the VQ-VAE's codebook at its encoder's outputs on (up to 16 of) the training recordings."""
+    from avguide.data.samples import load_vertices
+
+    offsets = [torch.from_numpy(load_vertices(ref.vertices, index.n_vertices, index.stride)
+                                - index.templates[ref.subject]).float().flatten(1) for ref in refs[:max_recordings]]
+    lengths = torch.tensor([len(o) for o in offsets])
+    padded = torch.nn.utils.rnn.pad_sequence(offsets, batch_first=True)  # (B, T, V*3)
+    vqvae.init_codebook(padded, lengths, torch.Generator().manual_seed(seed))
 
 
 def _set_epoch(loader, epoch: int, seed: int) -> None:

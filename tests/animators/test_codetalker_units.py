@@ -1,10 +1,11 @@
-"""CodeTalker stage 1 works in the codec's units: its losses do not depend on the unit of length,
-and the codec learns to reproduce a moving sequence (session 1's codebook collapsed onto one static
-code when ``rec`` was measured in metres and ``vq`` in codec units)."""
+"""CodeTalker stage 1 against codebook collapse: its losses do not depend on the unit of length,
+the encoder's instance norm and the codebook's start at encoder outputs do what they say, and the
+codec learns to reproduce a moving sequence (session 1's codebook collapsed onto one static code)."""
 
 import torch
 
 from avguide.animators import build_animator, codetalker_tiny
+from avguide.animators.vqvae import masked_instance_norm
 
 V, T = 30, 40
 
@@ -55,6 +56,7 @@ def test_stage1_codec_overfits_a_moving_sequence_beyond_the_static_template():
     template, offsets = _motion()
     m = _stage1()
     m.vqvae.motion_scale.fill_(float(offsets.std()))
+    m.vqvae.init_codebook(offsets.flatten(2), torch.tensor([T]), torch.Generator().manual_seed(0))
     opt = torch.optim.Adam([p for p in m.parameters() if p.requires_grad], lr=1e-3)
     for _ in range(150):
         loss = sum(_losses(m, template, offsets)["losses"].values())
@@ -67,3 +69,36 @@ def test_stage1_codec_overfits_a_moving_sequence_beyond_the_static_template():
     spread = pred.std(1).mean() / offsets.std(1).mean()
     assert error < 0.25, error
     assert spread > 0.9, spread
+
+
+def test_masked_instance_norm_by_hand():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 7, 3, generator=g) * 5 + 2
+    out = masked_instance_norm(x, torch.tensor([7, 4]), eps=0.0)
+    for i, n in enumerate((7, 4)):
+        v = x[i, :n].double()
+        expect = (v - v.mean(0)) / v.var(0, unbiased=False).sqrt()  # (n, 3)
+        assert torch.allclose(out[i, :n].double(), expect, atol=1e-5)
+    assert torch.equal(out[1, 4:], torch.zeros(3, 3))
+    x[1, 4:] = 1e6  # padding never reaches valid frames
+    assert torch.allclose(masked_instance_norm(x, torch.tensor([7, 4]), eps=0.0), out)
+
+
+def test_init_codebook_takes_distinct_encoder_outputs_of_valid_frames():
+    template, offsets = _motion()
+    m = _stage1()
+    m.vqvae.motion_scale.fill_(float(offsets.std()))
+    batch = torch.cat([offsets, offsets.flip(1)]).flatten(2)  # (2, T, V*3)
+    batch[1, 6:] = 1.0  # padding: its codes must never be drawn
+    lengths = torch.tensor([T, 6])
+    m.vqvae.init_codebook(batch, lengths, torch.Generator().manual_seed(3))
+    book = m.vqvae.quantizer.codebook.detach().clone()
+    assert m.training  # mode restored
+    with torch.no_grad():
+        z = m.eval().vqvae.encode(batch, lengths)
+    pool = torch.cat([z[0].reshape(-1, z.shape[-1]), z[1, :6].reshape(-1, z.shape[-1])])  # (N, code_dim)
+    dist = (book[:, None] - pool[None]).abs().amax(-1)  # (K, N)
+    assert dist.min(1).values.max() < 1e-5  # every entry is a valid frame's code
+    assert len(dist.argmin(1).unique()) == book.shape[0]  # and distinct
+    m.vqvae.init_codebook(batch, lengths, torch.Generator().manual_seed(3))
+    assert torch.equal(m.vqvae.quantizer.codebook, book)  # same seed, same codebook
