@@ -220,7 +220,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    # key=value overrides may come before and after options (`... a=1 --seed 1 b=2`), which
+    # argparse alone splits into a positional list and "unrecognized arguments"
+    args, extra = parser.parse_known_args(argv)
+    takes_overrides = hasattr(args, "overrides")
+    bad = [x for x in extra if x.startswith("-") or "=" not in x or not takes_overrides]
+    if bad:
+        parser.error(f"unrecognized arguments: {' '.join(bad)}")
+    if extra:
+        args.overrides = list(args.overrides) + extra
     try:
         return int(args._run(args) or 0)
     except AvguideError as e:
