@@ -61,9 +61,9 @@ def _contour_faces(pix: torch.Tensor, faces: torch.Tensor, face_id: torch.Tensor
     """Front-facing flags where :func:`antialias` needs them, and the pixels that may need it.
 
     Returns:
-        front (N, R) bool for the R faces that are visible in some image or neighbour one,
-        slot (F + 1,) int64 column of each face in ``front`` (R for the others; index F is the
-        "no neighbour" entry), and near (N, H, W) bool: the pixel shows a face with at least one
+        front (N, R + 1) bool for the R faces that are visible in some image or neighbour one
+        (column R, False, stands for a missing face), slot (F + 1,) int64 column of each face in
+        ``front`` (R for the others; index F is the "no neighbour" entry), and near (N, H, W) bool: the pixel shows a face with at least one
         silhouette edge in its image (a neighbour across the edge that is missing or back-facing).
         A pixel pair can only be antialiased if one of its two pixels is ``near``.
     """
@@ -82,10 +82,10 @@ def _contour_faces(pix: torch.Tensor, faces: torch.Tensor, face_id: torch.Tensor
     slot = torch.full((nf + 1,), r, dtype=torch.int64, device=dev)
     slot[rel_idx] = torch.arange(r, device=dev)
     front = _screen_area(pix, faces.index_select(0, rel_idx)) < 0  # (N, R)
-    front_pad = torch.cat([front, front.new_zeros(n, 1)], 1)  # (N, R + 1): column R = missing face
+    front = torch.cat([front, front.new_zeros(n, 1)], 1)  # (N, R + 1): column R = missing face
     nb = slot[neighbors.index_select(0, vis_idx)]  # (U, 3) column of each neighbour (R if none or not relevant)
     # neighbours of visible faces are all relevant, so column R here only means "no neighbour"
-    sil = ~(front_pad[:, nb].all(-1))  # (N, U) some edge has a missing or back-facing neighbour
+    sil = ~(front[:, nb].all(-1))  # (N, U) some edge has a missing or back-facing neighbour
     sil_face = torch.zeros(n, nf + 1, dtype=torch.bool, device=dev)
     sil_face[:, vis_idx] = sil
     near = sil_face.gather(1, face_id.reshape(n, -1).where(face_id.reshape(n, -1) >= 0, nf)).view_as(face_id)
@@ -166,8 +166,7 @@ def _blend_pairs(planes: torch.Tensor, pix: torch.Tensor, xyz: torch.Tensor, fac
         rows = torch.arange(k.numel(), device=k.device)
         d = (p1 - p0)[rows, k]  # (K, 2) edge direction
         nb = neighbors.view(-1).index_select(0, occ * 3 + k)
-        front_pad = torch.cat([front, front.new_zeros(n, 1)], 1)  # column R: no neighbour
-        silhouette = ~front_pad[img, slot[nb]]
+        silhouette = ~front[img, slot[nb]]  # a missing neighbour (slot R) counts as back-facing
         # each edge is handled by the pair direction across it: horizontal pairs for steep edges
         steep = d[:, 1].abs() > d[:, 0].abs() if axis == 2 else d[:, 1].abs() <= d[:, 0].abs()
         sel = (exits[rows, k] & silhouette & steep).nonzero().squeeze(1)  # (K',)
