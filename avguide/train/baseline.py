@@ -140,8 +140,9 @@ def train_animator(cfg: AnimatorTrainConfig, out: str | Path, *, resume: bool = 
     lips = torch.as_tensor(index.regions["lips"]) if "lips" in index.regions else None
     guide = _build_guidance(cfg, index, lips, ctx.device)
     if cfg.stage == "vq" and not resume:
-        model.vqvae.motion_scale.fill_(_offset_std(index, train_refs))
-        _init_codebook(model.vqvae, index, train_refs, cfg.seed)
+        offsets = _training_offsets(index, train_refs)  # loaded once for both
+        model.vqvae.motion_scale.fill_(_offset_std(offsets))
+        _init_codebook(model.vqvae, offsets[:16], cfg.seed)
     model.to(ctx.device)
     opt = build_optimizer(model, cfg.optim)
     if guide is not None and guide.trainable:
@@ -243,26 +244,26 @@ def _build_guidance(cfg: AnimatorTrainConfig, index, lips: torch.Tensor | None, 
     return AVGuidance(cfg.av, index.n_vertices, lips, torch.device(device))
 
 
-def _offset_std(index, refs, max_recordings: int = 32) -> float:
-    """Std of vertex offsets from the template over (up to 32 of) the training recordings."""
+def _training_offsets(index, refs, max_recordings: int = 32) -> list:
+    """Vertex offsets from the template, (T, V, 3) arrays, of (up to 32 of) the training recordings."""
     from avguide.data.samples import load_vertices
 
-    sq, n = 0.0, 0
-    for ref in refs[:max_recordings]:
-        off = load_vertices(ref.vertices, index.n_vertices, index.stride) - index.templates[ref.subject]
-        sq += float((off.astype("float64") ** 2).sum())
-        n += off.size
+    return [load_vertices(ref.vertices, index.n_vertices, index.stride) - index.templates[ref.subject]
+            for ref in refs[:max_recordings]]
+
+
+def _offset_std(offsets: list) -> float:
+    """Std (RMS) of vertex offsets from the template."""
+    sq = sum(float((off.astype("float64") ** 2).sum()) for off in offsets)
+    n = sum(off.size for off in offsets)
     return max((sq / max(n, 1)) ** 0.5, 1e-8)
 
 
-def _init_codebook(vqvae, index, refs, seed: int, max_recordings: int = 16) -> None:
-    """Start the VQ-VAE's codebook at its encoder's outputs on (up to 16 of) the training recordings."""
-    from avguide.data.samples import load_vertices
-
-    offsets = [torch.from_numpy(load_vertices(ref.vertices, index.n_vertices, index.stride)
-                                - index.templates[ref.subject]).float().flatten(1) for ref in refs[:max_recordings]]
-    lengths = torch.tensor([len(o) for o in offsets])
-    padded = torch.nn.utils.rnn.pad_sequence(offsets, batch_first=True)  # (B, T, V*3)
+def _init_codebook(vqvae, offsets: list, seed: int) -> None:
+    """Start the VQ-VAE's codebook at its encoder's outputs on these (T, V, 3) offset sequences."""
+    seqs = [torch.from_numpy(o).float().flatten(1) for o in offsets]  # (T, V*3) each
+    lengths = torch.tensor([len(o) for o in seqs])
+    padded = torch.nn.utils.rnn.pad_sequence(seqs, batch_first=True)  # (B, T, V*3)
     vqvae.init_codebook(padded, lengths, torch.Generator().manual_seed(seed))
 
 
