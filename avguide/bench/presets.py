@@ -120,8 +120,9 @@ def bench_preset(name: str) -> dict[str, Any]:
       a laptop; checks the plumbing, not the claim.
     - ``cpu``: a reduced synthetic benchmark (8 subjects x 20 sentences, 30 fps), VOCASET-size
       animators, the CPU expert (``cpu_small``, 44x44 lip crops), 3 seeds. NOT yet timed end to
-      end: ``cpu_small`` costs ~15 s per batch of 8 on one core (forward + backward), so its 30
-      stage-1 epochs alone exceed 90 minutes on 2 cores; the run that did fit (FaceFormer, 3
+      end: ``cpu_small`` costs 2.7 s per batch of 8 three-second clips on a quiet core (forward +
+      backward; ~15 s under heavy load), and its stage-1 runs for the expert and the reader
+      (30 epochs each) do not fit 90 minutes on 2 cores with the animators; the run that did fit (FaceFormer, 3
       seeds, ~25 min) used a 6 x 16 set, a reduced expert (adim 64, widths 8..64, 32 px crops)
       and finetune_epochs=1 (see the h9 report).
     - ``full``: the default synthetic benchmark (12 x 40), published animator sizes, the base
