@@ -123,13 +123,14 @@ def format_markdown(report: dict) -> str:
              f"Seeds {cfg['seeds']}; reader: separate visual-only expert; CER/WER/VER corpus rates on the "
              "test split; LVE/MVE over frames; FDD signed mean over sequences. ± is the sample std over "
              "seeds.", "",
-             "| animator | condition | " + " | ".join(HEADERS) + " |", "|---" * (len(HEADERS) + 2) + "|"]
+             "| animator | condition | seeds | " + " | ".join(HEADERS) + " |", "|---" * (len(HEADERS) + 3) + "|"]
     fixed = {"ground truth (reader ceiling)": report["ground_truth"], "static face (floor)": report["static"]}
     for name, row in fixed.items():
         cells = [f"{row[m] * SCALES[m]:.3f}" if m in row else "-" for m in METRICS]
-        lines.append(f"| - | {name} | " + " | ".join(cells) + " |")
+        lines.append(f"| - | {name} | - | " + " | ".join(cells) + " |")
     for animator, name, entry in rows_in_order(report):
-        lines.append(f"| {animator} | {name} | " + " | ".join(_cell(entry.get(m), SCALES[m]) for m in METRICS) + " |")
+        lines.append(f"| {animator} | {name} | {len(entry['seeds'])} | "
+                     + " | ".join(_cell(entry.get(m), SCALES[m]) for m in METRICS) + " |")
     lines += ["", "## The claim (av_tuned vs its control)", ""]
     if not report["claim"]:
         lines.append("Not checked (no reading metrics or missing conditions).")
@@ -145,7 +146,9 @@ def format_markdown(report: dict) -> str:
             lines.append(f"| {animator} | {name} | {e['gnorm_av_first']['mean']:.3g} / {e['gnorm_av_last']['mean']:.3g} | "
                          f"{e['gnorm_mse_first']['mean']:.3g} / {e['gnorm_mse_last']['mean']:.3g} | "
                          f"{e['gnorm_av_lips_last']['mean']:.3g} |")
-    lines += ["", "## Step times (s)", ""] + [f"- {k}: {v}" for k, v in report["timings_s"].items()]
+    total = sum(report["timings_s"].values())
+    lines += ["", f"## Step times (s): {total:.0f} s in all ({total / 60:.1f} min)", ""]
+    lines += [f"- {k}: {v}" for k, v in report["timings_s"].items()]
     figs = report.get("figures") or {}
     if figs:
         lines += ["", "## Figures", ""] + [f"- {k}: {v}" for k, v in figs.items()]

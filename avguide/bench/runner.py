@@ -50,8 +50,15 @@ class Condition:
     from_baseline: bool = False     # start from the seed's baseline run (finetune_epochs > 0)
 
 
-def conditions(cfg: BenchConfig, experts: dict[str, Path], first_animator: bool) -> list[Condition]:
-    """The recipes trained for one animator and seed (see the module docstring)."""
+def conditions(cfg: BenchConfig, experts: dict[str, Path], first_animator: bool, seed_rank: int = 0
+               ) -> list[Condition]:
+    """The recipes trained for one animator and seed (see the module docstring).
+
+    Args:
+        first_animator: the ablations and the l_av sweep run for the first animator only,
+        seed_rank: and for the first ``cfg.ablation_seeds`` seeds (0: all); this is the seed's
+            position in ``cfg.seeds``.
+    """
     av = {"expert": str(experts["av"]), "l_rlv": cfg.l_rlv, "expert_mode": cfg.expert_mode,
           "probe_every": cfg.probe_every}
     out = [Condition("baseline", "baseline", {})]
@@ -59,7 +66,7 @@ def conditions(cfg: BenchConfig, experts: dict[str, Path], first_animator: bool)
         out.append(Condition("baseline_more", "baseline", {}))
     tuned = {**av, "l_av": cfg.tuned_l_av, "balance": cfg.tuned_balance}
     out += [Condition("av_paper", "av", {**av, "l_av": cfg.paper_l_av}), Condition("av_tuned", "av", tuned)]
-    if first_animator:
+    if first_animator and (cfg.ablation_seeds == 0 or seed_rank < cfg.ablation_seeds):
         if cfg.ablations:
             out += [Condition("av_visual_only", "av", {**tuned, "expert": str(experts["visual"])}),
                     Condition("av_no_stage1", "av", {**tuned, "expert": str(experts["untrained"])})]
@@ -79,6 +86,11 @@ def _once(step_dir: Path, fn: Callable[[], dict], resolved: dict) -> dict:
     write_json_atomic(done, {"result": result, "seconds": round(time.perf_counter() - t0, 1),
                              "bench_config": resolved, "avguide_version": avguide.__version__})
     return result
+
+
+def _step_seconds(step_dir: Path) -> float:
+    """The time a finished step took when it ran (recorded in its ``done.json``)."""
+    return json.loads((step_dir / "done.json").read_text())["seconds"]
 
 
 def _fresh_or_resume(run: Path) -> bool:
@@ -232,10 +244,10 @@ def run_bench(preset: str, out: str | Path, overrides: list[str] | tuple[str, ..
     timings: dict[str, float] = {}
 
     def timed(name: str, step_dir: Path, fn: Callable[[], dict]) -> dict:
-        t0 = time.perf_counter()
+        skipped = (step_dir / "done.json").is_file()
         res = _once(step_dir, fn, resolved)
-        timings[name] = round(time.perf_counter() - t0, 1)
-        print(f"[bench] {name}: {timings[name]:.1f} s", flush=True)
+        timings[name] = _step_seconds(step_dir)  # also for a step finished by an earlier call
+        print(f"[bench] {name}: {timings[name]:.1f} s{' (finished earlier)' if skipped else ''}", flush=True)
         return res
 
     data = _dataset(cfg, out)
@@ -267,7 +279,7 @@ def run_bench(preset: str, out: str | Path, overrides: list[str] | tuple[str, ..
     rows = {"static": timed("static", static_dir, floor)}
     results: list[dict] = []
     for ai, animator in enumerate(cfg.animators):
-        for seed in cfg.seeds:
+        for rank, seed in enumerate(cfg.seeds):
             root = out / "runs" / animator / f"seed{seed}"
             vq = None
             if animator == "codetalker":
@@ -275,7 +287,7 @@ def run_bench(preset: str, out: str | Path, overrides: list[str] | tuple[str, ..
                 timed(f"{animator}/seed{seed}/vq", vq / "train",
                       lambda: _train_animator(cfg, data, vq / "run", animator, seed, "vq", {}, None) or {})
                 vq = vq / "run"
-            for cond in conditions(cfg, experts, ai == 0):
+            for cond in conditions(cfg, experts, ai == 0, rank):
                 cdir = root / cond.name
 
                 def step(cond=cond, cdir=cdir) -> dict:

@@ -2,10 +2,12 @@
 ``ci`` preset end to end (FaceFormer only here; both animators and ablations in the slow test)."""
 
 import json
+from pathlib import Path
 
 import pytest
 
 from avguide.bench import resolve_bench_config, run_bench
+from avguide.bench.runner import conditions
 from avguide.bench.report import aggregate, build_report, check_claim, format_markdown, mean_std, write_bench_report
 from avguide.errors import BadInputError
 
@@ -45,8 +47,8 @@ def test_claim_and_report_files(tmp_path):
     assert "gt_cer" not in report["static"] and report["avguide_version"]
     write_bench_report(tmp_path, report)
     md = (tmp_path / "report.md").read_text()
-    assert "| faceformer | baseline | 2.000 ± 0.000 | 0.000 ± 0.000 | 1.000 ± 0.000 | 50.000 ± 2.000 | 100.000 ± 4.000 | 40.000 ± 2.000 |" in md
-    assert "| - | ground truth (reader ceiling) | 0.000 | 0.000 | 0.000 | 10.000 | 30.000 | 5.000 |" in md
+    assert "| faceformer | baseline | 3 | 2.000 ± 0.000 | 0.000 ± 0.000 | 1.000 ± 0.000 | 50.000 ± 2.000 | 100.000 ± 4.000 | 40.000 ± 2.000 |" in md
+    assert "| - | ground truth (reader ceiling) | - | 0.000 | 0.000 | 0.000 | 10.000 | 30.000 | 5.000 |" in md
     assert "**holds**" in md and "| faceformer | av_tuned | 1e-06 / 3e-06 | 2e-06 / 1e-06 | 1e-07 |" in md
     saved = json.loads((tmp_path / "report.json").read_text())
     assert saved["config"]["preset"] == "ci" and saved["claim"]["faceformer"]["holds"] is True
@@ -60,7 +62,21 @@ def test_config_errors_are_listed():
         resolve_bench_config("ci", ["animators=[pix2pix]", "seeds=[1,1]"])
     assert "animators" in str(e.value) and "seeds" in str(e.value)
     cfg = resolve_bench_config("cpu", ["seeds=[4]"])
-    assert cfg.seeds == [4] and cfg.animator_preset == "vocaset" and cfg.epochs == 12
+    assert cfg.seeds == [4] and cfg.animator_preset == "cpu" and cfg.epochs == 30
+
+
+def test_ablations_and_sweep_run_for_the_first_seeds_only():
+    cfg = resolve_bench_config("cpu")  # ablation_seeds=1, sweep [1e-9, 1e-8], finetune_epochs=2
+    experts = {k: Path(k) for k in ("av", "visual", "untrained")}
+    main = ["baseline", "baseline_more", "av_paper", "av_tuned"]
+    extra = ["av_visual_only", "av_no_stage1", "av_l_av=1e-09", "av_l_av=1e-08"]
+    assert [c.name for c in conditions(cfg, experts, True, 0)] == main + extra
+    assert [c.name for c in conditions(cfg, experts, True, 1)] == main
+    assert [c.name for c in conditions(cfg, experts, False, 0)] == main
+    every = resolve_bench_config("cpu", ["ablation_seeds=0"])
+    assert [c.name for c in conditions(every, experts, True, 2)] == main + extra
+    # every continued condition starts from the seed's baseline, which trains from scratch
+    assert [c.from_baseline for c in conditions(cfg, experts, True, 0)] == [False] + [True] * 7
 
 
 def _check_outputs(out, conditions):
@@ -88,9 +104,11 @@ def test_ci_preset_faceformer_plumbing_and_resume(tmp_path):
     over = ["animators=[faceformer]", "ablations=false", "sweep_l_av=[]", "video_sentences=0"]
     first = run_bench("ci", out, over)
     _check_outputs(out, ["baseline", "av_paper", "av_tuned"])
+    last = out / "runs" / "faceformer" / "seed0" / "av_tuned" / "run" / "last.json"
+    stamp = last.stat().st_mtime_ns
     again = run_bench("ci", out, over)  # every step done: nothing retrained, same numbers
-    assert again["table"] == first["table"]
-    assert all(v < 5 for v in again["timings_s"].values())
+    assert again["table"] == first["table"] and last.stat().st_mtime_ns == stamp
+    assert again["timings_s"] == first["timings_s"]  # the times recorded when the steps ran
     with pytest.raises(BadInputError, match="another config"):
         run_bench("ci", out, [*over, "epochs=3"])
 
