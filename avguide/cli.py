@@ -98,7 +98,8 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     out.add_argument("--resume", metavar="RUN", help="continue this run exactly")
     p.add_argument("--seed", type=int, help="random seed (default 0)")
     p.add_argument("--expert", metavar="RUN", help="--stage av: the stage-1 expert run")
-    p.add_argument("--modality", choices=["av", "video"], help="--stage expert: audio-visual or visual-only")
+    p.add_argument("--modality", choices=["av", "video", "audio"],
+                   help="--stage expert: audio-visual, visual-only or audio-only (to pretrain the AV audio encoder)")
     p.add_argument("--init", metavar="CKPT", help="--stage expert: start from an avguide run or an Auto-AVSR .pth")
     _add_common(p)
 

@@ -11,6 +11,8 @@ Presets only fill in numbers:
   whose state dicts match ``avsr_trlrwlrs2lrs3vox2avsp_base.pth`` / ``vsr_trlrs3vox2_base.pth``.
 - :func:`avsr_cpu_small` / :func:`vsr_cpu_small`: narrow experts with a character vocabulary
   that train on a CPU (64x64 or 44x44 lip crops).
+- :func:`asr_cpu_small`: the audio-only model whose encoder has exactly the shape of
+  ``avsr_cpu_small``'s audio encoder, to pretrain it cheaply (no rendering, no video front-end).
 """
 
 from __future__ import annotations
@@ -27,10 +29,12 @@ class ExpertConfig:
     """Every hyper-parameter of an Auto-AVSR-style expert.
 
     ``modality`` "av" builds the audio-visual model (video ``encoder`` + audio ``aux_encoder``
-    + ``fusion``), "v" the visual-only model (``encoder`` only).
+    + ``fusion``), "v" the visual-only model (``encoder`` only), "a" the audio-only model: its
+    ``encoder`` is an audio encoder built from the ``aux_*`` fields and ``audio_widths``, so its
+    weights fit an AV expert's ``aux_encoder`` of the same config (audio pretraining).
     """
 
-    modality: Literal["av", "v"] = "av"
+    modality: Literal["av", "v", "a"] = "av"
     odim: int = 5049
     # visual encoder (Auto-AVSR names)
     adim: int = 768
@@ -76,7 +80,9 @@ class ExpertConfig:
                         (self.aux_cnn_module_kernel, "aux_cnn_module_kernel")):
             if k < 1 or k % 2 == 0:
                 errs.append(f"{name}: must be odd and positive, got {k}")
-        if self.modality == "av" and self.aux_adim != self.adim:
+        if self.modality not in ("av", "v", "a"):
+            errs.append(f"modality: 'av', 'v' or 'a', got {self.modality!r}")
+        if self.modality in ("av", "a") and self.aux_adim != self.adim:
             errs.append(f"aux_adim: must equal adim ({self.adim}) for fusion, got {self.aux_adim}")
         if not 0.0 <= self.mtlalpha <= 1.0:
             errs.append(f"mtlalpha: must be in [0, 1], got {self.mtlalpha}")
@@ -162,7 +168,7 @@ def vsr_base() -> ExpertConfig:
     return ExpertConfig(modality="v")
 
 
-def _cpu_small(modality: Literal["av", "v"], odim: int) -> ExpertConfig:
+def _cpu_small(modality: Literal["av", "v", "a"], odim: int) -> ExpertConfig:
     return ExpertConfig(
         modality=modality, odim=odim,
         adim=192, aheads=4, eunits=768, elayers=4, cnn_module_kernel=15,
@@ -186,6 +192,17 @@ def vsr_cpu_small(odim: int = 30) -> ExpertConfig:
     return _cpu_small("v", odim)
 
 
-PRESETS = {"avsr_base": avsr_base, "vsr_base": vsr_base,
-           "avsr_cpu_small": avsr_cpu_small, "vsr_cpu_small": vsr_cpu_small}
+def asr_cpu_small(odim: int = 30) -> ExpertConfig:
+    """Audio-only model whose encoder is ``avsr_cpu_small``'s audio encoder (3 Conformer layers,
+    widths 16..128), for pretraining it (``--modality audio``)."""
+    return _cpu_small("a", odim)
+
+
+def asr_base() -> ExpertConfig:
+    """Audio-only model whose encoder is :func:`avsr_base`'s audio encoder (12 layers, 768 wide)."""
+    return ExpertConfig(modality="a")
+
+
+PRESETS = {"avsr_base": avsr_base, "vsr_base": vsr_base, "asr_base": asr_base, "avsr_cpu_small": avsr_cpu_small,
+           "vsr_cpu_small": vsr_cpu_small, "asr_cpu_small": asr_cpu_small}
 """Preset name -> function returning an :class:`ExpertConfig`."""

@@ -1,4 +1,5 @@
-"""The Auto-AVSR lip-reading expert: audio-visual (``build_avsr``) or visual-only (``build_vsr``).
+"""The Auto-AVSR lip-reading expert: audio-visual (``build_avsr``) or visual-only (``build_vsr``);
+also audio-only (``modality="a"``), to pretrain the AV expert's audio encoder.
 
     video (B,T,1,H,W) -> encoder ------------------------.
                                                           +-> fusion MLP -> x (B,T,adim)
@@ -88,15 +89,15 @@ class LipReadingExpert(nn.Module):
         super().__init__()
         cfg.validate()
         self.cfg = cfg
-        self.encoder = ConformerEncoder(
-            VisualFrontend(cfg.visual_widths), cfg.adim, cfg.aheads, cfg.eunits, cfg.elayers,
-            cfg.cnn_module_kernel, cfg.dropout_rate, cfg.transformer_attn_dropout_rate)
         self.aux_encoder = self.fusion = None
+        if cfg.modality == "a":  # audio-only: the audio encoder is the main one
+            self.encoder = _audio_encoder(cfg)
+        else:
+            self.encoder = ConformerEncoder(
+                VisualFrontend(cfg.visual_widths), cfg.adim, cfg.aheads, cfg.eunits, cfg.elayers,
+                cfg.cnn_module_kernel, cfg.dropout_rate, cfg.transformer_attn_dropout_rate)
         if cfg.modality == "av":
-            self.aux_encoder = ConformerEncoder(
-                AudioFrontend(cfg.audio_widths), cfg.aux_adim, cfg.aux_aheads, cfg.aux_eunits,
-                cfg.aux_elayers, cfg.aux_cnn_module_kernel, cfg.aux_dropout_rate,
-                cfg.aux_transformer_attn_dropout_rate)
+            self.aux_encoder = _audio_encoder(cfg)
             self.fusion = MLPHead(cfg.adim + cfg.aux_adim, cfg.fusion_hdim, cfg.adim, cfg.fusion_norm)
         self.proj_decoder = nn.Linear(cfg.adim, cfg.ddim) if cfg.adim != cfg.ddim else None
         self.decoder = None
@@ -114,10 +115,11 @@ class LipReadingExpert(nn.Module):
         """Run the encoder(s) and the fusion.
 
         Args:
-            video: (B, T, 1, H, W) float normalised grayscale lip frames at 25 fps.
-            video_lengths: (B,) int valid frames.
+            video: (B, T, 1, H, W) float normalised grayscale lip frames at 25 fps (None for
+                the audio-only model).
+            video_lengths: (B,) int valid frames (25 fps; for the audio-only model too).
             audio: AV model: (B, L) or (B, L, 1) float normalised 16 kHz audio with
-                L // 640 == T; visual-only model: must be None.
+                L // 640 == T; audio-only model: L = T * 640; visual-only model: must be None.
             audio_lengths: (B,) int valid samples (AV model; divided by 640 for its mask).
         Returns:
             :class:`Encoded`.
@@ -125,9 +127,11 @@ class LipReadingExpert(nn.Module):
             BadInputError: wrong shapes, lengths out of range, audio given to a visual-only
                 model or missing for an AV model, or audio/video frame counts that differ.
         """
-        if video.dim() != 5 or video.shape[2] != 1:
+        if self.cfg.modality == "a":
+            return self._encode_audio_only(video, video_lengths, audio, audio_lengths)
+        if video is None or video.dim() != 5 or video.shape[2] != 1:
             raise BadInputError(f"video: expected (B, T, 1, H, W) grayscale frames, "
-                                f"got shape {tuple(video.shape)}")
+                                f"got {None if video is None else tuple(video.shape)}")
         B, T = video.shape[:2]
         mask = length_mask(video_lengths.to(video.device), T).unsqueeze(1)  # (B, 1, T)
         video_feat = self.encoder(video, mask)  # (B, T, adim)
@@ -149,6 +153,24 @@ class LipReadingExpert(nn.Module):
         audio_feat = self.aux_encoder(audio, audio_mask)  # (B, T, aux_adim)
         fused = self.fusion(torch.cat([video_feat, audio_feat], dim=-1))  # (B, T, adim)
         return Encoded(fused, video_lengths, mask, video_feat, audio_feat)
+
+    def _encode_audio_only(self, video, frame_lengths: torch.Tensor, audio: torch.Tensor | None,
+                           audio_lengths: torch.Tensor | None) -> Encoded:
+        """Audio-only model: ``audio`` (B, L) with L a multiple of 640 -> T = L // 640 frames;
+        ``frame_lengths`` (B,) are the valid frames (``video`` must be None)."""
+        if video is not None:
+            raise BadInputError("video: this expert is audio-only; pass video=None")
+        if audio is None or audio_lengths is None:
+            raise BadInputError("audio / audio_lengths: required by the audio-only expert")
+        if audio.dim() == 3:
+            audio = audio.squeeze(-1)  # (B, L)
+        if audio.dim() != 2 or audio.shape[1] % SAMPLES_PER_FRAME or audio.shape[1] == 0:
+            raise BadInputError(f"audio: expected (B, L) with L a positive multiple of {SAMPLES_PER_FRAME} "
+                                f"samples (one 25 fps frame each), got shape {tuple(audio.shape)}")
+        T = audio.shape[1] // SAMPLES_PER_FRAME
+        mask = length_mask(frame_lengths.to(audio.device), T).unsqueeze(1)  # (B, 1, T)
+        feat = self.encoder(audio, mask)  # (B, T, adim)
+        return Encoded(feat, frame_lengths, mask, feat, feat)
 
     def ctc_log_probs(self, encoded: Encoded) -> torch.Tensor:
         """(B, T, odim) float CTC log-probabilities of the encoded batch."""
@@ -214,8 +236,15 @@ class LipReadingExpert(nn.Module):
         return self.losses(self.encode(video, video_lengths, audio, audio_lengths), targets)
 
 
+def _audio_encoder(cfg: ExpertConfig) -> ConformerEncoder:
+    """The raw-waveform audio encoder (ResNet1D front-end + Conformer) of the ``aux_*`` fields."""
+    return ConformerEncoder(AudioFrontend(cfg.audio_widths), cfg.aux_adim, cfg.aux_aheads, cfg.aux_eunits,
+                            cfg.aux_elayers, cfg.aux_cnn_module_kernel, cfg.aux_dropout_rate,
+                            cfg.aux_transformer_attn_dropout_rate)
+
+
 def build_expert(cfg: ExpertConfig) -> LipReadingExpert:
-    """Expert of ``cfg.modality`` ("av" or "v") with every hyper-parameter from ``cfg``."""
+    """Expert of ``cfg.modality`` ("av", "v" or "a") with every hyper-parameter from ``cfg``."""
     return LipReadingExpert(cfg)
 
 

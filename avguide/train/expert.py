@@ -11,6 +11,9 @@
 
 ``modality: video`` trains the visual-only expert, i.e. the evaluation reader (its camera rule
 defaults to the sequence mean, the reader's rule; see :mod:`avguide.lipreader.reader`).
+``modality: audio`` trains an audio-only model (no rendering, no video front-end: several times
+cheaper per step) whose encoder then initialises an AV expert's audio encoder (``init_audio``),
+as Auto-AVSR builds its AV model from separately trained audio and visual encoders.
 Entry point for the CLI: :func:`run_expert_stage`.
 """
 
@@ -53,15 +56,20 @@ class ExpertStageConfig:
 
     Attributes:
         data: dataset root (:func:`avguide.data.layouts.open_dataset`).
-        modality: "av" (audio-visual expert, the stage-2 loss) or "video" (visual-only: the
-            evaluation reader).
+        modality: "av" (audio-visual expert, the stage-2 loss), "video" (visual-only: the
+            evaluation reader) or "audio" (audio-only, to pretrain the AV expert's audio encoder).
         size: "cpu_small" (``avsr_cpu_small`` / ``vsr_cpu_small``, char tokens) or "base"
             (Auto-AVSR base, SentencePiece tokens, 88x88).
         expert: overrides of :class:`avguide.lipreader.config.ExpertConfig` fields
             (e.g. ``expert.elayers=2``).
         tokenizer: "auto" (char for cpu_small, spm for base), "char" or "spm".
         init: weights to start from: an avguide run/checkpoint directory, or an Auto-AVSR
-            ``.pth`` (``size=base``); null trains from scratch.
+            ``.pth`` (``size=base``); null trains from scratch. Weights of another modality's
+            expert load where names and shapes fit (a visual-only run fills an AV expert's
+            visual encoder, CTC head and decoder).
+        init_audio: AV only: an audio-only run (``modality=audio``) whose encoder initialises the
+            audio encoder (``aux_encoder``), after ``init``; without ``init``, its CTC head and
+            decoder are loaded too.
         crop: lip crop side; 0 = auto (44 for cpu_small: 48x48 render -> 44x44; 88 for base:
             96 -> 88).
         camera: lip camera rule; "auto" = "template" for av, "sequence_mean" for video.
@@ -74,11 +82,12 @@ class ExpertStageConfig:
     """
 
     data: str = ""
-    modality: Literal["av", "video"] = "av"
+    modality: Literal["av", "video", "audio"] = "av"
     size: Literal["cpu_small", "base"] = "cpu_small"
     expert: dict[str, Any] = field(default_factory=dict)
     tokenizer: Literal["auto", "char", "spm"] = "auto"
     init: str | None = None
+    init_audio: str | None = None
     crop: int = 0
     camera: Literal["auto", "template", "sequence_mean"] = "auto"
     cache_dir: str | None = None
@@ -114,6 +123,8 @@ class ExpertStageConfig:
             errs.append(f"expert: unknown field(s) {bad}; allowed: {', '.join(sorted(names))}")
         if self.init and self.init.endswith((".pth", ".pt", ".ckpt")) and self.size != "base":
             errs.append("init: an Auto-AVSR .pth needs size=base")
+        if self.init_audio and self.modality != "av":
+            errs.append(f"init_audio: only for modality=av (the audio-visual expert), got modality={self.modality}")
         return errs
 
     # resolved values -------------------------------------------------------------------------
@@ -132,8 +143,8 @@ class ExpertStageConfig:
 
     def expert_config(self, odim: int) -> ExpertConfig:
         """The expert's hyper-parameters: preset of ``size`` x ``modality``, then ``expert``."""
-        v = self.modality == "video"
-        preset = PRESETS[("vsr_" if v else "avsr_") + self.size]
+        prefix = {"av": "avsr_", "video": "vsr_", "audio": "asr_"}[self.modality]
+        preset = PRESETS[prefix + self.size]
         cfg = preset() if self.size == "base" else preset(odim)
         over = {k: (tuple(x) if isinstance(x, list) else x) for k, x in self.expert.items()}
         return dataclasses.replace(cfg, odim=odim, **over).validate()
@@ -157,18 +168,23 @@ def align_audio(audio: torch.Tensor, audio_lengths: torch.Tensor, video_lengths:
     return out * valid, lengths
 
 
-def expert_inputs(batch: Batch, cache: RenderCache, modality: str, audio_mode: str,
+def expert_inputs(batch: Batch, cache: RenderCache | None, modality: str, audio_mode: str,
                   aug: AudioAugmentConfig | None, device: torch.device) -> dict[str, torch.Tensor | None]:
     """Video (cached GT renders) and audio (aligned, optionally augmented/dropped, normalised).
 
     Args:
-        batch: the collated recordings. cache: GT render cache.
-        modality: "av" or "video". audio_mode: "clean", "augment" (training) or "dropped" (zeros).
+        batch: the collated recordings. cache: GT render cache (unused for "audio").
+        modality: "av", "video" or "audio". audio_mode: "clean", "augment" (training) or "dropped"
+            (zeros).
         aug: augmentation settings ("augment" only). device: target device.
     Returns:
         {"video", "video_lengths", "audio", "audio_lengths"} (audio None for video-only).
     """
-    video, vlen = cache.video(batch, device)
+    if modality == "audio":  # 25 fps frames of whole 640-sample blocks; no video, no dropout
+        video, vlen = None, torch.div(batch.audio_lengths, SAMPLES_PER_FRAME, rounding_mode="floor").clamp_min(1)
+        aug = dataclasses.replace(aug, dropout_prob=0.0) if aug is not None else None
+    else:
+        video, vlen = cache.video(batch, device)
     if modality == "video":
         return {"video": video, "video_lengths": vlen, "audio": None, "audio_lengths": None}
     audio, alen = align_audio(batch.audio, batch.audio_lengths, vlen.cpu())
@@ -176,7 +192,7 @@ def expert_inputs(batch: Batch, cache: RenderCache, modality: str, audio_mode: s
         audio, _ = augment_audio(audio, alen, aug)
     elif audio_mode == "dropped":
         audio = torch.zeros_like(audio)
-    return {"video": video, "video_lengths": vlen, "audio": normalize_audio(audio, alen).to(device),
+    return {"video": video, "video_lengths": vlen.to(device), "audio": normalize_audio(audio, alen).to(device),
             "audio_lengths": alen.to(device)}
 
 
@@ -198,24 +214,58 @@ def _load_init(model: LipReadingExpert, init: str) -> None:
     src = load_trained_expert(path, "best").model
     if dataclasses.asdict(src.cfg) != dataclasses.asdict(model.cfg):
         state = src.state_dict()
-        own = model.state_dict()
-        fits = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
-        if not fits:
-            raise BadInputError(f"init {init}: no weight fits this expert")
-        model.load_state_dict(fits, strict=False)  # e.g. a visual-only expert into an AV one
+        if src.cfg.modality == "a" and model.cfg.modality != "a":  # an audio encoder is no visual one
+            state = {k: v for k, v in state.items() if not k.startswith("encoder.")}
+        _load_fitting(model, state, f"init {init}")  # e.g. a visual-only expert into an AV one
     else:
         model.load_state_dict(src.state_dict())
 
 
-def evaluate_split(model: LipReadingExpert, index, refs, cache: RenderCache, tokenizer, modality: str, *,
+def _load_fitting(model: LipReadingExpert, state: dict[str, torch.Tensor], what: str) -> list[str]:
+    """Load the entries of ``state`` whose names and shapes fit ``model``; returns their names.
+
+    Raises:
+        BadInputError: none fits.
+    """
+    own = model.state_dict()
+    fits = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    if not fits:
+        raise BadInputError(f"{what}: no weight fits this expert")
+    model.load_state_dict(fits, strict=False)
+    return sorted(fits)
+
+
+def _load_init_audio(model: LipReadingExpert, init_audio: str, with_heads: bool) -> None:
+    """An audio-only run's encoder into an AV expert's ``aux_encoder`` (all of it, or an error),
+    and with ``with_heads`` its CTC head, decoder projection and decoder where they fit."""
+    src = load_trained_expert(init_audio, "best").model
+    if src.cfg.modality != "a":
+        raise BadInputError(f"init_audio={init_audio}: not an audio-only run (its modality is "
+                            f"{src.cfg.modality!r}; train one with --modality audio)")
+    enc = {f"aux_encoder.{k[len('encoder.'):]}": v for k, v in src.state_dict().items() if k.startswith("encoder.")}
+    own = model.state_dict()
+    bad = [k for k, v in enc.items() if k not in own or own[k].shape != v.shape]
+    bad += [k for k in own if k.startswith("aux_encoder.") and k not in enc]
+    if bad:
+        raise BadInputError(f"init_audio={init_audio}: its encoder does not fit this expert's audio encoder "
+                            f"(e.g. {bad[:3]}); use the same aux_* fields and audio_widths")
+    model.load_state_dict(enc, strict=False)
+    if with_heads:
+        heads = {k: v for k, v in src.state_dict().items() if k.startswith(("ctc.", "decoder.", "proj_decoder."))}
+        if heads:
+            _load_fitting(model, heads, f"init_audio={init_audio}")
+
+
+def evaluate_split(model: LipReadingExpert, index, refs, cache: RenderCache | None, tokenizer, modality: str, *,
                    audio_mode: str = "clean", decode: str = "greedy", beam_size: int = 10, batch_size: int = 8,
                    device: torch.device | str = "cpu") -> dict:
     """CER / WER of an expert on GT renders of some recordings.
 
     Args:
         model: the expert (set to eval mode here). index: the dataset. refs: recordings.
-        cache: GT render cache (its crop/camera must be the expert's). tokenizer: its tokeniser.
-        modality: "av" or "video". audio_mode: "clean" or "dropped" (AV only).
+        cache: GT render cache (its crop/camera must be the expert's; None for "audio").
+        tokenizer: its tokeniser. modality: "av", "video" or "audio". audio_mode: "clean" or
+        "dropped" (AV only).
         decode: "greedy" or "beam". beam_size: beam width. batch_size: recordings per batch.
     Returns:
         {"cer", "wer" (corpus rates), "char_edits", "chars", "word_edits", "words" (their counts), "n",
@@ -271,7 +321,7 @@ def train_expert(cfg: ExpertStageConfig, out_dir: str | Path, resume: bool = Fal
                             f"{cfg.val_split!r} {len(val_refs)} recordings; both must be non-empty")
     if cfg.val_max:
         val_refs = val_refs[: cfg.val_max]
-    cache = RenderCache(assets, crop, rule, cfg.cache_dir or run / "render_cache")
+    cache = None if cfg.modality == "audio" else RenderCache(assets, crop, rule, cfg.cache_dir or run / "render_cache")
     train_set = RecordingDataset(index, train_refs, need_text=True)
 
     model = build_expert(ecfg)
@@ -287,8 +337,11 @@ def train_expert(cfg: ExpertStageConfig, out_dir: str | Path, resume: bool = Fal
         opt.load_state_dict(ts["optimizer"])
         sched.load_state_dict(ts["scheduler"])
         start_epoch, step, best = int(meta["epoch"]), int(meta["step"]), float(ts["best"])
-    elif cfg.init:
-        _load_init(model, cfg.init)
+    else:
+        if cfg.init:
+            _load_init(model, cfg.init)
+        if cfg.init_audio:
+            _load_init_audio(model, cfg.init_audio, with_heads=not cfg.init)
     model = dist.wrap_model(model, ctx)
     log = RunLogger(run, enabled=ctx.is_main, start_step=step)
     weights = {"ctc": ecfg.mtlalpha, "att": 1.0 - ecfg.mtlalpha}
@@ -296,7 +349,7 @@ def train_expert(cfg: ExpertStageConfig, out_dir: str | Path, resume: bool = Fal
                   "video": {"crop": crop, "camera": rule, "fps": 25}}
 
     for epoch in range(start_epoch + 1, cfg.epochs + 1):
-        t0, rs0 = time.perf_counter(), cache.render_seconds
+        t0, rs0 = time.perf_counter(), cache.render_seconds if cache else 0.0
         model.train()
         sampler = None
         if ctx.world_size > 1:
@@ -333,7 +386,7 @@ def train_expert(cfg: ExpertStageConfig, out_dir: str | Path, resume: bool = Fal
         c = dist.mean_across({k: float(val[k]) for k in ("char_edits", "chars", "word_edits", "words")}, ctx)
         cer = c["char_edits"] / max(c["chars"], 1.0)  # corpus rates over all ranks' shards
         values = {**train_logs, "val_cer": cer, "val_wer": c["word_edits"] / max(c["words"], 1.0), "lr": sched.get_last_lr()[0],
-                  "render_s": cache.render_seconds - rs0}
+                  "render_s": cache.render_seconds - rs0 if cache else 0.0}
         is_best = cer < best
         best = min(best, cer)
         if ctx.is_main:
@@ -357,7 +410,7 @@ def run_expert_stage(data: str | None, out: str | Path, *, modality: str | None 
     Args:
         data: ``--data DIR`` (may be omitted when resuming or set in the YAML file).
         out: ``--out RUN``.
-        modality: ``--modality {av,video}`` (None: the config's, default av).
+        modality: ``--modality {av,video,audio}`` (None: the config's, default av).
         init: ``--init CKPT`` (avguide run/checkpoint or Auto-AVSR .pth).
         config_path: optional YAML file of :class:`ExpertStageConfig` fields.
         overrides: ``key=value`` strings (e.g. ``epochs=30``, ``audio.dropout_prob=0.5``).

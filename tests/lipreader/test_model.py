@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from avguide.errors import BadInputError
 from avguide.lipreader.attention import MultiHeadedAttention, relative_position_table
-from avguide.lipreader.config import ExpertConfig, avsr_cpu_small, vsr_cpu_small
+from avguide.lipreader.config import ExpertConfig, asr_cpu_small, avsr_cpu_small, vsr_cpu_small
 from avguide.lipreader.decoder import TransformerDecoder
 from avguide.lipreader.losses import add_sos_eos, label_smoothing_loss
 from avguide.lipreader.model import build_avsr, build_expert, build_vsr
@@ -126,6 +126,24 @@ def test_api_errors():
         vsr(video, vlen, wav, alen, targets)
     with pytest.raises(BadInputError, match="modality must be 'av'"):
         build_avsr(vsr_cpu_small())
+
+
+def test_audio_only_model_shares_the_av_audio_encoder_shapes():
+    """asr_cpu_small's encoder has exactly avsr_cpu_small's aux_encoder entries; it reads audio
+    of whole 640-sample frames and rejects video."""
+    asr, av = build_expert(asr_cpu_small()), build_expert(avsr_cpu_small())
+    enc = {k[len("encoder."):]: v.shape for k, v in asr.state_dict().items() if k.startswith("encoder.")}
+    aux = {k[len("aux_encoder."):]: v.shape for k, v in av.state_dict().items() if k.startswith("aux_encoder.")}
+    assert enc == aux and asr.aux_encoder is None and asr.fusion is None
+    _, vlen, wav, alen, targets = _batch()
+    out = asr.train()(None, vlen, wav, alen, targets)
+    assert torch.isfinite(out["loss"]) and out["loss"] > 0
+    with pytest.raises(BadInputError, match="audio-only; pass video=None"):
+        asr(torch.zeros(2, 6, 1, 32, 32), vlen, wav, alen, targets)
+    with pytest.raises(BadInputError, match="multiple of 640"):
+        asr(None, vlen, wav[:, :-1], alen, targets)
+    with pytest.raises(BadInputError, match="required by the audio-only"):
+        asr(None, vlen, None, None, targets)
 
 
 def test_config_check_lists_every_problem():

@@ -87,6 +87,39 @@ def test_video_modality_and_bad_config(synth3x2, tmp_path):
     assert "expert: unknown field(s) ['nope']" in str(err.value) and "batch_size: must be >= 1" in str(err.value)
 
 
+def test_audio_modality_pretrains_the_av_audio_encoder(synth3x2, tmp_path):
+    """An audio-only run renders nothing; its encoder initialises an AV expert's aux_encoder
+    exactly (and its heads when there is no visual init); misuse gives one clear message."""
+    torch.set_num_threads(1)
+    asr = run_expert_stage(str(synth3x2), tmp_path / "asr", modality="audio",
+                           overrides=TINY + ["epochs=1", f"cache_dir={tmp_path / 'c'}"])
+    assert not (tmp_path / "c").exists() and not (asr / "render_cache").exists()
+    a = load_trained_expert(asr).model
+    assert a.cfg.modality == "a" and a.aux_encoder is None and a.fusion is None
+    assert type(a.encoder.frontend).__name__ == "AudioFrontend"
+    line = json.loads((asr / "metrics.jsonl").read_text().splitlines()[-1])
+    assert math.isfinite(line["train_total"]) and line["val_cer"] >= 0 and line["render_s"] == 0
+
+    av = run_expert_stage(str(synth3x2), tmp_path / "av", modality="av",
+                          overrides=TINY + ["epochs=1", "lr=1e-12", f"init_audio={asr}", f"cache_dir={tmp_path / 'c'}"])
+    first, _, _ = load_checkpoint(av, "last")  # lr 1e-12: one step leaves the loaded parameters as they were
+    params = dict(a.named_parameters())  # (batch-norm running statistics move in any training step)
+    assert sum(k.startswith("encoder.") for k in params) > 10
+    for k, v in params.items():
+        if k.startswith("encoder."):
+            torch.testing.assert_close(first["aux_encoder." + k[len("encoder."):]], v, rtol=0, atol=1e-9)
+        else:  # no visual init: the CTC head and the decoder come from the audio run too
+            torch.testing.assert_close(first[k], v, rtol=0, atol=1e-9)
+    with pytest.raises(BadInputError, match="init_audio: only for modality=av"):
+        run_expert_stage(str(synth3x2), tmp_path / "x", modality="video", overrides=TINY + [f"init_audio={asr}"])
+    with pytest.raises(BadInputError, match="not an audio-only run"):
+        run_expert_stage(str(synth3x2), tmp_path / "y", modality="av",
+                         overrides=TINY + [f"init_audio={av}", f"cache_dir={tmp_path / 'c'}"])
+    with pytest.raises(BadInputError, match="does not fit this expert's audio encoder"):
+        run_expert_stage(str(synth3x2), tmp_path / "z", modality="av",
+                         overrides=TINY + [f"init_audio={asr}", "expert.aux_elayers=2", f"cache_dir={tmp_path / 'c'}"])
+
+
 def test_expert_config_from_preset_and_overrides():
     cfg = ExpertStageConfig(data="x", modality="video", expert={"elayers": 2, "visual_widths": [8, 8, 16, 16]})
     e = cfg.expert_config(30)
