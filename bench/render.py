@@ -13,8 +13,10 @@ w.r.t. the vertices. Medians over ``--reps`` after one warm-up, wall clock and p
 The batch is rendered in ``--workers`` threads (:func:`avguide.render.parallel.map_batch`, as
 ``expert_input(workers=...)`` does in training), each with ``--threads`` intra-op threads: the
 default 1 x 2 uses two cores. The ``1 worker`` column times the same frames in one call, side by
-side; the last column compares with ``render_mesh_reference`` (reference rasteriser and full-image
-primitives) on ``--ref-batch`` frames, per frame.
+side. ``expert window`` times the path ``expert_input`` takes in training: the lip camera draws only
+the 88x88 crop and a one-pixel ring (the same expert input). The last column compares with
+``render_mesh_reference`` (reference rasteriser and full-image primitives) on ``--ref-batch``
+frames, per frame.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import numpy as np
 import torch
 
 from avguide.render import expert_crop, face_neighbors, lip_camera, lip_face_mask, render_mesh
+from avguide.render.lipcam import CROP_SIZE
 from avguide.render.mesh import render_mesh_reference
 from avguide.render.parallel import map_batch
 
@@ -96,8 +99,11 @@ def bench_mesh(name, verts, faces, lips, albedo, jaw, batch, size, reps, ref_bat
     w = torch.rand(batch, 1, 1, generator=rng) * 0.6
     frames = verts[None] + w * jaw[None] + 2e-4 * torch.randn((batch, *verts.shape), generator=rng)  # (B, V, 3)
 
-    def lip_input(render=render_mesh, **kw):
-        return lambda sl, x: expert_crop(render(x, faces, cam, albedo, neighbors=nb, **kw)[0])
+    # the training path (expert_input) draws only the 88x88 crop and a 1-pixel ring
+    window = cam.window((size - CROP_SIZE) // 2 - 1, (size - CROP_SIZE) // 2 - 1, (CROP_SIZE + 2, CROP_SIZE + 2))
+
+    def lip_input(render=render_mesh, camera=cam, **kw):
+        return lambda sl, x: expert_crop(render(x, faces, camera, albedo, neighbors=nb, **kw)[0])
 
     def fwd():
         with torch.no_grad():
@@ -110,6 +116,7 @@ def bench_mesh(name, verts, faces, lips, albedo, jaw, batch, size, reps, ref_bat
     f_wall, f_cpu = median_ms(fwd, reps)
     fb_wall, fb_cpu = median_ms(lambda: fwd_bwd(face_mask=mask), reps)
     one_wall, _ = median_ms(lambda: fwd_bwd(face_mask=mask, n_workers=1), reps)
+    win_wall, win_cpu = median_ms(lambda: fwd_bwd(face_mask=mask, camera=window), reps)
     ratio = ""
     if ref_batch > 0:
         sub = frames[:ref_batch]
@@ -118,9 +125,10 @@ def bench_mesh(name, verts, faces, lips, albedo, jaw, batch, size, reps, ref_bat
         ratio = f" | reference/fast (B={ref_batch}) {ref_wall / fast_wall:6.1f}x"
     print(f"{name:>14s} V={verts.shape[0]:6d} F={faces.shape[0]:6d} {size:4d}px B={batch:3d} | fwd {f_wall / batch:7.2f} "
           f"ms/frame (cpu {f_cpu / batch:6.2f}) | fwd+bwd {fb_wall / batch:7.2f} ms/frame (cpu {fb_cpu / batch:6.2f}) "
-          f"| 1 worker {one_wall / batch:7.2f} ({one_wall / fb_wall:4.2f}x)"
+          f"| 1 worker {one_wall / batch:7.2f} ({one_wall / fb_wall:4.2f}x) | expert window fwd+bwd "
+          f"{win_wall / batch:7.2f} (cpu {win_cpu / batch:6.2f}; full/window {fb_wall / win_wall:4.2f}x)"
           + ratio, flush=True)
-    return f_wall / batch, fb_wall / batch
+    return f_wall / batch, fb_wall / batch, win_wall / batch
 
 
 def main() -> None:
@@ -161,9 +169,9 @@ def main() -> None:
             for s in [int(x) for x in a.sizes.split(",") if int(x) != 96]:
                 rows[(name, 32, s)] = bench_mesh(name, *args, 32, s, a.reps, 0, a.workers, rng)
     base = rows[("default head", 32, 96)]
-    print("\nratios to the default head at 96px, batch 32 (fwd | fwd+bwd):")
-    for (name, b, s), (fw, fb) in rows.items():
-        print(f"  {name:>14s} B={b:3d} {s:4d}px: {fw / base[0]:6.2f}x | {fb / base[1]:6.2f}x")
+    print("\nratios to the default head at 96px, batch 32 (fwd | fwd+bwd | expert window fwd+bwd):")
+    for (name, b, s), (fw, fb, wb) in rows.items():
+        print(f"  {name:>14s} B={b:3d} {s:4d}px: {fw / base[0]:6.2f}x | {fb / base[1]:6.2f}x | {wb / base[2]:6.2f}x")
 
 
 if __name__ == "__main__":

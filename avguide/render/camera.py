@@ -56,6 +56,16 @@ class Camera:
         return Camera(f(self.rotation), f(self.translation), f(self.focal), f(self.center),
                       self.size, self.orthographic)
 
+    def window(self, top: int, left: int, size: tuple[int, int]) -> "Camera":
+        """The same cameras drawing only the pixels ``[top, top + H) x [left, left + W)`` of their
+        image, as an (H, W) image (the principal point moves by the integer offset).
+
+        Pixel (r, c) of the window is pixel (top + r, left + c) of the full image; the projected
+        coordinates differ from the full image's minus the offset by float32 rounding only.
+        """
+        off = torch.tensor([left, top], dtype=self.center.dtype, device=self.center.device)
+        return Camera(self.rotation, self.translation, self.focal, self.center - off, tuple(size), self.orthographic)
+
     def repeat_interleave(self, repeats: int | torch.Tensor) -> "Camera":
         """Camera n repeated ``repeats[n]`` times (e.g. one camera per sequence -> per frame)."""
         f = lambda t: t.repeat_interleave(repeats, dim=0)  # noqa: E731

@@ -190,6 +190,10 @@ def expert_input(verts: torch.Tensor, lengths: torch.Tensor, fps: float, faces: 
     bi, ti = valid.nonzero(as_tuple=True)  # rendered frames only
     frames = v25[bi, ti]  # (N, V, 3)
     cams = cam.repeat_interleave(torch.bincount(bi, minlength=b))
+    # draw only the 88x88 centre crop plus a one-pixel ring (the antialiasing of a crop pixel
+    # reads its four neighbours): the same crop as the full 96x96 image, 12 % fewer pixels
+    h, w = cams.size
+    cams = cams.window((h - CROP_SIZE) // 2 - 1, (w - CROP_SIZE) // 2 - 1, (CROP_SIZE + 2, CROP_SIZE + 2))
 
     def render(sl: slice, chunk_frames: torch.Tensor) -> torch.Tensor:
         img, _ = render_mesh(chunk_frames, faces, cams.select(sl), albedo, lights=lights, neighbors=neighbors,

@@ -186,3 +186,27 @@ def test_render_mesh_with_nothing_in_view():
     (img.sum() + cov.sum()).backward()
     assert torch.equal(img, torch.full_like(img, 0.5)) and not bool(cov.any())
     assert torch.equal(v.grad, torch.zeros_like(v))
+
+
+def test_expert_input_draws_only_the_crop_window_and_matches_the_full_render(head):
+    """expert_input renders the 88x88 crop plus a 1-pixel ring; the full 96x96 render, cropped,
+    gives the same input and the same vertex gradient (up to float32 rounding of the shifted
+    pixel coordinates)."""
+    from avguide.render import expert_crop, expert_input
+
+    g = torch.Generator().manual_seed(7)
+    alb = albedo_from_parts(torch.from_numpy(head.vertex_part.astype(np.int64)), head.part_names)
+    nb = face_neighbors(head.faces)
+    w = torch.rand(1, 5, 1, 1, generator=g) * 0.6  # (B, T, 1, 1) jaw opening, T = 5 frames at 25 fps
+    v = (head.vertices + w * head.jaw_open + 2e-4 * torch.randn(1, 5, *head.vertices.shape, generator=g))
+    v.requires_grad_(True)
+    cam = lip_camera(head.vertices[None], head.lips)
+    weights = torch.randn(5, 1, 88, 88, generator=g)
+    video, _ = expert_input(v, torch.tensor([5]), 25.0, head.faces, cam, alb, neighbors=nb)
+    (grad,) = torch.autograd.grad((video[0] * weights).sum(), v)
+    img, _ = render_mesh(v[0], head.faces, cam, alb, neighbors=nb)  # (5, 3, 96, 96)
+    full = expert_crop(img)
+    (ref_grad,) = torch.autograd.grad((full * weights).sum(), v)
+    assert img.shape[-1] == 96 and video.shape[-1] == 88
+    torch.testing.assert_close(video[0], full, rtol=0, atol=1e-4)
+    torch.testing.assert_close(grad, ref_grad, rtol=1e-3, atol=1e-4 * float(ref_grad.abs().max()))
