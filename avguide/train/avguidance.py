@@ -61,6 +61,14 @@ class AVGuidanceConfig:
             cannot transfer across experts: |dL_av/d(pred)| was ~7e-3 for an untrained tiny
             expert and ~600 for a trained one, while |dL_mse/d(pred)| of a trained animator is
             ~1e-6 (see the benchmark report).
+        balance_on: where ``balance`` compares the gradients. "vertices": on the predicted
+            vertices, against the vertex loss (above). "parameters": on the animator's
+            parameters, against all of its own losses (every term but the AV ones and l_rlv),
+            |d(l_av L_av)/d(theta)| = balance * |d(L_animator)/d(theta)|. Use "parameters" when
+            the animator is not trained through its vertices: CodeTalker's stage-2 loss is driven
+            by the code-feature regression ``reg`` (codec units), which never passes through the
+            vertices, so a vertex-balanced AV term is ~1e-5 of what trains it and changes no
+            prediction. Costs two more backward passes through the animator (not the renderer).
         probe_every: every this many steps, log the norms of d(l_av L_av)/d(pred) and
             d(l_mse L_mse)/d(pred) (one extra backward through the renderer); 0 disables.
         face_slack: faces drawn are those projecting within the lip image enlarged by this
@@ -80,6 +88,7 @@ class AVGuidanceConfig:
     expert_mode: Literal["frozen", "finetune"] = "frozen"
     expert_lr: float = 1e-5
     balance: float = 0.0
+    balance_on: Literal["vertices", "parameters"] = "vertices"
     probe_every: int = 10
     face_slack: float = 0.5
     render_workers: int = 2
@@ -93,6 +102,8 @@ class AVGuidanceConfig:
             errors.append(f"av.expert_lr: must be > 0, got {self.expert_lr}")
         if self.probe_every < 0 or self.face_slack < 0 or self.balance < 0:
             errors.append("av.probe_every, av.face_slack and av.balance: must be >= 0")
+        if self.balance_on not in ("vertices", "parameters"):
+            errors.append(f"av.balance_on: 'vertices' or 'parameters', got {self.balance_on!r}")
         if self.render_workers < 1:
             errors.append(f"av.render_workers: must be >= 1, got {self.render_workers}")
         return errors
@@ -206,19 +217,38 @@ class AVGuidance:
         return {"ctc": out["loss_ctc"], "ce": out["loss_att"], "rlv": rlv}
 
 
-def balanced_l_av(pred: torch.Tensor, losses: dict[str, torch.Tensor], cfg: AVGuidanceConfig) -> float:
-    """The l_av that makes |d(l_av L_av)/d(pred)| = cfg.balance * |d(l_mse L_mse)/d(pred)| (graph kept).
+def balanced_l_av(pred: torch.Tensor, losses: dict[str, torch.Tensor], cfg: AVGuidanceConfig,
+                  params: list[torch.Tensor] | None = None, weights: dict[str, float] | None = None) -> float:
+    """The l_av that balances the AV gradient against the animator's (graph kept).
+
+    ``cfg.balance_on`` "vertices": |d(l_av L_av)/d(pred)| = balance * |d(l_mse L_mse)/d(pred)|.
+    "parameters": |d(l_av L_av)/d(params)| = balance * |d(sum_k w_k L_k)/d(params)| over the
+    animator's own terms k (all but "ctc", "ce", "rlv"); the AV gradient is taken on ``pred``
+    once (through the renderer and the expert) and carried to the parameters from there.
 
     Args:
-        pred: (B, T, V, 3) float prediction in the graph of ``losses`` ("mse", "ctc", "ce").
-        cfg: l_mse, l_ctc, l_ce and ``balance`` (> 0).
+        pred: (B, T, V, 3) float prediction in the graph of ``losses`` ("mse", "ctc", "ce", ...).
+        losses: the named scalar terms.
+        cfg: l_mse, l_ctc, l_ce, ``balance`` (> 0) and ``balance_on``.
+        params: the animator's trainable parameters ("parameters" only).
+        weights: the weights of the animator's own terms ("parameters" only).
     Returns:
         l_av as a float (0 when the AV gradient is exactly zero).
     """
     (g_av,) = torch.autograd.grad(cfg.l_ctc * losses["ctc"] + cfg.l_ce * losses["ce"], pred, retain_graph=True)
-    (g_mse,) = torch.autograd.grad(cfg.l_mse * losses["mse"], pred, retain_graph=True)
-    n_av = float(g_av.norm())
-    return cfg.balance * float(g_mse.norm()) / n_av if n_av > 0 else 0.0
+    if cfg.balance_on == "vertices":
+        (g_mse,) = torch.autograd.grad(cfg.l_mse * losses["mse"], pred, retain_graph=True)
+        n_av, n_base = float(g_av.norm()), float(g_mse.norm())
+    else:
+        own = sum(weights[k] * v for k, v in losses.items() if k not in (*AV_TERMS, "rlv") and weights.get(k, 0) > 0)
+        n_av = _norm(torch.autograd.grad(pred, params, grad_outputs=g_av, retain_graph=True, allow_unused=True))
+        n_base = _norm(torch.autograd.grad(own, params, retain_graph=True, allow_unused=True))
+    return cfg.balance * n_base / n_av if n_av > 0 else 0.0
+
+
+def _norm(grads) -> float:
+    """L2 norm of a tuple of gradients (None entries count as zero)."""
+    return float(torch.sqrt(sum(g.square().sum() for g in grads if g is not None)))
 
 
 def gradient_probe(pred: torch.Tensor, losses: dict[str, torch.Tensor], cfg: AVGuidanceConfig,

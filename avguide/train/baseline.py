@@ -145,6 +145,7 @@ def train_animator(cfg: AnimatorTrainConfig, out: str | Path, *, resume: bool = 
         _init_codebook(model.vqvae, offsets[:16], cfg.seed)
     model.to(ctx.device)
     opt = build_optimizer(model, cfg.optim)
+    params = [p for p in model.parameters() if p.requires_grad]  # the animator's (av.balance_on=parameters)
     if guide is not None and guide.trainable:
         opt.add_param_group({"params": list(guide.expert.parameters()), "lr": cfg.av.expert_lr})
     if resume:
@@ -180,7 +181,8 @@ def train_animator(cfg: AnimatorTrainConfig, out: str | Path, *, resume: bool = 
             if guide is not None:
                 losses.update(guide.losses(out["pred"], batch, expert_ddp))
                 if cfg.av.balance > 0:  # this step's l_av from the gradient norms on the prediction
-                    l_av = D.mean_across({"l_av": balanced_l_av(out["pred"], losses, cfg.av)}, ctx)["l_av"]
+                    l_av = balanced_l_av(out["pred"], losses, cfg.av, params, weights)
+                    l_av = D.mean_across({"l_av": l_av}, ctx)["l_av"]
                     step_av = dataclasses.replace(cfg.av, l_av=l_av)
                     step_weights = {**weights, **loss_weights(step_av)}
             total, logs = combine(losses, step_weights)

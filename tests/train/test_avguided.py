@@ -136,6 +136,42 @@ def test_balanced_l_av_sets_the_gradient_ratio(synth_av, tmp_path):
     train_animator(cfg, tmp_path / "bal")
     row = json.loads((tmp_path / "bal" / "metrics.jsonl").read_text().splitlines()[0])
     assert row["train_gnorm_ratio"] == pytest.approx(0.5, rel=1e-4) and row["train_l_av"] > 0
+    cfg = load_train_config(None, [f"data={data}", *AV_TINY, "optim.epochs=1", f"av.expert={expert_run}",
+                                   "av.which=last", "av.balance=0.5", "av.balance_on=parameters"], None)
+    train_animator(cfg, tmp_path / "bal_params")  # the training loop passes the animator's parameters
+    row = json.loads((tmp_path / "bal_params" / "metrics.jsonl").read_text().splitlines()[0])
+    assert math.isfinite(row["train_l_av"]) and row["train_l_av"] > 0
+
+
+def test_balance_on_parameters_counts_terms_that_bypass_the_vertices(synth_av):
+    """balance_on=parameters: |d(l_av L_av)/d(theta)| = balance * |d(own losses)/d(theta)|, checked
+    with plain .backward() into .grad; an own term that never reaches the vertices (CodeTalker's
+    code regression) raises the balanced l_av, which the vertex balance cannot see."""
+    data, expert_run = synth_av
+    index, batch = _batch(data)
+    guide = _guide(index, expert_run)
+    offsets = (batch.vertices - batch.template[:, None]).detach()
+    theta = (0.5 * offsets).clone().requires_grad_()  # "features" of a toy animator
+    scale = torch.tensor(1.0, requires_grad=True)
+
+    def forward():
+        pred = batch.template[:, None] + scale * theta
+        losses = {"mse": ((pred - batch.vertices) ** 2).mean(), "reg": ((1e3 * (theta - offsets)) ** 2).mean(),
+                  **guide.losses(pred, batch)}
+        return pred, losses
+
+    weights = {"mse": 1.0, "reg": 1.0, "ctc": 0.0, "ce": 0.0, "rlv": 0.0}
+    cfg = AVGuidanceConfig(balance=0.3, balance_on="parameters")
+    pred, losses = forward()
+    l_av = balanced_l_av(pred, losses, cfg, [theta, scale], weights)
+    norms = []
+    for value in (lambda ls: l_av * (cfg.l_ctc * ls["ctc"] + cfg.l_ce * ls["ce"]), lambda ls: ls["mse"] + ls["reg"]):
+        theta.grad = scale.grad = None
+        value(forward()[1]).backward()
+        norms.append(float(torch.sqrt(theta.grad.square().sum() + scale.grad.square())))
+    assert norms[0] / norms[1] == pytest.approx(0.3, rel=1e-4)
+    on_vertices = balanced_l_av(pred, losses, dataclasses.replace(cfg, balance_on="vertices"))
+    assert l_av > 100 * on_vertices  # the regression term dominates what trains theta
 
 
 def test_av_stage_logs_probes_and_finetunes_expert(synth_av, tmp_path):
