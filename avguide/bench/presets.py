@@ -34,6 +34,10 @@ class BenchConfig:
         tuned_balance: > 0: the tuned conditions set l_av every step so that the AV gradient on
             the vertices is this multiple of the vertex-loss gradient (``av.balance``), instead
             of the fixed ``tuned_l_av``.
+        tuned_balance_on: where that balance is measured (``av.balance_on``): "vertices" (the
+            vertex-loss gradient on the predicted vertices) or "parameters" (the animator's own
+            losses on its parameters; needed for CodeTalker, whose code regression never reaches
+            the vertices).
         l_rlv: weight of the lip-vertex regulariser in every AV condition.
         expert_mode: "frozen" or "finetune" in every AV condition.
         probe_every: gradient-probe period (steps) of the AV conditions.
@@ -71,6 +75,7 @@ class BenchConfig:
     paper_l_av: float = 1e-7
     tuned_l_av: float = 1e-4
     tuned_balance: float = 0.0
+    tuned_balance_on: Literal["vertices", "parameters"] = "vertices"
     sweep_l_av: list[float] = field(default_factory=list)
     l_rlv: float = 0.0
     expert_mode: Literal["frozen", "finetune"] = "frozen"
@@ -103,6 +108,8 @@ class BenchConfig:
             errors.append("probe_every, finetune_epochs, finetune_lr and ablation_seeds: must be >= 0")
         if self.video_sentences < 0 or self.video_size < 16 or self.video_size % 2:
             errors.append("video_sentences >= 0 and video_size an even number >= 16")
+        if self.tuned_balance_on not in ("vertices", "parameters"):
+            errors.append(f"tuned_balance_on: 'vertices' or 'parameters', got {self.tuned_balance_on!r}")
         bad = [o for o in self.expert_overrides if "=" not in o]
         if bad:
             errors.append(f"expert_overrides: key=value strings; got {bad}")
@@ -139,7 +146,10 @@ def bench_preset(name: str) -> dict[str, Any]:
       control with the same number of steps. The tuned condition balances the AV gradient at
       0.2x the vertex-loss gradient (the best balance of the session-2 experiment on the default
       benchmark); the sweep brackets the balanced l_av (about 1e-9 there). The ablations and the
-      sweep run for the first seed only. Measured end to end on 2 CPU cores: see README.
+      sweep run for the first seed only. Measured end to end on 2 CPU cores (shared machine, no
+      GPU): 75.6 min wall (4519 s of steps: experts 408 s; per seed, FaceFormer ~370 s and
+      CodeTalker ~900 s, of which its VQ-VAE 330 s and stage 2 400 s; the 4 ablation/sweep runs
+      240 s).
     - ``full``: the default synthetic benchmark (12 x 40), published animator sizes, the base
       expert (88x88), 3 seeds, long schedules: for a GPU.
 

@@ -64,7 +64,7 @@ def conditions(cfg: BenchConfig, experts: dict[str, Path], first_animator: bool,
     out = [Condition("baseline", "baseline", {})]
     if cfg.finetune_epochs:
         out.append(Condition("baseline_more", "baseline", {}))
-    tuned = {**av, "l_av": cfg.tuned_l_av, "balance": cfg.tuned_balance}
+    tuned = {**av, "l_av": cfg.tuned_l_av, "balance": cfg.tuned_balance, "balance_on": cfg.tuned_balance_on}
     out += [Condition("av_paper", "av", {**av, "l_av": cfg.paper_l_av}), Condition("av_tuned", "av", tuned)]
     if first_animator and (cfg.ablation_seeds == 0 or seed_rank < cfg.ablation_seeds):
         if cfg.ablations:

@@ -73,6 +73,11 @@ def test_ablations_and_sweep_run_for_the_first_seeds_only():
     assert [c.name for c in conditions(cfg, experts, True, 0)] == main + extra
     assert [c.name for c in conditions(cfg, experts, True, 1)] == main
     assert [c.name for c in conditions(cfg, experts, False, 0)] == main
+    by_name = {c.name: c for c in conditions(cfg, experts, True, 0)}
+    assert by_name["av_tuned"].av["balance"] == 0.2 and by_name["av_tuned"].av["balance_on"] == "vertices"
+    assert "balance" not in by_name["av_paper"].av and by_name["av_paper"].av["l_av"] == 1e-7
+    params = resolve_bench_config("cpu", ["tuned_balance_on=parameters"])
+    assert conditions(params, experts, False, 0)[3].av["balance_on"] == "parameters"
     every = resolve_bench_config("cpu", ["ablation_seeds=0"])
     assert [c.name for c in conditions(every, experts, True, 2)] == main + extra
     # every continued condition starts from the seed's baseline, which trains from scratch
