@@ -67,8 +67,9 @@ class AVGuidanceConfig:
             |d(l_av L_av)/d(theta)| = balance * |d(L_animator)/d(theta)|. Use "parameters" when
             the animator is not trained through its vertices: CodeTalker's stage-2 loss is driven
             by the code-feature regression ``reg`` (codec units), which never passes through the
-            vertices, so a vertex-balanced AV term is ~1e-5 of what trains it and changes no
-            prediction. Costs two more backward passes through the animator (not the renderer).
+            vertices: on the ``cpu`` benchmark a vertex-balanced AV term (l_av ~3e-10) changed no
+            test prediction, while balanced on the parameters l_av came out at 1e-3 to 1e-2.
+            Costs two more backward passes through the animator (not the renderer).
         probe_every: every this many steps, log the norms of d(l_av L_av)/d(pred) and
             d(l_mse L_mse)/d(pred) (one extra backward through the renderer); 0 disables.
         face_slack: faces drawn are those projecting within the lip image enlarged by this
