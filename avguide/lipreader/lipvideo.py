@@ -32,7 +32,7 @@ from avguide.errors import BadInputError, MissingFileError
 from avguide.lipreader.preprocess import normalize_video
 from avguide.render import (Camera, albedo_from_parts, face_neighbors, lip_camera, render_mesh,
                             resample_fps)
-from avguide.render.lipcam import LUMA
+from avguide.render.lipcam import LUMA, crop_window
 from avguide.render.parallel import map_batch
 
 CameraRule = Literal["template", "sequence_mean"]
@@ -199,8 +199,10 @@ def lip_gray(verts: torch.Tensor, lengths: torch.Tensor, fps: float, assets: Ren
     bi, ti = valid.nonzero(as_tuple=True)
     frames = v25[bi, ti]  # (N, V, 3)
     cams = cam.repeat_interleave(torch.bincount(bi, minlength=b))
-    top = (cam.size[0] - crop) // 2
-    left = (cam.size[1] - crop) // 2
+    if min(cam.size) >= crop + 2:
+        cams, top, left = crop_window(cams, crop), 1, 1  # draw only the crop and its 1-pixel ring
+    else:
+        top, left = (cam.size[0] - crop) // 2, (cam.size[1] - crop) // 2
     luma = torch.tensor(LUMA, dtype=verts.dtype, device=dev).view(1, 3, 1, 1)
 
     def render(sl: slice, chunk_frames: torch.Tensor) -> torch.Tensor:

@@ -140,6 +140,20 @@ def lip_camera(template: torch.Tensor, lip_idx: torch.Tensor, *, size: int = LIP
     return perspective_camera(center + fwd * dist[:, None], center, fov_deg, (size, size), up)
 
 
+def crop_window(cam: Camera, crop: int) -> Camera:
+    """The cameras drawing only their image's centre ``crop`` x ``crop`` square plus a one-pixel
+    ring, as a (crop + 2)-pixel image: the antialiasing of a crop pixel reads its four
+    neighbours, so the crop (the centre of this image) equals the full image's centre crop up to
+    float32 rounding, without drawing the rest.
+
+    Args:
+        cam: cameras of image size (H, W) with H, W >= crop + 2.
+        crop: side of the centre crop.
+    """
+    h, w = cam.size
+    return cam.window((h - crop) // 2 - 1, (w - crop) // 2 - 1, (crop + 2, crop + 2))
+
+
 def expert_crop(images: torch.Tensor) -> torch.Tensor:
     """96x96 RGB mouth renders -> the expert's normalised 88x88 grayscale input.
 
@@ -190,10 +204,7 @@ def expert_input(verts: torch.Tensor, lengths: torch.Tensor, fps: float, faces: 
     bi, ti = valid.nonzero(as_tuple=True)  # rendered frames only
     frames = v25[bi, ti]  # (N, V, 3)
     cams = cam.repeat_interleave(torch.bincount(bi, minlength=b))
-    # draw only the 88x88 centre crop plus a one-pixel ring (the antialiasing of a crop pixel
-    # reads its four neighbours): the same crop as the full 96x96 image, 12 % fewer pixels
-    h, w = cams.size
-    cams = cams.window((h - CROP_SIZE) // 2 - 1, (w - CROP_SIZE) // 2 - 1, (CROP_SIZE + 2, CROP_SIZE + 2))
+    cams = crop_window(cams, CROP_SIZE)  # 90x90: the 88x88 crop and its ring, 12 % fewer pixels
 
     def render(sl: slice, chunk_frames: torch.Tensor) -> torch.Tensor:
         img, _ = render_mesh(chunk_frames, faces, cams.select(sl), albedo, lights=lights, neighbors=neighbors,
