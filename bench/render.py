@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from avguide.render import expert_crop, face_neighbors, lip_camera, lip_face_mask, render_mesh
-from avguide.render.lipcam import CROP_SIZE
+from avguide.render.lipcam import CROP_SIZE, crop_window
 from avguide.render.mesh import render_mesh_reference
 from avguide.render.parallel import map_batch
 
@@ -117,7 +117,7 @@ def bench_mesh(name, verts, faces, lips, albedo, jaw, batch, size, reps, ref_bat
     frames = verts[None] + w * jaw[None] + 2e-4 * torch.randn((batch, *verts.shape), generator=rng)  # (B, V, 3)
 
     # the training path (expert_input) draws only the 88x88 crop and a 1-pixel ring
-    window = cam.window((size - CROP_SIZE) // 2 - 1, (size - CROP_SIZE) // 2 - 1, (CROP_SIZE + 2, CROP_SIZE + 2))
+    window = crop_window(cam, CROP_SIZE)
 
     def lip_input(render=render_mesh, camera=cam, **kw):
         return lambda sl, x: expert_crop(render(x, faces, camera, albedo, neighbors=nb, **kw)[0])
