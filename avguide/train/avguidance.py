@@ -71,7 +71,8 @@ class AVGuidanceConfig:
             test prediction, while balanced on the parameters l_av came out at 1e-3 to 1e-2.
             Costs two more backward passes through the animator (not the renderer).
         probe_every: every this many steps, log the norms of d(l_av L_av)/d(pred) and
-            d(l_mse L_mse)/d(pred) (one extra backward through the renderer); 0 disables.
+            d(l_mse L_mse)/d(pred) (one extra backward through the renderer, shared with
+            ``balance``); 0 disables.
         face_slack: faces drawn are those projecting within the lip image enlarged by this
             fraction of its size on each side, in the template (room for the jaw; a speed-up).
         render_workers: threads rendering chunks of the predicted frames at once
@@ -218,8 +219,24 @@ class AVGuidance:
         return {"ctc": out["loss_ctc"], "ce": out["loss_att"], "rlv": rlv}
 
 
+def av_gradient(pred: torch.Tensor, losses: dict[str, torch.Tensor], cfg: AVGuidanceConfig) -> torch.Tensor:
+    """dL_av/d(pred) with L_av = l_ctc L_ctc + l_ce L_ce (l_av not applied; graph kept): one
+    backward through the expert and the renderer, shared by :func:`balanced_l_av` and
+    :func:`gradient_probe` in a training step.
+
+    Returns:
+        (B, T, V, 3) float, zeros when the AV terms do not depend on ``pred``.
+    """
+    value = cfg.l_ctc * losses["ctc"] + cfg.l_ce * losses["ce"]
+    if not value.requires_grad:
+        return torch.zeros_like(pred)
+    (g,) = torch.autograd.grad(value, pred, retain_graph=True, allow_unused=True)
+    return torch.zeros_like(pred) if g is None else g
+
+
 def balanced_l_av(pred: torch.Tensor, losses: dict[str, torch.Tensor], cfg: AVGuidanceConfig,
-                  params: list[torch.Tensor] | None = None, weights: dict[str, float] | None = None) -> float:
+                  params: list[torch.Tensor] | None = None, weights: dict[str, float] | None = None,
+                  g_av: torch.Tensor | None = None) -> float:
     """The l_av that balances the AV gradient against the animator's (graph kept).
 
     ``cfg.balance_on`` "vertices": |d(l_av L_av)/d(pred)| = balance * |d(l_mse L_mse)/d(pred)|.
@@ -233,10 +250,11 @@ def balanced_l_av(pred: torch.Tensor, losses: dict[str, torch.Tensor], cfg: AVGu
         cfg: l_mse, l_ctc, l_ce, ``balance`` (> 0) and ``balance_on``.
         params: the animator's trainable parameters ("parameters" only).
         weights: the weights of the animator's own terms ("parameters" only).
+        g_av: :func:`av_gradient` of this step, if already computed.
     Returns:
         l_av as a float (0 when the AV gradient is exactly zero).
     """
-    (g_av,) = torch.autograd.grad(cfg.l_ctc * losses["ctc"] + cfg.l_ce * losses["ce"], pred, retain_graph=True)
+    g_av = av_gradient(pred, losses, cfg) if g_av is None else g_av
     if cfg.balance_on == "vertices":
         (g_mse,) = torch.autograd.grad(cfg.l_mse * losses["mse"], pred, retain_graph=True)
         n_av, n_base = float(g_av.norm()), float(g_mse.norm())
@@ -253,7 +271,7 @@ def _norm(grads) -> float:
 
 
 def gradient_probe(pred: torch.Tensor, losses: dict[str, torch.Tensor], cfg: AVGuidanceConfig,
-                   lips: torch.Tensor) -> dict[str, float]:
+                   lips: torch.Tensor, g_av: torch.Tensor | None = None) -> dict[str, float]:
     """Norms of the weighted loss gradients with respect to the predicted vertices.
 
     Args:
@@ -261,6 +279,7 @@ def gradient_probe(pred: torch.Tensor, losses: dict[str, torch.Tensor], cfg: AVG
         losses: named terms "mse", "ctc", "ce" and optionally "rlv" (scalar tensors).
         cfg: the weights.
         lips: (Lv,) int64 lip vertex indices.
+        g_av: :func:`av_gradient` of this step, if already computed.
     Returns:
         Floats: ``gnorm_av`` = |d(l_av L_av)/d(pred)| (L2 over all vertices and frames),
         ``gnorm_av_lips`` (the same over the lip vertices only), ``gnorm_av_unit`` =
@@ -274,7 +293,7 @@ def gradient_probe(pred: torch.Tensor, losses: dict[str, torch.Tensor], cfg: AVG
         (g,) = torch.autograd.grad(value, pred, retain_graph=True, allow_unused=True)
         return torch.zeros_like(pred) if g is None else g
 
-    g_unit = grad_of(cfg.l_ctc * losses["ctc"] + cfg.l_ce * losses["ce"])  # (B, T, V, 3)
+    g_unit = av_gradient(pred, losses, cfg) if g_av is None else g_av  # (B, T, V, 3)
     g_av = cfg.l_av * g_unit
     g_mse = cfg.l_mse * grad_of(losses["mse"])
     out = {"gnorm_av": float(g_av.norm()), "gnorm_av_lips": float(g_av[:, :, lips].norm()),

@@ -25,7 +25,8 @@ from avguide.config import config_to_dict, load_config
 from avguide.errors import BadInputError
 from avguide.metrics.geometry import lve_batch
 from avguide.train import distributed as D
-from avguide.train.avguidance import AVGuidance, AVGuidanceConfig, balanced_l_av, gradient_probe, loss_weights
+from avguide.train.avguidance import (AVGuidance, AVGuidanceConfig, av_gradient, balanced_l_av, gradient_probe,
+                                      loss_weights)
 from avguide.train.checkpoint import (load_checkpoint, load_train_state, save_checkpoint, seed_everything,
                                       start_run)
 from avguide.train.logging import RunLogger
@@ -177,11 +178,14 @@ def train_animator(cfg: AnimatorTrainConfig, out: str | Path, *, resume: bool = 
             out = model(batch.audio, batch.audio_lengths, batch.template, batch.vertices, batch.lengths,
                         batch.subject)
             losses = dict(out["losses"])
-            step_weights, step_av = weights, cfg.av
+            step_weights, step_av, g_av = weights, cfg.av, None
+            probing = guide is not None and cfg.av.probe_every and step % cfg.av.probe_every == 0
             if guide is not None:
                 losses.update(guide.losses(out["pred"], batch, expert_ddp))
+                if cfg.av.balance > 0 or probing:  # one backward through the renderer for both
+                    g_av = av_gradient(out["pred"], losses, cfg.av)
                 if cfg.av.balance > 0:  # this step's l_av from the gradient norms on the prediction
-                    l_av = balanced_l_av(out["pred"], losses, cfg.av, params, weights)
+                    l_av = balanced_l_av(out["pred"], losses, cfg.av, params, weights, g_av)
                     l_av = D.mean_across({"l_av": l_av}, ctx)["l_av"]
                     step_av = dataclasses.replace(cfg.av, l_av=l_av)
                     step_weights = {**weights, **loss_weights(step_av)}
@@ -189,8 +193,8 @@ def train_animator(cfg: AnimatorTrainConfig, out: str | Path, *, resume: bool = 
             if guide is not None and cfg.av.balance > 0:
                 logs["l_av"] = step_av.l_av
             check_finite(logs, f"epoch {epoch}, step {step + 1}")
-            if guide is not None and cfg.av.probe_every and step % cfg.av.probe_every == 0:
-                probe = gradient_probe(out["pred"], losses, step_av, guide.lips)
+            if probing:
+                probe = gradient_probe(out["pred"], losses, step_av, guide.lips, g_av)
                 logs.update(probe)
                 for k, v in probe.items():
                     probes[k] = probes.get(k, 0.0) + v
