@@ -8,7 +8,8 @@ nearest the mouth bisected) and BIWI size (23370 vertices: every triangle split 
 edge midpoints, then the edges nearest the mouth bisected). Each frame is a jaw-open pose with
 0.2 mm jitter rendered by the lip camera (96x96, antialiased, ``lip_face_mask``) and cropped /
 normalised to the expert's 88x88 input; the backward pass is that of ``mean(expert input)``
-w.r.t. the vertices. Medians over ``--reps`` after one warm-up, wall clock and process CPU time.
+w.r.t. the vertices. Medians over ``--reps`` after one warm-up (the full and the window
+forward+backward: 2 reps + 1 alternating pairs), wall clock and process CPU time.
 
 The batch is rendered in ``--workers`` threads (:func:`avguide.render.parallel.map_batch`, as
 ``expert_input(workers=...)`` does in training), each with ``--threads`` intra-op threads: the
@@ -92,21 +93,21 @@ def median_ms(fn, reps: int) -> tuple[float, float]:
     return 1000 * statistics.median(wall), 1000 * statistics.median(cpu)
 
 
-def paired_ms(fn_a, fn_b, reps: int) -> tuple[float, float, float, float]:
+def paired_ms(fn_a, fn_b, reps: int) -> tuple[float, float, float, float, float]:
     """``fn_a`` and ``fn_b`` timed alternately (a, b, a, b, ...) so that the machine's drift hits
-    both alike: median wall ms of each, median process-CPU ms of ``fn_b``, and the median of the
+    both alike: median wall and process-CPU ms of each (a, then b), and the median of the
     per-pair ratios a / b."""
     fn_a(), fn_b()
-    wa, wb, cb = [], [], []
+    times = {fn_a: ([], []), fn_b: ([], [])}
     for _ in range(reps):
-        for fn, out in ((fn_a, wa), (fn_b, wb)):
+        for fn, (wall, cpu) in times.items():
             t0, c0 = time.perf_counter(), time.process_time()
             fn()
-            out.append(time.perf_counter() - t0)
-            if fn is fn_b:
-                cb.append(time.process_time() - c0)
+            wall.append(time.perf_counter() - t0)
+            cpu.append(time.process_time() - c0)
+    (wa, ca), (wb, cb) = times.values()
     ratio = statistics.median([a / b for a, b in zip(wa, wb)])
-    return 1000 * statistics.median(wa), 1000 * statistics.median(wb), 1000 * statistics.median(cb), ratio
+    return (*(1000 * statistics.median(x) for x in (wa, ca, wb, cb)), ratio)
 
 
 def bench_mesh(name, verts, faces, lips, albedo, jaw, batch, size, reps, ref_batch, workers, rng):
@@ -131,10 +132,9 @@ def bench_mesh(name, verts, faces, lips, albedo, jaw, batch, size, reps, ref_bat
         map_batch(lip_input(render, **kw), [x], workers=n_workers).mean().backward()
 
     f_wall, f_cpu = median_ms(fwd, reps)
-    fb_wall, fb_cpu = median_ms(lambda: fwd_bwd(face_mask=mask), reps)
+    fb_wall, fb_cpu, win_wall, win_cpu, win_ratio = paired_ms(
+        lambda: fwd_bwd(face_mask=mask), lambda: fwd_bwd(face_mask=mask, camera=window), 2 * reps + 1)
     one_wall, _ = median_ms(lambda: fwd_bwd(face_mask=mask, n_workers=1), reps)
-    _, win_wall, win_cpu, win_ratio = paired_ms(lambda: fwd_bwd(face_mask=mask),
-                                                lambda: fwd_bwd(face_mask=mask, camera=window), 2 * reps + 1)
     ratio = ""
     if ref_batch > 0:
         sub = frames[:ref_batch]

@@ -221,8 +221,8 @@ def _load_init(model: LipReadingExpert, init: str) -> None:
         model.load_state_dict(src.state_dict())
 
 
-def _load_fitting(model: LipReadingExpert, state: dict[str, torch.Tensor], what: str) -> list[str]:
-    """Load the entries of ``state`` whose names and shapes fit ``model``; returns their names.
+def _load_fitting(model: LipReadingExpert, state: dict[str, torch.Tensor], what: str) -> None:
+    """Load the entries of ``state`` whose names and shapes fit ``model``.
 
     Raises:
         BadInputError: none fits.
@@ -232,7 +232,6 @@ def _load_fitting(model: LipReadingExpert, state: dict[str, torch.Tensor], what:
     if not fits:
         raise BadInputError(f"{what}: no weight fits this expert")
     model.load_state_dict(fits, strict=False)
-    return sorted(fits)
 
 
 def _load_init_audio(model: LipReadingExpert, init_audio: str, with_heads: bool) -> None:
