@@ -65,6 +65,8 @@ class ExpertConfig:
     # front-end widths (fixed to 64..512 in Auto-AVSR; narrower for CPU experts)
     visual_widths: tuple[int, ...] = (64, 128, 256, 512)
     audio_widths: tuple[int, ...] = (64, 128, 256, 512)
+    # audio front-end: Auto-AVSR's raw-waveform ResNet-18, or avguide's cheaper log-mel convolutions
+    audio_frontend: Literal["resnet1d", "mel"] = "resnet1d"
 
     def check(self) -> list[str]:
         """All problems with the values, as messages (empty when valid)."""
@@ -80,6 +82,8 @@ class ExpertConfig:
                         (self.aux_cnn_module_kernel, "aux_cnn_module_kernel")):
             if k < 1 or k % 2 == 0:
                 errs.append(f"{name}: must be odd and positive, got {k}")
+        if self.audio_frontend not in ("resnet1d", "mel"):
+            errs.append(f"audio_frontend: 'resnet1d' or 'mel', got {self.audio_frontend!r}")
         if self.modality not in ("av", "v", "a"):
             errs.append(f"modality: 'av', 'v' or 'a', got {self.modality!r}")
         if self.modality in ("av", "a") and self.aux_adim != self.adim:

@@ -1,8 +1,13 @@
-"""ResNet front-ends of the expert: lip video -> (B, T, D) and 16 kHz audio -> (B, T, D).
+"""Front-ends of the expert: lip video -> (B, T, D) and 16 kHz audio -> (B, T, D).
 
-Module and parameter names follow Auto-AVSR's state dict (``frontend3D.0``, ``trunk.layer1.0.
-conv1``, ``downsample.0`` ...), so published checkpoints load strictly. Stage widths are
-arguments; Auto-AVSR uses (64, 128, 256, 512).
+The ResNet front-ends are Auto-AVSR's: module and parameter names follow its state dict
+(``frontend3D.0``, ``trunk.layer1.0.conv1``, ``downsample.0`` ...), so published checkpoints
+load strictly. Stage widths are arguments; Auto-AVSR uses (64, 128, 256, 512).
+
+:class:`MelFrontend` is avguide's cheaper audio alternative for small experts (not in
+Auto-AVSR): a log-mel spectrogram and four 1-D convolutions instead of a ResNet-18 on the raw
+waveform. It learns from little speech much faster than the raw-waveform ResNet, which Auto-AVSR
+trains on thousands of hours.
 """
 
 from __future__ import annotations
@@ -10,8 +15,10 @@ from __future__ import annotations
 from typing import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
+from avguide.audio.mel import log_mel, mel_filterbank
 from avguide.lipreader.preprocess import SAMPLES_PER_FRAME
 
 
@@ -141,3 +148,43 @@ class AudioFrontend(nn.Module):
             audio = audio.squeeze(-1)  # (B, L)
         L = audio.shape[1] // SAMPLES_PER_FRAME * SAMPLES_PER_FRAME
         return self.trunk(audio[:, None, :L]).transpose(1, 2)  # (B, T, D)
+
+
+class MelFrontend(nn.Module):
+    """Log-mel front-end for 16 kHz audio: 640 samples -> 1 frame (avguide's, not Auto-AVSR's).
+
+    80-band log10 mel energies at 100 Hz (25 ms Hann window, 10 ms hop), normalised by a
+    BatchNorm over the bands, then Conv1d(80, w0, 3) and Conv1d(w0, w1, 3, stride 2),
+    Conv1d(w1, w2, 3, stride 2), Conv1d(w2, w3, 3), each followed by BN and Swish: 4 mel frames
+    -> 1 output frame at 25 fps, the rate of the video. Output frame j reads samples
+    ``640 j + 320 +- 1480``, centred on video frame j's 640 samples.
+    """
+
+    def __init__(self, widths: Sequence[int] = (64, 128, 256, 512), n_mels: int = 80):
+        super().__init__()
+        self.out_dim = widths[-1]
+        self.register_buffer("bank", mel_filterbank(400, n_mels), persistent=False)
+        self.norm = nn.BatchNorm1d(n_mels)
+        layers, ch = [], n_mels
+        for width, stride in zip(widths, (1, 2, 2, 1)):
+            layers += [nn.Conv1d(ch, width, 3, stride, 1, bias=False), nn.BatchNorm1d(width), Swish()]
+            ch = width
+        self.convs = nn.Sequential(*layers)
+
+    def forward(self, audio: torch.Tensor) -> torch.Tensor:
+        """
+        Args:
+            audio: (B, L) or (B, L, 1) float, normalised 16 kHz waveforms; samples beyond the
+                last multiple of 640 are dropped.
+        Returns:
+            (B, L // 640, D) float frame features.
+        """
+        if audio.dim() == 3:
+            audio = audio.squeeze(-1)  # (B, L)
+        t = audio.shape[1] // SAMPLES_PER_FRAME
+        # mel frame i is centred on sample 160 i; frames 2 .. 4T + 1 (320 zeros appended) put the
+        # centre of output frame j on sample 640 j + 320, the middle of video frame j
+        wav = F.pad(audio[:, : t * SAMPLES_PER_FRAME], (0, SAMPLES_PER_FRAME // 2))  # (B, 640T + 320)
+        mel = log_mel(wav, bank=self.bank)[:, 2: 4 * t + 2]  # (B, 4T, n_mels)
+        x = self.convs(self.norm(mel.transpose(1, 2)))  # (B, D, T)
+        return x.transpose(1, 2)  # (B, T, D)

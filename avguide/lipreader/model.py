@@ -24,7 +24,7 @@ from avguide.errors import BadInputError
 from avguide.lipreader.config import ExpertConfig
 from avguide.lipreader.conformer import ConformerEncoder
 from avguide.lipreader.decoder import TransformerDecoder
-from avguide.lipreader.frontends import AudioFrontend, VisualFrontend
+from avguide.lipreader.frontends import AudioFrontend, MelFrontend, VisualFrontend
 from avguide.lipreader.losses import (add_sos_eos, ctc_loss, label_smoothing_loss,
                                       token_accuracy)
 from avguide.lipreader.preprocess import SAMPLES_PER_FRAME, length_mask
@@ -237,8 +237,9 @@ class LipReadingExpert(nn.Module):
 
 
 def _audio_encoder(cfg: ExpertConfig) -> ConformerEncoder:
-    """The raw-waveform audio encoder (ResNet1D front-end + Conformer) of the ``aux_*`` fields."""
-    return ConformerEncoder(AudioFrontend(cfg.audio_widths), cfg.aux_adim, cfg.aux_aheads, cfg.aux_eunits,
+    """The audio encoder (``cfg.audio_frontend`` front-end + Conformer) of the ``aux_*`` fields."""
+    frontend = MelFrontend(cfg.audio_widths) if cfg.audio_frontend == "mel" else AudioFrontend(cfg.audio_widths)
+    return ConformerEncoder(frontend, cfg.aux_adim, cfg.aux_aheads, cfg.aux_eunits,
                             cfg.aux_elayers, cfg.aux_cnn_module_kernel, cfg.aux_dropout_rate,
                             cfg.aux_transformer_attn_dropout_rate)
 

@@ -1,5 +1,6 @@
 """Expert building blocks against naive definitions, and the model API on small presets."""
 
+import dataclasses
 import math
 
 import pytest
@@ -10,6 +11,7 @@ from avguide.errors import BadInputError
 from avguide.lipreader.attention import MultiHeadedAttention, relative_position_table
 from avguide.lipreader.config import ExpertConfig, asr_cpu_small, avsr_cpu_small, vsr_cpu_small
 from avguide.lipreader.decoder import TransformerDecoder
+from avguide.lipreader.frontends import MelFrontend
 from avguide.lipreader.losses import add_sos_eos, label_smoothing_loss
 from avguide.lipreader.model import build_avsr, build_expert, build_vsr
 from avguide.lipreader.preprocess import normalize_audio, normalize_video
@@ -146,9 +148,40 @@ def test_audio_only_model_shares_the_av_audio_encoder_shapes():
         asr(None, vlen, None, None, targets)
 
 
+def test_mel_frontend_frame_k_reads_the_samples_of_frame_k():
+    """Output frame j of the log-mel front-end depends on samples 640 j + 320 +- 1480 only (the
+    25 ms windows and the four convolutions, centred on frame j's samples), so a change to the
+    samples of 25 fps frame k moves frames k - 2 .. k + 2, symmetrically, and leaves every other
+    frame exactly as it was: the audio features stay aligned with the video frames."""
+    torch.manual_seed(0)
+    fe = MelFrontend((8, 8, 8, 8)).eval()
+    wav = torch.randn(2, 20 * 640 + 300)  # 20 frames and a remainder that is dropped
+    out = fe(wav)
+    assert out.shape == (2, 20, 8)
+    k = 9
+    moved = wav.clone()
+    moved[:, 640 * k: 640 * (k + 1)] += torch.randn(2, 640)
+    changed = (fe(moved) - out).abs().amax((0, 2))  # (20,) per output frame
+    assert (changed[k - 2: k + 3] > 0).all()
+    assert changed[: k - 2].max() == 0 and changed[k + 3:].max() == 0
+
+
+def test_mel_audio_frontend_builds_av_and_audio_experts_with_matching_encoders():
+    asr = build_expert(dataclasses.replace(asr_cpu_small(), audio_frontend="mel"))
+    av = build_expert(dataclasses.replace(avsr_cpu_small(), audio_frontend="mel"))
+    enc = {k[len("encoder."):]: v.shape for k, v in asr.state_dict().items() if k.startswith("encoder.")}
+    aux = {k[len("aux_encoder."):]: v.shape for k, v in av.state_dict().items() if k.startswith("aux_encoder.")}
+    assert enc == aux and any(k.startswith("frontend.convs.") for k in enc)
+    assert not any("trunk" in k for k in aux)  # no raw-waveform ResNet
+    video, vlen, wav, alen, targets = _batch()
+    out = av.train()(normalize_video(video), vlen, wav, alen, targets)
+    out["loss"].backward()
+    assert all(p.grad is not None for p in av.parameters() if p.requires_grad)
+
+
 def test_config_check_lists_every_problem():
-    cfg = ExpertConfig(adim=100, aheads=3, cnn_module_kernel=4, mtlalpha=1.5)
+    cfg = ExpertConfig(adim=100, aheads=3, cnn_module_kernel=4, mtlalpha=1.5, audio_frontend="fbank")
     errors = cfg.check()
-    assert len(errors) == 4 and any("adim/aheads" in e for e in errors)
+    assert len(errors) == 5 and any("adim/aheads" in e for e in errors) and any("audio_frontend" in e for e in errors)
     with pytest.raises(BadInputError, match="cnn_module_kernel.*mtlalpha"):
         cfg.validate()
