@@ -18,20 +18,20 @@ from avguide.render.shading import Lights, shade, vertex_normals
 
 def _shown_vertex_normals(verts: torch.Tensor, faces: torch.Tensor, shown: torch.Tensor
                           ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Area-weighted unit normals of the vertices of the faces ``shown`` (differentiable).
+    """Area-weighted unit normals of the vertices of the faces ``shown`` (differentiable), channels-first.
 
     Equal to :func:`avguide.render.shading.vertex_normals` on those vertices, computed from the
-    faces around them only.
+    faces around them only, on (N, F) planes per coordinate (the fast layout on CPU).
 
     Args:
         verts: (N, V, 3) float positions.
         faces: (F, 3) int64.
         shown: (S,) int64 faces whose corners need normals (repeats allowed).
     Returns:
-        normals (N, U, 3) float of the U needed vertices and slot (V,) int64: the row of each
+        normals (3, N, U) float of the U needed vertices and slot (V,) int64: the column of each
         vertex in ``normals`` (U for vertices that are not needed).
     """
-    nv = verts.shape[1]
+    n, nv, _ = verts.shape
     need = torch.zeros(nv, dtype=torch.bool, device=verts.device)
     need[faces[shown].reshape(-1)] = True
     idx = need.nonzero().squeeze(1)  # (U,)
@@ -39,13 +39,16 @@ def _shown_vertex_normals(verts: torch.Tensor, faces: torch.Tensor, shown: torch
     slot = torch.full((nv,), u, dtype=torch.int64, device=verts.device)
     slot[idx] = torch.arange(u, device=verts.device)
     around = faces[need[faces].any(1)]  # (Fa, 3) faces touching a needed vertex, in face order
-    a, b, c = (verts.index_select(1, around[:, k]) for k in range(3))  # (N, Fa, 3) each
-    fn = torch.linalg.cross(b - a, c - a, dim=-1)  # (N, Fa, 3), length = 2 * area
-    vn = verts.new_zeros(verts.shape[0], u + 1, 3)  # row U collects contributions to other vertices
+    planes = verts.permute(2, 0, 1).reshape(3 * n, nv)  # (3N, V) x, y, z planes
+    a, b, c = (planes.index_select(1, around[:, k]).view(3, n, -1) for k in range(3))  # (3, N, Fa) each
+    (ex, ey, ez), (fx, fy, fz) = b - a, c - a
+    fn = torch.stack([ey * fz - ez * fy, ez * fx - ex * fz, ex * fy - ey * fx])  # (3, N, Fa) length = 2 * area
+    fn = fn.view(3 * n, -1)  # (3N, Fa)
+    vn = verts.new_zeros(3 * n, u + 1)  # column U collects contributions to other vertices
     for k in range(3):
         vn = vn.index_add(1, slot[around[:, k]], fn)
-    vn = vn[:, :u]
-    return vn / vn.square().sum(-1, keepdim=True).clamp_min(1e-24).sqrt(), slot  # = norm.clamp_min(1e-12)
+    vn = vn[:, :u].view(3, n, u)  # (3, N, U)
+    return vn / vn.square().sum(0, keepdim=True).clamp_min(1e-24).sqrt(), slot  # = norm.clamp_min(1e-12)
 
 
 def render_mesh(verts: torch.Tensor, faces: torch.Tensor, cam: Camera, albedo: torch.Tensor, *,
@@ -86,14 +89,17 @@ def render_mesh(verts: torch.Tensor, faces: torch.Tensor, cam: Camera, albedo: t
     rows = (fv + s_img * nv).reshape(-1)  # (3S,) rows of N*V
     x, y, z = pix.reshape(n * nv, 3).index_select(0, rows).view(3, -1, 3).unbind(-1)  # (3, S) each
 
-    normals, slot = _shown_vertex_normals(verts, faces, s_face)  # (N, U, 3)
-    u = normals.shape[1]
-    normals = (normals @ cam.rotation.transpose(-1, -2)).reshape(n * u, 3)  # (N*U, 3) camera space
-    nrows = (slot.index_select(0, fv.reshape(-1)).view(3, -1) + s_img * u).reshape(-1)  # (3S,)
+    normals, slot = _shown_vertex_normals(verts, faces, s_face)  # (3, N, U)
+    u = normals.shape[2]
+    rot = cam.rotation.expand(n, 3, 3)[..., None]  # (N, 3, 3, 1)
+    normals = torch.stack([rot[:, i, 0] * normals[0] + rot[:, i, 1] * normals[1] + rot[:, i, 2] * normals[2]
+                           for i in range(3)])  # (3, N, U) camera space
+    nrows = (slot.index_select(0, fv.reshape(-1)).view(3, -1) + s_img * u).reshape(-1)  # (3S,) columns of N*U
     ch = albedo.shape[-1]
     arows = fv.reshape(-1) if albedo.dim() == 2 else rows  # (3S,) rows of V or N*V
-    corner_vals = torch.cat([normals.index_select(0, nrows), albedo.reshape(-1, ch).index_select(0, arows)], 1)
-    q = corner_vals.T.reshape(3 + ch, 3, -1)  # (3 + C, 3 corners, S)
+    corner_vals = torch.cat([normals.view(3, n * u).index_select(1, nrows),
+                             albedo.reshape(-1, ch).index_select(0, arows).T])  # (3 + C, 3S)
+    q = corner_vals.view(3 + ch, 3, -1)  # (3 + C, 3 corners, S)
     if not cam.orthographic:  # perspective-correct: planes of q / z and 1 / z
         q = torch.cat([q, q.new_ones(1, *q.shape[1:])]) / z
     coef = plane_coefficients(x, y, q)  # (3, K, S)

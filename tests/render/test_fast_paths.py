@@ -138,7 +138,8 @@ def test_vertex_normals_of_shown_faces_equal_full_normals(head):
     shown = torch.randint(0, head.faces.shape[0], (300,), generator=g)
     part, slot = _shown_vertex_normals(v, head.faces, shown)
     need = head.faces[shown].reshape(-1).unique()
-    torch.testing.assert_close(part[:, slot[need]], vertex_normals(v, head.faces)[:, need], rtol=0, atol=1e-12)
+    torch.testing.assert_close(part.permute(1, 2, 0)[:, slot[need]], vertex_normals(v, head.faces)[:, need],
+                               rtol=0, atol=1e-12)
 
 
 def test_shade_planes_equals_autograd_composition():
