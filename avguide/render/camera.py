@@ -166,11 +166,11 @@ def project(verts: torch.Tensor, cam: Camera) -> torch.Tensor:
     """
     n = verts.shape[0]
     assert len(cam) in (1, n), f"{len(cam)} cameras for {n} meshes"
-    cam_pts = verts @ cam.rotation.transpose(-1, -2) + cam.translation[:, None, :]  # (N, V, 3)
-    z = cam_pts[..., 2]
-    if cam.orthographic:
-        xy = cam_pts[..., :2]
-    else:
-        xy = cam_pts[..., :2] / z.clamp_min(1e-9).unsqueeze(-1)
-    pix = cam.focal[:, None, None] * xy + cam.center[:, None, :]  # (N, V, 2)
-    return torch.cat([pix, z.unsqueeze(-1)], dim=-1)
+    # channels-first: a (3, 3) @ (3, V) product per camera is much faster than (V, 3) @ (3, 3)
+    cam_pts = cam.rotation @ verts.transpose(-1, -2) + cam.translation[:, :, None]  # (N, 3, V)
+    x, y, z = cam_pts.unbind(1)  # (N, V) each
+    if not cam.orthographic:
+        inv_z = 1.0 / z.clamp_min(1e-9)
+        x, y = x * inv_z, y * inv_z
+    f, c = cam.focal[:, None], cam.center[:, :, None]  # (N, 1), (N, 2, 1)
+    return torch.stack([f * x + c[:, 0], f * y + c[:, 1], z], dim=-1)  # (N, V, 3)
