@@ -274,11 +274,12 @@ def _scanline(d: _Drawn, h: int, w: int) -> tuple[torch.Tensor, torch.Tensor, to
     first_pair = height.cumsum(0) - height  # (M,)
     x0, y0, bw = d.box[0], d.box[1], d.box[2]
     ints = torch.stack([y0 - first_pair, x0, x0 + bw - 1, d.img * (h * w), d.face]).int()  # (5, M)
-    per_face = torch.cat([d.corner[0], d.corner[1], sx, a, inv_a, cap, d.depth, ints.view(torch.float32)])  # (26, M)
-    per_pair = per_face.index_select(1, pair)  # (26, R)
-    edge = per_pair[:18].view(6, 3, -1)  # (6, 3, R)
-    depth = per_pair[18:21]  # (3, R)
-    row_off, px0, px1, base, face = per_pair[21:].view(torch.int32)  # (R,) each
+    # two gathers: no single (26, R) tensor (at batch 32 it passes glibc's 32 MiB mmap threshold,
+    # and every call would page-fault all of it in afresh)
+    edge = torch.cat([d.corner[0], d.corner[1], sx, a, inv_a, cap]).index_select(1, pair).view(6, 3, -1)  # (6, 3, R)
+    per_pair = torch.cat([d.depth, ints.view(torch.float32)]).index_select(1, pair)  # (8, R)
+    depth = per_pair[:3]  # (3, R)
+    row_off, px0, px1, base, face = per_pair[3:].view(torch.int32)  # (R,) each
     row = row_off + torch.arange(pair.numel(), device=dev, dtype=torch.int32)  # (R,)
     far_pairs = far.index_select(0, pair).nonzero().squeeze(1) if bool(far.any()) else pair[:0]
     lo, hi = _edge_bounds(edge, row, px0, px1, far_pairs)  # (R,) each
