@@ -41,7 +41,7 @@ def _shown_vertex_normals(verts: torch.Tensor, faces: torch.Tensor, shown: torch
     around = faces[need[faces].any(1)]  # (Fa, 3) faces touching a needed vertex, in face order
     planes = verts.permute(2, 0, 1).reshape(3 * n, nv)  # (3N, V) x, y, z planes
     a, b, c = (planes.index_select(1, around[:, k]).view(3, n, -1) for k in range(3))  # (3, N, Fa) each
-    (ex, ey, ez), (fx, fy, fz) = b - a, c - a
+    (ex, ey, ez), (fx, fy, fz) = (b - a).unbind(0), (c - a).unbind(0)  # (N, Fa) each
     fn = torch.stack([ey * fz - ez * fy, ez * fx - ex * fz, ex * fy - ey * fx])  # (3, N, Fa) length = 2 * area
     fn = fn.view(3 * n, -1)  # (3N, Fa)
     vn = verts.new_zeros(3 * n, u + 1)  # column U collects contributions to other vertices
@@ -92,8 +92,8 @@ def render_mesh(verts: torch.Tensor, faces: torch.Tensor, cam: Camera, albedo: t
     normals, slot = _shown_vertex_normals(verts, faces, s_face)  # (3, N, U)
     u = normals.shape[2]
     rot = cam.rotation.expand(n, 3, 3)[..., None]  # (N, 3, 3, 1)
-    normals = torch.stack([rot[:, i, 0] * normals[0] + rot[:, i, 1] * normals[1] + rot[:, i, 2] * normals[2]
-                           for i in range(3)])  # (3, N, U) camera space
+    nx, ny, nz = normals.unbind(0)  # (N, U) each (one backward node, not three)
+    normals = torch.stack([rot[:, i, 0] * nx + rot[:, i, 1] * ny + rot[:, i, 2] * nz for i in range(3)])  # (3, N, U) camera space
     nrows = (slot.index_select(0, fv.reshape(-1)).view(3, -1) + s_img * u).reshape(-1)  # (3S,) columns of N*U
     ch = albedo.shape[-1]
     arows = fv.reshape(-1) if albedo.dim() == 2 else rows  # (3S,) rows of V or N*V
@@ -103,14 +103,16 @@ def render_mesh(verts: torch.Tensor, faces: torch.Tensor, cam: Camera, albedo: t
     if not cam.orthographic:  # perspective-correct: planes of q / z and 1 / z
         q = torch.cat([q, q.new_ones(1, *q.shape[1:])]) / z
     coef = plane_coefficients(x, y, q)  # (3, K, S)
-    px = (pixel % w).to(verts.dtype) + 0.5  # (P,)
-    py = ((pixel // w) % h).to(verts.dtype) + 0.5
+    p32 = pixel.int()  # (P,) int32 division is ~2x cheaper than int64 (rasterize asserts N*H*W < 2**31)
+    line = p32 // w  # (P,) image row of N*H
+    px = (p32 - line * w).to(verts.dtype) + 0.5  # (P,)
+    py = (line % h).to(verts.dtype) + 0.5
     rgb = shade_planes(coef, prow, px, py, lights, perspective=not cam.orthographic)  # (C, P)
 
     bg = torch.as_tensor(background, dtype=verts.dtype, device=verts.device).expand(ch)
     fill = torch.cat([bg, bg.new_zeros(1)])  # background colour, coverage 0
     out = fill[:, None].expand(ch + 1, n * h * w).contiguous()  # (C + 1, N*H*W)
-    out = out.index_copy(1, pixel, torch.cat([rgb, rgb.new_ones(1, rgb.shape[1])]))
+    out.index_copy_(1, pixel, torch.cat([rgb, rgb.new_ones(1, rgb.shape[1])]))  # a fresh tensor: in place
     if neighbors is not None:
         out = antialias_planes(out, pix, faces, face_id, neighbors, orthographic=cam.orthographic)
     out = out.view(ch + 1, n, h, w).permute(1, 0, 2, 3)  # (N, C + 1, H, W)

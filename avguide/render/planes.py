@@ -46,12 +46,15 @@ def plane_coefficients(x: torch.Tensor, y: torch.Tensor, q: torch.Tensor) -> tor
     Returns:
         (3, K, S) float: c0, cx, cy of each value's plane (differentiable).
     """
-    d1x, d1y, d2x, d2y = x[1] - x[0], y[1] - y[0], x[2] - x[0], y[2] - y[0]  # (S,) each
+    # unbind, not indexing: one backward node per tensor (each indexing's backward would
+    # allocate and fill a zero tensor of the whole input)
+    (x0, x1, x2), (y0, y1, y2), (q0, q1, q2) = x.unbind(0), y.unbind(0), q.unbind(1)  # (S,), (K, S)
+    d1x, d1y, d2x, d2y = x1 - x0, y1 - y0, x2 - x0, y2 - y0  # (S,) each
     inv = 1.0 / (d1x * d2y - d2x * d1y)
-    dq1, dq2 = q[:, 1] - q[:, 0], q[:, 2] - q[:, 0]  # (K, S)
+    dq1, dq2 = q1 - q0, q2 - q0  # (K, S)
     gx = (dq1 * d2y - dq2 * d1y) * inv
     gy = (dq2 * d1x - dq1 * d2x) * inv
-    return torch.stack([q[:, 0] - gx * x[0] - gy * y[0], gx, gy])  # (3, K, S)
+    return torch.stack([q0 - gx * x0 - gy * y0, gx, gy])  # (3, K, S)
 
 
 class _ShadePlanes(torch.autograd.Function):
@@ -61,7 +64,7 @@ class _ShadePlanes(torch.autograd.Function):
     def forward(ctx, coef, row, px, py, perspective, dirs, inten, ambient):
         k = coef.shape[0] // 3
         g = coef.index_select(1, row)  # (3K, P)
-        val = g[:k] + g[k:2 * k] * px + g[2 * k:] * py  # (K, P)
+        val = torch.addcmul(g[:k], g[k:2 * k], px).addcmul_(g[2 * k:], py)  # (K, P) c0 + cx px + cy py
         den = val[-1] if perspective else None
         if perspective:
             val = val[:-1] / den

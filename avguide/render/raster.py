@@ -206,13 +206,13 @@ def _edge_bounds(edge: torch.Tensor, row: torch.Tensor, x0: torch.Tensor, x1: to
         lo, hi: (R,) int32 first and last covered column (hi < lo: none).
     """
     cx, cy, sx, a, inv_a, cap = edge  # (3, R) each
-    r = sx * ((row.float() + 0.5) - cy)  # (3, R) float32, as ``rows`` in _row_col_terms
+    r = ((row.float() + 0.5) - cy).mul_(sx)  # (3, R) float32, as ``rows`` in _row_col_terms
 
     def covers(col: torch.Tensor) -> torch.Tensor:  # (3, R) bool, edge k covers column col[k]
-        return a * ((col + 0.5) - cx) <= r
+        return (col + 0.5).sub_(cx).mul_(a) <= r  # the float32 ops of a * ((col + 0.5) - cx)
 
     sg = torch.sign(a)  # (3, R), +-1 (0 only on far faces)
-    est = (r * inv_a + (cx - 0.5)).round_()  # within one column of the bound (finite: |r| < 2**40)
+    est = torch.addcmul(cx - 0.5, r, inv_a).round_()  # within one column of the bound (finite: |r| < 2**40)
     # covers() is monotone along the row and flips within one column of est: the last covered
     # column (a > 0) or the first (a < 0) is est - sg + sg * (covers(est) + covers(est + sg))
     # (bool -> int32 is several times cheaper than bool -> float32; the sum is exact)
