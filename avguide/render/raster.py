@@ -216,9 +216,12 @@ def _edge_bounds(edge: torch.Tensor, row: torch.Tensor, x0: torch.Tensor, x1: to
     # covers() is monotone along the row and flips within one column of est: the last covered
     # column (a > 0) or the first (a < 0) is est - sg + sg * (covers(est) + covers(est + sg))
     # (bool -> int32 is several times cheaper than bool -> float32; the sum is exact)
-    bound = est + sg * (covers(est).int() + covers(est + sg).int() - 1)  # (3, R)
+    step = covers(est).int()  # (3, R) int32
+    step += covers(est + sg).int()
+    bound = est.add_(sg * step.sub_(1))  # (3, R) in place: fewer (3, R) temporaries alive at once
+    del step
     lo_k = torch.minimum(bound, cap)  # a > 0: no lower bound from this edge (-inf)
-    hi_k = torch.maximum(bound, cap)  # a < 0: no upper bound (inf)
+    hi_k = torch.maximum(bound, cap, out=bound)  # a < 0: no upper bound (inf)
     f0, f1 = x0.float(), x1.float()
     lo = torch.maximum(torch.maximum(lo_k[0], lo_k[1]), lo_k[2]).clamp_(f0, f1 + 1).int()
     hi = torch.minimum(torch.minimum(hi_k[0], hi_k[1]), hi_k[2]).clamp_(f0 - 1, f1).int()
@@ -270,15 +273,17 @@ def _segment_ids(count: torch.Tensor) -> torch.Tensor:
     return mark[:total].cumsum(0, dtype=torch.int32)
 
 
-def _scanline(d: _Drawn, h: int, w: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Covered pixels of M >= 1 faces, row by row (:func:`_edge_bounds`).
+def _row_intervals(d: _Drawn, h: int, w: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The covered columns of every (face, box row) pair of M >= 1 faces (:func:`_edge_bounds`).
 
-    The per-face values reach the (face, row) pairs, and the per-pair values the covered
-    pixels, in one float32 ``index_select`` each (integers travel as the bits of int32: the
-    float32 kernel is several times faster than the integer ones).
+    A function of its own so that its (face, row) temporaries are freed before the covered
+    pixels are expanded (a lower peak of memory per call: fewer fresh pages to fault in).
 
     Returns:
-        pixel (Q,) int64 flat index into N*H*W, depth (Q,) float32 and face (Q,) int32.
+        per_pair (6, R) float32: column offset (int32 bits; the first covered column minus the
+        pair's first pixel in the output), first pixel of the row in N*H*W (int32 bits), face
+        (int32 bits), depth at the row, depth d/dx, corner 0 x; and count (R,) int32 covered
+        pixels of each pair.
     """
     dev = d.img.device
     sx, a = d.slope  # (3, M) each
@@ -301,16 +306,28 @@ def _scanline(d: _Drawn, h: int, w: int) -> tuple[torch.Tensor, torch.Tensor, to
     row = row_off + torch.arange(pair.numel(), device=dev, dtype=torch.int32)  # (R,)
     far_pairs = far.index_select(0, pair).nonzero().squeeze(1) if bool(far.any()) else pair[:0]
     lo, hi = _edge_bounds(edge, row, px0, px1, far_pairs)  # (R,) each
-    # expand the intervals into covered pixels; depth as in _row_col_terms: zrow + zcol
     count = (hi - lo + 1).clamp_min_(0)  # (R,)
-    zrow = depth[2] * ((row.float() + 0.5) - edge[1, 0]) + depth[0]  # (R,)
+    zrow = depth[2] * ((row.float() + 0.5) - edge[1, 0]) + depth[0]  # (R,) as in _row_col_terms
     first_px = count.cumsum(0, dtype=torch.int32) - count  # (R,)
-    # per pair: column offset, first pixel of its row, face; depth at its row, d/dx, corner 0 x
-    per_pair = torch.stack([(lo - first_px).view(torch.float32), (base + row * w).view(torch.float32),
-                            face.view(torch.float32), zrow, depth[1], edge[0, 0]])  # (6, R)
+    return torch.stack([(lo - first_px).view(torch.float32), (base + row * w).view(torch.float32),
+                        face.view(torch.float32), zrow, depth[1], edge[0, 0]]), count
+
+
+def _scanline(d: _Drawn, h: int, w: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Covered pixels of M >= 1 faces, row by row (:func:`_row_intervals`).
+
+    The per-face values reach the (face, row) pairs, and the per-pair values the covered
+    pixels, in one float32 ``index_select`` each (integers travel as the bits of int32: the
+    float32 kernel is several times faster than the integer ones).
+
+    Returns:
+        pixel (Q,) int64 flat index into N*H*W, depth (Q,) float32 and face (Q,) int32.
+    """
+    per_pair, count = _row_intervals(d, h, w)  # (6, R), (R,)
     owner = _segment_ids(count)  # (Q,) pair of each covered pixel
     col_off, px_base, face, zrow, dzdx, cx0 = per_pair.index_select(1, owner)  # (Q,) each
-    col = col_off.view(torch.int32) + torch.arange(owner.numel(), device=dev, dtype=torch.int32)  # (Q,)
+    # the covered columns of each pair are consecutive; depth as in _row_col_terms: zrow + zcol
+    col = col_off.view(torch.int32) + torch.arange(owner.numel(), device=d.img.device, dtype=torch.int32)  # (Q,)
     z = zrow + dzdx * ((col.float() + 0.5) - cx0)
     return (px_base.view(torch.int32) + col).long(), z, face.view(torch.int32)
 
