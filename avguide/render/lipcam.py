@@ -173,7 +173,7 @@ def expert_crop(images: torch.Tensor) -> torch.Tensor:
 
 def expert_input(verts: torch.Tensor, lengths: torch.Tensor, fps: float, faces: torch.Tensor, cam: Camera,
                  albedo: torch.Tensor, *, neighbors: torch.Tensor | None = None, lights: Lights = Lights(),
-                 face_mask: torch.Tensor | None = None, chunk: int = 64,
+                 face_mask: torch.Tensor | None = None, chunk: int = 32,
                  workers: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
     """Vertex sequences at any frame rate -> the expert's 25 fps normalised mouth video.
 
@@ -190,7 +190,9 @@ def expert_input(verts: torch.Tensor, lengths: torch.Tensor, fps: float, faces: 
         lights: camera-space lights.
         face_mask: optional (F,) bool faces to draw (cache: faces that can appear in the lip
             window, see :func:`lip_face_mask`).
-        chunk: frames rendered per call (bounds peak memory; does not change the result).
+        chunk: frames rendered per call (bounds peak memory; does not change the result). At 32
+            (default head) every intermediate tensor stays under glibc's 32 MiB mmap threshold;
+            at 64 several pass it and are page-faulted in afresh at every call (1.1x slower).
         workers: threads rendering chunks of frames at the same time
             (:func:`avguide.render.parallel.map_batch`; same result).
     Returns:
