@@ -171,7 +171,7 @@ def lip_cameras(rest: torch.Tensor, assets: RenderAssets, crop: int) -> Camera:
 
 
 def lip_gray(verts: torch.Tensor, lengths: torch.Tensor, fps: float, assets: RenderAssets, cam: Camera,
-             crop: int, *, face_mask: torch.Tensor | None = None, chunk: int = 64, workers: int = 1
+             crop: int, *, face_mask: torch.Tensor | None = None, chunk: int = 32, workers: int = 1
              ) -> tuple[torch.Tensor, torch.Tensor]:
     """Vertex sequences at any frame rate -> 25 fps grayscale lip crops in [0, 1] (differentiable).
 
@@ -184,7 +184,8 @@ def lip_gray(verts: torch.Tensor, lengths: torch.Tensor, fps: float, assets: Ren
         crop: side of the centre crop in pixels.
         face_mask: optional (F,) bool faces to draw (a speed cache; must include every face that
             can cover a pixel).
-        chunk: frames rendered per call (memory bound only).
+        chunk: frames rendered per call (does not change the result; 32 keeps the renderer's
+            tensors under glibc's 32 MiB mmap threshold, see :func:`avguide.render.expert_input`).
         workers: threads rendering chunks of frames at once (:func:`avguide.render.parallel.map_batch`).
     Returns:
         gray (B, T25, crop, crop) float in [0, 1], zeros past ``lengths25``; lengths25 (B,) int64.

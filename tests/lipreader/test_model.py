@@ -166,13 +166,14 @@ def test_mel_frontend_frame_k_reads_the_samples_of_frame_k():
     assert changed[: k - 2].max() == 0 and changed[k + 3:].max() == 0
 
 
-def test_mel_audio_frontend_builds_av_and_audio_experts_with_matching_encoders():
-    asr = build_expert(dataclasses.replace(asr_cpu_small(), audio_frontend="mel"))
-    av = build_expert(dataclasses.replace(avsr_cpu_small(), audio_frontend="mel"))
+@pytest.mark.parametrize("frontend, entry", [("mel", "frontend.convs.0.weight"),
+                                              ("resnet1d", "frontend.trunk.conv1.weight")])
+def test_both_audio_frontends_build_av_and_audio_experts_with_matching_encoders(frontend, entry):
+    asr = build_expert(dataclasses.replace(asr_cpu_small(), audio_frontend=frontend))
+    av = build_expert(dataclasses.replace(avsr_cpu_small(), audio_frontend=frontend))
     enc = {k[len("encoder."):]: v.shape for k, v in asr.state_dict().items() if k.startswith("encoder.")}
     aux = {k[len("aux_encoder."):]: v.shape for k, v in av.state_dict().items() if k.startswith("aux_encoder.")}
-    assert enc == aux and any(k.startswith("frontend.convs.") for k in enc)
-    assert not any("trunk" in k for k in aux)  # no raw-waveform ResNet
+    assert enc == aux and entry in aux
     video, vlen, wav, alen, targets = _batch()
     out = av.train()(normalize_video(video), vlen, wav, alen, targets)
     out["loss"].backward()
