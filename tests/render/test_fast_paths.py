@@ -1,6 +1,7 @@
 """The fast renderer against slow, simple references: identical face ids, images and gradients."""
 
 import numpy as np
+import pytest
 import torch
 
 from avguide.render import albedo_from_parts, face_neighbors, lip_camera, project, rasterize, render_mesh, vertex_normals
@@ -32,6 +33,21 @@ def test_rasterize_equals_reference_on_triangle_soup():
         assert torch.equal(fast, ref), (kw, int((fast != ref).sum()))
     fid = rasterize(pix, faces, (40, 36), cull_backfaces=False)
     assert not bool(((fid >= 60) & (fid < 65)).any())  # duplicates never win the tie
+
+
+def test_rasterize_is_unchanged_with_denormals_flushed():
+    """The scanline carries small integers (pixel indices, faces) as the bits of float32 values,
+    which are denormal floats; they are only copied, never computed with, so flushing denormals
+    to zero (``torch.set_flush_denormal``) must not change a single face id."""
+    g = torch.Generator().manual_seed(1)
+    pix, faces = _soup(g)
+    expected = rasterize_reference(pix, faces, (40, 36))
+    if not torch.set_flush_denormal(True):
+        pytest.skip("this CPU cannot flush denormals")
+    try:
+        assert torch.equal(rasterize(pix, faces, (40, 36)), expected)
+    finally:
+        torch.set_flush_denormal(False)
 
 
 def test_rasterize_equals_reference_on_extreme_triangles():
