@@ -70,6 +70,9 @@ class ExpertStageConfig:
         init_audio: AV only: an audio-only run (``modality=audio``) whose encoder initialises the
             audio encoder (``aux_encoder``), after ``init``; without ``init``, its CTC head and
             decoder are loaded too.
+        freeze_audio: AV only: keep the audio encoder as loaded (no updates, batch-norm
+            statistics and dropout in eval mode), so that fine-tuning on a few speakers cannot
+            wear away what a larger audio corpus taught it; needs ``init_audio`` or ``init``.
         crop: lip crop side; 0 = auto (44 for cpu_small: 48x48 render -> 44x44; 88 for base:
             96 -> 88).
         camera: lip camera rule; "auto" = "template" for av, "sequence_mean" for video.
@@ -88,6 +91,7 @@ class ExpertStageConfig:
     tokenizer: Literal["auto", "char", "spm"] = "auto"
     init: str | None = None
     init_audio: str | None = None
+    freeze_audio: bool = False
     crop: int = 0
     camera: Literal["auto", "template", "sequence_mean"] = "auto"
     cache_dir: str | None = None
@@ -125,6 +129,9 @@ class ExpertStageConfig:
             errs.append("init: an Auto-AVSR .pth needs size=base")
         if self.init_audio and self.modality != "av":
             errs.append(f"init_audio: only for modality=av (the audio-visual expert), got modality={self.modality}")
+        if self.freeze_audio and (self.modality != "av" or not (self.init_audio or self.init)):
+            errs.append("freeze_audio: only for modality=av with init_audio or init (a frozen untrained audio "
+                        "encoder would read nothing)")
         return errs
 
     # resolved values -------------------------------------------------------------------------
@@ -324,8 +331,11 @@ def train_expert(cfg: ExpertStageConfig, out_dir: str | Path, resume: bool = Fal
     train_set = RecordingDataset(index, train_refs, need_text=True)
 
     model = build_expert(ecfg)
+    if cfg.freeze_audio:
+        model.aux_encoder.requires_grad_(False)
     steps_per_epoch = math.ceil(len(train_refs) / (cfg.batch_size * ctx.world_size))
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
+    trained = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(trained, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg.epochs * steps_per_epoch,
                                                              round(cfg.warmup_epochs * steps_per_epoch)))
     start_epoch, step, best = 0, 0, math.inf
@@ -350,6 +360,8 @@ def train_expert(cfg: ExpertStageConfig, out_dir: str | Path, resume: bool = Fal
     for epoch in range(start_epoch + 1, cfg.epochs + 1):
         t0, rs0 = time.perf_counter(), cache.render_seconds if cache else 0.0
         model.train()
+        if cfg.freeze_audio:
+            dist.unwrap(model).aux_encoder.eval()  # batch-norm statistics stay as loaded
         sampler = None
         if ctx.world_size > 1:
             sampler = torch.utils.data.DistributedSampler(train_set, ctx.world_size, ctx.rank, shuffle=True,
@@ -367,7 +379,7 @@ def train_expert(cfg: ExpertStageConfig, out_dir: str | Path, resume: bool = Fal
             opt.zero_grad(set_to_none=True)
             total.backward()
             if cfg.grad_clip:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                torch.nn.utils.clip_grad_norm_(trained, cfg.grad_clip)
             opt.step()
             sched.step()
             step += 1

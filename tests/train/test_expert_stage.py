@@ -110,6 +110,17 @@ def test_audio_modality_pretrains_the_av_audio_encoder(synth3x2, tmp_path):
             torch.testing.assert_close(first["aux_encoder." + k[len("encoder."):]], v, rtol=0, atol=1e-9)
         else:  # no visual init: the CTC head and the decoder come from the audio run too
             torch.testing.assert_close(first[k], v, rtol=0, atol=1e-9)
+    frozen = run_expert_stage(str(synth3x2), tmp_path / "frozen", modality="av",
+                              overrides=TINY + ["epochs=1", "lr=1e-2", f"init_audio={asr}", "freeze_audio=true",
+                                                f"cache_dir={tmp_path / 'c'}"])
+    after, _, _ = load_checkpoint(frozen, "last")  # lr 1e-2: everything not frozen moves
+    source = a.state_dict()  # parameters and batch-norm statistics
+    for k, v in after.items():
+        if k.startswith("aux_encoder."):
+            assert torch.equal(v, source["encoder." + k[len("aux_encoder."):]]), k
+    assert not torch.equal(after["ctc.ctc_lo.weight"], source["ctc.ctc_lo.weight"])
+    with pytest.raises(BadInputError, match="freeze_audio: only for modality=av with init_audio or init"):
+        run_expert_stage(str(synth3x2), tmp_path / "f", modality="av", overrides=TINY + ["freeze_audio=true"])
     with pytest.raises(BadInputError, match="init_audio: only for modality=av"):
         run_expert_stage(str(synth3x2), tmp_path / "x", modality="video", overrides=TINY + [f"init_audio={asr}"])
     with pytest.raises(BadInputError, match="not an audio-only run"):
