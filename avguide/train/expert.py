@@ -263,8 +263,8 @@ def _load_init_audio(model: LipReadingExpert, init_audio: str, with_heads: bool)
 
 
 def evaluate_split(model: LipReadingExpert, index, refs, cache: RenderCache | None, tokenizer, modality: str, *,
-                   audio_mode: str = "clean", decode: str = "greedy", beam_size: int = 10, batch_size: int = 8,
-                   device: torch.device | str = "cpu") -> dict:
+                   audio_mode: str = "clean", decode: str = "greedy", beam_size: int = 10, ctc_weight: float = 0.1,
+                   batch_size: int = 8, device: torch.device | str = "cpu") -> dict:
     """CER / WER of an expert on GT renders of some recordings.
 
     Args:
@@ -272,7 +272,8 @@ def evaluate_split(model: LipReadingExpert, index, refs, cache: RenderCache | No
         cache: GT render cache (its crop/camera must be the expert's; None for "audio").
         tokenizer: its tokeniser. modality: "av", "video" or "audio". audio_mode: "clean" or
         "dropped" (AV only).
-        decode: "greedy" or "beam". beam_size: beam width. batch_size: recordings per batch.
+        decode: "greedy" or "beam". beam_size, ctc_weight: beam width and CTC weight of the joint
+        beam search. batch_size: recordings per batch.
     Returns:
         {"cer", "wer" (corpus rates), "char_edits", "chars", "word_edits", "words" (their counts), "n",
         "hyps": {name: text}}.
@@ -285,7 +286,8 @@ def evaluate_split(model: LipReadingExpert, index, refs, cache: RenderCache | No
             batch = collate([ds[i] for i in range(s, min(len(ds), s + batch_size))])
             x = expert_inputs(batch, cache, modality, audio_mode, None, torch.device(device))
             enc = model.encode(**x)
-            for name, ref, text in zip(batch.names, batch.texts, decode_batch(model, enc, tokenizer, decode, beam_size)):
+            texts = decode_batch(model, enc, tokenizer, decode, beam_size, ctc_weight)
+            for name, ref, text in zip(batch.names, batch.texts, texts):
                 hyps[name] = text
                 cc += char_counts(ref, text)
                 wc += word_counts(ref, text)
