@@ -58,6 +58,9 @@ class ExpertConfig:
     # fusion and decoder
     fusion_hdim: int = 8192
     fusion_norm: Literal["batchnorm", "layernorm"] = "batchnorm"
+    # avguide, not Auto-AVSR: fused = audio features + fusion MLP (its last layer starts at zero),
+    # so an AV expert starts exactly where its audio model is and learns what the lips add
+    fusion_residual: bool = False
     ddim: int = 768
     dheads: int = 12
     dunits: int = 3072

@@ -99,6 +99,9 @@ class LipReadingExpert(nn.Module):
         if cfg.modality == "av":
             self.aux_encoder = _audio_encoder(cfg)
             self.fusion = MLPHead(cfg.adim + cfg.aux_adim, cfg.fusion_hdim, cfg.adim, cfg.fusion_norm)
+            if cfg.fusion_residual:  # fused = audio features at the start
+                nn.init.zeros_(self.fusion.fc2.weight)
+                nn.init.zeros_(self.fusion.fc2.bias)
         self.proj_decoder = nn.Linear(cfg.adim, cfg.ddim) if cfg.adim != cfg.ddim else None
         self.decoder = None
         if cfg.mtlalpha < 1.0:
@@ -152,6 +155,8 @@ class LipReadingExpert(nn.Module):
         audio_mask = length_mask(audio_frames.to(audio.device), T).unsqueeze(1)  # (B, 1, T)
         audio_feat = self.aux_encoder(audio, audio_mask)  # (B, T, aux_adim)
         fused = self.fusion(torch.cat([video_feat, audio_feat], dim=-1))  # (B, T, adim)
+        if self.cfg.fusion_residual:
+            fused = fused + audio_feat
         return Encoded(fused, video_lengths, mask, video_feat, audio_feat)
 
     def _encode_audio_only(self, video, frame_lengths: torch.Tensor, audio: torch.Tensor | None,

@@ -68,8 +68,9 @@ class ExpertStageConfig:
             expert load where names and shapes fit (a visual-only run fills an AV expert's
             visual encoder, CTC head and decoder).
         init_audio: AV only: an audio-only run (``modality=audio``) whose encoder initialises the
-            audio encoder (``aux_encoder``), after ``init``; without ``init``, its CTC head and
-            decoder are loaded too.
+            audio encoder (``aux_encoder``), after ``init``; without ``init``, or with
+            ``expert.fusion_residual=true`` (the fused features start as the audio features), its
+            CTC head and decoder are loaded too.
         freeze_audio: AV only: keep the audio encoder as loaded (no updates, batch-norm
             statistics and dropout in eval mode), so that fine-tuning on a few speakers cannot
             wear away what a larger audio corpus taught it; needs ``init_audio`` or ``init``.
@@ -223,6 +224,8 @@ def _load_init(model: LipReadingExpert, init: str) -> None:
         state = src.state_dict()
         if src.cfg.modality == "a" and model.cfg.modality != "a":  # an audio encoder is no visual one
             state = {k: v for k, v in state.items() if not k.startswith("encoder.")}
+        if src.cfg.fusion_residual != model.cfg.fusion_residual:  # a fusion of the other kind does not fit
+            state = {k: v for k, v in state.items() if not k.startswith("fusion.")}
         _load_fitting(model, state, f"init {init}")  # e.g. a visual-only expert into an AV one
     else:
         model.load_state_dict(src.state_dict())
@@ -352,7 +355,8 @@ def train_expert(cfg: ExpertStageConfig, out_dir: str | Path, resume: bool = Fal
         if cfg.init:
             _load_init(model, cfg.init)
         if cfg.init_audio:
-            _load_init_audio(model, cfg.init_audio, with_heads=not cfg.init)
+            # a residual fusion starts at the audio features, which the audio run's heads read
+            _load_init_audio(model, cfg.init_audio, with_heads=not cfg.init or ecfg.fusion_residual)
     model = dist.wrap_model(model, ctx)
     log = RunLogger(run, enabled=ctx.is_main, start_step=step)
     weights = {"ctc": ecfg.mtlalpha, "att": 1.0 - ecfg.mtlalpha}

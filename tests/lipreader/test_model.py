@@ -180,6 +180,30 @@ def test_both_audio_frontends_build_av_and_audio_experts_with_matching_encoders(
     assert all(p.grad is not None for p in av.parameters() if p.requires_grad)
 
 
+def test_residual_fusion_starts_exactly_at_the_audio_model():
+    """With ``fusion_residual`` the fusion MLP's last layer starts at zero, so an AV expert
+    holding an audio model's encoder and heads reads exactly what the audio model reads (the
+    lips change nothing yet), and the gradient reaches that layer so that training can add them."""
+    torch.manual_seed(0)
+    asr = build_expert(asr_cpu_small()).eval()
+    av = build_expert(dataclasses.replace(avsr_cpu_small(), fusion_residual=True)).eval()
+    state = asr.state_dict()
+    av.load_state_dict({("aux_" + k if k.startswith("encoder.") else k): v for k, v in state.items()}, strict=False)
+    video, vlen, wav, alen, targets = _batch()
+    wav = wav[:, : vlen.max() * 640]  # whole frames, as the audio-only model needs
+    with torch.no_grad():
+        a = asr.encode(None, vlen, wav, alen)
+        fused = av.encode(normalize_video(video), vlen, wav, alen)
+        other = av.encode(normalize_video(torch.rand_like(video)), vlen, wav, alen)
+    torch.testing.assert_close(fused.features, a.features, rtol=0, atol=0)
+    torch.testing.assert_close(av.ctc_log_probs(other), asr.ctc_log_probs(a), rtol=0, atol=0)
+    out = av.train()(normalize_video(video), vlen, wav, alen, targets)
+    out["loss"].backward()
+    assert av.fusion.fc2.weight.grad.abs().sum() > 0
+    plain = build_expert(avsr_cpu_small()).eval()  # Auto-AVSR's fusion: no such shortcut
+    assert plain.fusion.fc2.weight.abs().sum() > 0
+
+
 def test_config_check_lists_every_problem():
     cfg = ExpertConfig(adim=100, aheads=3, cnn_module_kernel=4, mtlalpha=1.5, audio_frontend="fbank")
     errors = cfg.check()
