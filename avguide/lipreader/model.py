@@ -4,6 +4,7 @@ also audio-only (``modality="a"``), to pretrain the AV expert's audio encoder.
     video (B,T,1,H,W) -> encoder ------------------------.
                                                           +-> fusion MLP -> x (B,T,adim)
     audio (B,L) -------> aux_encoder (640 samples/frame) -'      (AV only; VSR: x = video feat)
+                                                          (``fusion_residual``: x = audio feat + MLP)
     x -> ctc.ctc_lo -> CTC loss / prefix scores
     x -> decoder([sos] + y) -> label-smoothed attention loss
     loss = mtlalpha * loss_ctc + (1 - mtlalpha) * loss_att
