@@ -124,6 +124,19 @@ class ResNetTrunk1D(nn.Module):
         return self.avgpool(x)  # (B, D, L/640)
 
 
+def whole_frames(audio: torch.Tensor) -> torch.Tensor:
+    """The audio front-ends' input: whole 25 fps frames of 640 samples.
+
+    Args:
+        audio: (B, L) or (B, L, 1) float, normalised 16 kHz waveforms.
+    Returns:
+        (B, 640 * (L // 640)) float: the samples beyond the last whole frame dropped.
+    """
+    if audio.dim() == 3:
+        audio = audio.squeeze(-1)  # (B, L)
+    return audio[:, : audio.shape[1] // SAMPLES_PER_FRAME * SAMPLES_PER_FRAME]
+
+
 class AudioFrontend(nn.Module):
     """ResNet-18 1-D front-end for 16 kHz audio: 640 samples -> 1 frame.
 
@@ -137,17 +150,8 @@ class AudioFrontend(nn.Module):
         self.trunk = ResNetTrunk1D(widths)
 
     def forward(self, audio: torch.Tensor) -> torch.Tensor:
-        """
-        Args:
-            audio: (B, L) or (B, L, 1) float, normalised 16 kHz waveforms; samples beyond the
-                last multiple of 640 are dropped.
-        Returns:
-            (B, L // 640, D) float frame features.
-        """
-        if audio.dim() == 3:
-            audio = audio.squeeze(-1)  # (B, L)
-        L = audio.shape[1] // SAMPLES_PER_FRAME * SAMPLES_PER_FRAME
-        return self.trunk(audio[:, None, :L]).transpose(1, 2)  # (B, T, D)
+        """(B, L) or (B, L, 1) normalised 16 kHz audio -> (B, L // 640, D) frame features."""
+        return self.trunk(whole_frames(audio)[:, None]).transpose(1, 2)  # (B, T, D)
 
 
 class MelFrontend(nn.Module):
@@ -172,19 +176,12 @@ class MelFrontend(nn.Module):
         self.convs = nn.Sequential(*layers)
 
     def forward(self, audio: torch.Tensor) -> torch.Tensor:
-        """
-        Args:
-            audio: (B, L) or (B, L, 1) float, normalised 16 kHz waveforms; samples beyond the
-                last multiple of 640 are dropped.
-        Returns:
-            (B, L // 640, D) float frame features.
-        """
-        if audio.dim() == 3:
-            audio = audio.squeeze(-1)  # (B, L)
+        """(B, L) or (B, L, 1) normalised 16 kHz audio -> (B, L // 640, D) frame features."""
+        audio = whole_frames(audio)  # (B, 640T)
         t = audio.shape[1] // SAMPLES_PER_FRAME
         # mel frame i is centred on sample 160 i; frames 2 .. 4T + 1 (320 zeros appended) put the
         # centre of output frame j on sample 640 j + 320, the middle of video frame j
-        wav = F.pad(audio[:, : t * SAMPLES_PER_FRAME], (0, SAMPLES_PER_FRAME // 2))  # (B, 640T + 320)
+        wav = F.pad(audio, (0, SAMPLES_PER_FRAME // 2))  # (B, 640T + 320)
         mel = log_mel(wav, bank=self.bank)[:, 2: 4 * t + 2]  # (B, 4T, n_mels)
         x = self.convs(self.norm(mel.transpose(1, 2)))  # (B, D, T)
         return x.transpose(1, 2)  # (B, T, D)
