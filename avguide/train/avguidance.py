@@ -227,7 +227,11 @@ def av_gradient(pred: torch.Tensor, losses: dict[str, torch.Tensor], cfg: AVGuid
     Returns:
         (B, T, V, 3) float, zeros when the AV terms do not depend on ``pred``.
     """
-    value = cfg.l_ctc * losses["ctc"] + cfg.l_ce * losses["ce"]
+    return _grad_on(cfg.l_ctc * losses["ctc"] + cfg.l_ce * losses["ce"], pred)
+
+
+def _grad_on(value: torch.Tensor, pred: torch.Tensor) -> torch.Tensor:
+    """d(value)/d(pred), graph kept; zeros like ``pred`` when ``value`` does not depend on it."""
     if not value.requires_grad:
         return torch.zeros_like(pred)
     (g,) = torch.autograd.grad(value, pred, retain_graph=True, allow_unused=True)
@@ -287,19 +291,13 @@ def gradient_probe(pred: torch.Tensor, losses: dict[str, torch.Tensor], cfg: AVG
         l_av), ``gnorm_mse`` = |d(l_mse L_mse)/d(pred)|, ``gnorm_rlv`` (if "rlv" is given) and
         ``gnorm_ratio`` = gnorm_av / gnorm_mse (when gnorm_mse > 0).
     """
-    def grad_of(value: torch.Tensor) -> torch.Tensor:
-        if not value.requires_grad:
-            return torch.zeros_like(pred)
-        (g,) = torch.autograd.grad(value, pred, retain_graph=True, allow_unused=True)
-        return torch.zeros_like(pred) if g is None else g
-
     g_unit = av_gradient(pred, losses, cfg) if g_av is None else g_av  # (B, T, V, 3)
     g_av = cfg.l_av * g_unit
-    g_mse = cfg.l_mse * grad_of(losses["mse"])
+    g_mse = cfg.l_mse * _grad_on(losses["mse"], pred)
     out = {"gnorm_av": float(g_av.norm()), "gnorm_av_lips": float(g_av[:, :, lips].norm()),
            "gnorm_av_unit": float(g_unit.norm()), "gnorm_mse": float(g_mse.norm())}
     if "rlv" in losses:
-        out["gnorm_rlv"] = float(cfg.l_rlv * grad_of(losses["rlv"]).norm())
+        out["gnorm_rlv"] = float(cfg.l_rlv * _grad_on(losses["rlv"], pred).norm())
     if out["gnorm_mse"] > 0:
         out["gnorm_ratio"] = out["gnorm_av"] / out["gnorm_mse"]
     return out
