@@ -43,7 +43,8 @@ from avguide.lipreader.render_cache import RenderCache
 from avguide.lipreader.tokenizers import pad_targets
 from avguide.metrics.text import EditCounts, char_counts, word_counts
 from avguide.train import distributed as dist
-from avguide.train.audio_augment import AudioAugmentConfig, augment_audio
+from avguide.train.audio_augment import (AudioAugmentConfig, augment_audio, change_speed, draw_speeds,
+                                         retime_frames)
 from avguide.train.checkpoint import (load_checkpoint, load_train_state, save_checkpoint, seed_everything,
                                       start_run)
 from avguide.train.logging import RunLogger
@@ -82,7 +83,8 @@ class ExpertStageConfig:
         epochs, batch_size, lr, weight_decay, warmup_epochs, grad_clip, seed: optimisation.
         val_max: validate on at most this many recordings (0 = all).
         device: "auto", "cpu" or "cuda".
-        audio: augmentation (AV only).
+        audio: augmentation of the training batches: speed perturbation (all modalities; off by
+            default), noise and time masks (AV and audio), whole-utterance dropout (AV).
     """
 
     data: str = ""
@@ -188,14 +190,21 @@ def expert_inputs(batch: Batch, cache: RenderCache | None, modality: str, audio_
     Returns:
         {"video", "video_lengths", "audio", "audio_lengths"} (audio None for video-only).
     """
+    audio, alen = batch.audio, batch.audio_lengths
+    speeds = draw_speeds(len(batch.names), aug) if audio_mode == "augment" else None
+    retimed = speeds is not None and bool((speeds != 1).any())
+    if retimed:  # audio and video together, before the audio is cut to the frames
+        audio, alen = change_speed(audio, alen, speeds)
     if modality == "audio":  # 25 fps frames of whole 640-sample blocks; no video, no dropout
-        video, vlen = None, torch.div(batch.audio_lengths, SAMPLES_PER_FRAME, rounding_mode="floor").clamp_min(1)
+        video, vlen = None, torch.div(alen, SAMPLES_PER_FRAME, rounding_mode="floor").clamp_min(1)
         aug = dataclasses.replace(aug, dropout_prob=0.0) if aug is not None else None
     else:
         video, vlen = cache.video(batch, device)
+        if retimed:
+            video, vlen = retime_frames(video, vlen, speeds)
     if modality == "video":
         return {"video": video, "video_lengths": vlen, "audio": None, "audio_lengths": None}
-    audio, alen = align_audio(batch.audio, batch.audio_lengths, vlen.cpu())
+    audio, alen = align_audio(audio, alen, vlen.cpu())
     if audio_mode == "augment":
         audio, _ = augment_audio(audio, alen, aug)
     elif audio_mode == "dropped":

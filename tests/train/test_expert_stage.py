@@ -10,7 +10,8 @@ import torch
 
 from avguide.errors import BadInputError
 from avguide.lipreader.reader import load_trained_expert
-from avguide.train.audio_augment import AudioAugmentConfig, add_noise, augment_audio, time_mask
+from avguide.train.audio_augment import (AudioAugmentConfig, add_noise, augment_audio, change_speed, draw_speeds,
+                                         retime_frames, time_mask)
 from avguide.train.checkpoint import load_checkpoint
 from avguide.train.expert import ExpertStageConfig, align_audio, run_expert_stage
 
@@ -33,11 +34,12 @@ def synth3x2(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def av_run(synth3x2, tmp_path_factory):
-    """An uninterrupted 2-epoch AV run (render cache shared with the other runs of the module)."""
+    """An uninterrupted 2-epoch AV run (render cache shared with the other runs of the module), with
+    speed perturbation on half the utterances (so the exact resume covers its random draws)."""
     base = tmp_path_factory.mktemp("runs")
     torch.set_num_threads(1)  # bitwise equality below needs the same thread count in both runs
     run = run_expert_stage(str(synth3x2), base / "full", modality="av",
-                           overrides=TINY + [f"cache_dir={base / 'cache'}"])
+                           overrides=TINY + [f"cache_dir={base / 'cache'}", "audio.speed_prob=0.5"])
     return run, base
 
 
@@ -175,6 +177,46 @@ def test_time_mask_spans_and_dropout():
     torch.testing.assert_close(kept, audio) and not bool(flags.any())
     many, flags = augment_audio(torch.ones(400, 800), torch.full((400,), 800), AudioAugmentConfig(dropout_prob=0.25, time_masks=0), g)
     assert 0.18 < flags.float().mean() < 0.32 and bool((many[flags] == 0).all()) and bool((many[~flags] != 0).any(1).all())
+
+
+def test_change_speed_scales_tempo_and_pitch():
+    t = torch.arange(16000) / 16000
+    audio = torch.zeros(3, 16000)
+    audio[:, :16000] = torch.sin(2 * math.pi * 440 * t)
+    lengths = torch.tensor([16000, 16000, 8000])
+    out, new = change_speed(audio, lengths, torch.tensor([1.25, 0.8, 1.0], dtype=torch.float64))
+    assert new.tolist() == [12800, 20000, 8000] and out.shape == (3, 20000)
+    torch.testing.assert_close(out[2, :8000], audio[2, :8000], rtol=0, atol=0)  # factor 1: the samples
+    assert bool((out[0, 12800:] == 0).all()) and bool((out[2, 8000:] == 0).all())  # zero padding
+    for i, f in ((0, 550.0), (1, 352.0)):  # 440 Hz played 1.25x / 0.8x as fast
+        n = int(new[i])
+        spec = torch.fft.rfft(out[i, n // 8: n - n // 8]).abs()  # away from the resampler's edges
+        peak = float(spec.argmax()) * 16000 / (n - 2 * (n // 8))
+        assert abs(peak - f) < 2.0, (i, peak)
+
+
+def test_retime_frames_picks_the_frame_under_each_new_frame_centre():
+    video = torch.arange(10, dtype=torch.float32)[None, :, None, None].repeat(2, 1, 1, 3) + 1  # (2, 10, 1, 3)
+    out, new = retime_frames(video, torch.tensor([10, 4]), torch.tensor([2.0, 0.5], dtype=torch.float64))
+    assert new.tolist() == [5, 8] and out.shape == (2, 8, 1, 3)
+    # frame j shows floor((j + 0.5) * s) (+1: the values are 1-based); padding is 0
+    assert out[0, :, 0, 0].tolist() == [2, 4, 6, 8, 10, 0, 0, 0]
+    assert out[1, :, 0, 0].tolist() == [1, 1, 2, 2, 3, 3, 4, 4]
+    same, n = retime_frames(video, torch.tensor([10, 4]), torch.ones(2, dtype=torch.float64))
+    assert n.tolist() == [10, 4] and bool((same[0] == video[0]).all()) and bool((same[1, 4:] == 0).all())
+
+
+def test_draw_speeds():
+    g = torch.Generator().manual_seed(3)
+    before = g.get_state()
+    assert draw_speeds(5, AudioAugmentConfig(), g).tolist() == [1.0] * 5
+    assert torch.equal(g.get_state(), before)  # off: nothing drawn, earlier runs' streams unchanged
+    s = draw_speeds(1000, AudioAugmentConfig(speed_prob=0.5, speed_min=0.8, speed_max=1.2), g)
+    moved = s != 1
+    assert 0.42 < moved.double().mean() < 0.58 and bool(((s >= 0.8) & (s <= 1.2)).all())
+    assert 0.95 < float(s[moved].mean()) < 1.05
+    errs = AudioAugmentConfig(speed_min=1.2, speed_max=1.1, speed_prob=2).check()
+    assert any("speed_min" in e for e in errs) and any("speed_prob" in e for e in errs)
 
 
 def test_align_audio_to_video_frames():
