@@ -82,6 +82,10 @@ class ExpertStageConfig:
         train_split, val_split: dataset splits.
         epochs, batch_size, lr, weight_decay, warmup_epochs, grad_clip, seed: optimisation.
         val_max: validate on at most this many recordings (0 = all).
+        best_on: what picks the best checkpoint: "clean" (validation CER with the audio as
+            recorded), "clean_and_dropped" (AV only: the mean of that and the CER with the audio
+            zeroed, so that the chosen expert also reads lips) or "auto" (clean_and_dropped for
+            av, clean otherwise). Both CERs are logged for AV.
         device: "auto", "cpu" or "cuda".
         audio: augmentation of the training batches: speed perturbation (all modalities; off by
             default), noise and time masks (AV and audio), whole-utterance dropout (AV).
@@ -108,6 +112,7 @@ class ExpertStageConfig:
     grad_clip: float = 5.0
     seed: int = 0
     val_max: int = 0
+    best_on: Literal["auto", "clean", "clean_and_dropped"] = "auto"
     device: str = "auto"
     audio: AudioAugmentConfig = field(default_factory=AudioAugmentConfig)
 
@@ -135,6 +140,8 @@ class ExpertStageConfig:
         if self.freeze_audio and (self.modality != "av" or not (self.init_audio or self.init)):
             errs.append("freeze_audio: only for modality=av with init_audio or init (a frozen untrained audio "
                         "encoder would read nothing)")
+        if self.best_on == "clean_and_dropped" and self.modality != "av":
+            errs.append(f"best_on=clean_and_dropped: only for modality=av, got modality={self.modality}")
         return errs
 
     # resolved values -------------------------------------------------------------------------
@@ -145,6 +152,11 @@ class ExpertStageConfig:
         if self.camera != "auto":
             return self.camera
         return "template" if self.modality == "av" else "sequence_mean"
+
+    def best_on_rule(self) -> str:
+        if self.best_on != "auto":
+            return self.best_on
+        return "clean_and_dropped" if self.modality == "av" else "clean"
 
     def tokenizer_name(self) -> str:
         if self.tokenizer != "auto":
@@ -307,6 +319,15 @@ def evaluate_split(model: LipReadingExpert, index, refs, cache: RenderCache | No
             "words": wc.ref_len, "n": len(ds), "hyps": hyps}
 
 
+def _validate(model: LipReadingExpert, index, refs, cache: RenderCache | None, tok, cfg: ExpertStageConfig,
+              ctx: dist.DistContext, audio_mode: str) -> tuple[float, float]:
+    """Corpus CER and WER (greedy) on the validation recordings, each rank reading its shard."""
+    val = evaluate_split(model, index, refs[ctx.rank:: ctx.world_size], cache, tok, cfg.modality,
+                         audio_mode=audio_mode, batch_size=cfg.batch_size, device=ctx.device)
+    c = dist.mean_across({k: float(val[k]) for k in ("char_edits", "chars", "word_edits", "words")}, ctx)
+    return c["char_edits"] / max(c["chars"], 1.0), c["word_edits"] / max(c["words"], 1.0)
+
+
 def train_expert(cfg: ExpertStageConfig, out_dir: str | Path, resume: bool = False) -> Path:
     """Train (or fine-tune) the expert on GT renders; see the module docstring.
 
@@ -406,15 +427,17 @@ def train_expert(cfg: ExpertStageConfig, out_dir: str | Path, resume: bool = Fal
             bar.set_postfix(loss=f"{logs['total']:.3f}")
         bar.close()
         train_logs = dist.mean_across({f"train_{k}": v / max(1, len(loader)) for k, v in sums.items()}, ctx)
-        val = evaluate_split(dist.unwrap(model), index, val_refs[ctx.rank:: ctx.world_size], cache, tok,
-                             cfg.modality, batch_size=cfg.batch_size,
-                             device=ctx.device)
-        c = dist.mean_across({k: float(val[k]) for k in ("char_edits", "chars", "word_edits", "words")}, ctx)
-        cer = c["char_edits"] / max(c["chars"], 1.0)  # corpus rates over all ranks' shards
-        values = {**train_logs, "val_cer": cer, "val_wer": c["word_edits"] / max(c["words"], 1.0), "lr": sched.get_last_lr()[0],
+        cer, wer = _validate(dist.unwrap(model), index, val_refs, cache, tok, cfg, ctx, "clean")
+        values = {**train_logs, "val_cer": cer, "val_wer": wer, "lr": sched.get_last_lr()[0],
                   "render_s": cache.render_seconds - rs0 if cache else 0.0}
-        is_best = cer < best
-        best = min(best, cer)
+        score = cer
+        if cfg.modality == "av":
+            values["val_cer_dropped"], values["val_wer_dropped"] = _validate(
+                dist.unwrap(model), index, val_refs, cache, tok, cfg, ctx, "dropped")
+            if cfg.best_on_rule() == "clean_and_dropped":
+                score = values["val_select"] = (cer + values["val_cer_dropped"]) / 2
+        is_best = score < best
+        best = min(best, score)
         if ctx.is_main:
             save_checkpoint(run, dist.unwrap(model), {"optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                                                       "best": best},

@@ -53,6 +53,10 @@ def test_run_writes_checkpoints_with_config(av_run, synth3x2):
     lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     assert [x["epoch"] for x in lines] == [1, 2]
     assert all(math.isfinite(x["train_total"]) and 0 <= x["val_cer"] for x in lines)
+    # AV: the best checkpoint is the one with the lowest mean of the clean and dropped-audio CERs
+    assert all(x["val_select"] == (x["val_cer"] + x["val_cer_dropped"]) / 2 for x in lines)
+    best = min(lines, key=lambda x: x["val_select"])["step"]
+    assert json.loads((run / "best.json").read_text())["checkpoint"] == f"ckpt-{best:08d}"
     assert lines[0]["render_s"] > 0 and lines[1]["render_s"] == 0  # rendered once, then cached
     expert = load_trained_expert(run, "last")
     for k, v in expert.model.state_dict().items():
@@ -123,6 +127,8 @@ def test_audio_modality_pretrains_the_av_audio_encoder(synth3x2, tmp_path):
     assert not torch.equal(after["ctc.ctc_lo.weight"], source["ctc.ctc_lo.weight"])
     with pytest.raises(BadInputError, match="freeze_audio: only for modality=av with init_audio or init"):
         run_expert_stage(str(synth3x2), tmp_path / "f", modality="av", overrides=TINY + ["freeze_audio=true"])
+    with pytest.raises(BadInputError, match="best_on=clean_and_dropped: only for modality=av"):
+        run_expert_stage(str(synth3x2), tmp_path / "b", modality="audio", overrides=TINY + ["best_on=clean_and_dropped"])
     with pytest.raises(BadInputError, match="init_audio: only for modality=av"):
         run_expert_stage(str(synth3x2), tmp_path / "x", modality="video", overrides=TINY + [f"init_audio={asr}"])
     with pytest.raises(BadInputError, match="not an audio-only run"):
