@@ -4,8 +4,10 @@
     train:  for each epoch, for each batch of training recordings:
               GT lip video from the render cache (rendered once, uint8)   (B, T25, 1, c, c)
               16 kHz audio, augmented (noise, time masks, dropout)        (B, T25 * 640)   [AV]
+              optional speed perturbation of both (audio resampled, video retimed)
               loss = mtlalpha * CTC + (1 - mtlalpha) * attention CE  -> AdamW, warmup + cosine
-            validation CER (greedy CTC, clean audio) -> checkpoint (best by val CER)
+            validation CER (greedy CTC; clean audio, and for AV also zeroed audio)
+              -> checkpoint (best by ``best_on``: clean CER, or for AV the mean of both)
     save:   RUN/ckpt-*/ (weights, optimiser/scheduler/RNG, meta.json with the config, expert
             hyper-parameters, tokeniser and video settings), RUN/render_assets.npz, metrics.jsonl
 
