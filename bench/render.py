@@ -1,6 +1,6 @@
 """Speed of the differentiable lip renderer (not a test): ms per frame, forward and forward+backward.
 
-    python bench/render.py [--reps 7] [--threads 1] [--workers 2] [--sizes 96,192] [--ref-batch 2]
+    python bench/render.py [--reps 7] [--threads 1] [--workers 2] [--sizes 96,192] [--ref-batch 2] [--compile]
 
 Meshes: the default head (``avguide.assets.head.load_head``, 4742 vertices) and two denser
 versions of it with a realistic lip-region density: FLAME size (5023 vertices: the 281 edges
@@ -17,7 +17,9 @@ default 1 x 2 uses two cores. The ``1 worker`` column times the same frames in o
 side. ``expert window`` times the path ``expert_input`` takes in training: the lip camera draws only
 the 88x88 crop and a one-pixel ring (the same expert input). The last column compares with
 ``render_mesh_reference`` (reference rasteriser and full-image primitives) on ``--ref-batch``
-frames, per frame.
+frames, per frame. ``--compile`` adds the expert window with ``render_mesh(compile=True)``
+(:mod:`avguide.render.compiled`), timed alternately with the eager one, and its first call
+(which compiles).
 """
 
 from __future__ import annotations
@@ -110,7 +112,7 @@ def paired_ms(fn_a, fn_b, reps: int) -> tuple[float, float, float, float, float]
     return (*(1000 * statistics.median(x) for x in (wa, ca, wb, cb)), ratio)
 
 
-def bench_mesh(name, verts, faces, lips, albedo, jaw, batch, size, reps, ref_batch, workers, rng):
+def bench_mesh(name, verts, faces, lips, albedo, jaw, batch, size, reps, ref_batch, workers, rng, compile=False):
     cam = lip_camera(verts, lips, size=size)
     nb = face_neighbors(faces)
     mask = lip_face_mask(verts, faces, cam)
@@ -141,6 +143,16 @@ def bench_mesh(name, verts, faces, lips, albedo, jaw, batch, size, reps, ref_bat
         ref_wall, _ = median_ms(lambda: fwd_bwd(render_mesh_reference, sub, 1), 1)
         fast_wall, _ = median_ms(lambda: fwd_bwd(x=sub, n_workers=1, face_mask=mask), 3)
         ratio = f" | reference/fast (B={ref_batch}) {ref_wall / fast_wall:6.1f}x"
+    if compile:
+        t0 = time.perf_counter()
+        fwd_bwd(face_mask=mask, camera=window, compile=True)
+        first = time.perf_counter() - t0
+        eager_wall, _, comp_wall, comp_cpu, comp_ratio = paired_ms(
+            lambda: fwd_bwd(face_mask=mask, camera=window),
+            lambda: fwd_bwd(face_mask=mask, camera=window, compile=True), 2 * reps + 1)
+        ratio += (f" | compiled window fwd+bwd {comp_wall / batch:7.2f} (cpu {comp_cpu / batch:6.2f}; eager "
+                  f"{eager_wall / batch:7.2f}, eager/compiled {comp_ratio:4.2f}x, timed alternately; first call "
+                  f"{first:5.1f} s)")
     print(f"{name:>14s} V={verts.shape[0]:6d} F={faces.shape[0]:6d} {size:4d}px B={batch:3d} | fwd {f_wall / batch:7.2f} "
           f"ms/frame (cpu {f_cpu / batch:6.2f}) | fwd+bwd {fb_wall / batch:7.2f} ms/frame (cpu {fb_cpu / batch:6.2f}) "
           f"| 1 worker {one_wall / batch:7.2f} ({one_wall / fb_wall:4.2f}x) | expert window fwd+bwd "
@@ -156,6 +168,7 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2, help="threads rendering chunks of the batch")
     ap.add_argument("--sizes", default="96,192", help="image sides to time for the default head")
     ap.add_argument("--ref-batch", type=int, default=2, help="frames for the reference timing (0: skip)")
+    ap.add_argument("--compile", action="store_true", help="also time the expert window with render_mesh(compile=True)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     rng = torch.Generator().manual_seed(0)
@@ -182,7 +195,8 @@ def main() -> None:
         args = (torch.tensor(mv, dtype=torch.float32), torch.tensor(mf), torch.tensor((ml[:, 6] > 0.5).nonzero()[0]),
                 torch.tensor(ml[:, :3], dtype=torch.float32), torch.tensor(ml[:, 3:6], dtype=torch.float32))
         for b in (1, 32):
-            rows[(name, b, 96)] = bench_mesh(name, *args, b, 96, a.reps, a.ref_batch if b == 32 else 0, a.workers, rng)
+            rows[(name, b, 96)] = bench_mesh(name, *args, b, 96, a.reps, a.ref_batch if b == 32 else 0, a.workers, rng,
+                                             a.compile)
         if name == "default head":
             for s in [int(x) for x in a.sizes.split(",") if int(x) != 96]:
                 rows[(name, 32, s)] = bench_mesh(name, *args, 32, s, a.reps, 0, a.workers, rng)

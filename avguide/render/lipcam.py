@@ -174,7 +174,7 @@ def expert_crop(images: torch.Tensor) -> torch.Tensor:
 def expert_input(verts: torch.Tensor, lengths: torch.Tensor, fps: float, faces: torch.Tensor, cam: Camera,
                  albedo: torch.Tensor, *, neighbors: torch.Tensor | None = None, lights: Lights = Lights(),
                  face_mask: torch.Tensor | None = None, chunk: int = 32,
-                 workers: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+                 workers: int = 1, compile: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Vertex sequences at any frame rate -> the expert's 25 fps normalised mouth video.
 
     Args:
@@ -195,6 +195,7 @@ def expert_input(verts: torch.Tensor, lengths: torch.Tensor, fps: float, faces: 
             at 64 several pass it and are page-faulted in afresh at every call (1.1x slower).
         workers: threads rendering chunks of frames at the same time
             (:func:`avguide.render.parallel.map_batch`; same result).
+        compile: ``torch.compile``'d rasteriser and shading (see :func:`render_mesh`; opt-in).
     Returns:
         video (B, T25, 1, 88, 88) float normalised; frames past ``lengths25`` are zeros (padding). lengths25 (B,) int64.
     """
@@ -210,7 +211,7 @@ def expert_input(verts: torch.Tensor, lengths: torch.Tensor, fps: float, faces: 
 
     def render(sl: slice, chunk_frames: torch.Tensor) -> torch.Tensor:
         img, _ = render_mesh(chunk_frames, faces, cams.select(sl), albedo, lights=lights, neighbors=neighbors,
-                             face_mask=face_mask)
+                             face_mask=face_mask, compile=compile)
         return expert_crop(img)  # (n, 1, 88, 88)
 
     crops = map_batch(render, [frames], workers=workers, max_chunk=chunk)  # (N, 1, 88, 88)

@@ -1,0 +1,99 @@
+"""``compile=True`` (torch.compile'd kernels) against the eager renderer: identical face ids, the
+same images and gradients up to float32 rounding, and a clean eager fallback without a C++
+compiler. The comparisons compile (about a minute on 2 cores): marked slow."""
+
+import numpy as np
+import pytest
+import torch
+
+from avguide.render import albedo_from_parts, expert_input, face_neighbors, lip_camera, project, rasterize, render_mesh
+from avguide.render import compiled
+
+
+def _soup(g, n_img=3, n_faces=60, size=40):
+    """Random triangles of many sizes, partly off screen, both orientations, with exact ties."""
+    n_v = 3 * n_faces
+    scale = torch.exp(torch.rand(n_img, n_faces, 1, 1, generator=g) * 4) / 2  # 0.5 .. 27 px
+    centre = torch.rand(n_img, n_faces, 1, 2, generator=g) * (size + 10) - 5
+    xy = centre + scale * torch.randn(n_img, n_faces, 3, 2, generator=g)
+    z = 1 + torch.rand(n_img, n_faces, 1, 1, generator=g) + 0.1 * torch.randn(n_img, n_faces, 3, 1, generator=g)
+    faces = torch.arange(n_v).view(n_faces, 3)
+    return torch.cat([xy, z], -1).reshape(n_img, n_v, 3), torch.cat([faces, faces[:5]])
+
+
+@pytest.mark.slow
+def test_compiled_rasterize_gives_identical_face_ids():
+    g = torch.Generator().manual_seed(0)
+    pix, faces = _soup(g)
+    mask = torch.rand(faces.shape[0], generator=g) < 0.8
+    for kw in [dict(), dict(cull_backfaces=False), dict(face_mask=mask), dict(orthographic=False)]:
+        for p in (pix, pix[:1]):  # a single image: the size-1 specialisation
+            eager = rasterize(p, faces, (40, 36), **kw)
+            assert (eager >= 0).sum() > 100, kw
+            assert torch.equal(compiled.rasterize(p, faces, (40, 36), **kw), eager), kw
+    huge = pix.clone()
+    huge[0, :3, :2] = torch.tensor([[-1e6, 5.0], [1e6, 6.0], [3.0, 30.0]])  # the scanline's eager fallback
+    assert torch.equal(compiled.rasterize(huge, faces, (40, 36)), rasterize(huge, faces, (40, 36)))
+
+
+@pytest.mark.slow
+def test_compiled_render_mesh_equals_eager_images_and_gradients(head):
+    g = torch.Generator().manual_seed(3)
+    alb = albedo_from_parts(torch.from_numpy(head.vertex_part.astype(np.int64)), head.part_names)
+    nb = face_neighbors(head.faces)
+    v0 = head.vertices[None] + torch.tensor([[[0.2]], [[0.6]], [[0.4]]]) * head.jaw_open[None]
+    v0 = v0 + 3e-4 * torch.randn(v0.shape, generator=g)
+    for cam in [lip_camera(head.vertices, head.lips, size=48),
+                lip_camera(head.vertices, head.lips, size=40, orthographic=False)]:
+        weights = torch.rand(3, 4, *cam.size, generator=g)
+        out = []
+        for flag in (False, True):
+            v = v0.clone().requires_grad_(True)
+            img = torch.cat(render_mesh(v, head.faces, cam, alb, neighbors=nb, compile=flag), 1)
+            (img * weights).sum().backward()
+            out.append((img.detach(), v.grad))
+        assert torch.equal(rasterize(project(v0, cam), head.faces, cam.size, orthographic=cam.orthographic),
+                           compiled.rasterize(project(v0, cam), head.faces, cam.size, orthographic=cam.orthographic))
+        (img, grad), (img_c, grad_c) = out
+        assert grad.abs().max() > 1
+        torch.testing.assert_close(img_c, img, rtol=0, atol=1e-5)
+        torch.testing.assert_close(grad_c, grad, rtol=1e-3, atol=1e-5 * float(grad.abs().max()))
+
+
+@pytest.mark.slow
+def test_compiled_expert_input_in_worker_threads_equals_eager(head):
+    g = torch.Generator().manual_seed(4)
+    alb = albedo_from_parts(torch.from_numpy(head.vertex_part.astype(np.int64)), head.part_names)
+    nb = face_neighbors(head.faces)
+    w = torch.rand(2, 6, 1, 1, generator=g) * 0.6  # (B, T, 1, 1) jaw opening
+    v0 = head.vertices + w * head.jaw_open + 2e-4 * torch.randn(2, 6, *head.vertices.shape, generator=g)
+    cam = lip_camera(torch.stack([head.vertices, head.vertices + 1e-3]), head.lips)
+    weights = torch.randn(2, 6, 1, 88, 88, generator=g)
+    out = []
+    for flag in (False, True):
+        v = v0.clone().requires_grad_(True)
+        video, _ = expert_input(v, torch.tensor([6, 5]), 25.0, head.faces, cam, alb, neighbors=nb, workers=2,
+                                compile=flag)
+        (video * weights).sum().backward()
+        out.append((video.detach(), v.grad))
+    (video, grad), (video_c, grad_c) = out
+    torch.testing.assert_close(video_c, video, rtol=0, atol=1e-4)  # normalised luma: x6 the colour scale
+    torch.testing.assert_close(grad_c, grad, rtol=1e-3, atol=1e-5 * float(grad.abs().max()))
+
+
+def test_compile_without_a_cpp_compiler_warns_and_renders_eagerly(head, monkeypatch):
+    import torch._inductor.cpp_builder as cpp_builder
+
+    def no_compiler():
+        raise RuntimeError("no g++ here")
+
+    monkeypatch.setattr(cpp_builder, "get_cpp_compiler", no_compiler)
+    with pytest.warns(RuntimeWarning, match="C\\+\\+ compiler"):
+        assert compiled.available.__wrapped__() is False
+    monkeypatch.setattr(compiled, "available", lambda: False)
+    alb = albedo_from_parts(torch.from_numpy(head.vertex_part.astype(np.int64)), head.part_names)
+    cam = lip_camera(head.vertices, head.lips, size=32)
+    v = head.vertices[None]
+    eager = render_mesh(v, head.faces, cam, alb)
+    fallback = render_mesh(v, head.faces, cam, alb, compile=True)
+    assert all(torch.equal(a, b) for a, b in zip(eager, fallback))
