@@ -277,16 +277,19 @@ with a ``breath`` setting (f2, f3, f5, m8, ...) are left out: their output diffe
 processes (not bit-reproducible), these ones are checked to be identical across processes."""
 
 
-def sample_voice(rng: np.random.Generator, index: int, language: str = "en-us") -> Voice:
+def sample_voice(rng: np.random.Generator, index: int, language: str = "en-us",
+                 rate_wpm: tuple[int, int] = (150, 200)) -> Voice:
     """The voice of subject ``index``: its own variant, plus a drawn rate, pitch and range.
 
     Subjects 0..12 get 13 different variants; beyond that variants repeat and the subject is
     told apart by a base pitch shifted by 12 per cycle (wrapping in 20..80).
 
     Args:
-        rng: generator for the continuous settings (rate 150..200 wpm, pitch, range 30..70).
+        rng: generator for the continuous settings (rate, pitch, range 30..70).
         index: subject number >= 0.
         language: espeak language name.
+        rate_wpm: inclusive range of the speaking rate in words per minute (80..450); the
+            default 150..200 is the benchmark's (the same draws as before the range existed).
 
     Returns:
         the subject's Voice.
@@ -296,12 +299,15 @@ def sample_voice(rng: np.random.Generator, index: int, language: str = "en-us") 
     """
     if index < 0:
         raise BadInputError(f"subject index must be >= 0, got {index}")
+    lo, hi = rate_wpm
+    if not 80 <= lo <= hi <= 450:
+        raise BadInputError(f"rate_wpm: need 80 <= min <= max <= 450, got {rate_wpm}")
     cycle, slot = divmod(int(index), len(VARIANTS))
     pitch = int(rng.integers(35, 66))
     pitch = 20 + (pitch - 20 + 12 * cycle) % 61
     return Voice(
         variant=VARIANTS[slot],
-        rate_wpm=int(rng.integers(150, 201)),
+        rate_wpm=int(rng.integers(lo, hi + 1)),
         pitch=pitch,
         pitch_range=int(rng.integers(30, 71)),
         language=language,

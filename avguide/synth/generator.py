@@ -53,6 +53,8 @@ class SynthConfig:
     protocol: Literal["disjoint", "vocaset"] = "disjoint"
     speakers_per_sentence: float = 2.0   # average reuse of a sentence text across subjects
     identity_strength: float = 1.0   # scale of the random identity shape mixture
+    rate_wpm_min: int = 150          # speaking rates are drawn per subject in [min, max] words
+    rate_wpm_max: int = 200          # per minute (a wider range makes a corpus for lip readers)
     workers: int = 0                 # worker processes; 0 = all cores
     # a dataset whose sentences this one must never speak (e.g. a corpus to pretrain a lip
     # reader on, with another seed, kept apart from the benchmark's val/test sentences)
@@ -70,6 +72,9 @@ class SynthConfig:
             errors.append(f"speakers_per_sentence: must be >= 1, got {self.speakers_per_sentence}")
         if not 0.0 <= self.identity_strength <= 3.0:
             errors.append(f"identity_strength: must be in [0, 3], got {self.identity_strength}")
+        if not 80 <= self.rate_wpm_min <= self.rate_wpm_max <= 450:
+            errors.append(f"rate_wpm_min/max: need 80 <= min <= max <= 450, got "
+                          f"{self.rate_wpm_min}..{self.rate_wpm_max}")
         if self.workers < 0:
             errors.append(f"workers: must be >= 0, got {self.workers}")
         return errors
@@ -207,7 +212,7 @@ def generate(cfg: SynthConfig, out: str | Path, *, preview: bool = False, progre
     for s, name in enumerate(names):
         rng = np.random.default_rng([cfg.seed, 1, s])
         coeffs, template = sample_identity(head, rng, strength=cfg.identity_strength)
-        voice = sample_voice(rng, s)
+        voice = sample_voice(rng, s, rate_wpm=(cfg.rate_wpm_min, cfg.rate_wpm_max))
         style = sample_style(rng)
         templates[name] = template.astype(np.float32)
         subjects[name] = {"role": roles[s], "voice": dataclasses.asdict(voice),

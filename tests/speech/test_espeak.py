@@ -88,6 +88,15 @@ def test_sample_voice_distinct_subjects():
     assert all(not v.check() for v in voices)
 
 
+def test_sample_voice_rate_range():
+    default = [sample_voice(np.random.default_rng(5), i) for i in range(4)]
+    assert default == [sample_voice(np.random.default_rng(5), i, rate_wpm=(150, 200)) for i in range(4)]
+    fast = [sample_voice(np.random.default_rng([5, i]), i, rate_wpm=(230, 240)) for i in range(40)]
+    assert all(230 <= v.rate_wpm <= 240 for v in fast) and len({v.rate_wpm for v in fast}) > 5
+    with pytest.raises(BadInputError, match="rate_wpm"):
+        sample_voice(np.random.default_rng(0), 0, rate_wpm=(200, 150))
+
+
 def test_text_to_ipa_hand_cases():
     assert text_to_ipa("map") == [["m", "æ", "p"]]
     assert text_to_ipa("five") == [["f", "aɪ", "v"]]
