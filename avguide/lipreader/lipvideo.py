@@ -171,8 +171,8 @@ def lip_cameras(rest: torch.Tensor, assets: RenderAssets, crop: int) -> Camera:
 
 
 def lip_gray(verts: torch.Tensor, lengths: torch.Tensor, fps: float, assets: RenderAssets, cam: Camera,
-             crop: int, *, face_mask: torch.Tensor | None = None, chunk: int = 32, workers: int = 1
-             ) -> tuple[torch.Tensor, torch.Tensor]:
+             crop: int, *, face_mask: torch.Tensor | None = None, chunk: int = 32, workers: int = 1,
+             compile: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Vertex sequences at any frame rate -> 25 fps grayscale lip crops in [0, 1] (differentiable).
 
     Args:
@@ -187,6 +187,7 @@ def lip_gray(verts: torch.Tensor, lengths: torch.Tensor, fps: float, assets: Ren
         chunk: frames rendered per call (does not change the result; 32 keeps the renderer's
             tensors under glibc's 32 MiB mmap threshold, see :func:`avguide.render.expert_input`).
         workers: threads rendering chunks of frames at once (:func:`avguide.render.parallel.map_batch`).
+        compile: ``torch.compile``'d rasteriser and shading (:func:`avguide.render.render_mesh`).
     Returns:
         gray (B, T25, crop, crop) float in [0, 1], zeros past ``lengths25``; lengths25 (B,) int64.
     """
@@ -207,7 +208,8 @@ def lip_gray(verts: torch.Tensor, lengths: torch.Tensor, fps: float, assets: Ren
     luma = torch.tensor(LUMA, dtype=verts.dtype, device=dev).view(1, 3, 1, 1)
 
     def render(sl: slice, chunk_frames: torch.Tensor) -> torch.Tensor:
-        img, _ = render_mesh(chunk_frames, faces, cams.select(sl), albedo, neighbors=nb, face_mask=face_mask)
+        img, _ = render_mesh(chunk_frames, faces, cams.select(sl), albedo, neighbors=nb, face_mask=face_mask,
+                             compile=compile)
         img = img[:, :, top: top + crop, left: left + crop].clamp(0, 1)  # (n, 3, c, c)
         return (img * luma).sum(1)  # (n, c, c)
 

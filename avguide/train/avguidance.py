@@ -78,6 +78,9 @@ class AVGuidanceConfig:
         render_workers: threads rendering chunks of the predicted frames at once
             (:func:`avguide.render.parallel.map_batch`; same images and gradients, ~1.5x faster
             on 2 cores, see ``bench/render.py``).
+        render_compile: render with ``torch.compile``'d kernels (:func:`avguide.render.render_mesh`:
+            the same images and gradients up to float32 rounding, ~1.2x faster renders after a
+            first call that compiles for ~30 s per process; needs a C++ compiler, else eager).
     """
 
     expert: str = ""
@@ -94,6 +97,7 @@ class AVGuidanceConfig:
     probe_every: int = 10
     face_slack: float = 0.5
     render_workers: int = 2
+    render_compile: bool = False
 
     def check(self) -> list[str]:
         errors = []
@@ -194,7 +198,7 @@ class AVGuidance:
         cam = lip_cameras(template.detach(), self.assets, self.crop)
         mask = lip_face_mask(template.detach(), self.assets.faces.to(pred.device), cam, slack=self.cfg.face_slack)
         gray, len25 = lip_gray(pred, lengths, fps, self.assets, cam, self.crop, face_mask=mask,
-                               workers=self.cfg.render_workers)
+                               workers=self.cfg.render_workers, compile=self.cfg.render_compile)
         return gray_to_video(gray, len25), len25
 
     def losses(self, pred: torch.Tensor, batch, expert: torch.nn.Module | None = None) -> dict[str, torch.Tensor]:

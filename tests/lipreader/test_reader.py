@@ -57,6 +57,26 @@ def test_render_size_and_crop_88_equals_render_expert_input(head):
     torch.testing.assert_close(gray_to_video(gray, len25), ref, rtol=0, atol=1e-5)
 
 
+@pytest.mark.slow
+def test_lip_gray_compiled_equals_eager(head):
+    """compile=True reaches the renderer from the training path: same crops and gradients."""
+    h, assets = head
+    verts = torch.from_numpy(_talking(h, 6))[None].repeat(2, 1, 1, 1)  # (2, 6, V, 3)
+    lengths = torch.tensor([6, 4])
+    tmpl = torch.from_numpy(np.array(h.vertices, np.float32))[None].repeat(2, 1, 1)
+    cam = lip_cameras(tmpl, assets, 44)
+    out = {}
+    for compiled in (False, True):
+        v = verts.clone().requires_grad_(True)
+        gray, len25 = lip_gray(v, lengths, 30.0, assets, cam, 44, workers=2, chunk=2, compile=compiled)
+        (gray * torch.linspace(-1, 1, 44)).sum().backward()
+        out[compiled] = gray.detach(), v.grad
+    torch.testing.assert_close(out[True][0], out[False][0], rtol=0, atol=1e-5)
+    scale = float(out[False][1].abs().max())  # ~1e3: pixel sums cancel, so compare to the largest
+    assert scale > 0
+    torch.testing.assert_close(out[True][1], out[False][1], rtol=0, atol=1e-4 * scale)
+
+
 def test_rest_shapes_rules():
     verts = torch.arange(2 * 3 * 2 * 3, dtype=torch.float32).reshape(2, 3, 2, 3)
     lengths = torch.tensor([3, 1])
