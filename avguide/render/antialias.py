@@ -110,6 +110,35 @@ def _pixel_depth(xyz: torch.Tensor, faces: torch.Tensor, face_id: torch.Tensor, 
     return torch.where(covered, z, torch.full_like(z, float("inf")))
 
 
+def _inside(p0: torch.Tensor, p1: torch.Tensor, px: torch.Tensor, py: torch.Tensor, sign: torch.Tensor
+            ) -> torch.Tensor:
+    """Edge function of the edge p0 -> p1 (``(..., 2)`` ends) at (px, py), >= 0 on the occluder's side."""
+    return sign * ((p1[..., 0] - p0[..., 0]) * (py - p0[..., 1]) - (p1[..., 1] - p0[..., 1]) * (px - p0[..., 0]))
+
+
+def _blend(pix: torch.Tensor, planes: torch.Tensor, pa: torch.Tensor, pb: torch.Tensor, ends: torch.Tensor,
+           centres: torch.Tensor, sign: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The differentiable end of :func:`_blend_pairs` on its K' selected pairs.
+
+    Args:
+        pix: (N*V, 3) float projected vertices, with gradient; planes: (C, N*H*W) colours.
+        pa, pb: (K',) int64 occluder's and other pixel; ends: (2, K') int64 rows of ``pix`` of
+            the exit edge's ends; centres: (4, K') float ax, ay, bx, by; sign: (K',) float.
+    Returns:
+        target (K',) int64 pixels and delta (C, K') to add there.
+    """
+    c = planes.shape[0]
+    ax, ay, bx, by = centres.unbind(0)
+    p = pix.index_select(0, ends.reshape(-1)).view(2, -1, 3)  # (2, K', 3) with gradient
+    ea, eb = _inside(p[0], p[1], ax, ay, sign), _inside(p[0], p[1], bx, by, sign)
+    t = ea / (ea - eb)  # (K',) crossing of the silhouette edge, 0 at a, 1 at b
+    ca, cb = planes.index_select(1, torch.cat([pa, pb])).view(c, 2, -1).unbind(1)  # (C, K') each
+    # box filter: the occluder covers a fraction t - 1/2 of b, or misses 1/2 - t of a
+    into_b = t > 0.5
+    wgt = (t - 0.5).abs()
+    return torch.where(into_b, pb, pa), torch.where(into_b, wgt * (ca - cb), wgt * (cb - ca))
+
+
 def _blend_pairs(planes: torch.Tensor, pix: torch.Tensor, xyz: torch.Tensor, faces: torch.Tensor,
                  face_id: torch.Tensor, front: torch.Tensor, slot: torch.Tensor, near: torch.Tensor,
                  neighbors: torch.Tensor, axis: int, orthographic: bool) -> tuple[torch.Tensor, torch.Tensor]:
@@ -151,15 +180,11 @@ def _blend_pairs(planes: torch.Tensor, pix: torch.Tensor, xyz: torch.Tensor, fac
     bx = (pb % w).to(pix.dtype) + 0.5
     sign = torch.where(front[img, slot[occ]], -1.0, 1.0).to(pix.dtype)  # (K,) makes inside >= 0
     corner_rows = faces.index_select(0, occ) + (img * v)[:, None]  # (K, 3) rows of N*V
-
-    def edge_fn(p0, p1, px, py, sign):  # >= 0 inside the occluder; p0, p1 (..., 2) edge ends
-        return sign * ((p1[..., 0] - p0[..., 0]) * (py - p0[..., 1]) - (p1[..., 1] - p0[..., 1]) * (px - p0[..., 0]))
-
     with torch.no_grad():  # which edge the segment a -> b exits through, and whether it counts
         p0 = xyz.index_select(0, corner_rows.reshape(-1)).view(-1, 3, 3)[..., :2]  # (K, 3, 2)
         p1 = p0.roll(-1, dims=1)  # edge k: corner k -> corner k+1
-        ea = edge_fn(p0, p1, ax[:, None], ay[:, None], sign[:, None])  # (K, 3)
-        eb = edge_fn(p0, p1, bx[:, None], by[:, None], sign[:, None])
+        ea = _inside(p0, p1, ax[:, None], ay[:, None], sign[:, None])  # (K, 3)
+        eb = _inside(p0, p1, bx[:, None], by[:, None], sign[:, None])
         exits = (ea >= 0) & (eb < 0)
         t_all = torch.where(exits, ea / torch.where(exits, ea - eb, torch.ones_like(ea)), 2.0)  # crossing, 0 at a
         k = t_all.argmin(-1)  # (K,) the exit edge
@@ -172,19 +197,10 @@ def _blend_pairs(planes: torch.Tensor, pix: torch.Tensor, xyz: torch.Tensor, fac
         sel = (exits[rows, k] & silhouette & steep).nonzero().squeeze(1)  # (K',)
     if sel.numel() == 0:
         return empty
-    pa, pb, k, sign = pa[sel], pb[sel], k[sel], sign[sel]
-    ax, ay, bx, by = ax[sel], ay[sel], bx[sel], by[sel]
-    ends = corner_rows[sel].gather(1, torch.stack([k, (k + 1) % 3], 1))  # (K', 2) rows of the exit edge's ends
-    p = pix.reshape(n * v, 3).index_select(0, ends.T.reshape(-1)).view(2, -1, 3)  # (2, K', 3) with gradient
-    ea, eb = edge_fn(p[0], p[1], ax, ay, sign), edge_fn(p[0], p[1], bx, by, sign)
-    t = ea / (ea - eb)  # (K',) crossing of the silhouette edge, 0 at a, 1 at b
-    ca, cb = planes.index_select(1, torch.cat([pa, pb])).view(c, 2, -1).unbind(1)  # (C, K') each
-    # box filter: the occluder covers a fraction t - 1/2 of b, or misses 1/2 - t of a
-    into_b = t > 0.5
-    wgt = (t - 0.5).abs()
-    target = torch.where(into_b, pb, pa)
-    delta = torch.where(into_b, wgt * (ca - cb), wgt * (cb - ca))
-    return target, delta
+    k = k[sel]
+    ends = corner_rows[sel].gather(1, torch.stack([k, (k + 1) % 3], 1)).T  # (2, K') rows of the exit edge's ends
+    return _blend(pix.reshape(n * v, 3), planes, pa[sel], pb[sel], ends,
+                  torch.stack([ax[sel], ay[sel], bx[sel], by[sel]]), sign[sel])
 
 
 def antialias_planes(planes: torch.Tensor, pix: torch.Tensor, faces: torch.Tensor, face_id: torch.Tensor,

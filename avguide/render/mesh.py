@@ -84,9 +84,9 @@ def render_mesh(verts: torch.Tensor, faces: torch.Tensor, cam: Camera, albedo: t
     if compile:
         from avguide.render import compiled
 
-        rasterize_fn, shade_fn = compiled.rasterize, compiled.shade_planes
+        rasterize_fn, shade_fn, antialias_fn = compiled.rasterize, compiled.shade_planes, compiled.antialias_planes
     else:
-        rasterize_fn, shade_fn = rasterize, shade_planes
+        rasterize_fn, shade_fn, antialias_fn = rasterize, shade_planes, antialias_planes
     n, nv, _ = verts.shape
     h, w = cam.size
     pix = project(verts, cam)  # (N, V, 3)
@@ -123,7 +123,7 @@ def render_mesh(verts: torch.Tensor, faces: torch.Tensor, cam: Camera, albedo: t
     out = fill[:, None].expand(ch + 1, n * h * w).contiguous()  # (C + 1, N*H*W)
     out.index_copy_(1, pixel, torch.cat([rgb, rgb.new_ones(1, rgb.shape[1])]))  # a fresh tensor: in place
     if neighbors is not None:
-        out = antialias_planes(out, pix, faces, face_id, neighbors, orthographic=cam.orthographic)
+        out = antialias_fn(out, pix, faces, face_id, neighbors, orthographic=cam.orthographic)
     out = out.view(ch + 1, n, h, w).permute(1, 0, 2, 3)  # (N, C + 1, H, W)
     return out[:, :-1], out[:, -1:]
 
