@@ -3,8 +3,9 @@
 The eager renderer is a chain of small tensor operations, each one pass over memory. Here the
 per-face set-up and culling of :func:`avguide.render.raster._setup`, the scanline's (face, row)
 intervals and pixel expansion (:func:`avguide.render.raster._scanline`), the two-pass
-visibility of :func:`avguide.render.raster.rasterize` and the forward and backward of
-:func:`avguide.render.planes.shade_planes` are written as a few pure functions that
+visibility of :func:`avguide.render.raster.rasterize`, the forward and backward of
+:func:`avguide.render.planes.shade_planes` and the exit-edge search of
+:func:`avguide.render.antialias.antialias_planes` are written as a few pure functions that
 ``torch.compile(dynamic=True)`` (inductor's C++ backend on CPU) fuses into one loop each, gathers
 included. The arithmetic is the eager code's, operation for operation, so face ids are identical
 and images and gradients equal the eager ones to float32 rounding (``tests/render``). The
@@ -311,10 +312,13 @@ def shade_planes(coef: torch.Tensor, row: torch.Tensor, px: torch.Tensor, py: to
 # ---- antialias (antialias.antialias_planes) ----
 
 def _exit_edges(pair: torch.Tensor, p: torch.Tensor, faces: torch.Tensor, face_id: torch.Tensor,
-                front: torch.Tensor, slot: torch.Tensor, neighbors: torch.Tensor, axis: int, orthographic: bool):
+                front: torch.Tensor, slot: torch.Tensor, neighbors: torch.Tensor, horizontal: torch.Tensor,
+                orthographic: bool):
     """The gradient-free part of :func:`avguide.render.antialias._blend_pairs` (``_pixel_depth``
     and the exit edge) for its K candidate pairs, ``pair`` (K, 3) int64 (image, row, column of
-    the first pixel), in one loop. ``front``, ``slot``: from ``antialias._contour_faces``.
+    the first pixel), in one loop. ``front``, ``slot``: from ``antialias._contour_faces``;
+    ``horizontal``: () bool, pairs along rows (axis 2) or along columns (axis 1): a tensor, so
+    that both axes share one compiled graph.
 
     Returns:
         keep (K,) bool (the pair straddles a silhouette edge it handles), idx (4, K) int64: the
@@ -329,7 +333,7 @@ def _exit_edges(pair: torch.Tensor, p: torch.Tensor, faces: torch.Tensor, face_i
     xyz = p.reshape(-1, 3)  # (N*V, 3)
     flat_id = face_id.view(-1)
     # the visible depth at both pixels (antialias._pixel_depth)
-    pixel = torch.cat([first, first + (w if axis == 1 else 1)])  # (2K,)
+    pixel = torch.cat([first, first + torch.where(horizontal, 1, w)])  # (2K,)
     face = flat_id.index_select(0, pixel)
     corners = raster.corner_index(faces, pixel, face.clamp_min(0), v, (h, w))  # (3, 2K)
     planes = xyz.index_select(0, corners.reshape(-1)).T  # (3, 3 * 2K) x, y, z of the corners
@@ -365,7 +369,7 @@ def _exit_edges(pair: torch.Tensor, p: torch.Tensor, faces: torch.Tensor, face_i
     d = (p1 - p0).gather(1, k[..., None].expand(-1, 1, 2)).squeeze(1)  # (K, 2) its direction
     nb = neighbors.view(-1).index_select(0, occ * 3 + k.squeeze(1))
     silhouette = ~fr.index_select(0, img * r1 + slot.index_select(0, torch.where(nb >= 0, nb, nf)))
-    steep = d[:, 1].abs() > d[:, 0].abs() if axis == 2 else d[:, 1].abs() <= d[:, 0].abs()
+    steep = (d[:, 1].abs() > d[:, 0].abs()) == horizontal  # horizontal pairs take the steep edges
     keep = exits.gather(1, k).squeeze(1) & silhouette & steep
     ends = corner_rows.gather(1, torch.cat([k, (k + 1) % 3], 1)).T  # (2, K)
     return keep, torch.cat([torch.stack([pa, pb]), ends]), torch.stack([ax, ay, bx, by]), sign
@@ -388,8 +392,9 @@ def antialias_planes(planes: torch.Tensor, pix: torch.Tensor, faces: torch.Tenso
         pair = ((fa != fb) & (near[:, : h - dy, : w - dx] | near[:, dy:, dx:])).nonzero()  # (K, 3)
         if pair.shape[0] == 0:
             continue
-        keep, idx, centres, sign = _kernel(_exit_edges)(pair, p, faces, face_id, front, slot, neighbors, axis,
-                                                        orthographic)
+        horizontal = torch.tensor(axis == 2, device=pix.device)
+        keep, idx, centres, sign = _kernel(_exit_edges)(pair, p, faces, face_id, front, slot, neighbors,
+                                                        horizontal, orthographic)
         sel = keep.nonzero().squeeze(1)  # (K',)
         if sel.numel() == 0:
             continue

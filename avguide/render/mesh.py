@@ -74,7 +74,7 @@ def render_mesh(verts: torch.Tensor, faces: torch.Tensor, cam: Camera, albedo: t
             silhouette edges are antialiased (smooth images, gradients at occlusion edges).
         cull_backfaces: see :func:`avguide.render.raster.rasterize`.
         face_mask: optional (F,) bool subset of faces to draw (cache, e.g. faces near the lips).
-        compile: rasterise and shade with ``torch.compile``'d kernels (:mod:`avguide.render.compiled`):
+        compile: rasterise, shade and antialias with ``torch.compile``'d kernels (:mod:`avguide.render.compiled`):
             the same face ids, images and gradients up to float32 rounding, ~1.2x faster after a
             first call that compiles (~30 s); needs a C++ compiler (else a warning, and eager).
     Returns:
