@@ -8,11 +8,15 @@ visibility of :func:`avguide.render.raster.rasterize`, the forward and backward 
 :func:`avguide.render.antialias.antialias_planes` are written as a few pure functions that
 ``torch.compile(dynamic=True)`` (inductor's C++ backend on CPU) fuses into one loop each, gathers
 included. The arithmetic is the eager code's, operation for operation, so face ids are identical
-and images and gradients equal the eager ones to float32 rounding (``tests/render``). The
-expert-window training path (``bench/render.py --compile``, batch 32, 2 workers) runs about 1.2x
-faster.
+and images and gradients equal the eager ones to float32 rounding (``tests/render``).
 
-Costs: the first call compiles (about 30 s on 2 cores; a few seconds once inductor's on-disk
+The kernels are built with inductor's ``cpp_wrapper`` option, whose C++ wrapper releases the GIL
+while they run. Inductor's default Python bindings hold it: two ``map_batch`` worker threads then
+take turns instead of running at once (``bench/compile_threads.py``: two threads did twice the
+work of one in 0.98x the throughput without ``cpp_wrapper``, 2.2x with it). The expert-window
+training path (batch 32, 2 workers x 1 thread) runs about 1.3x faster than eager.
+
+Costs: the first call compiles (about 50 s on 2 cores; about 6 s once inductor's on-disk
 cache holds the kernels), a single-frame chunk compiles once more (size-1 specialisation), and
 a C++ compiler is needed: without one, ``compile=True`` warns once and renders eagerly. The
 compiled functions are process-wide, like every ``torch.compile`` cache; first calls are
@@ -59,11 +63,11 @@ every kernel call waits for it."""
 
 
 class _Kernel:
-    """``torch.compile(fn, dynamic=True)``; the first call, and calls during another kernel's
-    first call, run under :data:`_FIRST_CALLS`."""
+    """``torch.compile(fn, dynamic=True)`` with a GIL-releasing C++ wrapper; the first call, and
+    calls during another kernel's first call, run under :data:`_FIRST_CALLS`."""
 
     def __init__(self, fn):
-        self.fn = torch.compile(fn, dynamic=True)
+        self.fn = torch.compile(fn, dynamic=True, options={"cpp_wrapper": True})
         self.warm = False
 
     def __call__(self, *args):

@@ -75,8 +75,9 @@ def render_mesh(verts: torch.Tensor, faces: torch.Tensor, cam: Camera, albedo: t
         cull_backfaces: see :func:`avguide.render.raster.rasterize`.
         face_mask: optional (F,) bool subset of faces to draw (cache, e.g. faces near the lips).
         compile: rasterise, shade and antialias with ``torch.compile``'d kernels (:mod:`avguide.render.compiled`):
-            the same face ids, images and gradients up to float32 rounding, ~1.2x faster after a
-            first call that compiles (~30 s); needs a C++ compiler (else a warning, and eager).
+            the same face ids, images and gradients up to float32 rounding, ~1.3x faster after a
+            first call that compiles (~50 s, ~6 s with inductor's disk cache); needs a C++
+            compiler (else a warning, and eager).
     Returns:
         image (N, C, H, W) float and coverage mask (N, 1, H, W) float in [0, 1] (antialiased at
         the outer silhouette when ``neighbors`` is given, else 0/1).

@@ -79,8 +79,9 @@ class AVGuidanceConfig:
             (:func:`avguide.render.parallel.map_batch`; same images and gradients, ~1.5x faster
             on 2 cores, see ``bench/render.py``).
         render_compile: render with ``torch.compile``'d kernels (:func:`avguide.render.render_mesh`:
-            the same images and gradients up to float32 rounding, ~1.2x faster renders after a
-            first call that compiles for ~30 s per process; needs a C++ compiler, else eager).
+            the same images and gradients up to float32 rounding, ~1.3x faster renders after a
+            first call that compiles for ~50 s per process, ~6 s with inductor's disk cache;
+            needs a C++ compiler, else eager).
     """
 
     expert: str = ""
