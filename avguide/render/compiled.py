@@ -12,8 +12,8 @@ and images and gradients equal the eager ones to float32 rounding (``tests/rende
 
 The kernels are built with inductor's ``cpp_wrapper`` option, whose C++ wrapper releases the GIL
 while they run. Inductor's default Python bindings hold it: two ``map_batch`` worker threads then
-take turns instead of running at once (``bench/compile_threads.py``: two threads did twice the
-work of one in 0.98x the throughput without ``cpp_wrapper``, 2.2x with it). The expert-window
+take turns instead of running at once (``bench/compile_threads.py``: two threads together got
+0.98x the throughput of one without ``cpp_wrapper``, 2.2x with it). The expert-window
 training path (batch 32, 2 workers x 1 thread) runs about 1.3x faster than eager.
 
 Costs: the first call compiles (about 50 s on 2 cores; about 6 s once inductor's on-disk
