@@ -23,8 +23,7 @@ compiled functions are process-wide, like every ``torch.compile`` cache; first c
 serialised across threads (``map_batch`` workers), see :data:`_FIRST_CALLS`.
 
 Cases the kernels do not cover use the eager code for the whole call: scanline faces needing the
-column-by-column fallback (huge coordinates, horizontal edges), corners with non-finite or
-non-positive (perspective) depth.
+column-by-column fallback (huge coordinates, horizontal edges).
 """
 
 from __future__ import annotations
@@ -86,75 +85,10 @@ def _kernel(fn) -> _Kernel:
 
 # ---- rasteriser: per-face set-up (raster._setup) ----
 
-def _seen_faces(p: torch.Tensor, fs: torch.Tensor, h: int, w: int) -> torch.Tensor:
-    """(F',) bool: the face is inside the image in some image of the batch (N > 1)."""
-    xy = p[..., :2].nan_to_num(0.0)  # (N, V, 2)
-    lo, hi = xy.amin(0), xy.amax(0)  # (V, 2)
-    flo = torch.minimum(torch.minimum(lo[fs[:, 0]], lo[fs[:, 1]]), lo[fs[:, 2]])  # (F', 2)
-    fhi = torch.maximum(torch.maximum(hi[fs[:, 0]], hi[fs[:, 1]]), hi[fs[:, 2]])
-    return (fhi[:, 0] >= 0.5) & (flo[:, 0] <= w - 0.5) & (fhi[:, 1] >= 0.5) & (flo[:, 1] <= h - 0.5)
-
-
-def _cull(p: torch.Tensor, fs: torch.Tensor, h: int, w: int, cull_backfaces: bool
-          ) -> tuple[torch.Tensor, torch.Tensor]:
-    """keep (N, F') bool and the float box bounds (4, N*F') x0, y0, x1, y1 of every (image, face)."""
-    px, py = p[..., 0], p[..., 1]  # (N, V)
-    x0, x1, x2 = (px.index_select(1, fs[:, k]) for k in range(3))  # (N, F') each
-    y0, y1, y2 = (py.index_select(1, fs[:, k]) for k in range(3))
-    area = raster._edge(x0, y0, x1, y1, x2, y2)
-    bx0 = torch.ceil(torch.minimum(torch.minimum(x0, x1), x2) - 0.5).clamp_min(0)
-    bx1 = torch.floor(torch.maximum(torch.maximum(x0, x1), x2) - 0.5).clamp_max(w - 1)
-    by0 = torch.ceil(torch.minimum(torch.minimum(y0, y1), y2) - 0.5).clamp_min(0)
-    by1 = torch.floor(torch.maximum(torch.maximum(y0, y1), y2) - 0.5).clamp_max(h - 1)
-    keep = (bx1 >= bx0) & (by1 >= by0) & (area != 0) & torch.isfinite(area)
-    if cull_backfaces:
-        keep = keep & (area < 0)
-    return keep, torch.stack([bx0, by0, bx1, by1]).view(4, -1)
-
-
-def _face_planes(p: torch.Tensor, fs: torch.Tensor, boxf: torch.Tensor, idx: torch.Tensor, orthographic: bool):
-    """The :class:`raster._Drawn` fields of the kept pairs ``idx`` (M,) into N*F', and ok (M,) bool."""
-    nf, v = fs.shape[0], p.shape[1]
-    img = idx // nf
-    j = idx - img * nf
-    box = boxf.index_select(1, idx).long()  # (4, M)
-    box = torch.cat([box[:2], box[2:] - box[:2] + 1])  # x1, y1 -> width, height
-    corners = (fs.index_select(0, j) + (img * v)[:, None]).T  # (3, M) rows of N*V
-    xyz = p.reshape(-1, 3).index_select(0, corners.reshape(-1)).view(3, -1, 3).permute(2, 0, 1)  # (3, 3, M)
-    x, y, z = xyz[0], xyz[1], xyz[2]  # (3 corners, M) each
-    ok = torch.isfinite(z).all(0)
-    if not orthographic:
-        ok = ok & (z > 0).all(0)
-    a = raster._edge(x[0], y[0], x[1], y[1], x[2], y[2])
-    s = torch.where(a < 0, -1.0, 1.0)
-    slope = torch.stack([(x.roll(-1, 0) - x) * s, (y.roll(-1, 0) - y) * s])  # (2, 3, M)
-    val = z if orthographic else -1.0 / z
-    d1x, d1y, d2x, d2y = x[1] - x[0], y[1] - y[0], x[2] - x[0], y[2] - y[0]
-    dz1, dz2 = val[1] - val[0], val[2] - val[0]
-    gx = (dz1 * d2y - dz2 * d1y) / a
-    gy = (dz2 * d1x - dz1 * d2x) / a
-    return img, j, box, torch.stack([x, y]), slope, torch.stack([val[0], gx, gy]), ok
-
-
 def _setup(pix: torch.Tensor, faces: torch.Tensor, size: tuple[int, int], orthographic: bool,
            cull_backfaces: bool, face_mask: torch.Tensor | None) -> raster._Drawn:
-    """:func:`raster._setup` (the same pairs, in the same order) from three compiled kernels."""
-    n = pix.shape[0]
-    h, w = size
-    p = pix.detach().float()
-    fidx = torch.arange(faces.shape[0], device=pix.device)
-    if face_mask is not None:
-        fidx = face_mask.to(pix.device).nonzero(as_tuple=True)[0]
-    fs = faces.to(pix.device).index_select(0, fidx)  # (F', 3)
-    if n > 1:
-        seen = _kernel(_seen_faces)(p, fs, h, w).nonzero().squeeze(1)
-        fidx, fs = fidx.index_select(0, seen), fs.index_select(0, seen)
-    keep, boxf = _kernel(_cull)(p, fs, h, w, cull_backfaces)
-    idx = keep.view(-1).nonzero().squeeze(1)  # (M,) into N*F'
-    img, j, box, corner, slope, depth, ok = _kernel(_face_planes)(p, fs, boxf, idx, orthographic)
-    if not bool(ok.all()):
-        return raster._setup(pix, faces, size, orthographic, cull_backfaces, face_mask)
-    return raster._Drawn(img, fidx.index_select(0, j), box, corner, slope, depth)
+    """:func:`raster._setup` (the same pairs, in the same order) with its pure pieces compiled."""
+    return raster._setup(pix, faces, size, orthographic, cull_backfaces, face_mask, kernel=_kernel)
 
 
 # ---- rasteriser: scanline (raster._row_intervals, raster._edge_bounds, raster._scanline) ----

@@ -77,25 +77,23 @@ def _take_last(t: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     return t.reshape(-1, t.shape[-1]).index_select(1, index).view(*t.shape[:-1], index.numel())
 
 
-def _setup(pix: torch.Tensor, faces: torch.Tensor, size: tuple[int, int], orthographic: bool,
-           cull_backfaces: bool, face_mask: torch.Tensor | None) -> _Drawn:
-    """Cull faces per image and precompute each survivor's bounding box, edges and depth plane."""
-    n, v, _ = pix.shape
-    h, w = size
-    dev = pix.device
-    p = pix.detach().float()
-    fidx = torch.arange(faces.shape[0], device=dev)
-    if face_mask is not None:
-        fidx = face_mask.to(dev).nonzero(as_tuple=True)[0]
-    fs = faces.to(dev).index_select(0, fidx)  # (F', 3)
-    if n > 1:  # drop the faces outside the image in every image: O(N V + F), before the O(N F) work
-        xy = p[..., :2].nan_to_num(0.0)  # (N, V, 2); a NaN corner is culled per image below
-        lo, hi = xy.amin(0), xy.amax(0)  # (V, 2) over the images
-        flo = torch.minimum(torch.minimum(lo[fs[:, 0]], lo[fs[:, 1]]), lo[fs[:, 2]])  # (F', 2)
-        fhi = torch.maximum(torch.maximum(hi[fs[:, 0]], hi[fs[:, 1]]), hi[fs[:, 2]])
-        seen = ((fhi[:, 0] >= 0.5) & (flo[:, 0] <= w - 0.5) & (fhi[:, 1] >= 0.5) & (flo[:, 1] <= h - 0.5)).nonzero()
-        fidx, fs = fidx.index_select(0, seen[:, 0]), fs.index_select(0, seen[:, 0])
-    nf = fs.shape[0]
+def _seen_faces(p: torch.Tensor, fs: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """(F',) bool: face ``fs`` (F', 3) reaches into the image in some image of ``p`` (N, V, 3).
+
+    O(N V + F) work that spares the O(N F) culling below the faces outside every image; a NaN
+    corner counts as 0 here and is culled per image by :func:`_cull`.
+    """
+    xy = p[..., :2].nan_to_num(0.0)  # (N, V, 2)
+    lo, hi = xy.amin(0), xy.amax(0)  # (V, 2) over the images
+    flo = torch.minimum(torch.minimum(lo[fs[:, 0]], lo[fs[:, 1]]), lo[fs[:, 2]])  # (F', 2)
+    fhi = torch.maximum(torch.maximum(hi[fs[:, 0]], hi[fs[:, 1]]), hi[fs[:, 2]])
+    return (fhi[:, 0] >= 0.5) & (flo[:, 0] <= w - 0.5) & (fhi[:, 1] >= 0.5) & (flo[:, 1] <= h - 0.5)
+
+
+def _cull(p: torch.Tensor, fs: torch.Tensor, h: int, w: int, cull_backfaces: bool
+          ) -> tuple[torch.Tensor, torch.Tensor]:
+    """keep (N, F') bool: (image, face) pairs covering some pixel centre's box, front-facing when
+    culling back faces; and boxes (4, N*F') float32 x0, y0, x1, y1 (pixel bounds, inclusive)."""
     # corner coordinates of every (image, face), one contiguous (N, F') tensor each
     x0, x1, x2 = (p[..., 0].index_select(1, fs[:, k]) for k in range(3))
     y0, y1, y2 = (p[..., 1].index_select(1, fs[:, k]) for k in range(3))
@@ -108,22 +106,30 @@ def _setup(pix: torch.Tensor, faces: torch.Tensor, size: tuple[int, int], orthog
     by1 = torch.floor(torch.maximum(torch.maximum(y0, y1), y2) - 0.5).clamp_max(h - 1)
     keep = (bx1 >= bx0) & (by1 >= by0) & (area != 0) & torch.isfinite(area)
     if cull_backfaces:
-        keep &= area < 0
-    idx = keep.view(-1).nonzero().squeeze(1)  # (M,) into N*F'
+        keep = keep & (area < 0)
+    return keep, torch.stack([bx0, by0, bx1, by1]).view(4, -1)
+
+
+def _face_planes(p: torch.Tensor, fs: torch.Tensor, boxf: torch.Tensor, idx: torch.Tensor, orthographic: bool):
+    """Edges and depth plane of the kept pairs ``idx`` (M,) into N*F'.
+
+    Returns:
+        img, j (M,) int64 (image, row of ``fs``), box (4, M) int64 x0, y0, width, height, and the
+        :class:`_Drawn` ``corner``, ``slope``, ``depth`` fields; ok (M,) bool (finite depth, and in
+        front of a perspective camera).
+    """
+    nf, v = fs.shape[0], p.shape[1]
     img = idx // nf
     j = idx - img * nf
-    box = torch.stack([t.view(-1).index_select(0, idx) for t in (bx0, by0, bx1, by1)]).long()  # (4, M)
-    box[2:] -= box[:2] - 1  # x1, y1 -> width, height
-    corners = (fs.index_select(0, j) + (img * v)[:, None]).T  # (3, M) rows of pix as (N*V, 3)
-    xyz = p.reshape(n * v, 3).index_select(0, corners.reshape(-1)).view(3, -1, 3).permute(2, 0, 1)  # (3, 3, M)
+    box = boxf.index_select(1, idx).long()  # (4, M)
+    box = torch.cat([box[:2], box[2:] - box[:2] + 1])  # x1, y1 -> width, height
+    corners = (fs.index_select(0, j) + (img * v)[:, None]).T  # (3, M) rows of p as (N*V, 3)
+    xyz = p.reshape(-1, 3).index_select(0, corners.reshape(-1)).view(3, -1, 3).permute(2, 0, 1)  # (3, 3, M)
     x, y, z = xyz[0], xyz[1], xyz[2]  # (3 corners, M) each
     ok = torch.isfinite(z).all(0)
     if not orthographic:
-        ok &= (z > 0).all(0)
-    if not bool(ok.all()):
-        sel = ok.nonzero().squeeze(1)
-        img, j, box, x, y, z = img[sel], j[sel], box[:, sel], x[:, sel], y[:, sel], z[:, sel]
-    a = _edge(x[0], y[0], x[1], y[1], x[2], y[2])  # (M,) same values as ``area``
+        ok = ok & (z > 0).all(0)
+    a = _edge(x[0], y[0], x[1], y[1], x[2], y[2])  # (M,) same values as the culling's area
     s = torch.where(a < 0, -1.0, 1.0)  # inside: sign(area) * edge >= 0 for all edges
     slope = torch.stack([(x.roll(-1, 0) - x) * s, (y.roll(-1, 0) - y) * s])  # (2, 3, M)
     val = z if orthographic else -1.0 / z  # linear in screen space, smaller = nearer
@@ -131,7 +137,32 @@ def _setup(pix: torch.Tensor, faces: torch.Tensor, size: tuple[int, int], orthog
     dz1, dz2 = val[1] - val[0], val[2] - val[0]
     gx = (dz1 * d2y - dz2 * d1y) / a
     gy = (dz2 * d1x - dz1 * d2x) / a
-    return _Drawn(img, fidx.index_select(0, j), box, torch.stack([x, y]), slope, torch.stack([val[0], gx, gy]))
+    return img, j, box, torch.stack([x, y]), slope, torch.stack([val[0], gx, gy]), ok
+
+
+def _setup(pix: torch.Tensor, faces: torch.Tensor, size: tuple[int, int], orthographic: bool,
+           cull_backfaces: bool, face_mask: torch.Tensor | None, kernel=lambda fn: fn) -> _Drawn:
+    """Cull faces per image and precompute each survivor's bounding box, edges and depth plane.
+
+    ``kernel(fn)`` returns what runs each pure piece (:mod:`avguide.render.compiled` passes its
+    compiled versions); the ``nonzero`` calls between them stay here.
+    """
+    n = pix.shape[0]
+    h, w = size
+    dev = pix.device
+    p = pix.detach().float()
+    fidx = torch.arange(faces.shape[0], device=dev)
+    if face_mask is not None:
+        fidx = face_mask.to(dev).nonzero(as_tuple=True)[0]
+    fs = faces.to(dev).index_select(0, fidx)  # (F', 3)
+    if n > 1:
+        seen = kernel(_seen_faces)(p, fs, h, w).nonzero().squeeze(1)
+        fidx, fs = fidx.index_select(0, seen), fs.index_select(0, seen)
+    keep, boxf = kernel(_cull)(p, fs, h, w, cull_backfaces)
+    idx = keep.view(-1).nonzero().squeeze(1)  # (M,) into N*F'
+    img, j, box, corner, slope, depth, ok = kernel(_face_planes)(p, fs, boxf, idx, orthographic)
+    drawn = _Drawn(img, fidx.index_select(0, j), box, corner, slope, depth)
+    return drawn if bool(ok.all()) else drawn.select(ok.nonzero().squeeze(1))
 
 
 def _row_col_terms(d: _Drawn, py: torch.Tensor, px: torch.Tensor, row_ok: torch.Tensor, col_ok: torch.Tensor

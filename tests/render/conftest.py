@@ -1,4 +1,5 @@
-"""Fixture ``head``: ``avguide.assets.head.load_head()`` when it exists, else the shared CC0 extraction.
+"""Fixture ``head``: ``avguide.assets.head.load_head()`` when it exists, else the shared CC0 extraction;
+fixture ``soup``: random triangle soups for the rasteriser's equivalence tests.
 
 The fallback labels parts from the mesh itself: the largest connected component is skin, the
 small ones eyes (off-centre), tongue (largest centred) and teeth; the shared lip indices are
@@ -102,3 +103,26 @@ def head() -> HeadData:
         except ImportError:
             pytest.skip("no head asset and no ../shared head extraction")
     return load_test_head()
+
+
+def triangle_soup(g: torch.Generator, n_img: int = 3, n_faces: int = 60, size: int = 40
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random triangles of many sizes, partly off screen, both orientations, with exact ties.
+
+    Returns:
+        pix (n_img, 3 * n_faces, 3) float32 screen coordinates and depth, faces (n_faces + 5, 3)
+        int64 (the first 5 repeated: equal depth, the lower index must win).
+    """
+    n_v = 3 * n_faces
+    scale = torch.exp(torch.rand(n_img, n_faces, 1, 1, generator=g) * 4) / 2  # 0.5 .. 27 px
+    centre = torch.rand(n_img, n_faces, 1, 2, generator=g) * (size + 10) - 5
+    xy = centre + scale * torch.randn(n_img, n_faces, 3, 2, generator=g)
+    z = 1 + torch.rand(n_img, n_faces, 1, 1, generator=g) + 0.1 * torch.randn(n_img, n_faces, 3, 1, generator=g)
+    faces = torch.arange(n_v).view(n_faces, 3)
+    return torch.cat([xy, z], -1).reshape(n_img, n_v, 3), torch.cat([faces, faces[:5]])
+
+
+@pytest.fixture
+def soup():
+    """:func:`triangle_soup`."""
+    return triangle_soup

@@ -10,21 +10,10 @@ from avguide.render import albedo_from_parts, expert_input, face_neighbors, lip_
 from avguide.render import compiled
 
 
-def _soup(g, n_img=3, n_faces=60, size=40):
-    """Random triangles of many sizes, partly off screen, both orientations, with exact ties."""
-    n_v = 3 * n_faces
-    scale = torch.exp(torch.rand(n_img, n_faces, 1, 1, generator=g) * 4) / 2  # 0.5 .. 27 px
-    centre = torch.rand(n_img, n_faces, 1, 2, generator=g) * (size + 10) - 5
-    xy = centre + scale * torch.randn(n_img, n_faces, 3, 2, generator=g)
-    z = 1 + torch.rand(n_img, n_faces, 1, 1, generator=g) + 0.1 * torch.randn(n_img, n_faces, 3, 1, generator=g)
-    faces = torch.arange(n_v).view(n_faces, 3)
-    return torch.cat([xy, z], -1).reshape(n_img, n_v, 3), torch.cat([faces, faces[:5]])
-
-
 @pytest.mark.slow
-def test_compiled_rasterize_gives_identical_face_ids():
+def test_compiled_rasterize_gives_identical_face_ids(soup):
     g = torch.Generator().manual_seed(0)
-    pix, faces = _soup(g)
+    pix, faces = soup(g)
     mask = torch.rand(faces.shape[0], generator=g) < 0.8
     for kw in [dict(), dict(cull_backfaces=False), dict(face_mask=mask), dict(orthographic=False)]:
         for p in (pix, pix[:1]):  # a single image: the size-1 specialisation

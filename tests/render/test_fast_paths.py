@@ -9,22 +9,9 @@ from avguide.render.mesh import render_mesh_reference
 from avguide.render.raster import rasterize_reference
 
 
-def _soup(g, n_img=3, n_faces=60, size=40):
-    """Random triangles of many sizes, partly off screen, both orientations, with exact ties."""
-    n_v = 3 * n_faces
-    scale = torch.exp(torch.rand(n_img, n_faces, 1, 1, generator=g) * 4) / 2  # 0.5 .. 27 px
-    centre = torch.rand(n_img, n_faces, 1, 2, generator=g) * (size + 10) - 5
-    xy = centre + scale * torch.randn(n_img, n_faces, 3, 2, generator=g)
-    z = 1 + torch.rand(n_img, n_faces, 1, 1, generator=g) + 0.1 * torch.randn(n_img, n_faces, 3, 1, generator=g)
-    pix = torch.cat([xy, z], -1).reshape(n_img, n_v, 3)
-    faces = torch.arange(n_v).view(n_faces, 3)
-    faces = torch.cat([faces, faces[:5]])  # duplicates: equal depth, the lower index must win
-    return pix, faces
-
-
-def test_rasterize_equals_reference_on_triangle_soup():
+def test_rasterize_equals_reference_on_triangle_soup(soup):
     g = torch.Generator().manual_seed(0)
-    pix, faces = _soup(g)
+    pix, faces = soup(g)
     mask = torch.rand(faces.shape[0], generator=g) < 0.8
     for kw in [dict(), dict(cull_backfaces=False), dict(face_mask=mask), dict(orthographic=False)]:
         fast = rasterize(pix, faces, (40, 36), **kw)
@@ -35,12 +22,12 @@ def test_rasterize_equals_reference_on_triangle_soup():
     assert not bool(((fid >= 60) & (fid < 65)).any())  # duplicates never win the tie
 
 
-def test_rasterize_is_unchanged_with_denormals_flushed():
+def test_rasterize_is_unchanged_with_denormals_flushed(soup):
     """The scanline carries small integers (pixel indices, faces) as the bits of float32 values,
     which are denormal floats; they are only copied, never computed with, so flushing denormals
     to zero (``torch.set_flush_denormal``) must not change a single face id."""
     g = torch.Generator().manual_seed(1)
-    pix, faces = _soup(g)
+    pix, faces = soup(g)
     expected = rasterize_reference(pix, faces, (40, 36))
     if not torch.set_flush_denormal(True):
         pytest.skip("this CPU cannot flush denormals")
@@ -79,10 +66,10 @@ def test_rasterize_equals_reference_on_extreme_triangles():
         assert (fast >= 0).sum() == 1 and torch.equal(fast, rasterize_reference(tiny, f, (8, 8), cull_backfaces=False))
 
 
-def test_zbuffer_matches_float64_brute_force_away_from_edges():
+def test_zbuffer_matches_float64_brute_force_away_from_edges(soup):
     """Independent truth: per pixel, the nearest covering triangle computed in float64 numpy."""
     g = torch.Generator().manual_seed(1)
-    pix, faces = _soup(g, n_img=2, n_faces=40, size=32)
+    pix, faces = soup(g, n_img=2, n_faces=40, size=32)
     fid = rasterize(pix, faces, (32, 32), cull_backfaces=False).numpy()
     p = pix.double().numpy()
     ys, xs = np.mgrid[0:32, 0:32] + 0.5
