@@ -154,10 +154,11 @@ def render_video(sequences: list[np.ndarray], faces: np.ndarray, out_path: str |
                "-s", f"{width}x{height}", "-r", f"{fps}", "-i", "-"]
         if audio is not None:
             cmd += ["-i", str(audio), "-c:a", "aac", "-b:a", "128k", "-map", "0:v", "-map", "1:a"]
-        cmd += ["-c:v", "libx264", "-pix_fmt", "yuv420p", "-crf", "18", "-frames:v", str(n_frames),
-                "-f", "mp4", str(tmp)]
-        if audio is not None:
-            cmd[-3:-3] = ["-t", f"{n_frames / fps:.6f}"]
+        cmd += ["-c:v", "libx264", "-pix_fmt", "yuv420p", "-crf", "18"]
+        # with audio, -t ends the file: -frames:v would stop the output at the last video frame and
+        # drop the audio encoder's last, partial AAC frame (up to 64 ms of sound at 16 kHz)
+        cmd += ["-t", f"{n_frames / fps:.6f}"] if audio is not None else ["-frames:v", str(n_frames)]
+        cmd += ["-f", "mp4", str(tmp)]
         proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
         try:
             with torch.no_grad():

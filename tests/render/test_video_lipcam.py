@@ -2,6 +2,7 @@
 
 import re
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -50,6 +51,17 @@ def _duration(path) -> float:
     return int(h) * 3600 + int(m) * 60 + float(s)
 
 
+def _stream_seconds(path, stream: str, fps: float = 25.0) -> float:
+    """Decoded length of the file's audio ("a": samples / rate) or video ("v": frames / fps)."""
+    if stream == "a":
+        wav = Path(path).with_suffix(".dec.wav")
+        subprocess.run([_ffmpeg_exe(), "-y", "-loglevel", "error", "-i", str(path), "-vn", str(wav)], check=True)
+        return sf.info(wav).duration
+    err = subprocess.run([_ffmpeg_exe(), "-i", str(path), "-map", "0:v", "-f", "null", "-"],
+                         capture_output=True, text=True).stderr
+    return int(re.findall(r"frame=\s*(\d+)", err)[-1]) / fps
+
+
 def test_video_duration_matches_audio_and_mismatches_are_errors(head, tmp_path):
     seq = (head.vertices[None] + torch.linspace(0, 0.5, 9)[:, None, None] * head.jaw_open[None]).numpy()
     wav = tmp_path / "a.wav"
@@ -58,6 +70,13 @@ def test_video_duration_matches_audio_and_mismatches_are_errors(head, tmp_path):
     info = render_video([seq, seq], head.faces.numpy(), out, fps=25, audio_path=wav, captions=["a", "b"], size=64)
     assert info["frames"] == 8 and info["trimmed_frames"] == [1, 1]
     assert abs(_duration(out) - 0.32) <= 1 / 25
+    # 2.176 s of sound at 30 fps: 65 frames; both streams must last 65 / 30 s (with -frames:v
+    # instead of -t, ffmpeg dropped the last AAC frame: 2.112 s of sound)
+    sf.write(wav, 0.1 * np.sin(np.arange(34816) / 16000 * 2 * np.pi * 220), 16000)
+    long_seq = np.repeat(seq, 8, 0)[:64]  # (64, V, 3)
+    info = render_video([long_seq], head.faces.numpy(), out, fps=30, audio_path=wav, size=64)
+    assert info["frames"] == 65 and info["padded_frames"] == [1]
+    assert _stream_seconds(out, "v", 30) == 65 / 30 and abs(_stream_seconds(out, "a") - 65 / 30) < 0.01
     with pytest.raises(BadInputError, match="mismatch"):
         render_video([seq], head.faces.numpy(), tmp_path / "x.mp4", fps=10, audio_path=wav, size=64)
     with pytest.raises(BadInputError, match="vertices"):
