@@ -77,6 +77,11 @@ class ExpertStageConfig:
         freeze_audio: AV only: keep the audio encoder as loaded (no updates, batch-norm
             statistics and dropout in eval mode), so that fine-tuning on a few speakers cannot
             wear away what a larger audio corpus taught it; needs ``init_audio`` or ``init``.
+        freeze_heads: keep the CTC head and the attention decoder (and its projection) as loaded,
+            training only the encoders and the fusion that feed them; needs ``init`` or
+            ``init_audio``. With ``freeze_audio`` and ``expert.fusion_residual=true`` only the
+            visual encoder and the fusion learn: an adapter that adds what the lips say to a
+            fixed audio reader.
         crop: lip crop side; 0 = auto (44 for cpu_small: 48x48 render -> 44x44; 88 for base:
             96 -> 88).
         camera: lip camera rule; "auto" = "template" for av, "sequence_mean" for video.
@@ -101,6 +106,7 @@ class ExpertStageConfig:
     init: str | None = None
     init_audio: str | None = None
     freeze_audio: bool = False
+    freeze_heads: bool = False
     crop: int = 0
     camera: Literal["auto", "template", "sequence_mean"] = "auto"
     cache_dir: str | None = None
@@ -139,6 +145,8 @@ class ExpertStageConfig:
             errs.append("init: an Auto-AVSR .pth needs size=base")
         if self.init_audio and self.modality != "av":
             errs.append(f"init_audio: only for modality=av (the audio-visual expert), got modality={self.modality}")
+        if self.freeze_heads and not (self.init_audio or self.init):
+            errs.append("freeze_heads: needs init or init_audio (frozen untrained heads would read nothing)")
         if self.freeze_audio and (self.modality != "av" or not (self.init_audio or self.init)):
             errs.append("freeze_audio: only for modality=av with init_audio or init (a frozen untrained audio "
                         "encoder would read nothing)")
@@ -321,6 +329,14 @@ def evaluate_split(model: LipReadingExpert, index, refs, cache: RenderCache | No
             "words": wc.ref_len, "n": len(ds), "hyps": hyps}
 
 
+def _frozen_parts(model: LipReadingExpert, cfg: ExpertStageConfig) -> list[torch.nn.Module]:
+    """The modules ``freeze_audio`` / ``freeze_heads`` keep as loaded."""
+    parts = [model.aux_encoder] if cfg.freeze_audio else []
+    if cfg.freeze_heads:
+        parts += [m for m in (model.ctc, model.decoder, model.proj_decoder) if m is not None]
+    return parts
+
+
 def _validate(model: LipReadingExpert, index, refs, cache: RenderCache | None, tok, cfg: ExpertStageConfig,
               ctx: dist.DistContext, audio_mode: str) -> tuple[float, float]:
     """Corpus CER and WER (greedy) on the validation recordings, each rank reading its shard."""
@@ -368,8 +384,8 @@ def train_expert(cfg: ExpertStageConfig, out_dir: str | Path, resume: bool = Fal
     train_set = RecordingDataset(index, train_refs, need_text=True)
 
     model = build_expert(ecfg)
-    if cfg.freeze_audio:
-        model.aux_encoder.requires_grad_(False)
+    for part in _frozen_parts(model, cfg):
+        part.requires_grad_(False)
     steps_per_epoch = math.ceil(len(train_refs) / (cfg.batch_size * ctx.world_size))
     trained = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(trained, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
@@ -398,8 +414,8 @@ def train_expert(cfg: ExpertStageConfig, out_dir: str | Path, resume: bool = Fal
     for epoch in range(start_epoch + 1, cfg.epochs + 1):
         t0, rs0 = time.perf_counter(), cache.render_seconds if cache else 0.0
         model.train()
-        if cfg.freeze_audio:
-            dist.unwrap(model).aux_encoder.eval()  # batch-norm statistics stay as loaded
+        for part in _frozen_parts(dist.unwrap(model), cfg):
+            part.eval()  # batch-norm statistics stay as loaded, no dropout
         sampler = None
         if ctx.world_size > 1:
             sampler = torch.utils.data.DistributedSampler(train_set, ctx.world_size, ctx.rank, shuffle=True,

@@ -125,6 +125,17 @@ def test_audio_modality_pretrains_the_av_audio_encoder(synth3x2, tmp_path):
         if k.startswith("aux_encoder."):
             assert torch.equal(v, source["encoder." + k[len("aux_encoder."):]]), k
     assert not torch.equal(after["ctc.ctc_lo.weight"], source["ctc.ctc_lo.weight"])
+    adapter = run_expert_stage(str(synth3x2), tmp_path / "adapter", modality="av",
+                               overrides=TINY + ["epochs=1", "lr=1e-2", f"init_audio={asr}", "freeze_audio=true",
+                                                 "freeze_heads=true", f"cache_dir={tmp_path / 'c'}"])
+    after, _, _ = load_checkpoint(adapter, "last")  # only the visual encoder and the fusion learn
+    kept = [k for k in after if k.startswith(("aux_encoder.", "ctc.", "decoder."))]
+    assert len(kept) > 20 and any(k.startswith("decoder.") for k in kept)
+    for k in kept:
+        assert torch.equal(after[k], source[k.replace("aux_encoder.", "encoder.", 1) if k.startswith("aux_") else k]), k
+    assert not torch.equal(after["fusion.fc1.weight"], first["fusion.fc1.weight"])
+    with pytest.raises(BadInputError, match="freeze_heads: needs init or init_audio"):
+        run_expert_stage(str(synth3x2), tmp_path / "h", modality="video", overrides=TINY + ["freeze_heads=true"])
     with pytest.raises(BadInputError, match="freeze_audio: only for modality=av with init_audio or init"):
         run_expert_stage(str(synth3x2), tmp_path / "f", modality="av", overrides=TINY + ["freeze_audio=true"])
     with pytest.raises(BadInputError, match="best_on=clean_and_dropped: only for modality=av"):
