@@ -1,5 +1,6 @@
 """Fixture ``head``: ``avguide.assets.head.load_head()`` when it exists, else the shared CC0 extraction;
-fixture ``soup``: random triangle soups for the rasteriser's equivalence tests.
+fixture ``soup``: random triangle soups for the rasteriser's equivalence tests; fixture ``jaw_batch``:
+batches of jittered jaw-opening sequences with their lip cameras and render assets.
 
 The fallback labels parts from the mesh itself: the largest connected component is skin, the
 small ones eyes (off-centre), tongue (largest centred) and teeth; the shared lip indices are
@@ -126,3 +127,24 @@ def triangle_soup(g: torch.Generator, n_img: int = 3, n_faces: int = 60, size: i
 def soup():
     """:func:`triangle_soup`."""
     return triangle_soup
+
+
+def jaw_batch_of(head: HeadData, g: torch.Generator, t: int):
+    """Two sequences of ``t`` frames opening the jaw (0..0.6) with 0.2 mm jitter.
+
+    Returns:
+        verts (2, t, V, 3) float32, albedo (V, 3), neighbors (F, 3), and the two lip cameras.
+    """
+    from avguide.render import albedo_from_parts, face_neighbors, lip_camera
+
+    alb = albedo_from_parts(torch.from_numpy(head.vertex_part.astype(np.int64)), head.part_names)
+    w = torch.rand(2, t, 1, 1, generator=g) * 0.6  # (B, T, 1, 1) jaw opening
+    v0 = head.vertices + w * head.jaw_open + 2e-4 * torch.randn(2, t, *head.vertices.shape, generator=g)
+    cam = lip_camera(torch.stack([head.vertices, head.vertices + 1e-3]), head.lips)
+    return v0, alb, face_neighbors(head.faces), cam
+
+
+@pytest.fixture
+def jaw_batch():
+    """:func:`jaw_batch_of`."""
+    return jaw_batch_of

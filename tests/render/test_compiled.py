@@ -50,13 +50,9 @@ def test_compiled_render_mesh_equals_eager_images_and_gradients(head):
 
 
 @pytest.mark.slow
-def test_compiled_expert_input_in_worker_threads_equals_eager(head):
+def test_compiled_expert_input_in_worker_threads_equals_eager(head, jaw_batch):
     g = torch.Generator().manual_seed(4)
-    alb = albedo_from_parts(torch.from_numpy(head.vertex_part.astype(np.int64)), head.part_names)
-    nb = face_neighbors(head.faces)
-    w = torch.rand(2, 6, 1, 1, generator=g) * 0.6  # (B, T, 1, 1) jaw opening
-    v0 = head.vertices + w * head.jaw_open + 2e-4 * torch.randn(2, 6, *head.vertices.shape, generator=g)
-    cam = lip_camera(torch.stack([head.vertices, head.vertices + 1e-3]), head.lips)
+    v0, alb, nb, cam = jaw_batch(head, g, 6)
     weights = torch.randn(2, 6, 1, 88, 88, generator=g)
     out = []
     for flag in (False, True):

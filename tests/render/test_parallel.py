@@ -1,10 +1,9 @@
 """Threaded chunks of a batch (map_batch) give the images and gradients of the sequential render."""
 
-import numpy as np
 import pytest
 import torch
 
-from avguide.render import albedo_from_parts, expert_input, face_neighbors, lip_camera
+from avguide.render import expert_input
 from avguide.render.parallel import chunk_bounds, map_batch
 
 
@@ -47,13 +46,9 @@ def test_map_batch_without_gradients_and_with_one_worker_is_the_plain_call():
         map_batch(fn, [x, x[:5]], workers=2)
 
 
-def test_threaded_expert_input_equals_sequential_images_and_gradients(head):
+def test_threaded_expert_input_equals_sequential_images_and_gradients(head, jaw_batch):
     g = torch.Generator().manual_seed(4)
-    alb = albedo_from_parts(torch.from_numpy(head.vertex_part.astype(np.int64)), head.part_names)
-    nb = face_neighbors(head.faces)
-    w = torch.rand(2, 12, 1, 1, generator=g) * 0.6  # (B, T, 1, 1) jaw opening
-    v0 = head.vertices + w * head.jaw_open + 2e-4 * torch.randn(2, 12, *head.vertices.shape, generator=g)
-    cam = lip_camera(torch.stack([head.vertices, head.vertices + 1e-3]), head.lips)
+    v0, alb, nb, cam = jaw_batch(head, g, 12)
     lengths = torch.tensor([12, 9])
     weights = torch.randn(2, 10, 1, 88, 88, generator=g)
     results = []
