@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import torch
 
 from avguide.errors import BadInputError
-from avguide.lipreader.ctc_prefix import (CTCPrefixState, ctc_prefix_scores, initial_state,
+from avguide.lipreader.ctc_prefix import (LOGZERO, CTCPrefixState, ctc_prefix_scores, initial_state,
                                           prepare_ctc_inputs, select_state)
 from avguide.lipreader.decoder import TransformerDecoder
 from avguide.lipreader.model import Encoded, LipReadingExpert
@@ -152,6 +152,10 @@ def beam_search(decoder: TransformerDecoder | None, memory: torch.Tensor,
             ids = weighted.topk(pre_beam, dim=1).indices if pre_beam else None  # (N, P)
             psi, r = ctc_prefix_scores(ctc_in, ctc_state, i, ids)
             weighted += ctc_weight * (psi - ctc_state.score.unsqueeze(1))
+            # blank and tokens outside the pre-beam get psi = LOGZERO; as a finite penalty it
+            # would be refunded by the next step's difference (psi - score), so a beam wider than
+            # the vocabulary would keep them: they are excluded outright
+            weighted = weighted.masked_fill(psi <= LOGZERO, float("-inf"))
         weighted += score.unsqueeze(1)
 
         n_utt = N // K

@@ -105,11 +105,24 @@ def test_batched_equals_one_by_one(ctc_weight, beam):
         assert alone.yseq[0] == 8 and alone.yseq[-1] == 8 and len(alone.yseq) <= n + 2
 
 
-def test_pure_ctc_beam_agrees_with_greedy_on_peaked_posteriors():
+@pytest.mark.parametrize("beam", [4, 8, 12, 40])
+def test_pure_ctc_beam_agrees_with_greedy_on_peaked_posteriors(beam):
+    """Also with more hypotheses than tokens (9): blank and unscored tokens are never kept (their
+    LOGZERO penalty would be refunded by the next step's score difference)."""
     frames = torch.tensor([[1, 1, 0, 2, 2, 0, 1, 3]])
     log_probs = torch.log_softmax(torch.nn.functional.one_hot(frames, 9).float() * 20, -1)
-    hyp = beam_search(None, torch.zeros(1, 8, 4), torch.tensor([8]), log_probs, 8, 8, 4, 1.0)[0]
+    hyp = beam_search(None, torch.zeros(1, 8, 4), torch.tensor([8]), log_probs, 8, 8, beam, 1.0)[0]
     assert hyp.tokens(8, 8) == ctc_greedy(log_probs, torch.tensor([8]))[0] == [1, 2, 1, 3]
+
+
+@pytest.mark.parametrize("beam", [7, 30])
+def test_joint_beam_wider_than_the_vocabulary_keeps_only_scored_tokens(beam):
+    torch.manual_seed(5)
+    model = build_expert(_tiny_av()).eval()
+    frames = torch.tensor([[1, 1, 0, 2, 2, 0, 1, 3, 3]])
+    log_probs = torch.log_softmax(torch.nn.functional.one_hot(frames, 9).float() * 20, -1)
+    hyp = beam_search(model.decoder, torch.randn(1, 9, 24), torch.tensor([9]), log_probs, 8, 8, beam, 0.5)[0]
+    assert hyp.tokens(8, 8) == [1, 2, 1, 3] and hyp.score > LOGZERO / 2
 
 
 def test_recognize_runs_on_an_encoded_batch():
