@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import torch
 
-from avguide.render.raster import bary_planes, corner_index
+from avguide.render.raster import _edge, corner_index
 
 
 def face_neighbors(faces: torch.Tensor) -> torch.Tensor:
@@ -92,24 +92,6 @@ def _contour_faces(pix: torch.Tensor, faces: torch.Tensor, face_id: torch.Tensor
     return front, slot, near
 
 
-def _pixel_depth(xyz: torch.Tensor, faces: torch.Tensor, face_id: torch.Tensor, pixel: torch.Tensor,
-                 orthographic: bool) -> torch.Tensor:
-    """(K,) camera depth of the visible surface at flat pixels ``pixel`` (+inf on background).
-
-    ``xyz`` is (N*V, 3): the projected vertices, detached.
-    """
-    n, h, w = face_id.shape
-    k = pixel.numel()
-    face = face_id.reshape(-1).index_select(0, pixel)
-    covered = face >= 0
-    corners = corner_index(faces, pixel, face.clamp_min(0), xyz.shape[0] // n, (h, w))  # (3, K)
-    planes = xyz.index_select(0, corners.reshape(-1)).T.contiguous()  # (3, 3K) x, y, z of the corners
-    local = torch.arange(3 * k, device=pixel.device).view(3, k)
-    bary = bary_planes(planes, local, pixel, (h, w), orthographic=orthographic)  # (3, K)
-    z = (planes[2].view(3, k) * bary).sum(0)
-    return torch.where(covered, z, torch.full_like(z, float("inf")))
-
-
 def _inside(p0: torch.Tensor, p1: torch.Tensor, px: torch.Tensor, py: torch.Tensor, sign: torch.Tensor
             ) -> torch.Tensor:
     """Edge function of the edge p0 -> p1 (``(..., 2)`` ends) at (px, py), >= 0 on the occluder's side."""
@@ -118,7 +100,7 @@ def _inside(p0: torch.Tensor, p1: torch.Tensor, px: torch.Tensor, py: torch.Tens
 
 def _blend(pix: torch.Tensor, planes: torch.Tensor, pa: torch.Tensor, pb: torch.Tensor, ends: torch.Tensor,
            centres: torch.Tensor, sign: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The differentiable end of :func:`_blend_pairs` on its K' selected pairs.
+    """The differentiable end of the antialiasing on its K' selected pairs.
 
     Args:
         pix: (N*V, 3) float projected vertices, with gradient; planes: (C, N*H*W) colours.
@@ -139,87 +121,107 @@ def _blend(pix: torch.Tensor, planes: torch.Tensor, pa: torch.Tensor, pb: torch.
     return torch.where(into_b, pb, pa), torch.where(into_b, wgt * (ca - cb), wgt * (cb - ca))
 
 
-def _blend_pairs(planes: torch.Tensor, pix: torch.Tensor, xyz: torch.Tensor, faces: torch.Tensor,
-                 face_id: torch.Tensor, front: torch.Tensor, slot: torch.Tensor, near: torch.Tensor,
-                 neighbors: torch.Tensor, axis: int, orthographic: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """Colour changes from the pixel pairs that are neighbours along ``axis``.
+def _exit_edges(pair: torch.Tensor, p: torch.Tensor, faces: torch.Tensor, face_id: torch.Tensor,
+                front: torch.Tensor, slot: torch.Tensor, neighbors: torch.Tensor, horizontal: torch.Tensor,
+                orthographic: bool):
+    """The gradient-free part of the antialiasing (the visible depth at both pixels, the occluder
+    and the edge the segment between them exits through) for K candidate pairs, ``pair`` (K, 3) int64 (image, row, column of
+    the first pixel), in one loop. ``front``, ``slot``: from ``antialias._contour_faces``;
+    ``horizontal``: () bool, pairs along rows (axis 2) or along columns (axis 1): a tensor, so
+    that both axes share one compiled graph.
 
-    Args:
-        planes: (C, N*H*W) colours, channels-first.
     Returns:
-        target (K,) flat pixel indices into N*H*W and delta (C, K) to add there.
+        keep (K,) bool (the pair straddles a silhouette edge it handles), idx (4, K) int64: the
+        occluder's pixel pa, the other pixel pb and the rows of N*V of the exit edge's ends,
+        centres (4, K) float (ax, ay, bx, by) and sign (K,) float (inside the occluder >= 0).
     """
     n, h, w = face_id.shape
-    c = planes.shape[0]
-    v = pix.shape[1]
-    step = (0, 1) if axis == 2 else (1, 0)  # (dy, dx) from pixel a to pixel b
-    fa = face_id[:, : h - step[0], : w - step[1]]
-    fb = face_id[:, step[0]:, step[1]:]
-    na = near[:, : h - step[0], : w - step[1]]
-    nb_ = near[:, step[0]:, step[1]:]
-    bi, yi, xi = ((fa != fb) & (na | nb_)).nonzero(as_tuple=True)  # pairs (first pixel at bi, yi, xi)
-    empty = (torch.zeros(0, dtype=torch.int64, device=planes.device), planes.new_zeros(c, 0))
-    if bi.numel() == 0:
-        return empty
-    first = (bi * h + yi) * w + xi  # flat index of the left/upper pixel
-    second = first + (w if axis == 1 else 1)
-    flat_id = face_id.reshape(-1)
-    with torch.no_grad():
-        depth = _pixel_depth(xyz, faces, face_id, torch.cat([first, second]), orthographic)
-    k2 = first.numel()
+    v = p.shape[1]
+    nf = faces.shape[0]
+    k2 = pair.shape[0]
+    first = (pair[:, 0] * h + pair[:, 1]) * w + pair[:, 2]  # (K,) flat
+    xyz = p.reshape(-1, 3)  # (N*V, 3)
+    flat_id = face_id.view(-1)
+    # the visible depth at both pixels
+    pixel = torch.cat([first, first + torch.where(horizontal, 1, w)])  # (2K,)
+    face = flat_id.index_select(0, pixel)
+    corners = corner_index(faces, pixel, face.clamp_min(0), v, (h, w))  # (3, 2K)
+    planes = xyz.index_select(0, corners.reshape(-1)).T  # (3, 3 * 2K) x, y, z of the corners
+    x, y, z = (planes[i].view(3, -1) for i in range(3))  # (3 corners, 2K) each
+    px = (pixel % w).to(p.dtype) + 0.5
+    py = ((pixel // w) % h).to(p.dtype) + 0.5
+    area = _edge(x[0], y[0], x[1], y[1], x[2], y[2])
+    w0 = _edge(x[1], y[1], x[2], y[2], px, py) / area
+    w1 = _edge(x[2], y[2], x[0], y[0], px, py) / area
+    bary = torch.stack([w0, w1, 1.0 - w0 - w1])  # (3, 2K)
+    if not orthographic:
+        bary = bary / z
+        bary = bary / bary.sum(0, keepdim=True)
+    depth = torch.where(face >= 0, (z * bary).sum(0), float("inf"))
+    # the occluder, and the edge the segment from its pixel to the other one exits through
     occ_first = depth[:k2] <= depth[k2:]
-    pa = torch.where(occ_first, first, second)  # pixel covered by the occluder
-    pb = torch.where(occ_first, second, first)  # the other pixel
-    occ = flat_id[pa]  # (K,) occluder face (never background: background depth is inf)
+    pa = torch.where(occ_first, pixel[:k2], pixel[k2:])
+    pb = torch.where(occ_first, pixel[k2:], pixel[:k2])
+    occ = flat_id.index_select(0, pa)  # (K,) never background (its depth is inf)
     img = pa // (h * w)
-
-    # pixel centres of a and b
-    ay = ((pa % (h * w)) // w).to(pix.dtype) + 0.5
-    ax = (pa % w).to(pix.dtype) + 0.5
-    by = ((pb % (h * w)) // w).to(pix.dtype) + 0.5
-    bx = (pb % w).to(pix.dtype) + 0.5
-    sign = torch.where(front[img, slot[occ]], -1.0, 1.0).to(pix.dtype)  # (K,) makes inside >= 0
-    corner_rows = faces.index_select(0, occ) + (img * v)[:, None]  # (K, 3) rows of N*V
-    with torch.no_grad():  # which edge the segment a -> b exits through, and whether it counts
-        p0 = xyz.index_select(0, corner_rows.reshape(-1)).view(-1, 3, 3)[..., :2]  # (K, 3, 2)
-        p1 = p0.roll(-1, dims=1)  # edge k: corner k -> corner k+1
-        ea = _inside(p0, p1, ax[:, None], ay[:, None], sign[:, None])  # (K, 3)
-        eb = _inside(p0, p1, bx[:, None], by[:, None], sign[:, None])
-        exits = (ea >= 0) & (eb < 0)
-        t_all = torch.where(exits, ea / torch.where(exits, ea - eb, torch.ones_like(ea)), 2.0)  # crossing, 0 at a
-        k = t_all.argmin(-1)  # (K,) the exit edge
-        rows = torch.arange(k.numel(), device=k.device)
-        d = (p1 - p0)[rows, k]  # (K, 2) edge direction
-        nb = neighbors.view(-1).index_select(0, occ * 3 + k)
-        silhouette = ~front[img, slot[nb]]  # a missing neighbour (slot R) counts as back-facing
-        # each edge is handled by the pair direction across it: horizontal pairs for steep edges
-        steep = d[:, 1].abs() > d[:, 0].abs() if axis == 2 else d[:, 1].abs() <= d[:, 0].abs()
-        sel = (exits[rows, k] & silhouette & steep).nonzero().squeeze(1)  # (K',)
-    if sel.numel() == 0:
-        return empty
-    k = k[sel]
-    ends = corner_rows[sel].gather(1, torch.stack([k, (k + 1) % 3], 1)).T  # (2, K') rows of the exit edge's ends
-    return _blend(pix.reshape(n * v, 3), planes, pa[sel], pb[sel], ends,
-                  torch.stack([ax[sel], ay[sel], bx[sel], by[sel]]), sign[sel])
+    ay, ax = ((pa % (h * w)) // w).to(p.dtype) + 0.5, (pa % w).to(p.dtype) + 0.5
+    by, bx = ((pb % (h * w)) // w).to(p.dtype) + 0.5, (pb % w).to(p.dtype) + 0.5
+    fr, r1 = front.view(-1), front.shape[1]  # (N * (R + 1),)
+    sign = torch.where(fr.index_select(0, img * r1 + slot.index_select(0, occ)), -1.0, 1.0).to(p.dtype)
+    corner_rows = faces.index_select(0, occ) + (img * v)[:, None]  # (K, 3)
+    p0 = xyz.index_select(0, corner_rows.reshape(-1)).view(-1, 3, 3)[..., :2]  # (K, 3, 2)
+    p1 = p0.roll(-1, dims=1)
+    ea = _inside(p0, p1, ax[:, None], ay[:, None], sign[:, None])  # (K, 3)
+    eb = _inside(p0, p1, bx[:, None], by[:, None], sign[:, None])
+    exits = (ea >= 0) & (eb < 0)
+    t_all = torch.where(exits, ea / torch.where(exits, ea - eb, torch.ones_like(ea)), 2.0)
+    k = t_all.argmin(-1, keepdim=True)  # (K, 1) the exit edge
+    d = (p1 - p0).gather(1, k[..., None].expand(-1, 1, 2)).squeeze(1)  # (K, 2) its direction
+    nb = neighbors.view(-1).index_select(0, occ * 3 + k.squeeze(1))
+    silhouette = ~fr.index_select(0, img * r1 + slot.index_select(0, torch.where(nb >= 0, nb, nf)))
+    steep = (d[:, 1].abs() > d[:, 0].abs()) == horizontal  # horizontal pairs take the steep edges
+    keep = exits.gather(1, k).squeeze(1) & silhouette & steep
+    ends = corner_rows.gather(1, torch.cat([k, (k + 1) % 3], 1)).T  # (2, K)
+    return keep, torch.cat([torch.stack([pa, pb]), ends]), torch.stack([ax, ay, bx, by]), sign
 
 
 def antialias_planes(planes: torch.Tensor, pix: torch.Tensor, faces: torch.Tensor, face_id: torch.Tensor,
-                     neighbors: torch.Tensor, *, orthographic: bool = True) -> torch.Tensor:
+                     neighbors: torch.Tensor, *, orthographic: bool = True, kernel=lambda fn: fn) -> torch.Tensor:
     """:func:`antialias` on channels-first colours (C, N*H*W), the fast layout on CPU.
+
+    ``kernel(fn)`` returns what runs the pure exit-edge search (:mod:`avguide.render.compiled`
+    passes its compiled version); the pair masks and ``nonzero`` calls stay here.
 
     Returns:
         (C, N*H*W) float antialiased colours (``planes`` itself when nothing changes).
     """
     n, v, _ = pix.shape
+    h, w = face_id.shape[1:]
+    p = pix.detach()
     with torch.no_grad():
-        front, slot, near = _contour_faces(pix.detach(), faces, face_id, neighbors)
-        xyz = pix.detach().reshape(n * v, 3)  # (N*V, 3)
-    parts = [_blend_pairs(planes, pix, xyz, faces, face_id, front, slot, near, neighbors, axis,
-                          orthographic) for axis in (2, 1)]
-    target = torch.cat([parts[0][0], parts[1][0]])
-    if target.numel() == 0:
+        front, slot, near = _contour_faces(p, faces, face_id, neighbors)
+    targets, deltas = [], []
+    for axis in (2, 1):  # pairs along rows, then along columns
+        dy, dx = (0, 1) if axis == 2 else (1, 0)
+        fa, fb = face_id[:, : h - dy, : w - dx], face_id[:, dy:, dx:]
+        pair = ((fa != fb) & (near[:, : h - dy, : w - dx] | near[:, dy:, dx:])).nonzero()  # (K, 3)
+        if pair.shape[0] == 0:
+            continue
+        horizontal = torch.tensor(axis == 2, device=pix.device)
+        with torch.no_grad():
+            keep, idx, centres, sign = kernel(_exit_edges)(pair, p, faces, face_id, front, slot, neighbors,
+                                                           horizontal, orthographic)
+        sel = keep.nonzero().squeeze(1)  # (K',)
+        if sel.numel() == 0:
+            continue
+        idx, centres = idx.index_select(1, sel), centres.index_select(1, sel)  # (4, K'), (4, K')
+        target, delta = _blend(pix.reshape(n * v, 3), planes, idx[0], idx[1], idx[2:], centres,
+                               sign.index_select(0, sel))
+        targets.append(target)
+        deltas.append(delta)
+    if not targets:
         return planes
-    return planes.index_add(1, target, torch.cat([parts[0][1], parts[1][1]], 1))
+    return planes.index_add(1, torch.cat(targets), torch.cat(deltas, 1))
 
 
 def antialias(color: torch.Tensor, pix: torch.Tensor, faces: torch.Tensor, face_id: torch.Tensor,

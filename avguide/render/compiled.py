@@ -35,7 +35,6 @@ import warnings
 import torch
 
 from avguide.render import raster
-from avguide.render.antialias import _blend, _contour_faces, _inside
 from avguide.render.antialias import antialias_planes as eager_antialias_planes
 from avguide.render.shading import Lights
 
@@ -249,98 +248,9 @@ def shade_planes(coef: torch.Tensor, row: torch.Tensor, px: torch.Tensor, py: to
 
 # ---- antialias (antialias.antialias_planes) ----
 
-def _exit_edges(pair: torch.Tensor, p: torch.Tensor, faces: torch.Tensor, face_id: torch.Tensor,
-                front: torch.Tensor, slot: torch.Tensor, neighbors: torch.Tensor, horizontal: torch.Tensor,
-                orthographic: bool):
-    """The gradient-free part of :func:`avguide.render.antialias._blend_pairs` (``_pixel_depth``
-    and the exit edge) for its K candidate pairs, ``pair`` (K, 3) int64 (image, row, column of
-    the first pixel), in one loop. ``front``, ``slot``: from ``antialias._contour_faces``;
-    ``horizontal``: () bool, pairs along rows (axis 2) or along columns (axis 1): a tensor, so
-    that both axes share one compiled graph.
-
-    Returns:
-        keep (K,) bool (the pair straddles a silhouette edge it handles), idx (4, K) int64: the
-        occluder's pixel pa, the other pixel pb and the rows of N*V of the exit edge's ends,
-        centres (4, K) float (ax, ay, bx, by) and sign (K,) float (inside the occluder >= 0).
-    """
-    n, h, w = face_id.shape
-    v = p.shape[1]
-    nf = faces.shape[0]
-    k2 = pair.shape[0]
-    first = (pair[:, 0] * h + pair[:, 1]) * w + pair[:, 2]  # (K,) flat
-    xyz = p.reshape(-1, 3)  # (N*V, 3)
-    flat_id = face_id.view(-1)
-    # the visible depth at both pixels (antialias._pixel_depth)
-    pixel = torch.cat([first, first + torch.where(horizontal, 1, w)])  # (2K,)
-    face = flat_id.index_select(0, pixel)
-    corners = raster.corner_index(faces, pixel, face.clamp_min(0), v, (h, w))  # (3, 2K)
-    planes = xyz.index_select(0, corners.reshape(-1)).T  # (3, 3 * 2K) x, y, z of the corners
-    x, y, z = (planes[i].view(3, -1) for i in range(3))  # (3 corners, 2K) each
-    px = (pixel % w).to(p.dtype) + 0.5
-    py = ((pixel // w) % h).to(p.dtype) + 0.5
-    area = raster._edge(x[0], y[0], x[1], y[1], x[2], y[2])
-    w0 = raster._edge(x[1], y[1], x[2], y[2], px, py) / area
-    w1 = raster._edge(x[2], y[2], x[0], y[0], px, py) / area
-    bary = torch.stack([w0, w1, 1.0 - w0 - w1])  # (3, 2K)
-    if not orthographic:
-        bary = bary / z
-        bary = bary / bary.sum(0, keepdim=True)
-    depth = torch.where(face >= 0, (z * bary).sum(0), float("inf"))
-    # the occluder, and the edge the segment from its pixel to the other one exits through
-    occ_first = depth[:k2] <= depth[k2:]
-    pa = torch.where(occ_first, pixel[:k2], pixel[k2:])
-    pb = torch.where(occ_first, pixel[k2:], pixel[:k2])
-    occ = flat_id.index_select(0, pa)  # (K,) never background (its depth is inf)
-    img = pa // (h * w)
-    ay, ax = ((pa % (h * w)) // w).to(p.dtype) + 0.5, (pa % w).to(p.dtype) + 0.5
-    by, bx = ((pb % (h * w)) // w).to(p.dtype) + 0.5, (pb % w).to(p.dtype) + 0.5
-    fr, r1 = front.view(-1), front.shape[1]  # (N * (R + 1),)
-    sign = torch.where(fr.index_select(0, img * r1 + slot.index_select(0, occ)), -1.0, 1.0).to(p.dtype)
-    corner_rows = faces.index_select(0, occ) + (img * v)[:, None]  # (K, 3)
-    p0 = xyz.index_select(0, corner_rows.reshape(-1)).view(-1, 3, 3)[..., :2]  # (K, 3, 2)
-    p1 = p0.roll(-1, dims=1)
-    ea = _inside(p0, p1, ax[:, None], ay[:, None], sign[:, None])  # (K, 3)
-    eb = _inside(p0, p1, bx[:, None], by[:, None], sign[:, None])
-    exits = (ea >= 0) & (eb < 0)
-    t_all = torch.where(exits, ea / torch.where(exits, ea - eb, torch.ones_like(ea)), 2.0)
-    k = t_all.argmin(-1, keepdim=True)  # (K, 1) the exit edge
-    d = (p1 - p0).gather(1, k[..., None].expand(-1, 1, 2)).squeeze(1)  # (K, 2) its direction
-    nb = neighbors.view(-1).index_select(0, occ * 3 + k.squeeze(1))
-    silhouette = ~fr.index_select(0, img * r1 + slot.index_select(0, torch.where(nb >= 0, nb, nf)))
-    steep = (d[:, 1].abs() > d[:, 0].abs()) == horizontal  # horizontal pairs take the steep edges
-    keep = exits.gather(1, k).squeeze(1) & silhouette & steep
-    ends = corner_rows.gather(1, torch.cat([k, (k + 1) % 3], 1)).T  # (2, K)
-    return keep, torch.cat([torch.stack([pa, pb]), ends]), torch.stack([ax, ay, bx, by]), sign
-
-
 def antialias_planes(planes: torch.Tensor, pix: torch.Tensor, faces: torch.Tensor, face_id: torch.Tensor,
                      neighbors: torch.Tensor, *, orthographic: bool = True) -> torch.Tensor:
     """:func:`avguide.render.antialias.antialias_planes` with the exit-edge search compiled (the
     same pixel pairs and blend weights). (C, N*H*W) result."""
-    if not available():
-        return eager_antialias_planes(planes, pix, faces, face_id, neighbors, orthographic=orthographic)
-    n, v, _ = pix.shape
-    h, w = face_id.shape[1:]
-    p = pix.detach()
-    front, slot, near = _contour_faces(p, faces, face_id, neighbors)
-    targets, deltas = [], []
-    for axis in (2, 1):
-        dy, dx = (0, 1) if axis == 2 else (1, 0)
-        fa, fb = face_id[:, : h - dy, : w - dx], face_id[:, dy:, dx:]
-        pair = ((fa != fb) & (near[:, : h - dy, : w - dx] | near[:, dy:, dx:])).nonzero()  # (K, 3)
-        if pair.shape[0] == 0:
-            continue
-        horizontal = torch.tensor(axis == 2, device=pix.device)
-        keep, idx, centres, sign = _kernel(_exit_edges)(pair, p, faces, face_id, front, slot, neighbors,
-                                                        horizontal, orthographic)
-        sel = keep.nonzero().squeeze(1)  # (K',)
-        if sel.numel() == 0:
-            continue
-        idx, centres = idx.index_select(1, sel), centres.index_select(1, sel)  # (4, K'), (4, K')
-        target, delta = _blend(pix.reshape(n * v, 3), planes, idx[0], idx[1], idx[2:], centres,
-                               sign.index_select(0, sel))
-        targets.append(target)
-        deltas.append(delta)
-    if not targets:
-        return planes
-    return planes.index_add(1, torch.cat(targets), torch.cat(deltas, 1))
+    return eager_antialias_planes(planes, pix, faces, face_id, neighbors, orthographic=orthographic,
+                                  kernel=_kernel if available() else lambda fn: fn)
