@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import torch
 
-from avguide.render.raster import _edge, corner_index
+from avguide.render.raster import _edge, bary_planes, corner_index
 
 
 def face_neighbors(faces: torch.Tensor) -> torch.Tensor:
@@ -53,7 +53,7 @@ def _screen_area(pix: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
     """(N, F') twice the signed screen area of ``faces`` (F', 3) (< 0 for front faces, y-down)."""
     x = [pix[..., 0].index_select(1, faces[:, k]) for k in range(3)]  # (N, F') each
     y = [pix[..., 1].index_select(1, faces[:, k]) for k in range(3)]
-    return (x[1] - x[0]) * (y[2] - y[0]) - (y[1] - y[0]) * (x[2] - x[0])
+    return _edge(x[0], y[0], x[1], y[1], x[2], y[2])
 
 
 def _contour_faces(pix: torch.Tensor, faces: torch.Tensor, face_id: torch.Tensor, neighbors: torch.Tensor
@@ -124,11 +124,17 @@ def _blend(pix: torch.Tensor, planes: torch.Tensor, pa: torch.Tensor, pb: torch.
 def _exit_edges(pair: torch.Tensor, p: torch.Tensor, faces: torch.Tensor, face_id: torch.Tensor,
                 front: torch.Tensor, slot: torch.Tensor, neighbors: torch.Tensor, horizontal: torch.Tensor,
                 orthographic: bool):
-    """The gradient-free part of the antialiasing (the visible depth at both pixels, the occluder
-    and the edge the segment between them exits through) for K candidate pairs, ``pair`` (K, 3) int64 (image, row, column of
-    the first pixel), in one loop. ``front``, ``slot``: from ``antialias._contour_faces``;
-    ``horizontal``: () bool, pairs along rows (axis 2) or along columns (axis 1): a tensor, so
-    that both axes share one compiled graph.
+    """The gradient-free part of the antialiasing for K candidate pixel pairs: the visible depth
+    at both pixels, the occluder, and the edge the segment between them exits through.
+
+    Args:
+        pair: (K, 3) int64 image, row, column of each pair's first pixel.
+        p: (N, V, 3) float projected vertices, detached. faces: (F, 3) int64.
+        face_id: (N, H, W) int64. front, slot: from :func:`_contour_faces`.
+        neighbors: (F, 3) int64 from :func:`face_neighbors`.
+        horizontal: () bool, pairs along rows (else along columns); a tensor, so that both
+            directions share one compiled graph (:mod:`avguide.render.compiled`).
+        orthographic: camera kind (depth test).
 
     Returns:
         keep (K,) bool (the pair straddles a silhouette edge it handles), idx (4, K) int64: the
@@ -146,17 +152,8 @@ def _exit_edges(pair: torch.Tensor, p: torch.Tensor, faces: torch.Tensor, face_i
     pixel = torch.cat([first, first + torch.where(horizontal, 1, w)])  # (2K,)
     face = flat_id.index_select(0, pixel)
     corners = corner_index(faces, pixel, face.clamp_min(0), v, (h, w))  # (3, 2K)
-    planes = xyz.index_select(0, corners.reshape(-1)).T  # (3, 3 * 2K) x, y, z of the corners
-    x, y, z = (planes[i].view(3, -1) for i in range(3))  # (3 corners, 2K) each
-    px = (pixel % w).to(p.dtype) + 0.5
-    py = ((pixel // w) % h).to(p.dtype) + 0.5
-    area = _edge(x[0], y[0], x[1], y[1], x[2], y[2])
-    w0 = _edge(x[1], y[1], x[2], y[2], px, py) / area
-    w1 = _edge(x[2], y[2], x[0], y[0], px, py) / area
-    bary = torch.stack([w0, w1, 1.0 - w0 - w1])  # (3, 2K)
-    if not orthographic:
-        bary = bary / z
-        bary = bary / bary.sum(0, keepdim=True)
+    bary = bary_planes(xyz.T, corners, pixel, (h, w), orthographic=orthographic)  # (3, 2K)
+    z = xyz[:, 2].index_select(0, corners.reshape(-1)).view(3, -1)  # (3 corners, 2K)
     depth = torch.where(face >= 0, (z * bary).sum(0), float("inf"))
     # the occluder, and the edge the segment from its pixel to the other one exits through
     occ_first = depth[:k2] <= depth[k2:]
