@@ -1,6 +1,8 @@
 """Training criteria of the expert (Auto-AVSR / ESPnet definitions).
 
-- CTC: summed over the batch (zero_infinity) and divided by the batch size.
+- CTC: summed over the batch (zero_infinity) and divided by the batch size. An utterance whose
+  target needs more frames than the encoder gives it (:func:`ctc_frames_needed`) has no CTC
+  alignment at all; its loss is 0, so :func:`ctc_unfit` counts such utterances for the logs.
 - Attention: label-smoothing KL divergence, summed over non-ignored tokens and divided by the
   batch size (not the token count), for decoder inputs [sos] + y and targets y + [eos].
 """
@@ -29,6 +31,30 @@ def ctc_loss(log_probs: torch.Tensor, lengths: torch.Tensor, targets: torch.Tens
     loss = F.ctc_loss(log_probs.transpose(0, 1), targets[valid], lengths, valid.sum(1),
                       blank=blank, reduction="sum", zero_infinity=True)
     return loss / log_probs.shape[0]
+
+
+def ctc_frames_needed(targets: torch.Tensor) -> torch.Tensor:
+    """Fewest frames that admit a CTC alignment of each target: its length plus one blank
+    between each pair of equal neighbours ("HELLO" needs 6).
+
+    Args:
+        targets: (B, S) int64 token ids padded with -1.
+    Returns:
+        (B,) int64 frames.
+    """
+    valid = targets != IGNORE_ID  # (B, S)
+    repeats = (targets[:, 1:] == targets[:, :-1]) & valid[:, 1:]  # (B, S-1)
+    return valid.sum(1) + repeats.sum(1)
+
+
+def ctc_unfit(lengths: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """(B,) bool: utterances whose target has no CTC alignment in ``lengths`` frames (their CTC
+    loss is zeroed), e.g. a character tokeniser on speech faster than the 25 fps encoder allows.
+
+    Args:
+        lengths: (B,) int valid encoder frames. targets: (B, S) int64 ids padded with -1.
+    """
+    return ctc_frames_needed(targets) > lengths.to(targets.device)
 
 
 def add_sos_eos(targets: torch.Tensor, sos: int, eos: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -26,7 +26,7 @@ from avguide.lipreader.config import ExpertConfig
 from avguide.lipreader.conformer import ConformerEncoder
 from avguide.lipreader.decoder import TransformerDecoder
 from avguide.lipreader.frontends import AudioFrontend, MelFrontend, VisualFrontend
-from avguide.lipreader.losses import (add_sos_eos, ctc_loss, label_smoothing_loss,
+from avguide.lipreader.losses import (add_sos_eos, ctc_loss, ctc_unfit, label_smoothing_loss,
                                       token_accuracy)
 from avguide.lipreader.preprocess import SAMPLES_PER_FRAME, length_mask
 
@@ -197,8 +197,10 @@ class LipReadingExpert(nn.Module):
             targets: (B, S) int64 token ids in [1, odim-2], padded with -1.
         Returns:
             {"loss": mtlalpha*loss_ctc + (1-mtlalpha)*loss_att, "loss_ctc", "loss_att",
-            "acc": decoder token accuracy (teacher forcing)}; a term the config disables
-            (mtlalpha 0 or 1) is a 0 tensor and then "acc" is NaN without a decoder.
+            "acc": decoder token accuracy (teacher forcing), "ctc_unfit": the number of
+            utterances whose target has more tokens (plus repeats) than they have encoder frames,
+            whose CTC loss is therefore 0}; a term the config disables (mtlalpha 0 or 1) is a 0
+            tensor and then "acc" is NaN without a decoder.
         Raises:
             BadInputError: targets of the wrong batch size or with ids outside [1, odim-2].
         """
@@ -210,9 +212,10 @@ class LipReadingExpert(nn.Module):
                                 f"{self.cfg.odim - 2}] padded with -1, got shape "
                                 f"{tuple(targets.shape)}")
         zero = x.new_zeros(())
-        loss_ctc = zero
+        loss_ctc, unfit = zero, zero
         if self.ctc is not None:
             loss_ctc = ctc_loss(self.ctc(x), encoded.lengths, targets, self.blank)
+            unfit = ctc_unfit(encoded.lengths, targets).sum().to(zero)
         loss_att, acc = zero, x.new_full((), float("nan"))
         if self.decoder is not None:
             ys_in, ys_out = add_sos_eos(targets, self.sos, self.eos)
@@ -221,7 +224,7 @@ class LipReadingExpert(nn.Module):
             acc = token_accuracy(logits.detach(), ys_out)
         alpha = self.cfg.mtlalpha
         return {"loss": alpha * loss_ctc + (1.0 - alpha) * loss_att, "loss_ctc": loss_ctc,
-                "loss_att": loss_att, "acc": acc}
+                "loss_att": loss_att, "acc": acc, "ctc_unfit": unfit}
 
     def forward(self, video: torch.Tensor, video_lengths: torch.Tensor,
                 audio: torch.Tensor | None = None, audio_lengths: torch.Tensor | None = None,
@@ -233,7 +236,7 @@ class LipReadingExpert(nn.Module):
                 visual-only expert, e.g. ``vsr(video, lengths, targets=y)``).
             targets: (B, S) int64 ids padded with -1 (required).
         Returns:
-            dict of () float tensors: loss, loss_ctc, loss_att, acc.
+            dict of () float tensors: loss, loss_ctc, loss_att, acc, ctc_unfit.
         Raises:
             BadInputError: see :meth:`encode` and :meth:`losses`; ``targets`` missing.
         """

@@ -296,6 +296,15 @@ def _load_init_audio(model: LipReadingExpert, init_audio: str, with_heads: bool)
             _load_fitting(model, heads, f"init_audio={init_audio}")
 
 
+def _warn_ctc_unfit(share: float, tokenizer: str) -> None:
+    """Say when training targets do not fit the 25 fps encoder (their CTC loss is 0)."""
+    if share > 0:
+        hint = " A subword tokeniser needs about 4x fewer tokens: tokenizer=spm." if tokenizer == "char" else ""
+        print(f"warning: {share:.1%} of the training recordings have more {tokenizer} tokens (plus one blank "
+              f"between repeated tokens) than encoder frames at 25 fps, so CTC cannot align them and their CTC "
+              f"loss is 0 (metrics.jsonl: train_ctc_unfit).{hint}", flush=True)
+
+
 def evaluate_split(model: LipReadingExpert, index, refs, cache: RenderCache | None, tokenizer, modality: str, *,
                    audio_mode: str = "clean", decode: str = "greedy", beam_size: int = 10, ctc_weight: float = 0.1,
                    batch_size: int = 8, device: torch.device | str = "cpu") -> dict:
@@ -438,6 +447,7 @@ def train_expert(cfg: ExpertStageConfig, out_dir: str | Path, resume: bool = Fal
             sched.step()
             step += 1
             logs["acc"] = float(out["acc"])
+            logs["ctc_unfit"] = float(out["ctc_unfit"]) / len(batch.names)  # share of the batch
             for k, v in logs.items():
                 sums[k] = sums.get(k, 0.0) + v
             log.scalars(step, logs, "train")
@@ -445,6 +455,8 @@ def train_expert(cfg: ExpertStageConfig, out_dir: str | Path, resume: bool = Fal
             bar.set_postfix(loss=f"{logs['total']:.3f}")
         bar.close()
         train_logs = dist.mean_across({f"train_{k}": v / max(1, len(loader)) for k, v in sums.items()}, ctx)
+        if epoch == start_epoch + 1 and ctx.is_main:
+            _warn_ctc_unfit(train_logs["train_ctc_unfit"], cfg.tokenizer_name())
         cer, wer = _validate(dist.unwrap(model), index, val_refs, cache, tok, cfg, ctx, "clean")
         values = {**train_logs, "val_cer": cer, "val_wer": wer, "lr": sched.get_last_lr()[0],
                   "render_s": cache.render_seconds - rs0 if cache else 0.0}

@@ -12,7 +12,7 @@ from avguide.lipreader.attention import MultiHeadedAttention, relative_position_
 from avguide.lipreader.config import ExpertConfig, asr_cpu_small, avsr_cpu_small, vsr_cpu_small
 from avguide.lipreader.decoder import TransformerDecoder
 from avguide.lipreader.frontends import MelFrontend
-from avguide.lipreader.losses import add_sos_eos, label_smoothing_loss
+from avguide.lipreader.losses import add_sos_eos, ctc_frames_needed, ctc_unfit, label_smoothing_loss
 from avguide.lipreader.model import build_avsr, build_expert, build_vsr
 from avguide.lipreader.preprocess import normalize_audio, normalize_video
 
@@ -77,6 +77,30 @@ def test_label_smoothing_matches_kl_div():
     torch.testing.assert_close(label_smoothing_loss(logits, targets, 0.1), want)
 
 
+def test_ctc_frames_needed_by_hand():
+    # "HELLO" (L L needs a blank between), "AAA", "AB", and an empty target
+    targets = torch.tensor([[8, 5, 12, 12, 15], [1, 1, 1, -1, -1], [1, 2, -1, -1, -1], [-1, -1, -1, -1, -1]])
+    assert ctc_frames_needed(targets).tolist() == [6, 5, 2, 0]
+
+
+def test_ctc_unfit_is_where_the_ctc_likelihood_is_zero():
+    """Independent truth: PyTorch's CTC loss without zero_infinity is infinite exactly for the
+    utterances counted as unfit, around the boundary (needed frames - 1, equal, + 1)."""
+    torch.manual_seed(0)
+    rows, lengths = [], []
+    for tokens in ([3, 4, 5], [3, 3, 4], [3, 3, 3, 3], [5, 6, 6, 7, 7]):
+        need = ctc_frames_needed(torch.tensor([tokens])).item()
+        for T in (need - 1, need, need + 1):
+            rows.append(tokens + [-1] * (5 - len(tokens)))
+            lengths.append(T)
+    targets, lengths = torch.tensor(rows), torch.tensor(lengths)
+    logp = torch.log_softmax(torch.randn(len(rows), 8, 9), -1)
+    valid = targets != -1
+    nll = F.ctc_loss(logp.transpose(0, 1), targets[valid], lengths, valid.sum(1), reduction="none")
+    assert ctc_unfit(lengths, targets).tolist() == torch.isinf(nll).tolist()
+    assert ctc_unfit(lengths, targets).sum().item() == 4  # one per target
+
+
 def test_input_normalisation():
     torch.manual_seed(0)
     audio = torch.randn(2, 100) * 3 + 1
@@ -102,7 +126,8 @@ def test_small_preset_trains_and_passes_gradient_to_pixels(preset):
     model = build_expert(cfg).train()
     video, vlen, wav, alen, targets = _batch(audio=cfg.modality == "av")
     out = model(normalize_video(video), vlen, wav, alen if wav is not None else None, targets)
-    assert set(out) == {"loss", "loss_ctc", "loss_att", "acc"}
+    assert set(out) == {"loss", "loss_ctc", "loss_att", "acc", "ctc_unfit"}
+    assert out["ctc_unfit"].item() == 0  # 3 and 2 tokens in 6 and 4 frames
     torch.testing.assert_close(out["loss"], 0.1 * out["loss_ctc"] + 0.9 * out["loss_att"])
     out["loss"].backward()
     assert torch.isfinite(video.grad).all() and video.grad.abs().sum() > 0

@@ -150,6 +150,40 @@ def test_audio_modality_pretrains_the_av_audio_encoder(synth3x2, tmp_path):
                          overrides=TINY + [f"init_audio={asr}", "expert.aux_elayers=2", f"cache_dir={tmp_path / 'c'}"])
 
 
+def test_ctc_unfit_share_is_logged_and_explained(tmp_path, capsys):
+    """Speech at 420-450 wpm has more characters than the 25 fps encoder has frames: the share of
+    such training recordings (from the wav lengths and texts, counted here independently) is
+    logged, with a warning that names tokenizer=spm; with that tokeniser every recording fits."""
+    import soundfile as sf
+
+    from avguide.config import load_config
+    from avguide.data.layouts import open_dataset
+    from avguide.lipreader.reader import make_tokenizer
+    from avguide.synth.generator import SynthConfig, generate
+
+    data = tmp_path / "fast"
+    generate(load_config(SynthConfig, None, ["subjects=3", "sentences=2", "workers=1", "rate_wpm_min=420",
+                                             "rate_wpm_max=450"]), data)
+    index = open_dataset(data)
+
+    def share(tokenizer: str) -> float:
+        tok, unfit = make_tokenizer(tokenizer), []
+        for ref in index.split("train"):
+            ids = tok.encode(ref.text)
+            need = len(ids) + sum(a == b for a, b in zip(ids, ids[1:]))
+            unfit.append(need > sf.info(str(ref.wav)).frames // 640)
+        return sum(unfit) / len(unfit)
+
+    assert share("char") > 0 and share("spm") == 0
+    for tokenizer in ("char", "spm"):
+        run = run_expert_stage(str(data), tmp_path / tokenizer, modality="audio",
+                               overrides=TINY + ["epochs=1", "batch_size=8", f"tokenizer={tokenizer}"])
+        line = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
+        assert line["train_ctc_unfit"] == pytest.approx(share(tokenizer))
+        warned = "CTC cannot align them" in capsys.readouterr().out
+        assert warned == (tokenizer == "char")
+
+
 def test_expert_config_from_preset_and_overrides():
     cfg = ExpertStageConfig(data="x", modality="video", expert={"elayers": 2, "visual_widths": [8, 8, 16, 16]})
     e = cfg.expert_config(30)
