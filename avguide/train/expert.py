@@ -273,6 +273,11 @@ def _load_fitting(model: LipReadingExpert, state: dict[str, torch.Tensor], what:
     if not fits:
         raise BadInputError(f"{what}: no weight fits this expert")
     model.load_state_dict(fits, strict=False)
+    # e.g. another tokeniser: the vocabulary-sized CTC head, decoder embedding and output start afresh
+    unfit = sorted({k.rsplit(".", 1)[0] for k, v in state.items() if k in own and own[k].shape != v.shape})
+    if unfit:
+        print(f"{what}: {len(fits)} of {len(state)} tensors loaded; these layers differ in shape and keep their "
+              f"fresh initialisation: {', '.join(unfit)}", flush=True)
 
 
 def _load_init_audio(model: LipReadingExpert, init_audio: str, with_heads: bool) -> None:

@@ -175,13 +175,21 @@ def test_ctc_unfit_share_is_logged_and_explained(tmp_path, capsys):
         return sum(unfit) / len(unfit)
 
     assert share("char") > 0 and share("spm") == 0
-    for tokenizer in ("char", "spm"):
-        run = run_expert_stage(str(data), tmp_path / tokenizer, modality="audio",
-                               overrides=TINY + ["epochs=1", "batch_size=8", f"tokenizer={tokenizer}"])
-        line = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
+    runs = {}
+    for tokenizer, extra in (("char", []), ("spm", [f"init={tmp_path / 'char'}", "lr=1e-12"])):
+        runs[tokenizer] = run_expert_stage(str(data), tmp_path / tokenizer, modality="audio",
+                                           overrides=TINY + ["epochs=1", "batch_size=8", f"tokenizer={tokenizer}"] + extra)
+        line = json.loads((runs[tokenizer] / "metrics.jsonl").read_text().splitlines()[-1])
         assert line["train_ctc_unfit"] == pytest.approx(share(tokenizer))
-        warned = "CTC cannot align them" in capsys.readouterr().out
-        assert warned == (tokenizer == "char")
+        out = capsys.readouterr().out
+        assert ("CTC cannot align them" in out) == (tokenizer == "char")
+    # the char run initialises the spm run: all but the vocabulary-sized layers, which are named
+    assert "keep their fresh initialisation: ctc.ctc_lo, decoder.embed.0, decoder.output_layer" in out
+    char, spm = load_trained_expert(runs["char"]).model, load_trained_expert(runs["spm"]).model
+    assert spm.ctc.ctc_lo.weight.shape[0] == make_tokenizer("spm").odim
+    for k, v in char.named_parameters():
+        if k.startswith("encoder."):
+            torch.testing.assert_close(dict(spm.named_parameters())[k], v, rtol=0, atol=1e-9)
 
 
 def test_expert_config_from_preset_and_overrides():
