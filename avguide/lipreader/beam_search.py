@@ -15,11 +15,21 @@ and gives the same hypotheses as decoding each utterance alone. Per step i = 0, 
    hypothesis of that length is worse than the best overall by more than 10 (log domain).
 
 No language model, no length bonus. The best ended hypothesis is returned.
+
+Optional CTC candidate pruning (``ctc_prune = p``, off by default, not in Auto-AVSR): each
+utterance only considers the tokens whose CTC posterior reaches ``p`` in at least one of its
+frames (plus eos). These candidates replace the decoder's pre-beam in step 2 and make a pure CTC
+search (w = 1) cheap with a large vocabulary. A token left out has a prefix probability of at most
+T * p (each CTC path emits it at some frame), so a small ``p`` loses next to nothing. It matters
+when the decoder is weaker than the CTC head: its pre-beam can leave the token the audio says out
+of reach of the CTC score.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+import math
 
 import torch
 
@@ -91,7 +101,7 @@ def _end_detected(ended: list[Hypothesis], i: int) -> bool:
 def beam_search(decoder: TransformerDecoder | None, memory: torch.Tensor,
                 memory_lengths: torch.Tensor, ctc_log_probs: torch.Tensor | None, sos: int,
                 eos: int, beam_size: int = 40, ctc_weight: float = 0.1,
-                blank: int = 0) -> list[Hypothesis]:
+                blank: int = 0, ctc_prune: float | None = None) -> list[Hypothesis]:
     """Joint CTC/attention beam search over a padded batch.
 
     Args:
@@ -105,11 +115,13 @@ def beam_search(decoder: TransformerDecoder | None, memory: torch.Tensor,
         beam_size: hypotheses kept per utterance.
         ctc_weight: w in [0, 1]; the decoder gets 1 - w.
         blank: CTC blank id.
+        ctc_prune: None (ESPnet semantics), or p in (0, 1): the tokens scored are those whose CTC
+            posterior reaches p in some frame of the utterance (see the module docstring).
     Returns:
         B :class:`Hypothesis`, the best ended one per utterance.
     Raises:
         BadInputError: inconsistent arguments (weight outside [0, 1], a missing scorer,
-            zero-length utterances, beam_size < 1).
+            zero-length utterances, beam_size < 1, ctc_prune outside (0, 1) or without CTC).
     """
     use_dec, use_ctc = ctc_weight < 1.0, ctc_weight > 0.0
     if not 0.0 <= ctc_weight <= 1.0 or beam_size < 1:
@@ -123,9 +135,13 @@ def beam_search(decoder: TransformerDecoder | None, memory: torch.Tensor,
     lengths = memory_lengths.to(device).long()
     if int(lengths.min()) < 1 or int(lengths.max()) > T:
         raise BadInputError(f"memory_lengths: must be in [1, {T}], got {lengths.tolist()}")
+    if ctc_prune is not None and not (use_ctc and 0.0 < ctc_prune < 1.0):
+        raise BadInputError(f"beam search: ctc_prune must be in (0, 1) and needs ctc_weight > 0, got "
+                            f"{ctc_prune} with ctc_weight {ctc_weight}")
     V = ctc_log_probs.shape[-1] if use_ctc else decoder.output_layer.out_features
     K = beam_size
-    pre_beam = int(1.5 * K) if (use_dec and use_ctc and int(1.5 * K) < V) else None
+    candidates = ctc_candidates(ctc_log_probs, lengths, ctc_prune, blank, eos) if ctc_prune else None  # (B, C)
+    pre_beam = int(1.5 * K) if (use_dec and use_ctc and int(1.5 * K) < V and candidates is None) else None
 
     # rows = (active utterance, beam slot); slot 0 holds the sos hypothesis at the start
     utt = torch.arange(B, device=device).repeat_interleave(K)  # (N,)
@@ -149,7 +165,10 @@ def beam_search(decoder: TransformerDecoder | None, memory: torch.Tensor,
             weighted += (1.0 - ctc_weight) * logp
         ids = None
         if use_ctc:
-            ids = weighted.topk(pre_beam, dim=1).indices if pre_beam else None  # (N, P)
+            if candidates is not None:
+                ids = candidates[utt]  # (N, C)
+            else:
+                ids = weighted.topk(pre_beam, dim=1).indices if pre_beam else None  # (N, P)
             psi, r = ctc_prefix_scores(ctc_in, ctc_state, i, ids)
             weighted += ctc_weight * (psi - ctc_state.score.unsqueeze(1))
             # blank and tokens outside the pre-beam get psi = LOGZERO; as a finite penalty it
@@ -202,14 +221,35 @@ def beam_search(decoder: TransformerDecoder | None, memory: torch.Tensor,
     return [max(h, key=lambda hyp: hyp.score) for h in ended]
 
 
+def ctc_candidates(log_probs: torch.Tensor, lengths: torch.Tensor, threshold: float, blank: int,
+                   eos: int) -> torch.Tensor:
+    """Tokens whose CTC posterior reaches ``threshold`` in some valid frame, per utterance.
+
+    Args:
+        log_probs: (B, T, V) float CTC log-probabilities. lengths: (B,) int valid frames.
+        threshold: posterior in (0, 1). blank, eos: ids (blank is never a candidate, eos always).
+    Returns:
+        (B, C) int64 ascending candidate ids, rows shorter than C padded with eos.
+    """
+    B, T, V = log_probs.shape
+    valid = torch.arange(T, device=log_probs.device)[None, :] < lengths[:, None].to(log_probs.device)  # (B, T)
+    peak = log_probs.masked_fill(~valid.unsqueeze(2), float("-inf")).amax(1)  # (B, V)
+    keep = peak >= math.log(threshold)
+    keep[:, blank] = False
+    keep[:, eos] = True
+    C = int(keep.sum(1).max())
+    ids = torch.where(keep, torch.arange(V, device=keep.device), V).sort(1).values[:, :C]  # (B, C)
+    return ids.masked_fill(ids == V, eos)
+
+
 def recognize(model: LipReadingExpert, encoded: Encoded, beam_size: int = 40,
-              ctc_weight: float = 0.1) -> list[Hypothesis]:
+              ctc_weight: float = 0.1, ctc_prune: float | None = None) -> list[Hypothesis]:
     """Beam-search an expert's encoded batch (Auto-AVSR defaults: beam 40, CTC weight 0.1).
 
     Args:
         model: the expert (put it in eval mode first).
         encoded: ``model.encode(...)`` output for B utterances.
-        beam_size, ctc_weight: see :func:`beam_search`.
+        beam_size, ctc_weight, ctc_prune: see :func:`beam_search`.
     Returns:
         B best :class:`Hypothesis`; ``hyp.tokens(model.sos, model.eos)`` gives the ids.
     """
@@ -218,4 +258,4 @@ def recognize(model: LipReadingExpert, encoded: Encoded, beam_size: int = 40,
                        model.decoder_memory(encoded) if model.decoder is not None else
                        encoded.features, encoded.lengths,
                        model.ctc_log_probs(encoded) if use_ctc else None,
-                       model.sos, model.eos, beam_size, ctc_weight, model.blank)
+                       model.sos, model.eos, beam_size, ctc_weight, model.blank, ctc_prune if use_ctc else None)

@@ -101,21 +101,22 @@ def load_trained_expert(run_or_ckpt: str | Path, which: str = "best") -> Trained
 
 
 def decode_batch(expert: LipReadingExpert, encoded, tokenizer, decode: Decode = "greedy",
-                 beam_size: int = 10, ctc_weight: float = 0.1) -> list[str]:
+                 beam_size: int = 10, ctc_weight: float = 0.1, ctc_prune: float | None = None) -> list[str]:
     """Texts of an encoded batch.
 
     Args:
         expert: the model (eval mode). encoded: ``expert.encode(...)`` output for B utterances.
         tokenizer: decodes ids to text.
         decode: "greedy" (best-path CTC) or "beam" (joint CTC/attention beam search).
-        beam_size, ctc_weight: beam search settings.
+        beam_size, ctc_weight, ctc_prune: beam search settings (see
+            :func:`avguide.lipreader.beam_search.beam_search`).
     Returns:
         B strings.
     """
     if decode == "greedy":
         ids = ctc_greedy(expert.ctc_log_probs(encoded), encoded.lengths, expert.blank)
     else:
-        ids = [h.tokens(expert.sos, expert.eos) for h in recognize(expert, encoded, beam_size, ctc_weight)]
+        ids = [h.tokens(expert.sos, expert.eos) for h in recognize(expert, encoded, beam_size, ctc_weight, ctc_prune)]
     return [tokenizer.decode(i) for i in ids]
 
 

@@ -6,7 +6,8 @@ import math
 import pytest
 import torch
 
-from avguide.lipreader.beam_search import beam_search, ctc_greedy, recognize
+from avguide.errors import BadInputError
+from avguide.lipreader.beam_search import beam_search, ctc_candidates, ctc_greedy, recognize
 from avguide.lipreader.config import ExpertConfig
 from avguide.lipreader.ctc_prefix import (LOGZERO, ctc_prefix_scores, initial_state,
                                           prepare_ctc_inputs, select_state)
@@ -123,6 +124,58 @@ def test_joint_beam_wider_than_the_vocabulary_keeps_only_scored_tokens(beam):
     log_probs = torch.log_softmax(torch.nn.functional.one_hot(frames, 9).float() * 20, -1)
     hyp = beam_search(model.decoder, torch.randn(1, 9, 24), torch.tensor([9]), log_probs, 8, 8, beam, 0.5)[0]
     assert hyp.tokens(8, 8) == [1, 2, 1, 3] and hyp.score > LOGZERO / 2
+
+
+def test_ctc_candidates_by_hand():
+    probs = torch.tensor([[[0.6, 0.3, 0.05, 0.05, 0.0], [0.5, 0.0, 0.45, 0.0, 0.05], [0.2, 0.0, 0.0, 0.0, 0.8]],
+                          [[0.9, 0.0, 0.1, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0, 1.0], [0.0, 0.0, 0.0, 0.0, 1.0]]])
+    ids = ctc_candidates(torch.log(probs), torch.tensor([3, 1]), 0.1, BLANK, EOS)
+    # utterance 0: 1 (0.3), 2 (0.45), 4 (0.8), eos; utterance 1 (1 frame): 2 (0.1), eos, padded with eos
+    assert ids.tolist() == [[1, 2, 3, 4], [2, 3, 3, 3]]
+
+
+@pytest.mark.parametrize("ctc_weight", [1.0, 0.5])
+def test_pruned_beam_equals_unpruned_when_nothing_plausible_is_pruned(ctc_weight):
+    """Random posteriors over 40 tokens, 2 of them never above 1e-9: pruning at 1e-6 gives the same
+    hypotheses and scores as scoring every token (pure CTC), or as the decoder pre-beam when that
+    is wider than the candidates (joint)."""
+    torch.manual_seed(7)
+    B, T, V = 3, 8, 40
+    logits = torch.randn(B, T, V) * 2
+    logits[..., 11] = logits[..., 23] = -40.0
+    log_probs = torch.log_softmax(logits, -1)
+    lengths = torch.tensor([8, 5, 7])
+    dec = None
+    if ctc_weight < 1:
+        cfg = _tiny_av()
+        dec = build_expert(type(cfg)(**{**cfg.__dict__, "odim": V})).eval().decoder
+    memory = torch.randn(B, T, 24)
+    beam = 30 if ctc_weight < 1 else 5  # joint: pre-beam 45 > V, so both score every token
+    full = beam_search(dec, memory, lengths, log_probs, V - 1, V - 1, beam, ctc_weight)
+    pruned = beam_search(dec, memory, lengths, log_probs, V - 1, V - 1, beam, ctc_weight, ctc_prune=1e-6)
+    assert ctc_candidates(log_probs, lengths, 1e-6, 0, V - 1).shape[1] == V - 3  # no blank, 11, 23
+    for a, b in zip(full, pruned):
+        assert a.yseq == b.yseq and a.score == pytest.approx(b.score, rel=1e-6)
+
+
+def test_pruning_lets_the_ctc_overrule_a_decoder_pre_beam_that_misses_the_token():
+    """The decoder (a biased output layer) ranks token 5 last; the audio (CTC) says 1, 5, 2. The
+    ESPnet pre-beam (4 x 1.5 = 6 of 9 tokens) never offers 5 to the CTC score; the CTC candidates do."""
+    torch.manual_seed(5)
+    model = build_expert(_tiny_av()).eval()
+    with torch.no_grad():
+        model.decoder.output_layer.bias.zero_()
+        model.decoder.output_layer.weight.mul_(0.01)
+        model.decoder.output_layer.bias[5] = -50.0
+    frames = torch.tensor([[1, 0, 5, 5, 0, 2, 0, 0]])
+    log_probs = torch.log_softmax(torch.nn.functional.one_hot(frames, 9).float() * 20, -1)
+    memory, lengths = torch.randn(1, 8, 24), torch.tensor([8])
+    espnet = beam_search(model.decoder, memory, lengths, log_probs, 8, 8, 4, 0.9)[0]
+    pruned = beam_search(model.decoder, memory, lengths, log_probs, 8, 8, 4, 0.9, ctc_prune=1e-4)[0]
+    assert 5 not in espnet.tokens(8, 8)
+    assert pruned.tokens(8, 8) == [1, 5, 2]
+    with pytest.raises(BadInputError, match="ctc_prune must be in"):
+        beam_search(model.decoder, memory, lengths, None, 8, 8, 4, 0.0, ctc_prune=1e-4)
 
 
 def test_recognize_runs_on_an_encoded_batch():
