@@ -12,8 +12,9 @@ Presets only fill in numbers:
 
 - :func:`avsr_base` / :func:`vsr_base`: the published base models (odim 5049, unigram5000),
   whose state dicts match ``avsr_trlrwlrs2lrs3vox2avsp_base.pth`` / ``vsr_trlrs3vox2_base.pth``.
-- :func:`avsr_cpu_small` / :func:`vsr_cpu_small`: narrow experts with a character vocabulary
-  and the log-mel audio front-end that train on a CPU (64x64 or 44x44 lip crops).
+- :func:`avsr_cpu_small` / :func:`vsr_cpu_small`: narrow experts with the log-mel audio
+  front-end that train on a CPU (64x64 or 44x44 lip crops); stage 1 gives them the tokeniser's
+  vocabulary (Auto-AVSR's 5000 units by default, or 30 characters).
 - :func:`asr_cpu_small`: the audio-only model whose encoder has exactly the shape of
   ``avsr_cpu_small``'s audio encoder, to pretrain it cheaply (no rendering, no video front-end).
 """

@@ -61,11 +61,14 @@ class ExpertStageConfig:
         data: dataset root (:func:`avguide.data.layouts.open_dataset`).
         modality: "av" (audio-visual expert, the stage-2 loss), "video" (visual-only: the
             evaluation reader) or "audio" (audio-only, to pretrain the AV expert's audio encoder).
-        size: "cpu_small" (``avsr_cpu_small`` / ``vsr_cpu_small``, char tokens) or "base"
-            (Auto-AVSR base, SentencePiece tokens, 88x88).
+        size: "cpu_small" (``avsr_cpu_small`` / ``vsr_cpu_small``) or "base" (Auto-AVSR base,
+            88x88).
         expert: overrides of :class:`avguide.lipreader.config.ExpertConfig` fields
             (e.g. ``expert.elayers=2``).
-        tokenizer: "auto" (char for cpu_small, spm for base), "char" or "spm".
+        tokenizer: "auto" (= "spm"), "spm" (Auto-AVSR's 5000 SentencePiece units) or "char"
+            (characters). The encoders run at 25 fps and CTC needs a frame per token (two for a
+            repeat): fast speech has more characters than that (Synth12, 200 wpm: 25.2
+            characters but 6.1 units per second), so those utterances get no CTC loss.
         init: weights to start from: an avguide run/checkpoint directory, or an Auto-AVSR
             ``.pth`` (``size=base``); null trains from scratch. Weights of another modality's
             expert load where names and shapes fit (a visual-only run fills an AV expert's
@@ -171,7 +174,7 @@ class ExpertStageConfig:
     def tokenizer_name(self) -> str:
         if self.tokenizer != "auto":
             return self.tokenizer
-        return "spm" if self.size == "base" else "char"
+        return "spm"
 
     def expert_config(self, odim: int) -> ExpertConfig:
         """The expert's hyper-parameters: preset of ``size`` x ``modality``, then ``expert``."""

@@ -48,8 +48,8 @@ def test_run_writes_checkpoints_with_config(av_run, synth3x2):
     state, meta, ckpt = load_checkpoint(run, "last")
     assert meta["epoch"] == 2 and meta["step"] == 2  # 2 training recordings, batch 2
     assert meta["config"]["modality"] == "av" and meta["config"]["data"] == str(synth3x2)
-    assert meta["video"] == {"crop": 16, "camera": "template", "fps": 25} and meta["tokenizer"] == "char"
-    assert meta["expert"]["adim"] == 16 and meta["expert"]["odim"] == 30
+    assert meta["video"] == {"crop": 16, "camera": "template", "fps": 25} and meta["tokenizer"] == "spm"
+    assert meta["expert"]["adim"] == 16 and meta["expert"]["odim"] == 5049
     lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     assert [x["epoch"] for x in lines] == [1, 2]
     assert all(math.isfinite(x["train_total"]) and 0 <= x["val_cer"] for x in lines)
@@ -196,7 +196,7 @@ def test_expert_config_from_preset_and_overrides():
     cfg = ExpertStageConfig(data="x", modality="video", expert={"elayers": 2, "visual_widths": [8, 8, 16, 16]})
     e = cfg.expert_config(30)
     assert (e.modality, e.elayers, e.visual_widths, e.adim, e.odim) == ("v", 2, (8, 8, 16, 16), 192, 30)
-    assert cfg.crop_size() == 44 and cfg.camera_rule() == "sequence_mean" and cfg.tokenizer_name() == "char"
+    assert cfg.crop_size() == 44 and cfg.camera_rule() == "sequence_mean" and cfg.tokenizer_name() == "spm"
     base = ExpertStageConfig(data="x", size="base")
     assert base.crop_size() == 88 and base.camera_rule() == "template" and base.tokenizer_name() == "spm"
 
