@@ -156,6 +156,9 @@ def _evaluate_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--reader", help="evaluation reader checkpoint (enables CER/WER/VER)")
     p.add_argument("--decode", choices=["greedy", "beam"], default="greedy", help="reader decoding")
     p.add_argument("--beam", type=int, default=10, help="beam size for --decode beam")
+    p.add_argument("--ctc-weight", type=float, default=0.1, help="CTC weight of the joint beam search")
+    p.add_argument("--ctc-prune", type=float, default=None,
+                   help="beam search scores only tokens whose CTC posterior reaches this in some frame (e.g. 1e-4)")
     p.add_argument("-o", "--output", required=True, help="report.json to write")
     p.add_argument("--markdown", help="also write a markdown table here")
     _add_common(p)
@@ -171,10 +174,13 @@ def _evaluate_run(a: argparse.Namespace) -> int:
     reader = None
     if a.reader:
         from avguide.lipreader.reader import load_reader
-        reader = load_reader(a.reader, decode=a.decode, beam_size=a.beam)
+        reader = load_reader(a.reader, decode=a.decode, beam_size=a.beam, ctc_weight=a.ctc_weight,
+                             ctc_prune=a.ctc_prune)
     report = evaluate_dataset(a.pred, a.data, cfg, reader=reader, layout=a.layout)
     write_report(a.output, report, cfg, markdown_path=a.markdown,
-                 extra_config={"pred_dir": str(a.pred), "data_dir": str(a.data), "reader": a.reader})
+                 extra_config={"pred_dir": str(a.pred), "data_dir": str(a.data), "reader": a.reader,
+                               "reader_decode": {"decode": a.decode, "beam": a.beam, "ctc_weight": a.ctc_weight,
+                                                 "ctc_prune": a.ctc_prune}})
     print(format_markdown(report, cfg))
     return 0
 

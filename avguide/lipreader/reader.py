@@ -125,21 +125,25 @@ class LipReader:
 
     Args:
         expert: a visual-only :class:`TrainedExpert`.
-        decode: "greedy" or "beam". beam_size, ctc_weight: beam settings.
+        decode: "greedy" or "beam". beam_size, ctc_weight, ctc_prune: beam settings (see
+            :func:`avguide.lipreader.beam_search.beam_search`).
         batch: sequences rendered and decoded together.
     Raises:
         BadInputError: an audio-visual expert, or bad decode settings.
     """
 
     def __init__(self, expert: TrainedExpert, decode: Decode = "greedy", beam_size: int = 10,
-                 ctc_weight: float = 0.1, batch: int = 8):
+                 ctc_weight: float = 0.1, batch: int = 8, ctc_prune: float | None = None):
         if expert.model.cfg.modality != "v":
             raise BadInputError(f"{expert.checkpoint}: the evaluation reader must be visual-only "
                                 "(train it with --modality video)")
-        if decode not in ("greedy", "beam") or beam_size < 1 or batch < 1:
-            raise BadInputError(f"reader: decode must be greedy or beam, beam_size and batch >= 1; got "
-                                f"{decode!r}, {beam_size}, {batch}")
+        if decode not in ("greedy", "beam") or beam_size < 1 or batch < 1 or not 0 <= ctc_weight <= 1 or (
+                ctc_prune is not None and not (0 < ctc_prune < 1 and ctc_weight > 0)):
+            raise BadInputError(f"reader: decode must be greedy or beam, beam_size and batch >= 1, ctc_weight in "
+                                f"[0, 1], ctc_prune in (0, 1) with ctc_weight > 0; got {decode!r}, {beam_size}, "
+                                f"{batch}, {ctc_weight}, {ctc_prune}")
         self.expert, self.decode, self.beam_size, self.ctc_weight, self.batch = expert, decode, beam_size, ctc_weight, batch
+        self.ctc_prune = ctc_prune
 
     def videos(self, sequences: list[np.ndarray], fps: float) -> list[np.ndarray]:
         """uint8 lip videos (T25, c, c) of vertex sequences, camera from each sequence's mean."""
@@ -160,7 +164,8 @@ class LipReader:
             video, lengths = dequantize(videos[s: s + self.batch])
             with torch.no_grad():
                 enc = model.encode(video, lengths)
-                texts += decode_batch(model, enc, self.expert.tokenizer, self.decode, self.beam_size, self.ctc_weight)
+                texts += decode_batch(model, enc, self.expert.tokenizer, self.decode, self.beam_size, self.ctc_weight,
+                                      self.ctc_prune)
         return texts
 
     def __call__(self, sequences: list[np.ndarray], fps: float) -> list[str]:
@@ -171,10 +176,11 @@ class LipReader:
 
 
 def load_reader(run_or_ckpt: str | Path, *, decode: Decode = "greedy", beam_size: int = 10,
-                ctc_weight: float = 0.1, batch: int = 8, which: str = "best") -> LipReader:
+                ctc_weight: float = 0.1, batch: int = 8, which: str = "best",
+                ctc_prune: float | None = None) -> LipReader:
     """The evaluation reader of a visual-only stage-1 run (see :class:`LipReader`).
 
     Raises:
         MissingFileError / BadInputError: see :func:`load_trained_expert` and :class:`LipReader`.
     """
-    return LipReader(load_trained_expert(run_or_ckpt, which), decode, beam_size, ctc_weight, batch)
+    return LipReader(load_trained_expert(run_or_ckpt, which), decode, beam_size, ctc_weight, batch, ctc_prune)

@@ -185,6 +185,8 @@ def test_trained_expert_round_trip_and_batching(head, tmp_path):
     texts = reader(seqs, 30.0)
     assert len(texts) == 3 and all(isinstance(t, str) for t in texts)
     assert len(load_reader(tmp_path, decode="beam", beam_size=2)(seqs[:1], 30.0)) == 1
+    pure = load_reader(tmp_path, decode="beam", beam_size=3, ctc_weight=1.0)(seqs, 30.0)
+    assert load_reader(tmp_path, decode="beam", beam_size=3, ctc_weight=1.0, ctc_prune=1e-9)(seqs, 30.0) == pure
 
 
 def test_reader_rejects_av_experts_and_bad_settings(head):
@@ -195,6 +197,9 @@ def test_reader_rejects_av_experts_and_bad_settings(head):
         LipReader(TrainedExpert(fake, CharTokenizer(), 16, "template", assets, {}, "x"))
     with pytest.raises(BadInputError, match="decode must be greedy or beam"):
         LipReader(TrainedExpert(_FakeExpert(), CharTokenizer(), 16, "template", assets, {}, "x"), decode="best")
+    with pytest.raises(BadInputError, match="ctc_prune in"):
+        LipReader(TrainedExpert(_FakeExpert(), CharTokenizer(), 16, "template", assets, {}, "x"), decode="beam",
+                  ctc_prune=2.0)
 
 
 def test_assets_from_dataset_needs_faces_and_lips(tmp_path):
