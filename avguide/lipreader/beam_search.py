@@ -27,9 +27,8 @@ of reach of the CTC score.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import math
+from dataclasses import dataclass
 
 import torch
 

@@ -172,9 +172,7 @@ class ExpertStageConfig:
         return "clean_and_dropped" if self.modality == "av" else "clean"
 
     def tokenizer_name(self) -> str:
-        if self.tokenizer != "auto":
-            return self.tokenizer
-        return "spm"
+        return "spm" if self.tokenizer == "auto" else self.tokenizer
 
     def expert_config(self, odim: int) -> ExpertConfig:
         """The expert's hyper-parameters: preset of ``size`` x ``modality``, then ``expert``."""
@@ -513,6 +511,9 @@ def run_expert_stage(data: str | None, out: str | Path, *, modality: str | None 
         if not saved.is_file():
             raise BadInputError(f"--resume {out}: no run there (config.json missing)")
         base = json.loads(saved.read_text())["config"]
+        if base.get("tokenizer") == "auto" and (Path(out) / "last.json").is_file():
+            # the tokeniser the run trained with: runs from before the spm default saved "auto" for char
+            base["tokenizer"] = load_checkpoint(out, "last")[1].get("tokenizer", "auto")
     flags = [f"data={data}"] if data else []
     flags += [f"modality={modality}"] if modality else []
     flags += [f"init={init}"] if init else []

@@ -80,6 +80,27 @@ def test_resume_is_exact(av_run):
         torch.testing.assert_close(resumed[k], full[k], rtol=0, atol=0, msg=k)
 
 
+def test_resume_keeps_the_tokenizer_the_run_trained_with(synth3x2, tmp_path):
+    """A run whose saved config says tokenizer "auto" from when that meant characters for the CPU
+    presets resumes with characters (its checkpoints' tokeniser), exactly."""
+    torch.set_num_threads(1)
+    run = run_expert_stage(str(synth3x2), tmp_path / "full", modality="audio", overrides=TINY + ["tokenizer=char"])
+    cut = tmp_path / "cut"
+    shutil.copytree(run, cut)
+    shutil.rmtree(cut / "ckpt-00000002")
+    (cut / "last.json").write_text(json.dumps({"checkpoint": "ckpt-00000001"}))
+    (cut / "best.json").unlink()
+    saved = json.loads((cut / "config.json").read_text())
+    saved["config"]["tokenizer"] = "auto"
+    (cut / "config.json").write_text(json.dumps(saved))
+    run_expert_stage(None, cut, resume=True)
+    full, _, _ = load_checkpoint(run, "last")
+    resumed, meta, _ = load_checkpoint(cut, "last")
+    assert meta["tokenizer"] == "char" and meta["expert"]["odim"] == 30
+    for k in full:
+        torch.testing.assert_close(resumed[k], full[k], rtol=0, atol=0, msg=k)
+
+
 def test_video_modality_and_bad_config(synth3x2, tmp_path):
     run = run_expert_stage(str(synth3x2), tmp_path / "v", modality="video",
                            overrides=TINY + ["epochs=1", f"cache_dir={tmp_path / 'c'}"])
