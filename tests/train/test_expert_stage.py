@@ -63,14 +63,19 @@ def test_run_writes_checkpoints_with_config(av_run, synth3x2):
         torch.testing.assert_close(v, state[k], rtol=0, atol=0)
 
 
-def test_resume_is_exact(av_run):
-    """Resume epoch 2 from the epoch-1 checkpoint: identical weights to the uninterrupted run."""
-    run, base = av_run
-    cut = base / "cut"
+def _cut_after_epoch_1(run, cut):
+    """A copy of a 2-epoch run as if interrupted after its first epoch."""
     shutil.copytree(run, cut)
     shutil.rmtree(cut / "ckpt-00000002")
     (cut / "last.json").write_text(json.dumps({"checkpoint": "ckpt-00000001"}))
     (cut / "best.json").unlink()
+    return cut
+
+
+def test_resume_is_exact(av_run):
+    """Resume epoch 2 from the epoch-1 checkpoint: identical weights to the uninterrupted run."""
+    run, base = av_run
+    cut = _cut_after_epoch_1(run, base / "cut")
     torch.set_num_threads(1)
     run_expert_stage(None, cut, resume=True)
     full, _, _ = load_checkpoint(run, "last")
@@ -85,11 +90,7 @@ def test_resume_keeps_the_tokenizer_the_run_trained_with(synth3x2, tmp_path):
     presets resumes with characters (its checkpoints' tokeniser), exactly."""
     torch.set_num_threads(1)
     run = run_expert_stage(str(synth3x2), tmp_path / "full", modality="audio", overrides=TINY + ["tokenizer=char"])
-    cut = tmp_path / "cut"
-    shutil.copytree(run, cut)
-    shutil.rmtree(cut / "ckpt-00000002")
-    (cut / "last.json").write_text(json.dumps({"checkpoint": "ckpt-00000001"}))
-    (cut / "best.json").unlink()
+    cut = _cut_after_epoch_1(run, tmp_path / "cut")
     saved = json.loads((cut / "config.json").read_text())
     saved["config"]["tokenizer"] = "auto"
     (cut / "config.json").write_text(json.dumps(saved))
