@@ -1,0 +1,186 @@
+"""Stage-1 targets, end to end: train the evaluation reader and the AV expert, then measure them.
+
+    python bench/expert_targets.py --data data/synth --out runs/targets            # the CPU recipe
+    python bench/expert_targets.py --data data/synth --out /tmp/t --recipe tiny    # plumbing only
+
+The ``cpu`` recipe (SentencePiece targets throughout; every run is ``avguide train --stage expert``):
+
+    corpus      OUT/corpus: 48 other speakers x 60 sentences at 130..240 wpm, none of the
+                benchmark's texts (1920 training recordings); or --corpus DIR
+    asr_corpus  audio-only expert on the corpus (its encoder and heads become the AV expert's)
+    vsr_corpus  visual-only expert on the corpus (sequence-mean camera)
+    reader      the evaluation reader: vsr_corpus fine-tuned on the benchmark's training split
+    av_corpus   AV expert: visual encoder from vsr_corpus; audio encoder, CTC head and decoder
+                from asr_corpus, frozen; residual fusion; audio dropped in half of the batches
+    av          av_corpus fine-tuned on the benchmark's training split (same freezes)
+
+Then, on the benchmark, for the reader (video), the AV expert with clean audio and with the audio
+dropped (zeros): the decoding with the lowest validation CER among greedy CTC and the joint beam
+search (beam 10, ``ctc_prune=1e-4``, CTC weights 0.3/0.5/0.7/1.0) is applied to the test split;
+greedy test CERs are printed beside it. The reader also reads every test recording's static
+template (its floor). Prints a table; writes ``OUT/targets.json`` with the hypotheses, the
+training times and the resolved recipe. Every step is resumable: rerunning skips finished runs
+and continues an interrupted one from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import avguide
+from avguide.bench.presets import TINY_EXPERT
+from avguide.data.layouts import open_dataset
+from avguide.data.samples import load_sample
+from avguide.io import write_json_atomic
+from avguide.lipreader.lipvideo import assets_from_dataset
+from avguide.lipreader.reader import LipReader, load_trained_expert
+from avguide.lipreader.render_cache import RenderCache
+from avguide.metrics.text import EditCounts, char_counts
+from avguide.train.expert import evaluate_split, run_expert_stage
+
+CORPUS = ["seed=3", "subjects=48", "sentences=60", "speakers_per_sentence=1", "rate_wpm_min=130",
+          "rate_wpm_max=240"]
+FROZEN_AV = ["freeze_audio=true", "freeze_heads=true", "expert.fusion_residual=true"]
+RECIPES = {
+    "cpu": {
+        "corpus": CORPUS,
+        "asr_corpus": ["epochs=16", "lr=1e-3", "warmup_epochs=1", "audio.speed_prob=0.5", "val_max=80"],
+        "vsr_corpus": ["epochs=8", "lr=1e-3", "warmup_epochs=1", "val_max=80"],
+        "reader": ["epochs=10", "lr=3e-4", "warmup_epochs=0.5"],
+        "av_corpus": [*FROZEN_AV, "epochs=2", "lr=5e-4", "warmup_epochs=0.3", "audio.dropout_prob=0.5",
+                      "val_max=80"],
+        "av": [*FROZEN_AV, "epochs=6", "lr=2e-4", "warmup_epochs=0.5", "audio.dropout_prob=0.5"],
+    },
+    "tiny": {
+        "corpus": ["seed=3", "subjects=3", "sentences=4", "speakers_per_sentence=1"],
+        **{k: [*TINY_EXPERT, "epochs=1"] for k in ("asr_corpus", "vsr_corpus", "reader")},
+        **{k: [*TINY_EXPERT, *FROZEN_AV, "epochs=1", "audio.dropout_prob=0.5"] for k in ("av_corpus", "av")},
+    },
+}
+"""Per step: ``key=value`` overrides of the synthetic corpus (``corpus``) or of stage 1."""
+
+WEIGHTS = (0.3, 0.5, 0.7, 1.0)
+PRUNE = 1e-4
+
+
+def _train(name: str, data: Path, out: Path, modality: str, recipe: dict, seed: int, device: str,
+           extra: list[str]) -> Path:
+    """One stage-1 run of the recipe (resumed if interrupted, skipped if finished)."""
+    run = out / name
+    over = [*recipe[name], *extra, f"seed={seed}", f"device={device}", f"cache_dir={out / 'render_cache'}"]
+    resume = (run / "last.json").is_file()
+    if run.exists() and not resume:
+        shutil.rmtree(run)  # never reached its first checkpoint
+    if not (run / "done.json").is_file():
+        t0 = time.perf_counter()
+        run_expert_stage(str(data), run, modality=modality, overrides=over, resume=resume)
+        write_json_atomic(run / "done.json", {"seconds_this_call": round(time.perf_counter() - t0, 1)})
+    return run
+
+
+def _training_seconds(run: Path) -> float:
+    """Sum of the epoch times the run logged (across resumptions)."""
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    return round(sum(json.loads(x)["seconds"] for x in lines if x.strip()), 1)
+
+
+def _decodings() -> list[dict]:
+    return [{"decode": "greedy"}] + [{"decode": "beam", "ctc_weight": w, "ctc_prune": PRUNE} for w in WEIGHTS]
+
+
+def _label(d: dict) -> str:
+    return "greedy" if d["decode"] == "greedy" else f"beam w={d['ctc_weight']:g}"
+
+
+def measure(run: Path, data: Path, audio_mode: str) -> dict:
+    """Val-chosen decoding of a stage-1 run's best checkpoint, applied to the test split.
+
+    Args:
+        run: the run. data: the benchmark. audio_mode: "clean" or "dropped" (AV) or "clean" (video).
+    Returns:
+        {"val": {decoding: cer}, "chosen", "test_greedy", "test_chosen", "hyps_chosen"}.
+    """
+    expert = load_trained_expert(run, "best")
+    modality = {"v": "video", "av": "av", "a": "audio"}[expert.model.cfg.modality]
+    index = open_dataset(data)
+    cache = RenderCache(assets_from_dataset(index), expert.crop, expert.camera, run.parent / "render_cache")
+
+    def cer(split: str, d: dict) -> dict:
+        return evaluate_split(expert.model, index, index.split(split), cache, expert.tokenizer, modality,
+                              audio_mode=audio_mode, **d)
+
+    val = {_label(d): cer("val", d)["cer"] for d in _decodings()}
+    chosen = min(_decodings(), key=lambda d: val[_label(d)])  # first of equals: greedy, then lower weight
+    greedy = cer("test", {"decode": "greedy"})
+    best = greedy if chosen["decode"] == "greedy" else cer("test", chosen)
+    return {"val": val, "chosen": chosen, "test_greedy": greedy["cer"], "test_chosen": best["cer"],
+            "hyps_chosen": best["hyps"]}
+
+
+def read_static(reader_run: Path, data: Path, decoding: dict) -> dict:
+    """The reader's CER on every test recording's template held still (the floor of the reader gap)."""
+    reader = LipReader(load_trained_expert(reader_run, "best"), batch=8, **decoding)
+    index = open_dataset(data)
+    counts, hyps = EditCounts(), {}
+    for ref in index.split("test"):
+        s = load_sample(index, ref, need_text=True)
+        static = np.repeat(s.template[None], s.vertices.shape[0], axis=0)  # (T, V, 3)
+        hyps[ref.name] = reader([static], s.fps)[0]
+        counts += char_counts(s.text, hyps[ref.name])
+    return {"cer": counts.rate, "hyps": hyps}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", default="data/synth", help="the benchmark (avguide synth --out DIR)")
+    ap.add_argument("--out", required=True, help="runs, render cache and targets.json")
+    ap.add_argument("--corpus", default="", help="pretraining corpus (default: generated under OUT/corpus)")
+    ap.add_argument("--recipe", choices=sorted(RECIPES), default="cpu")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--device", default="auto")
+    args = ap.parse_args()
+    torch.manual_seed(args.seed)
+    recipe, out, data = RECIPES[args.recipe], Path(args.out), Path(args.data)
+    corpus = Path(args.corpus) if args.corpus else out / "corpus"
+    if not (corpus / "manifest.json").is_file():
+        from avguide.synth.generator import SynthConfig, generate
+        from avguide.config import load_config
+
+        generate(load_config(SynthConfig, None, [*recipe["corpus"], f"exclude_texts_from={data}"]), corpus)
+
+    def train(name: str, on: Path, modality: str, *extra: str) -> Path:
+        return _train(name, on, out, modality, recipe, args.seed, args.device, list(extra))
+
+    asr = train("asr_corpus", corpus, "audio")
+    vsr = train("vsr_corpus", corpus, "video")
+    reader = train("reader", data, "video", f"init={vsr}")
+    av_corpus = train("av_corpus", corpus, "av", f"init={vsr}", f"init_audio={asr}")
+    av = train("av", data, "av", f"init={av_corpus}")
+
+    rows = {"reader": measure(reader, data, "clean"), "av_clean": measure(av, data, "clean"),
+            "av_dropped": measure(av, data, "dropped")}
+    static = read_static(reader, data, rows["reader"]["chosen"])
+    static_greedy = read_static(reader, data, {"decode": "greedy"})
+    times = {r.name: _training_seconds(r) for r in (asr, vsr, reader, av_corpus, av)}
+    result = {"rows": rows, "static_template": {"chosen": static, "greedy": static_greedy}, "training_seconds": times,
+              "recipe": {"name": args.recipe, **recipe}, "data": str(data), "corpus": str(corpus), "seed": args.seed,
+              "avguide_version": avguide.__version__}
+    write_json_atomic(out / "targets.json", result)
+
+    print(f"\n{'test CER %':<28} {'greedy':>8} {'val-chosen':>11}  decoding")
+    for name, r in rows.items():
+        print(f"{name:<28} {100 * r['test_greedy']:8.2f} {100 * r['test_chosen']:11.2f}  {_label(r['chosen'])}")
+    print(f"{'reader on static templates':<28} {100 * static_greedy['cer']:8.2f} {100 * static['cer']:11.2f}")
+    print("training seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in times.items()))
+    print(f"wrote {out / 'targets.json'}")
+
+
+if __name__ == "__main__":
+    main()
