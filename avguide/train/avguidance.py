@@ -158,9 +158,11 @@ class AVGuidance:
                                 "cannot guide them; use an audio-visual or visual-only stage-1 run")
         self.expert = te.model.to(device)
         self.tokenizer, self.crop, self.assets = te.tokenizer, te.crop, te.assets
+        self.tokenizer_name = str(te.meta["tokenizer"])
         self.audio_visual = te.model.cfg.modality == "av"
         self.lips = lips.to(device)
         self.device = device
+        self.read = self.unfit = 0  # recordings read by :meth:`losses`; those whose CTC target does not fit
         trainable = cfg.expert_mode == "finetune"
         for p in self.expert.parameters():
             p.requires_grad_(trainable)
@@ -212,7 +214,8 @@ class AVGuidance:
             expert: the module to call instead of ``self.expert`` (its DDP wrapper when fine-tuned
                 on several processes).
         Returns:
-            {"ctc": (), "ce": (), "rlv": ()} float tensors.
+            {"ctc": (), "ce": (), "rlv": ()} float tensors. Counts the recordings read in ``read``
+            and those whose transcript has more tokens than the expert has frames in ``unfit``.
         """
         video, len25 = self.video(pred, batch.lengths, batch.template, batch.fps)
         audio = alen = None
@@ -220,8 +223,18 @@ class AVGuidance:
             audio, alen = align_audio(batch.audio, batch.audio_lengths, len25)
             audio = normalize_audio(audio, alen)
         out = (expert or self.expert)(video, len25, audio, alen, self.targets(batch.texts))
+        self.read += len(batch.texts)
+        self.unfit += int(out["ctc_unfit"])  # their CTC loss is 0: no CTC guidance
         rlv = lip_vertex_loss(pred, batch.vertices, batch.lengths, self.lips)
         return {"ctc": out["loss_ctc"], "ce": out["loss_att"], "rlv": rlv}
+
+
+    def take_unfit_counts(self) -> dict[str, float]:
+        """{"ctc_unfit": recordings whose CTC target did not fit, "ctc_read": recordings read} since
+        the last call (then both restart at 0)."""
+        counts = {"ctc_unfit": float(self.unfit), "ctc_read": float(self.read)}
+        self.read = self.unfit = 0
+        return counts
 
 
 def av_gradient(pred: torch.Tensor, losses: dict[str, torch.Tensor], cfg: AVGuidanceConfig) -> torch.Tensor:

@@ -29,6 +29,7 @@ from avguide.train.avguidance import (AVGuidance, AVGuidanceConfig, av_gradient,
                                       loss_weights)
 from avguide.train.checkpoint import (load_checkpoint, load_train_state, save_checkpoint, seed_everything,
                                       start_run)
+from avguide.train.expert import warn_ctc_unfit
 from avguide.train.logging import RunLogger
 from avguide.train.losses import check_finite, combine
 from avguide.train.setup import (OptimConfig, build_optimizer, clip_and_step, loaders, open_training_data,
@@ -220,6 +221,12 @@ def train_animator(cfg: AnimatorTrainConfig, out: str | Path, *, resume: bool = 
         means = {k: v / max(1, len(train_loader)) for k, v in sums.items()}
         means |= {k: v / n_probes for k, v in probes.items()} if n_probes else {}
         train_logs = D.mean_across({f"train_{k}": v for k, v in means.items()}, ctx)
+        if guide is not None:  # the share of the epoch's recordings that got no CTC guidance
+            c = D.mean_across(guide.take_unfit_counts(), ctx)
+            train_logs["train_ctc_unfit"] = c["ctc_unfit"] / max(c["ctc_read"], 1.0)
+            if epoch == start_epoch + 1 and ctx.is_main:
+                warn_ctc_unfit(train_logs["train_ctc_unfit"], guide.tokenizer_name,
+                               "They get no CTC guidance; an expert trained with tokenizer=spm reads them.")
         val_logs = validate(D.unwrap(model), val_loader, weights, ctx, lips) if ctx.is_main else {}
         if ctx.is_main:
             log.scalars(step, val_logs, "val")

@@ -302,13 +302,19 @@ def _load_init_audio(model: LipReadingExpert, init_audio: str, with_heads: bool)
             _load_fitting(model, heads, f"init_audio={init_audio}")
 
 
-def _warn_ctc_unfit(share: float, tokenizer: str) -> None:
-    """Say when training targets do not fit the 25 fps encoder (their CTC loss is 0)."""
+def warn_ctc_unfit(share: float, tokenizer: str, hint: str | None = None) -> None:
+    """Say when training targets do not fit the 25 fps encoder (their CTC loss is 0).
+
+    Args:
+        share: the share of the epoch's training recordings whose targets do not fit.
+        tokenizer: the expert's tokeniser name. hint: what to do (default: for stage 1).
+    """
     if share > 0:
-        hint = " A subword tokeniser needs about 4x fewer tokens: tokenizer=spm." if tokenizer == "char" else ""
+        if hint is None:
+            hint = "A subword tokeniser needs about 4x fewer tokens: tokenizer=spm." if tokenizer == "char" else ""
         print(f"warning: {share:.1%} of the training recordings have more {tokenizer} tokens (plus one blank "
               f"between repeated tokens) than encoder frames at 25 fps, so CTC cannot align them and their CTC "
-              f"loss is 0 (metrics.jsonl: train_ctc_unfit).{hint}", flush=True)
+              f"loss is 0 (metrics.jsonl: train_ctc_unfit). {hint}".rstrip(), flush=True)
 
 
 def evaluate_split(model: LipReadingExpert, index, refs, cache: RenderCache | None, tokenizer, modality: str, *,
@@ -462,7 +468,7 @@ def train_expert(cfg: ExpertStageConfig, out_dir: str | Path, resume: bool = Fal
         bar.close()
         train_logs = dist.mean_across({f"train_{k}": v / max(1, len(loader)) for k, v in sums.items()}, ctx)
         if epoch == start_epoch + 1 and ctx.is_main:
-            _warn_ctc_unfit(train_logs["train_ctc_unfit"], cfg.tokenizer_name())
+            warn_ctc_unfit(train_logs["train_ctc_unfit"], cfg.tokenizer_name())
         cer, wer = _validate(dist.unwrap(model), index, val_refs, cache, tok, cfg, ctx, "clean")
         values = {**train_logs, "val_cer": cer, "val_wer": wer, "lr": sched.get_last_lr()[0],
                   "render_s": cache.render_seconds - rs0 if cache else 0.0}

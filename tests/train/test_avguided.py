@@ -101,6 +101,26 @@ def test_frozen_expert_gets_no_gradient_finetuned_does(synth_av):
         assert pred.grad is not None and pred.grad.abs().sum() > 0
 
 
+def test_guidance_counts_recordings_whose_ctc_target_does_not_fit(synth_av):
+    """Meshes cut to a few frames leave the expert fewer 25 fps frames than the transcript has
+    tokens (plus a blank between repeats): those recordings, counted here from the token ids and
+    the rendered lengths, are the ones the guide reports, and the count restarts when taken."""
+    data, expert_run = synth_av
+    index, batch = _batch(data)
+    guide = _guide(index, expert_run)
+    batch.lengths = batch.lengths.clone()
+    batch.lengths[0] = 8  # frames at 30 fps: 7 at 25 fps, fewer than any sentence's units
+    guide.losses(batch.vertices, batch)
+    _, len25 = guide.video(batch.vertices, batch.lengths, batch.template, batch.fps)
+    expected = 0
+    for text, frames in zip(batch.texts, len25.tolist()):
+        ids = guide.tokenizer.encode(text)
+        expected += len(ids) + sum(a == b for a, b in zip(ids, ids[1:])) > frames
+    assert 0 < expected < len(batch.names)
+    assert guide.take_unfit_counts() == {"ctc_unfit": expected, "ctc_read": len(batch.names)}
+    assert guide.take_unfit_counts() == {"ctc_unfit": 0, "ctc_read": 0}
+
+
 def test_gradient_probe_scales_with_weights(synth_av):
     data, expert_run = synth_av
     index, batch = _batch(data)
@@ -136,6 +156,7 @@ def test_balanced_l_av_sets_the_gradient_ratio(synth_av, tmp_path):
     train_animator(cfg, tmp_path / "bal")
     row = json.loads((tmp_path / "bal" / "metrics.jsonl").read_text().splitlines()[0])
     assert row["train_gnorm_ratio"] == pytest.approx(0.5, rel=1e-4) and row["train_l_av"] > 0
+    assert row["train_ctc_unfit"] == 0  # every transcript fits the expert's SentencePiece units
     cfg = load_train_config(None, [f"data={data}", *AV_TINY, "optim.epochs=1", f"av.expert={expert_run}",
                                    "av.which=last", "av.balance=0.5", "av.balance_on=parameters"], None)
     train_animator(cfg, tmp_path / "bal_params")  # the training loop passes the animator's parameters
