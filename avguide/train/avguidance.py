@@ -228,7 +228,6 @@ class AVGuidance:
         rlv = lip_vertex_loss(pred, batch.vertices, batch.lengths, self.lips)
         return {"ctc": out["loss_ctc"], "ce": out["loss_att"], "rlv": rlv}
 
-
     def take_unfit_counts(self) -> dict[str, float]:
         """{"ctc_unfit": recordings whose CTC target did not fit, "ctc_read": recordings read} since
         the last call (then both restart at 0)."""
