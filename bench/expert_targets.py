@@ -177,8 +177,9 @@ def main() -> None:
 
     rows = {"reader": measure(reader, data, "clean"), "av_clean": measure(av, data, "clean"),
             "av_dropped": measure(av, data, "dropped")}
-    static = read_static(reader, data, rows["reader"]["chosen"])
     static_greedy = read_static(reader, data, {"decode": "greedy"})
+    chosen = rows["reader"]["chosen"]
+    static = static_greedy if chosen["decode"] == "greedy" else read_static(reader, data, chosen)
     times = {r.name: _training_seconds(r) for r in (asr_char, asr, vsr_char, vsr, reader, av_corpus, av)}
     result = {"rows": rows, "static_template": {"chosen": static, "greedy": static_greedy}, "training_seconds": times,
               "recipe": {"name": args.recipe, **recipe}, "data": str(data), "corpus": str(corpus), "seed": args.seed,
