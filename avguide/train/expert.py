@@ -302,19 +302,19 @@ def _load_init_audio(model: LipReadingExpert, init_audio: str, with_heads: bool)
             _load_fitting(model, heads, f"init_audio={init_audio}")
 
 
-def warn_ctc_unfit(share: float, tokenizer: str, hint: str | None = None) -> None:
+def warn_ctc_unfit(share: float, tokenizer: str, note: str = "") -> None:
     """Say when training targets do not fit the 25 fps encoder (their CTC loss is 0).
 
     Args:
         share: the share of the epoch's training recordings whose targets do not fit.
-        tokenizer: the expert's tokeniser name. hint: what to do (default: for stage 1).
+        tokenizer: the expert's tokeniser name ("char" adds the remedy, tokenizer=spm).
+        note: what that means for this stage, appended to the message.
     """
     if share > 0:
-        if hint is None:
-            hint = "A subword tokeniser needs about 4x fewer tokens: tokenizer=spm." if tokenizer == "char" else ""
+        remedy = " A subword tokeniser needs about 4x fewer tokens: tokenizer=spm." if tokenizer == "char" else ""
         print(f"warning: {share:.1%} of the training recordings have more {tokenizer} tokens (plus one blank "
               f"between repeated tokens) than encoder frames at 25 fps, so CTC cannot align them and their CTC "
-              f"loss is 0 (metrics.jsonl: train_ctc_unfit). {hint}".rstrip(), flush=True)
+              f"loss is 0 (metrics.jsonl: train_ctc_unfit).{note}{remedy}", flush=True)
 
 
 def evaluate_split(model: LipReadingExpert, index, refs, cache: RenderCache | None, tokenizer, modality: str, *,
