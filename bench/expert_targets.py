@@ -3,9 +3,10 @@
     python bench/expert_targets.py --data data/synth --out runs/targets            # the CPU recipe
     python bench/expert_targets.py --data data/synth --out /tmp/t --recipe tiny    # plumbing only
 
-The ``cpu`` recipe (every run is ``avguide train --stage expert``). The models read SentencePiece
-units, but each encoder first learns on character targets: a CTC over 30 outputs aligns within an
-epoch or two, one over 5049 units trained from scratch takes many more (see the README):
+The ``cpu`` recipe (every run is ``avguide train --stage expert``). The reader reads characters;
+the AV expert reads SentencePiece units, but its audio encoder first learns on characters: a CTC
+over 30 outputs aligns within an epoch or two, one over 5049 units trained from scratch takes many
+more (see the README):
 
     corpus      OUT/corpus: 48 other speakers x 60 sentences at 130..240 wpm, none of the
                 benchmark's texts (1920 training recordings); or --corpus DIR
@@ -13,11 +14,11 @@ epoch or two, one over 5049 units trained from scratch takes many more (see the 
     asr_corpus  asr_char continued with SentencePiece targets (the fresh vocabulary-sized
                 layers are named when it starts); its encoder and heads become the AV expert's
     vsr_char    visual-only expert on the corpus, character targets (sequence-mean camera)
-    vsr_corpus  vsr_char continued with SentencePiece targets
-    reader      the evaluation reader: vsr_corpus fine-tuned on the benchmark's training split
-    av_corpus   AV expert: visual encoder from vsr_corpus; audio encoder, CTC head and decoder
+    reader      the evaluation reader: vsr_char fine-tuned on the benchmark's training split
+    av_corpus   AV expert: visual encoder from vsr_char; audio encoder, CTC head and decoder
                 from asr_corpus, frozen; residual fusion; audio dropped in half of the batches
-    av          av_corpus fine-tuned on the benchmark's training split (same freezes)
+    av          av_corpus fine-tuned on the benchmark's training split, nothing frozen (its heads
+                and audio encoder learn the benchmark's voices and sentences)
 
 Then, on the benchmark, for the reader (video), the AV expert with clean audio and with the audio
 dropped (zeros): the decoding with the lowest validation CER among greedy CTC and the joint beam
@@ -60,17 +61,17 @@ RECIPES = {
                      "val_max=80"],
         "asr_corpus": ["epochs=6", "lr=7e-4", "warmup_epochs=0.5", "audio.speed_prob=0.5", "val_max=80"],
         "vsr_char": ["tokenizer=char", "epochs=8", "lr=1e-3", "warmup_epochs=1", "val_max=80"],
-        "vsr_corpus": ["epochs=6", "lr=7e-4", "warmup_epochs=0.5", "val_max=80"],
-        "reader": ["epochs=10", "lr=3e-4", "warmup_epochs=0.5"],
+        "reader": ["tokenizer=char", "epochs=10", "lr=3e-4", "warmup_epochs=0.5"],
         "av_corpus": [*FROZEN_AV, "epochs=2", "lr=5e-4", "warmup_epochs=0.3", "audio.dropout_prob=0.5",
                       "val_max=80"],
-        "av": [*FROZEN_AV, "epochs=6", "lr=2e-4", "warmup_epochs=0.5", "audio.dropout_prob=0.5"],
+        "av": ["expert.fusion_residual=true", "epochs=8", "lr=5e-4", "warmup_epochs=0.5", "audio.dropout_prob=0.5"],
     },
     "tiny": {
         "corpus": ["seed=3", "subjects=3", "sentences=4", "speakers_per_sentence=1"],
-        **{k: [*TINY_EXPERT, "tokenizer=char", "epochs=1"] for k in ("asr_char", "vsr_char")},
-        **{k: [*TINY_EXPERT, "epochs=1"] for k in ("asr_corpus", "vsr_corpus", "reader")},
-        **{k: [*TINY_EXPERT, *FROZEN_AV, "epochs=1", "audio.dropout_prob=0.5"] for k in ("av_corpus", "av")},
+        **{k: [*TINY_EXPERT, "tokenizer=char", "epochs=1"] for k in ("asr_char", "vsr_char", "reader")},
+        "asr_corpus": [*TINY_EXPERT, "epochs=1"],
+        "av_corpus": [*TINY_EXPERT, *FROZEN_AV, "epochs=1", "audio.dropout_prob=0.5"],
+        "av": [*TINY_EXPERT, "expert.fusion_residual=true", "epochs=1", "audio.dropout_prob=0.5"],
     },
 }
 """Per step: ``key=value`` overrides of the synthetic corpus (``corpus``) or of stage 1."""
@@ -170,9 +171,8 @@ def main() -> None:
     asr_char = train("asr_char", corpus, "audio")
     asr = train("asr_corpus", corpus, "audio", f"init={asr_char}")
     vsr_char = train("vsr_char", corpus, "video")
-    vsr = train("vsr_corpus", corpus, "video", f"init={vsr_char}")
-    reader = train("reader", data, "video", f"init={vsr}")
-    av_corpus = train("av_corpus", corpus, "av", f"init={vsr}", f"init_audio={asr}")
+    reader = train("reader", data, "video", f"init={vsr_char}")
+    av_corpus = train("av_corpus", corpus, "av", f"init={vsr_char}", f"init_audio={asr}")
     av = train("av", data, "av", f"init={av_corpus}")
 
     rows = {"reader": measure(reader, data, "clean"), "av_clean": measure(av, data, "clean"),
@@ -180,7 +180,7 @@ def main() -> None:
     static_greedy = read_static(reader, data, {"decode": "greedy"})
     chosen = rows["reader"]["chosen"]
     static = static_greedy if chosen["decode"] == "greedy" else read_static(reader, data, chosen)
-    times = {r.name: _training_seconds(r) for r in (asr_char, asr, vsr_char, vsr, reader, av_corpus, av)}
+    times = {r.name: _training_seconds(r) for r in (asr_char, asr, vsr_char, reader, av_corpus, av)}
     result = {"rows": rows, "static_template": {"chosen": static, "greedy": static_greedy}, "training_seconds": times,
               "recipe": {"name": args.recipe, **recipe}, "data": str(data), "corpus": str(corpus), "seed": args.seed,
               "avguide_version": avguide.__version__}
