@@ -17,8 +17,9 @@ more (see the README):
     reader      the evaluation reader: vsr_char fine-tuned on the benchmark's training split
     av_corpus   AV expert: visual encoder from vsr_char; audio encoder, CTC head and decoder
                 from asr_corpus, frozen; residual fusion; audio dropped in half of the batches
-    av          av_corpus fine-tuned on the benchmark's training split, nothing frozen (its heads
-                and audio encoder learn the benchmark's voices and sentences)
+    asr_bench   asr_corpus fine-tuned on the benchmark's training split (its voices and sentences)
+    av          av_corpus fine-tuned on the benchmark's training split, its audio encoder and
+                heads replaced by asr_bench's (frozen)
 
 Then, on the benchmark, for the reader (video), the AV expert with clean audio and with the audio
 dropped (zeros): the decoding with the lowest validation CER among greedy CTC and the joint beam
@@ -61,17 +62,18 @@ RECIPES = {
                      "val_max=80"],
         "asr_corpus": ["epochs=6", "lr=7e-4", "warmup_epochs=0.5", "audio.speed_prob=0.5", "val_max=80"],
         "vsr_char": ["tokenizer=char", "epochs=8", "lr=1e-3", "warmup_epochs=1", "val_max=80"],
+        "asr_bench": ["epochs=20", "lr=5e-4", "warmup_epochs=1", "audio.speed_prob=0.5"],
         "reader": ["tokenizer=char", "epochs=10", "lr=3e-4", "warmup_epochs=0.5"],
         "av_corpus": [*FROZEN_AV, "epochs=2", "lr=5e-4", "warmup_epochs=0.3", "audio.dropout_prob=0.5",
                       "val_max=80"],
-        "av": ["expert.fusion_residual=true", "epochs=8", "lr=5e-4", "warmup_epochs=0.5", "audio.dropout_prob=0.5"],
+        "av": [*FROZEN_AV, "epochs=8", "lr=5e-4", "warmup_epochs=0.5", "audio.dropout_prob=0.5"],
     },
     "tiny": {
         "corpus": ["seed=3", "subjects=3", "sentences=4", "speakers_per_sentence=1"],
         **{k: [*TINY_EXPERT, "tokenizer=char", "epochs=1"] for k in ("asr_char", "vsr_char", "reader")},
-        "asr_corpus": [*TINY_EXPERT, "epochs=1"],
+        **{k: [*TINY_EXPERT, "epochs=1"] for k in ("asr_corpus", "asr_bench")},
         "av_corpus": [*TINY_EXPERT, *FROZEN_AV, "epochs=1", "audio.dropout_prob=0.5"],
-        "av": [*TINY_EXPERT, "expert.fusion_residual=true", "epochs=1", "audio.dropout_prob=0.5"],
+        "av": [*TINY_EXPERT, *FROZEN_AV, "epochs=1", "audio.dropout_prob=0.5"],
     },
 }
 """Per step: ``key=value`` overrides of the synthetic corpus (``corpus``) or of stage 1."""
@@ -173,14 +175,15 @@ def main() -> None:
     vsr_char = train("vsr_char", corpus, "video")
     reader = train("reader", data, "video", f"init={vsr_char}")
     av_corpus = train("av_corpus", corpus, "av", f"init={vsr_char}", f"init_audio={asr}")
-    av = train("av", data, "av", f"init={av_corpus}")
+    asr_bench = train("asr_bench", data, "audio", f"init={asr}")
+    av = train("av", data, "av", f"init={av_corpus}", f"init_audio={asr_bench}")
 
     rows = {"reader": measure(reader, data, "clean"), "av_clean": measure(av, data, "clean"),
             "av_dropped": measure(av, data, "dropped")}
     static_greedy = read_static(reader, data, {"decode": "greedy"})
     chosen = rows["reader"]["chosen"]
     static = static_greedy if chosen["decode"] == "greedy" else read_static(reader, data, chosen)
-    times = {r.name: _training_seconds(r) for r in (asr_char, asr, vsr_char, reader, av_corpus, av)}
+    times = {r.name: _training_seconds(r) for r in (asr_char, asr, vsr_char, reader, av_corpus, asr_bench, av)}
     result = {"rows": rows, "static_template": {"chosen": static, "greedy": static_greedy}, "training_seconds": times,
               "recipe": {"name": args.recipe, **recipe}, "data": str(data), "corpus": str(corpus), "seed": args.seed,
               "avguide_version": avguide.__version__}
