@@ -225,7 +225,7 @@ def train_animator(cfg: AnimatorTrainConfig, out: str | Path, *, resume: bool = 
             c = D.mean_across(guide.take_unfit_counts(), ctx)
             train_logs["train_ctc_unfit"] = c["ctc_unfit"] / max(c["ctc_read"], 1.0)
             if epoch == start_epoch + 1 and ctx.is_main:
-                warn_ctc_unfit(train_logs["train_ctc_unfit"], guide.tokenizer_name, " They get no CTC guidance.")
+                warn_ctc_unfit(train_logs["train_ctc_unfit"], guide.tokenizer_name, "They get no CTC guidance.")
         val_logs = validate(D.unwrap(model), val_loader, weights, ctx, lips) if ctx.is_main else {}
         if ctx.is_main:
             log.scalars(step, val_logs, "val")

@@ -314,7 +314,7 @@ def warn_ctc_unfit(share: float, tokenizer: str, note: str = "") -> None:
         remedy = " A subword tokeniser needs about 4x fewer tokens: tokenizer=spm." if tokenizer == "char" else ""
         print(f"warning: {share:.1%} of the training recordings have more {tokenizer} tokens (plus one blank "
               f"between repeated tokens) than encoder frames at 25 fps, so CTC cannot align them and their CTC "
-              f"loss is 0 (metrics.jsonl: train_ctc_unfit).{note}{remedy}", flush=True)
+              f"loss is 0 (metrics.jsonl: train_ctc_unfit).{' ' + note if note else ''}{remedy}", flush=True)
 
 
 def evaluate_split(model: LipReadingExpert, index, refs, cache: RenderCache | None, tokenizer, modality: str, *,
