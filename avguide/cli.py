@@ -159,6 +159,8 @@ def _evaluate_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ctc-weight", type=float, default=0.1, help="CTC weight of the joint beam search")
     p.add_argument("--ctc-prune", type=float, default=None,
                    help="beam search scores only tokens whose CTC posterior reaches this in some frame (e.g. 1e-4)")
+    p.add_argument("--length-bonus", type=float, default=0.0,
+                   help="beam search score added per output token (ESPnet's penalty; > 0 counters deleted words)")
     p.add_argument("-o", "--output", required=True, help="report.json to write")
     p.add_argument("--markdown", help="also write a markdown table here")
     _add_common(p)
@@ -175,12 +177,12 @@ def _evaluate_run(a: argparse.Namespace) -> int:
     if a.reader:
         from avguide.lipreader.reader import load_reader
         reader = load_reader(a.reader, decode=a.decode, beam_size=a.beam, ctc_weight=a.ctc_weight,
-                             ctc_prune=a.ctc_prune)
+                             ctc_prune=a.ctc_prune, length_bonus=a.length_bonus)
     report = evaluate_dataset(a.pred, a.data, cfg, reader=reader, layout=a.layout)
     write_report(a.output, report, cfg, markdown_path=a.markdown,
                  extra_config={"pred_dir": str(a.pred), "data_dir": str(a.data), "reader": a.reader,
                                "reader_decode": {"decode": a.decode, "beam": a.beam, "ctc_weight": a.ctc_weight,
-                                                 "ctc_prune": a.ctc_prune}})
+                                                 "ctc_prune": a.ctc_prune, "length_bonus": a.length_bonus}})
     print(format_markdown(report, cfg))
     return 0
 

@@ -14,7 +14,10 @@ and gives the same hypotheses as decoding each utterance alone. Per step i = 0, 
    detection stops an utterance early when, for each of the last 3 lengths, the best ended
    hypothesis of that length is worse than the best overall by more than 10 (log domain).
 
-No language model, no length bonus. The best ended hypothesis is returned.
+No language model. The best ended hypothesis is returned. An optional length bonus (ESPnet's
+``penalty``, 0 in Auto-AVSR) adds ``length_bonus`` to the score of every token chosen, eos included
+(not the eos appended at the last step), so a hypothesis of n tokens + eos gains (n + 1) x bonus:
+a positive bonus counters the search's preference for ending early (whole words deleted).
 
 Optional CTC candidate pruning (``ctc_prune = p``, off by default, not in Auto-AVSR): each
 utterance only considers the tokens whose CTC posterior reaches ``p`` in at least one of its
@@ -100,7 +103,7 @@ def _end_detected(ended: list[Hypothesis], i: int) -> bool:
 def beam_search(decoder: TransformerDecoder | None, memory: torch.Tensor,
                 memory_lengths: torch.Tensor, ctc_log_probs: torch.Tensor | None, sos: int,
                 eos: int, beam_size: int = 40, ctc_weight: float = 0.1,
-                blank: int = 0, ctc_prune: float | None = None) -> list[Hypothesis]:
+                blank: int = 0, ctc_prune: float | None = None, length_bonus: float = 0.0) -> list[Hypothesis]:
     """Joint CTC/attention beam search over a padded batch.
 
     Args:
@@ -116,6 +119,7 @@ def beam_search(decoder: TransformerDecoder | None, memory: torch.Tensor,
         blank: CTC blank id.
         ctc_prune: None (ESPnet semantics), or p in (0, 1): the tokens scored are those whose CTC
             posterior reaches p in some frame of the utterance (see the module docstring).
+        length_bonus: added to the score per token chosen (eos included); finite.
     Returns:
         B :class:`Hypothesis`, the best ended one per utterance.
     Raises:
@@ -123,9 +127,9 @@ def beam_search(decoder: TransformerDecoder | None, memory: torch.Tensor,
             zero-length utterances, beam_size < 1, ctc_prune outside (0, 1) or without CTC).
     """
     use_dec, use_ctc = ctc_weight < 1.0, ctc_weight > 0.0
-    if not 0.0 <= ctc_weight <= 1.0 or beam_size < 1:
-        raise BadInputError(f"beam search: need ctc_weight in [0, 1] and beam_size >= 1, got "
-                            f"{ctc_weight} and {beam_size}")
+    if not 0.0 <= ctc_weight <= 1.0 or beam_size < 1 or not math.isfinite(length_bonus):
+        raise BadInputError(f"beam search: need ctc_weight in [0, 1], beam_size >= 1 and a finite length_bonus, "
+                            f"got {ctc_weight}, {beam_size} and {length_bonus}")
     if (use_dec and decoder is None) or (use_ctc and ctc_log_probs is None):
         raise BadInputError(f"beam search: ctc_weight {ctc_weight} needs "
                             f"{'the decoder' if use_dec else 'CTC log-probabilities'}")
@@ -174,7 +178,7 @@ def beam_search(decoder: TransformerDecoder | None, memory: torch.Tensor,
             # would be refunded by the next step's difference (psi - score), so a beam wider than
             # the vocabulary would keep them: they are excluded outright
             weighted = weighted.masked_fill(psi <= LOGZERO, float("-inf"))
-        weighted += score.unsqueeze(1)
+        weighted += score.unsqueeze(1) + length_bonus
 
         n_utt = N // K
         top = weighted.view(n_utt, K * V).topk(K, dim=1)  # per utterance over (slot, token)
@@ -242,13 +246,13 @@ def ctc_candidates(log_probs: torch.Tensor, lengths: torch.Tensor, threshold: fl
 
 
 def recognize(model: LipReadingExpert, encoded: Encoded, beam_size: int = 40,
-              ctc_weight: float = 0.1, ctc_prune: float | None = None) -> list[Hypothesis]:
+              ctc_weight: float = 0.1, ctc_prune: float | None = None, length_bonus: float = 0.0) -> list[Hypothesis]:
     """Beam-search an expert's encoded batch (Auto-AVSR defaults: beam 40, CTC weight 0.1).
 
     Args:
         model: the expert (put it in eval mode first).
         encoded: ``model.encode(...)`` output for B utterances.
-        beam_size, ctc_weight, ctc_prune: see :func:`beam_search`.
+        beam_size, ctc_weight, ctc_prune, length_bonus: see :func:`beam_search`.
     Returns:
         B best :class:`Hypothesis`; ``hyp.tokens(model.sos, model.eos)`` gives the ids.
     """
@@ -257,4 +261,5 @@ def recognize(model: LipReadingExpert, encoded: Encoded, beam_size: int = 40,
                        model.decoder_memory(encoded) if model.decoder is not None else
                        encoded.features, encoded.lengths,
                        model.ctc_log_probs(encoded) if use_ctc else None,
-                       model.sos, model.eos, beam_size, ctc_weight, model.blank, ctc_prune if use_ctc else None)
+                       model.sos, model.eos, beam_size, ctc_weight, model.blank, ctc_prune if use_ctc else None,
+                       length_bonus)

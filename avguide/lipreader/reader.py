@@ -17,6 +17,7 @@ the training cache, and decodes a batch at a time: greedy CTC or joint CTC/atten
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -101,14 +102,15 @@ def load_trained_expert(run_or_ckpt: str | Path, which: str = "best") -> Trained
 
 
 def decode_batch(expert: LipReadingExpert, encoded, tokenizer, decode: Decode = "greedy",
-                 beam_size: int = 10, ctc_weight: float = 0.1, ctc_prune: float | None = None) -> list[str]:
+                 beam_size: int = 10, ctc_weight: float = 0.1, ctc_prune: float | None = None,
+                 length_bonus: float = 0.0) -> list[str]:
     """Texts of an encoded batch.
 
     Args:
         expert: the model (eval mode). encoded: ``expert.encode(...)`` output for B utterances.
         tokenizer: decodes ids to text.
         decode: "greedy" (best-path CTC) or "beam" (joint CTC/attention beam search).
-        beam_size, ctc_weight, ctc_prune: beam search settings (see
+        beam_size, ctc_weight, ctc_prune, length_bonus: beam search settings (see
             :func:`avguide.lipreader.beam_search.beam_search`).
     Returns:
         B strings.
@@ -116,7 +118,8 @@ def decode_batch(expert: LipReadingExpert, encoded, tokenizer, decode: Decode = 
     if decode == "greedy":
         ids = ctc_greedy(expert.ctc_log_probs(encoded), encoded.lengths, expert.blank)
     else:
-        ids = [h.tokens(expert.sos, expert.eos) for h in recognize(expert, encoded, beam_size, ctc_weight, ctc_prune)]
+        ids = [h.tokens(expert.sos, expert.eos) for h in recognize(expert, encoded, beam_size, ctc_weight, ctc_prune,
+                                                                    length_bonus)]
     return [tokenizer.decode(i) for i in ids]
 
 
@@ -125,7 +128,7 @@ class LipReader:
 
     Args:
         expert: a visual-only :class:`TrainedExpert`.
-        decode: "greedy" or "beam". beam_size, ctc_weight, ctc_prune: beam settings (see
+        decode: "greedy" or "beam". beam_size, ctc_weight, ctc_prune, length_bonus: beam settings (see
             :func:`avguide.lipreader.beam_search.beam_search`).
         batch: sequences rendered and decoded together.
     Raises:
@@ -133,17 +136,17 @@ class LipReader:
     """
 
     def __init__(self, expert: TrainedExpert, decode: Decode = "greedy", beam_size: int = 10,
-                 ctc_weight: float = 0.1, batch: int = 8, ctc_prune: float | None = None):
+                 ctc_weight: float = 0.1, batch: int = 8, ctc_prune: float | None = None, length_bonus: float = 0.0):
         if expert.model.cfg.modality != "v":
             raise BadInputError(f"{expert.checkpoint}: the evaluation reader must be visual-only "
                                 "(train it with --modality video)")
         if decode not in ("greedy", "beam") or beam_size < 1 or batch < 1 or not 0 <= ctc_weight <= 1 or (
-                ctc_prune is not None and not (0 < ctc_prune < 1 and ctc_weight > 0)):
+                ctc_prune is not None and not (0 < ctc_prune < 1 and ctc_weight > 0)) or not math.isfinite(length_bonus):
             raise BadInputError(f"reader: decode must be greedy or beam, beam_size and batch >= 1, ctc_weight in "
-                                f"[0, 1], ctc_prune in (0, 1) with ctc_weight > 0; got {decode!r}, {beam_size}, "
-                                f"{batch}, {ctc_weight}, {ctc_prune}")
+                                f"[0, 1], ctc_prune in (0, 1) with ctc_weight > 0, length_bonus finite; got {decode!r}, "
+                                f"{beam_size}, {batch}, {ctc_weight}, {ctc_prune}, {length_bonus}")
         self.expert, self.decode, self.beam_size, self.ctc_weight, self.batch = expert, decode, beam_size, ctc_weight, batch
-        self.ctc_prune = ctc_prune
+        self.ctc_prune, self.length_bonus = ctc_prune, length_bonus
 
     def videos(self, sequences: list[np.ndarray], fps: float) -> list[np.ndarray]:
         """uint8 lip videos (T25, c, c) of vertex sequences, camera from each sequence's mean."""
@@ -165,7 +168,7 @@ class LipReader:
             with torch.no_grad():
                 enc = model.encode(video, lengths)
                 texts += decode_batch(model, enc, self.expert.tokenizer, self.decode, self.beam_size, self.ctc_weight,
-                                      self.ctc_prune)
+                                      self.ctc_prune, self.length_bonus)
         return texts
 
     def __call__(self, sequences: list[np.ndarray], fps: float) -> list[str]:
@@ -177,10 +180,11 @@ class LipReader:
 
 def load_reader(run_or_ckpt: str | Path, *, decode: Decode = "greedy", beam_size: int = 10,
                 ctc_weight: float = 0.1, batch: int = 8, which: str = "best",
-                ctc_prune: float | None = None) -> LipReader:
+                ctc_prune: float | None = None, length_bonus: float = 0.0) -> LipReader:
     """The evaluation reader of a visual-only stage-1 run (see :class:`LipReader`).
 
     Raises:
         MissingFileError / BadInputError: see :func:`load_trained_expert` and :class:`LipReader`.
     """
-    return LipReader(load_trained_expert(run_or_ckpt, which), decode, beam_size, ctc_weight, batch, ctc_prune)
+    return LipReader(load_trained_expert(run_or_ckpt, which), decode, beam_size, ctc_weight, batch, ctc_prune,
+                     length_bonus)

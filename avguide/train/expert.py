@@ -319,7 +319,8 @@ def warn_ctc_unfit(share: float, tokenizer: str, note: str = "") -> None:
 
 def evaluate_split(model: LipReadingExpert, index, refs, cache: RenderCache | None, tokenizer, modality: str, *,
                    audio_mode: str = "clean", decode: str = "greedy", beam_size: int = 10, ctc_weight: float = 0.1,
-                   ctc_prune: float | None = None, batch_size: int = 8, device: torch.device | str = "cpu") -> dict:
+                   ctc_prune: float | None = None, length_bonus: float = 0.0, batch_size: int = 8,
+                   device: torch.device | str = "cpu") -> dict:
     """CER / WER of an expert on GT renders of some recordings.
 
     Args:
@@ -327,8 +328,8 @@ def evaluate_split(model: LipReadingExpert, index, refs, cache: RenderCache | No
         cache: GT render cache (its crop/camera must be the expert's; None for "audio").
         tokenizer: its tokeniser. modality: "av", "video" or "audio". audio_mode: "clean" or
         "dropped" (AV only).
-        decode: "greedy" or "beam". beam_size, ctc_weight, ctc_prune: beam width, CTC weight and
-        CTC candidate pruning of the joint beam search. batch_size: recordings per batch.
+        decode: "greedy" or "beam". beam_size, ctc_weight, ctc_prune, length_bonus: beam width, CTC weight,
+        CTC candidate pruning and per-token score bonus of the joint beam search. batch_size: recordings per batch.
     Returns:
         {"cer", "wer" (corpus rates), "char_edits", "chars", "word_edits", "words" (their counts), "n",
         "hyps": {name: text}}.
@@ -341,7 +342,7 @@ def evaluate_split(model: LipReadingExpert, index, refs, cache: RenderCache | No
             batch = collate([ds[i] for i in range(s, min(len(ds), s + batch_size))])
             x = expert_inputs(batch, cache, modality, audio_mode, None, torch.device(device))
             enc = model.encode(**x)
-            texts = decode_batch(model, enc, tokenizer, decode, beam_size, ctc_weight, ctc_prune)
+            texts = decode_batch(model, enc, tokenizer, decode, beam_size, ctc_weight, ctc_prune, length_bonus)
             for name, ref, text in zip(batch.names, batch.texts, texts):
                 hyps[name] = text
                 cc += char_counts(ref, text)

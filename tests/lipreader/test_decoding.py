@@ -178,6 +178,40 @@ def test_pruning_lets_the_ctc_overrule_a_decoder_pre_beam_that_misses_the_token(
         beam_search(model.decoder, memory, lengths, None, 8, 8, 4, 0.0, ctc_prune=1e-4)
 
 
+def _exact_log_probs(probs):
+    """{label sequence over tokens 1, 2: log P(CTC output == it)} by enumerating paths."""
+    T, V = probs.shape
+    probs = probs.tolist()
+    total = {}
+    for path in itertools.product(range(V), repeat=T):
+        out = tuple(_collapse(path))
+        if EOS not in out:
+            total[out] = total.get(out, 0.0) + math.prod(probs[t][s] for t, s in enumerate(path))
+    return {k: math.log(v) for k, v in total.items() if v > 0}
+
+
+def test_length_bonus_picks_the_enumerated_best_of_log_p_plus_bonus_per_token():
+    """Pure CTC with a beam wider than every prefix: the search must return the sequence s
+    maximising log P(s) + bonus * (len(s) + 1) (eos counts), with exactly that score."""
+    torch.manual_seed(11)
+    T = 4
+    log_probs = torch.log_softmax(torch.randn(1, T, 4, dtype=torch.float64) * 2, -1)
+    exact = _exact_log_probs(log_probs[0].exp())
+    picked = set()
+    for bonus in (-3.0, 0.0, 1.0, 3.0):
+        ranked = sorted(exact.items(), key=lambda kv: kv[1] + bonus * (len(kv[0]) + 1), reverse=True)
+        (want, lp), (_, lp2) = ranked[0], ranked[1]
+        assert lp + bonus * (len(want) + 1) > lp2 + bonus * (len(ranked[1][0]) + 1) + 1e-6  # a unique best
+        hyp = beam_search(None, torch.zeros(1, T, 2), torch.tensor([T]), log_probs, EOS, EOS, 40, 1.0,
+                          blank=BLANK, length_bonus=bonus)[0]
+        assert tuple(hyp.tokens(EOS, EOS)) == want
+        assert hyp.score == pytest.approx(lp + bonus * (len(want) + 1), abs=1e-5)  # scores are float32
+        picked.add(want)
+    assert len(picked) > 1  # the bonus changes the answer here, so the test can tell
+    with pytest.raises(BadInputError, match="finite length_bonus"):
+        beam_search(None, torch.zeros(1, T, 2), torch.tensor([T]), log_probs, EOS, EOS, 4, 1.0, length_bonus=math.nan)
+
+
 def test_recognize_runs_on_an_encoded_batch():
     torch.manual_seed(0)
     model = build_expert(_tiny_av()).eval()

@@ -54,4 +54,5 @@ def test_predict_split_then_evaluate(run, tmp_path, toy_dataset):
     import json
     rep = json.loads((tmp_path / "report.json").read_text())
     assert rep["summary"]["lve"]["count"] == 3 and rep["summary"]["count_sequences"] == 3
-    assert rep["config"]["reader_decode"] == {"decode": "greedy", "beam": 10, "ctc_weight": 0.1, "ctc_prune": None}
+    assert rep["config"]["reader_decode"] == {"decode": "greedy", "beam": 10, "ctc_weight": 0.1, "ctc_prune": None,
+                                           "length_bonus": 0.0}
