@@ -200,6 +200,9 @@ def test_reader_rejects_av_experts_and_bad_settings(head):
     with pytest.raises(BadInputError, match="ctc_prune in"):
         LipReader(TrainedExpert(_FakeExpert(), CharTokenizer(), 16, "template", assets, {}, "x"), decode="beam",
                   ctc_prune=2.0)
+    with pytest.raises(BadInputError, match="length_bonus finite; got .* inf"):
+        LipReader(TrainedExpert(_FakeExpert(), CharTokenizer(), 16, "template", assets, {}, "x"), decode="beam",
+                  length_bonus=float("inf"))
 
 
 def test_assets_from_dataset_needs_faces_and_lips(tmp_path):
