@@ -140,8 +140,9 @@ def bench_preset(name: str) -> dict[str, Any]:
     - ``ci``: 3 subjects x 4 sentences, tiny animators and experts, 1 seed, 2 epochs: minutes on
       a laptop; checks the plumbing, not the claim.
     - ``cpu``: a reduced synthetic benchmark (10 subjects x 20 sentences at 30 fps: 120 training
-      recordings, 20 test recordings of 2 unseen subjects and 10 unseen sentences), the ``cpu``
-      animators, the narrowed expert and reader (:data:`NARROW_EXPERT`), 3 seeds. Every
+      recordings; 20 test recordings: 2 unseen subjects x sentences 11-20, which the training
+      subjects speak too), the ``cpu`` animators, the narrowed expert and reader
+      (:data:`NARROW_EXPERT`), 3 seeds. Every
       animator's baseline trains 30 epochs; the AV conditions and a vertex-loss control
       (``baseline_more``) continue it for 2 epochs at lr 1e-4, so the claim is checked against a
       control with the same number of steps. The tuned condition balances the AV gradient at
