@@ -140,11 +140,12 @@ class LipReader:
         if expert.model.cfg.modality != "v":
             raise BadInputError(f"{expert.checkpoint}: the evaluation reader must be visual-only "
                                 "(train it with --modality video)")
-        if decode not in ("greedy", "beam") or beam_size < 1 or batch < 1 or not 0 <= ctc_weight <= 1 or (
-                ctc_prune is not None and not (0 < ctc_prune < 1 and ctc_weight > 0)) or not math.isfinite(length_bonus):
+        bad_prune = ctc_prune is not None and not (0 < ctc_prune < 1 and ctc_weight > 0)
+        if (decode not in ("greedy", "beam") or beam_size < 1 or batch < 1 or not 0 <= ctc_weight <= 1 or bad_prune
+                or not math.isfinite(length_bonus)):
             raise BadInputError(f"reader: decode must be greedy or beam, beam_size and batch >= 1, ctc_weight in "
-                                f"[0, 1], ctc_prune in (0, 1) with ctc_weight > 0, length_bonus finite; got {decode!r}, "
-                                f"{beam_size}, {batch}, {ctc_weight}, {ctc_prune}, {length_bonus}")
+                                f"[0, 1], ctc_prune in (0, 1) with ctc_weight > 0, length_bonus finite; got "
+                                f"{decode!r}, {beam_size}, {batch}, {ctc_weight}, {ctc_prune}, {length_bonus}")
         self.expert, self.decode, self.beam_size, self.ctc_weight, self.batch = expert, decode, beam_size, ctc_weight, batch
         self.ctc_prune, self.length_bonus = ctc_prune, length_bonus
 
