@@ -15,7 +15,7 @@ from avguide.animators.codetalker import CodeTalker, CodeTalkerConfig, codetalke
     codetalker_tiny, codetalker_vocaset
 from avguide.animators.common import frame_counts
 from avguide.animators.faceformer import FaceFormer, FaceFormerConfig, faceformer_biwi, faceformer_cpu, \
-    faceformer_paper_vocaset, faceformer_tiny, faceformer_vocaset
+    faceformer_tiny, faceformer_vocaset
 from avguide.animators.vqvae import MotionVQVAE, VQVAEConfig
 from avguide.errors import BadInputError
 
@@ -52,5 +52,5 @@ def build_animator(cfg: AnimatorConfig, n_vertices: int, n_subjects: int,
 __all__ = [
     "AnimatorConfig", "CodeTalker", "CodeTalkerConfig", "FaceFormer", "FaceFormerConfig", "MotionVQVAE",
     "VQVAEConfig", "build_animator", "codetalker_biwi", "codetalker_cpu", "codetalker_tiny", "codetalker_vocaset",
-    "faceformer_biwi", "faceformer_cpu", "faceformer_paper_vocaset", "faceformer_tiny", "faceformer_vocaset", "frame_counts",
+    "faceformer_biwi", "faceformer_cpu", "faceformer_tiny", "faceformer_vocaset", "frame_counts",
 ]

@@ -21,31 +21,41 @@ from torch import nn
 
 
 class KVCache:
-    """Keys and values of one attention layer for the frames processed so far.
+    """Keys and values of one attention layer for the latest frames (all of them, or a window).
 
     Args:
         capacity: preallocate this many frames (inference); ``None`` grows by concatenation
             (keeps the autograd graph; use when training through the cache).
+        window: > 0: keep only the latest ``window`` frames (the attention window plus the
+            current frame); older ones slide out, so memory stays constant. 0: keep all.
     """
 
-    def __init__(self, capacity: int | None = None):
-        self.capacity = capacity
+    def __init__(self, capacity: int | None = None, window: int = 0):
+        self.capacity = min(capacity, window) if capacity is not None and window else capacity
+        self.window = window
         self.k: torch.Tensor | None = None  # (B, H, cap or n, dh)
         self.v: torch.Tensor | None = None
         self.n = 0
 
     def append(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Add one frame's ``(B, H, 1, dh)`` key and value; return all keys/values so far ``(B, H, n, dh)``."""
+        """Add one frame's ``(B, H, 1, dh)`` key and value; return the kept keys/values, oldest first,
+        ``(B, H, n, dh)``."""
         if self.capacity is None:
             self.k = k if self.k is None else torch.cat([self.k, k], dim=2)
             self.v = v if self.v is None else torch.cat([self.v, v], dim=2)
-            self.n += 1
+            if self.window:
+                self.k, self.v = self.k[:, :, -self.window:], self.v[:, :, -self.window:]
+            self.n = self.k.shape[2]
             return self.k, self.v
         if self.k is None:
             shape = (k.shape[0], k.shape[1], self.capacity, k.shape[3])
             self.k = k.new_empty(shape)
             self.v = v.new_empty(shape)
-        assert self.n < self.capacity, "KVCache full"
+        if self.n == self.capacity:
+            assert self.window, "KVCache full"
+            self.k[:, :, :-1] = self.k[:, :, 1:].clone()  # slide the window by one frame
+            self.v[:, :, :-1] = self.v[:, :, 1:].clone()
+            self.n -= 1
         self.k[:, :, self.n] = k[:, :, 0]
         self.v[:, :, self.n] = v[:, :, 0]
         self.n += 1
@@ -172,13 +182,14 @@ def encoder_layer_step(layer: nn.TransformerEncoderLayer, x: torch.Tensor, cache
     return layer.norm2(x + layer.dropout2(_feed_forward(layer, x)))
 
 
-def bias_row(table: torch.Tensor, t: int) -> torch.Tensor:
-    """Self-attention bias of frame ``t`` over keys ``0..t`` from a distance table.
+def bias_row(table: torch.Tensor, n: int) -> torch.Tensor:
+    """Self-attention bias of the current frame over the ``n`` latest keys (oldest first).
 
     Args:
-        table: ``(H, >t)`` bias per distance (:func:`avguide.animators.masks.distance_bias`).
-        t: frame index.
+        table: ``(H, >=n)`` bias per distance (:func:`avguide.animators.masks.distance_bias`).
+        n: keys in the cache, the current frame's included (``t + 1`` at frame ``t`` without a
+            window).
     Returns:
-        ``(H, 1, t+1)``; key ``j`` gets ``table[:, t - j]``.
+        ``(H, 1, n)``; key ``j`` (distance ``n - 1 - j``) gets ``table[:, n - 1 - j]``.
     """
-    return table[:, : t + 1].flip(-1)[:, None, :]
+    return table[:, :n].flip(-1)[:, None, :]

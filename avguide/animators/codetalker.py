@@ -33,7 +33,7 @@ from avguide.animators.common import (DecoderStepper, check_batch, check_decoder
                                       masked_mse)
 from avguide.animators.masks import padding_mask, periodic_encoding
 from avguide.animators.vqvae import DecodeStepper, MotionVQVAE, VQVAEConfig
-from avguide.audio.encoders import AudioEncoderConfig, build_audio_encoder, mel_encoder_tiny
+from avguide.audio.encoders import STREAM_LOOKAHEAD, AudioEncoderConfig, build_audio_encoder, mel_encoder_tiny
 
 
 @dataclass
@@ -42,7 +42,8 @@ class CodeTalkerConfig:
 
     stage: 1 trains the VQ-VAE, 2 the speech-conditioned predictor.
     feature_dim, n_heads, n_layers, ff_mult, dropout: stage-2 decoder (1024, 4, 6 VOCASET / 12
-    BIWI, 2, 0.1). fps, period, audio_ratio, teacher_forcing: as in FaceFormer.
+    BIWI, 2, 0.1). fps, period, audio_ratio, teacher_forcing, context: as in FaceFormer (the
+    VQ-VAE has its own ``vq.context``).
     vq: the stage-1 autoencoder. audio: the audio encoder.
     """
 
@@ -57,6 +58,7 @@ class CodeTalkerConfig:
     period: int = 30
     audio_ratio: int = 1
     teacher_forcing: bool = True
+    context: int = 0
     vq: VQVAEConfig = field(default_factory=VQVAEConfig)
     audio: AudioEncoderConfig = field(default_factory=AudioEncoderConfig)
 
@@ -85,9 +87,12 @@ def codetalker_biwi(audio: AudioEncoderConfig | None = None) -> CodeTalkerConfig
 def codetalker_cpu(audio: AudioEncoderConfig | None = None) -> CodeTalkerConfig:
     """A CPU-trainable CodeTalker for the synthetic benchmark: the published code layout (16 x 64
     codes, 256 entries) with narrower, shallower transformers (VQ-VAE 256 wide x 3 layers,
-    predictor 256 wide x 3 layers); about 15x fewer parameters than :func:`codetalker_vocaset`."""
-    vq = VQVAEConfig(hidden=256, n_layers=3, n_heads=4, ff_dim=512)
-    return CodeTalkerConfig(feature_dim=256, n_layers=3, vq=vq, audio=audio or AudioEncoderConfig())
+    predictor 256 wide x 3 layers); about 15x fewer parameters than :func:`codetalker_vocaset`.
+    It streams like :func:`avguide.animators.faceformer_cpu` (92.5 ms look-ahead, 300-frame
+    attention windows in the predictor and the VQ decoder)."""
+    vq = VQVAEConfig(hidden=256, n_layers=3, n_heads=4, ff_dim=512, context=300)
+    return CodeTalkerConfig(feature_dim=256, n_layers=3, context=300, vq=vq,
+                            audio=audio or AudioEncoderConfig(lookahead=STREAM_LOOKAHEAD))
 
 
 def codetalker_tiny() -> CodeTalkerConfig:
@@ -193,7 +198,7 @@ class CodeTalker(nn.Module):
         if self.cfg.teacher_forcing:
             prev = F.pad(offsets[:, :-1], (0, 0, 1, 0))  # (B, T, V*3)
             hidden = decode_full(self.transformer_decoder, self.embed(self.vertice_map(prev) + style), memory,
-                                 self.cfg.n_heads, self.cfg.period, self.cfg.audio_ratio)
+                                 self.cfg.n_heads, self.cfg.period, self.cfg.audio_ratio, self.cfg.context)
             feats = self.features(hidden)
             pred_offsets = self.vqvae.decode(self.vqvae.quantizer.lookup(feats))
         else:
@@ -205,15 +210,15 @@ class CodeTalker(nn.Module):
     # ---- inference ------------------------------------------------------------------------------
     def _decode_cached(self, memory: torch.Tensor, style: torch.Tensor, n_frames: int):
         """Frame-by-frame decoding with caches; ``(B, T, V*3)`` offsets and ``(B, T, n, c)`` features."""
-        b = memory.shape[0]
-        stepper = DecoderStepper(self.transformer_decoder, memory, self.cfg.n_heads, self.cfg.period,
-                                 self.cfg.audio_ratio, n_frames)
+        b, r = memory.shape[0], self.cfg.audio_ratio
+        stepper = DecoderStepper(self.transformer_decoder, self.cfg.n_heads, self.cfg.period, self.cfg.context,
+                                 n_frames, memory)
         motion = DecodeStepper(self.vqvae, n_frames, memory)
         pe = periodic_encoding(n_frames, self.cfg.feature_dim, self.cfg.period).to(memory)  # (T, D)
         token = self.vertice_map(memory.new_zeros(b, 1, self.n_vertices * 3)) + style  # (B, 1, D)
         offsets, feats = [], []
         for t in range(n_frames):
-            feat = self.features(stepper.step(self.pe_dropout(token + pe[t])))  # (B, 1, n, c)
+            feat = self.features(stepper.step(self.pe_dropout(token + pe[t]), memory[:, t * r:(t + 1) * r]))
             offset = motion.step(self.vqvae.quantizer.lookup(feat))  # (B, 1, V*3)
             offsets.append(offset)
             feats.append(feat)
@@ -226,7 +231,7 @@ class CodeTalker(nn.Module):
         prev = memory.new_zeros(b, 1, self.n_vertices * 3)  # (B, 1, V*3)
         for _ in range(n_frames):
             hidden = decode_full(self.transformer_decoder, self.embed(self.vertice_map(prev) + style), memory,
-                                 self.cfg.n_heads, self.cfg.period, self.cfg.audio_ratio)
+                                 self.cfg.n_heads, self.cfg.period, self.cfg.audio_ratio, self.cfg.context)
             feats = self.features(hidden)
             offsets = self.vqvae.decode(self.vqvae.quantizer.lookup(feats))  # (B, t+1, V*3)
             prev = torch.cat([prev, offsets[:, -1:]], 1)

@@ -27,6 +27,8 @@ def check_decoder_fields(cfg) -> list[str]:
         errors.append(f"dropout: must be in [0, 1), got {cfg.dropout}")
     if cfg.fps <= 0:
         errors.append(f"fps: must be > 0, got {cfg.fps}")
+    if cfg.context < 0:
+        errors.append(f"context: must be >= 0 frames (0: the whole past), got {cfg.context}")
     return errors
 
 
@@ -76,7 +78,7 @@ def check_batch(audio: torch.Tensor, audio_lengths: torch.Tensor, template: torc
 
 
 def decode_full(decoder: nn.TransformerDecoder, x: torch.Tensor, memory: torch.Tensor,
-                n_heads: int, period: int, ratio: int) -> torch.Tensor:
+                n_heads: int, period: int, ratio: int, context: int = 0) -> torch.Tensor:
     """Reference forward of the speech-conditioned decoder over a whole sequence.
 
     Causal biased self-attention (:func:`biased_mask`) and aligned cross-attention
@@ -86,30 +88,30 @@ def decode_full(decoder: nn.TransformerDecoder, x: torch.Tensor, memory: torch.T
         decoder: ``nn.TransformerDecoder`` (batch_first).
         x: ``(B, T, D)`` embedded motion tokens (positional encoding included).
         memory: ``(B, S, D)`` audio features, ``S >= ratio * T``.
-        n_heads, period, ratio: mask parameters.
+        n_heads, period, ratio, context: mask parameters (context: attention window, 0 = all).
     Returns:
         ``(B, T, D)``.
     """
     b, t, _ = x.shape
-    tgt_mask = repeat_for_batch(biased_mask(t, n_heads, period).to(x), b)  # (B*H, T, T)
+    tgt_mask = repeat_for_batch(biased_mask(t, n_heads, period, context=context).to(x), b)  # (B*H, T, T)
     mem_mask = alignment_mask(t, memory.shape[1], ratio).to(x)  # (T, S)
     return decoder(x, memory, tgt_mask=tgt_mask, memory_mask=mem_mask)
 
 
 def encode_full(encoder: nn.TransformerEncoder, x: torch.Tensor, lengths: torch.Tensor,
-                n_heads: int, period: int, causal: bool) -> torch.Tensor:
+                n_heads: int, period: int, causal: bool, context: int = 0) -> torch.Tensor:
     """Reference forward of a biased-mask transformer encoder over padded sequences.
 
     Args:
         encoder: ``nn.TransformerEncoder`` (batch_first).
         x: ``(B, T, D)``.
         lengths: ``(B,)`` valid frames; keys beyond are masked out.
-        n_heads, period: bias parameters; causal: block future keys.
+        n_heads, period, context: bias parameters; causal: block future keys.
     Returns:
         ``(B, T, D)``.
     """
     b, t, _ = x.shape
-    mask = biased_mask(t, n_heads, period, causal).to(x)[None]  # (1, H, T, T)
+    mask = biased_mask(t, n_heads, period, causal, context).to(x)[None]  # (1, H, T, T)
     pad = torch.arange(t, device=x.device)[None, :] >= lengths[:, None]  # (B, T)
     mask = mask.masked_fill(pad[:, None, None, :], float("-inf"))  # (B, H, T, T)
     # padded queries would see only -inf; let them see themselves (their outputs are ignored)
@@ -118,36 +120,52 @@ def encode_full(encoder: nn.TransformerEncoder, x: torch.Tensor, lengths: torch.
     return encoder(x, mask=mask.reshape(b * n_heads, t, t))
 
 
+def _window(n_frames: int | None, context: int) -> tuple[int, int | None]:
+    """(bias table size, cache capacity) of a stepper: the attention window when there is one."""
+    if n_frames is None and not context:
+        raise ValueError("streaming (n_frames=None) needs an attention window (context > 0)")
+    size = context + 1 if context else n_frames
+    if n_frames is not None:
+        size = min(size, n_frames)
+    return size, None if torch.is_grad_enabled() else size
+
+
 class DecoderStepper:
     """Cached autoregressive run of an ``nn.TransformerDecoder``: one frame per :meth:`step`.
 
-    Equivalent to :func:`decode_full` on the growing prefix, at O(T) layer calls in total.
+    Equivalent to :func:`decode_full` on the growing prefix, at O(T) layer calls in total; with
+    an attention window (``context > 0``) its memory is constant, so it can run for ever.
 
     Args:
         decoder: the same decoder :func:`decode_full` runs.
-        memory: ``(B, S, D)`` audio features (projected once per layer here).
-        n_heads, period, ratio: mask parameters.
-        n_frames: frames that will be stepped (bias table size, cache capacity).
+        n_heads, period, context: mask parameters.
+        n_frames: frames that will be stepped, or None (streaming; needs ``context > 0``).
+        like: a tensor giving dtype and device.
     """
 
-    def __init__(self, decoder: nn.TransformerDecoder, memory: torch.Tensor, n_heads: int,
-                 period: int, ratio: int, n_frames: int):
+    def __init__(self, decoder: nn.TransformerDecoder, n_heads: int, period: int, context: int,
+                 n_frames: int | None, like: torch.Tensor):
         assert decoder.norm is None
         self.layers = list(decoder.layers)
-        self.ratio = ratio
-        self.table = distance_bias(n_frames, n_heads, period).to(memory)  # (H, T)
-        capacity = None if torch.is_grad_enabled() else n_frames
-        self.caches = [KVCache(capacity) for _ in self.layers]
-        self.memory_kv = [memory_keys_values(layer.multihead_attn, memory) for layer in self.layers]
-        self.t = 0
+        size, capacity = _window(n_frames, context)
+        self.table = distance_bias(size, n_heads, period, context).to(like)  # (H, size)
+        self.caches = [KVCache(capacity, size if context else 0) for _ in self.layers]
 
-    def step(self, x: torch.Tensor) -> torch.Tensor:
-        """Process the next frame: ``(B, 1, D)`` embedded token -> ``(B, 1, D)`` decoder output."""
-        t, r = self.t, self.ratio
-        bias = bias_row(self.table, t)
-        for layer, cache, (mk, mv) in zip(self.layers, self.caches, self.memory_kv):
-            x = decoder_layer_step(layer, x, cache, bias, mk[:, :, t * r:(t + 1) * r], mv[:, :, t * r:(t + 1) * r])
-        self.t += 1
+    def step(self, x: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
+        """Process the next frame.
+
+        Args:
+            x: ``(B, 1, D)`` embedded token of the frame.
+            memory: ``(B, r, D)`` the audio features aligned with it (the alignment mask blocks
+                every other audio frame).
+        Returns:
+            ``(B, 1, D)`` decoder output.
+        """
+        n = min(self.caches[0].n + 1, self.table.shape[1])
+        bias = bias_row(self.table, n)
+        for layer, cache in zip(self.layers, self.caches):
+            mk, mv = memory_keys_values(layer.multihead_attn, memory)
+            x = decoder_layer_step(layer, x, cache, bias, mk, mv)
         return x
 
 
@@ -158,24 +176,22 @@ class CausalEncoderStepper:
 
     Args:
         encoder: the encoder.
-        n_heads, period: bias parameters.
-        n_frames: frames that will be stepped.
+        n_heads, period, context: bias parameters.
+        n_frames: frames that will be stepped, or None (streaming; needs ``context > 0``).
         like: a tensor giving dtype/device.
     """
 
-    def __init__(self, encoder: nn.TransformerEncoder, n_heads: int, period: int, n_frames: int,
-                 like: torch.Tensor):
+    def __init__(self, encoder: nn.TransformerEncoder, n_heads: int, period: int, context: int,
+                 n_frames: int | None, like: torch.Tensor):
         assert encoder.norm is None
         self.layers = list(encoder.layers)
-        self.table = distance_bias(n_frames, n_heads, period).to(like)
-        capacity = None if torch.is_grad_enabled() else n_frames
-        self.caches = [KVCache(capacity) for _ in self.layers]
-        self.t = 0
+        size, capacity = _window(n_frames, context)
+        self.table = distance_bias(size, n_heads, period, context).to(like)
+        self.caches = [KVCache(capacity, size if context else 0) for _ in self.layers]
 
     def step(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, 1, D)`` -> ``(B, 1, D)`` for the next frame."""
-        bias = bias_row(self.table, self.t)
+        bias = bias_row(self.table, min(self.caches[0].n + 1, self.table.shape[1]))
         for layer, cache in zip(self.layers, self.caches):
             x = encoder_layer_step(layer, x, cache, bias)
-        self.t += 1
         return x

@@ -27,7 +27,7 @@ from torch import nn
 from avguide.animators.common import (DecoderStepper, check_batch, check_decoder_fields, decode_full, frame_counts,
                                       masked_mse)
 from avguide.animators.masks import periodic_encoding
-from avguide.audio.encoders import AudioEncoderConfig, build_audio_encoder, mel_encoder_tiny, wav2vec2_base
+from avguide.audio.encoders import STREAM_LOOKAHEAD, AudioEncoderConfig, build_audio_encoder, mel_encoder_tiny
 
 
 @dataclass
@@ -40,7 +40,8 @@ class FaceFormerConfig:
     period: positional-encoding and bias period in frames (= fps in FaceFormer).
     audio_ratio: audio features per motion frame in cross-attention (1 VOCASET, 2 BIWI).
     teacher_forcing: train on ground-truth past motion (True) or on the model's own (False,
-    the published default). audio: the audio encoder.
+    the published default). context: self-attention window in frames (0: the whole past, as
+    published; > 0 bounds the memory of long and streamed animation). audio: the audio encoder.
     """
 
     kind: Literal["faceformer"] = "faceformer"
@@ -53,12 +54,11 @@ class FaceFormerConfig:
     period: int = 30
     audio_ratio: int = 1
     teacher_forcing: bool = False
+    context: int = 0
     audio: AudioEncoderConfig = field(default_factory=AudioEncoderConfig)
 
     def check(self) -> list[str]:
-        errors = []
-        errors += check_decoder_fields(self)
-        return errors
+        return check_decoder_fields(self)
 
 
 def faceformer_vocaset(audio: AudioEncoderConfig | None = None) -> FaceFormerConfig:
@@ -77,14 +77,12 @@ def faceformer_biwi(audio: AudioEncoderConfig | None = None) -> FaceFormerConfig
 
 
 def faceformer_cpu(audio: AudioEncoderConfig | None = None) -> FaceFormerConfig:
-    """FaceFormer on CPU: the published VOCASET size is already small (D=64); same as
-    :func:`faceformer_vocaset`, named for symmetry with :func:`avguide.animators.codetalker_cpu`."""
-    return faceformer_vocaset(audio)
-
-
-def faceformer_paper_vocaset() -> FaceFormerConfig:
-    """VOCASET size with the paper's wav2vec2-base-960h encoder (needs transformers + weights)."""
-    return faceformer_vocaset(wav2vec2_base())
+    """FaceFormer at the published VOCASET size (D=64), made to stream: its mel encoder looks
+    at most 92.5 ms ahead (:data:`avguide.audio.encoders.STREAM_LOOKAHEAD`) and its
+    self-attention reads the last 300 frames (10 s at 30 fps, longer than any training clip), so
+    speech of any length animates with constant memory and a streamed animation equals the
+    offline one. The shipped models use it."""
+    return FaceFormerConfig(context=300, audio=audio or AudioEncoderConfig(lookahead=STREAM_LOOKAHEAD))
 
 
 def faceformer_tiny() -> FaceFormerConfig:
@@ -166,7 +164,7 @@ class FaceFormer(nn.Module):
             offsets = (vertices - template[:, None]).flatten(2)  # (B, T, V*3)
             prev = F.pad(offsets[:, :-1], (0, 0, 1, 0))  # (B, T, V*3), zero before frame 0
             hidden = decode_full(self.transformer_decoder, self.embed(self.motion_tokens(prev, style)),
-                                 memory, self.cfg.n_heads, self.cfg.period, self.cfg.audio_ratio)
+                                 memory, self.cfg.n_heads, self.cfg.period, self.cfg.audio_ratio, self.cfg.context)
             pred_offsets = self.vertice_map_r(hidden)
         else:
             pred_offsets = self._decode_cached(memory, style, t)
@@ -181,16 +179,16 @@ class FaceFormer(nn.Module):
         the folded ``(D, D)`` map and never touches the ``V*3``-wide layers; the offsets of all
         frames are read out with one matrix product at the end.
         """
-        b = memory.shape[0]
-        stepper = DecoderStepper(self.transformer_decoder, memory, self.cfg.n_heads, self.cfg.period,
-                                 self.cfg.audio_ratio, n_frames)
+        b, r = memory.shape[0], self.cfg.audio_ratio
+        stepper = DecoderStepper(self.transformer_decoder, self.cfg.n_heads, self.cfg.period, self.cfg.context,
+                                 n_frames, memory)
         pe = periodic_encoding(n_frames, self.cfg.feature_dim, self.cfg.period).to(memory)  # (T, D)
         fold_w = self.vertice_map.weight @ self.vertice_map_r.weight  # (D, D)
         fold_b = self.vertice_map.weight @ self.vertice_map_r.bias + self.vertice_map.bias + style  # (B, 1, D)
         token = self.motion_tokens(memory.new_zeros(b, 1, self.n_vertices * 3), style)  # (B, 1, D)
         hidden = []
         for t in range(n_frames):
-            h = stepper.step(self.pe_dropout(token + pe[t]))  # (B, 1, D)
+            h = stepper.step(self.pe_dropout(token + pe[t]), memory[:, t * r:(t + 1) * r])  # (B, 1, D)
             hidden.append(h)
             token = h @ fold_w.T + fold_b  # == vertice_map(vertice_map_r(h)) + style
         return self.vertice_map_r(torch.cat(hidden, 1))  # (B, T, V*3)
@@ -201,7 +199,7 @@ class FaceFormer(nn.Module):
         prev = memory.new_zeros(b, 1, self.n_vertices * 3)  # (B, 1, V*3)
         for t in range(n_frames):
             hidden = decode_full(self.transformer_decoder, self.embed(self.motion_tokens(prev, style)),
-                                 memory, self.cfg.n_heads, self.cfg.period, self.cfg.audio_ratio)
+                                 memory, self.cfg.n_heads, self.cfg.period, self.cfg.audio_ratio, self.cfg.context)
             offsets = self.vertice_map_r(hidden)  # (B, t+1, V*3)
             prev = torch.cat([prev, offsets[:, -1:]], 1)
         return offsets

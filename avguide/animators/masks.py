@@ -41,36 +41,42 @@ def alibi_slopes(n_heads: int) -> torch.Tensor:
     return torch.tensor(slopes, dtype=torch.float32)
 
 
-def distance_bias(n_frames: int, n_heads: int, period: int) -> torch.Tensor:
+def distance_bias(n_frames: int, n_heads: int, period: int, context: int = 0) -> torch.Tensor:
     """Bias as a function of the frame distance ``d`` only: ``-floor(d / period) * slope_h``.
 
     Args:
         n_frames: number of distances 0 .. n_frames-1.
         n_heads: heads (slopes from :func:`alibi_slopes`).
         period: frames per bias step (FaceFormer: the motion fps).
+        context: > 0: keys more than ``context`` frames away are blocked (-inf), so attention
+            reads a bounded window and streaming keeps constant memory; 0: no limit.
     Returns:
         ``(H, n_frames)`` float32; entry ``[h, d]`` is the bias of a key ``d`` frames away.
     """
     d = torch.arange(n_frames)
     steps = torch.div(d, period, rounding_mode="floor").to(torch.float32)  # (n_frames,)
-    return -alibi_slopes(n_heads)[:, None] * steps[None, :]
+    table = -alibi_slopes(n_heads)[:, None] * steps[None, :]
+    if context > 0:
+        table[:, context + 1:] = float("-inf")
+    return table
 
 
-def biased_mask(n_frames: int, n_heads: int, period: int, causal: bool = True) -> torch.Tensor:
+def biased_mask(n_frames: int, n_heads: int, period: int, causal: bool = True, context: int = 0) -> torch.Tensor:
     """FaceFormer's temporal self-attention mask with ALiBi-like periodic bias.
 
     Entry ``[h, i, j] = -floor(|i - j| / period) * slope_h``; with ``causal`` the future
-    (``j > i``) is ``-inf``.
+    (``j > i``) is ``-inf``, with ``context > 0`` so is every key more than ``context`` frames away.
 
     Args:
         n_frames: sequence length T (any length).
         n_heads: attention heads H.
         period: bias period in frames.
         causal: block keys after the query (decoders) or not (the VQ-VAE encoder).
+        context: attention window in frames (0: unlimited).
     Returns:
         ``(H, T, T)`` float32 additive mask.
     """
-    table = distance_bias(n_frames, n_heads, period)  # (H, T) indexed by distance
+    table = distance_bias(n_frames, n_heads, period, context)  # (H, T) indexed by distance
     idx = torch.arange(n_frames)
     dist = (idx[:, None] - idx[None, :]).abs()  # (T, T)
     mask = table[:, dist]  # (H, T, T)

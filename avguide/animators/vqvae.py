@@ -47,6 +47,7 @@ class VQVAEConfig:
     beta: commitment weight. codebook_update: ``loss`` (codebook loss) or ``ema``.
     ema_decay: EMA decay. kernel: temporal conv size (odd). neg_slope: LeakyReLU slope.
     dropout: transformer dropout. period: bias / positional period in frames (= fps).
+    context: attention window in frames of both transformers (0: the whole sequence).
     """
 
     hidden: int = 1024
@@ -63,6 +64,7 @@ class VQVAEConfig:
     neg_slope: float = 0.2
     dropout: float = 0.1
     period: int = 30
+    context: int = 0
 
     def check(self) -> list[str]:
         errors = []
@@ -73,6 +75,8 @@ class VQVAEConfig:
             errors.append(f"hidden: must be even and divisible by n_heads ({self.n_heads}), got {self.hidden}")
         if self.kernel < 1 or self.kernel % 2 == 0:
             errors.append(f"kernel: must be odd and >= 1, got {self.kernel}")
+        if self.context < 0:
+            errors.append(f"context: must be >= 0 frames (0: the whole sequence), got {self.context}")
         if self.codebook_update not in ("loss", "ema"):
             errors.append(f"codebook_update: {self.codebook_update!r} is not one of loss, ema")
         if not 0.0 < self.ema_decay < 1.0:
@@ -212,7 +216,7 @@ class MotionVQVAE(nn.Module):
         x = self._act(self.enc_conv(x.transpose(1, 2)).transpose(1, 2))  # (B, T, H)
         x = masked_instance_norm(x, lengths)
         x = encode_full(self.enc_transformer, x + self._pe(t, x), lengths, self.cfg.n_heads,
-                        self.cfg.period, causal=False)
+                        self.cfg.period, causal=False, context=self.cfg.context)
         return self.enc_out(x).view(b, t, self.cfg.n_codes, self.cfg.code_dim)
 
     @torch.no_grad()
@@ -255,7 +259,7 @@ class MotionVQVAE(nn.Module):
         x = F.pad(x.transpose(1, 2), (self.cfg.kernel - 1, 0))  # (B, H, k-1+T)
         x = self._act(self.dec_conv(x).transpose(1, 2))  # (B, T, H)
         x = encode_full(self.dec_transformer, x + self._pe(t, x), torch.full((b,), t, device=x.device),
-                        self.cfg.n_heads, self.cfg.period, causal=True)
+                        self.cfg.n_heads, self.cfg.period, causal=True, context=self.cfg.context)
         return self.dec_out(x) * self.motion_scale
 
     def forward(self, offsets: torch.Tensor, lengths: torch.Tensor) -> dict:
@@ -291,16 +295,19 @@ class DecodeStepper:
     """Frame-by-frame :meth:`MotionVQVAE.decode` with a key/value cache and a conv history.
 
     Args:
-        vqvae: the autoencoder. n_frames: frames that will be stepped.
+        vqvae: the autoencoder. n_frames: frames that will be stepped, or None (streaming; needs
+            ``vq.context > 0``).
         like: ``(B, ...)`` tensor giving batch size, dtype and device.
     """
 
-    def __init__(self, vqvae: MotionVQVAE, n_frames: int, like: torch.Tensor):
+    def __init__(self, vqvae: MotionVQVAE, n_frames: int | None, like: torch.Tensor):
         cfg = vqvae.cfg
         self.vqvae = vqvae
-        self.pe = periodic_encoding(n_frames, cfg.hidden, cfg.period).to(like)  # (T, H)
+        self.pe = periodic_encoding(cfg.period, cfg.hidden, cfg.period).to(like)  # (period, H): one cycle
+        self.t = 0
         self.history = like.new_zeros(like.shape[0], cfg.hidden, cfg.kernel - 1)  # (B, H, k-1)
-        self.stepper = CausalEncoderStepper(vqvae.dec_transformer, cfg.n_heads, cfg.period, n_frames, like)
+        self.stepper = CausalEncoderStepper(vqvae.dec_transformer, cfg.n_heads, cfg.period, cfg.context, n_frames,
+                                            like)
 
     def step(self, codes: torch.Tensor) -> torch.Tensor:
         """``(B, 1, n_codes, code_dim)`` codes of the next frame -> ``(B, 1, V*3)`` offsets."""
@@ -309,5 +316,6 @@ class DecodeStepper:
         window = torch.cat([self.history, x], 2)  # (B, H, k)
         self.history = window[:, :, 1:]
         x = vq._act(vq.dec_conv(window).transpose(1, 2))  # (B, 1, H)
-        x = self.stepper.step(x + self.pe[self.stepper.t])
+        x = self.stepper.step(x + self.pe[self.t % len(self.pe)])
+        self.t += 1
         return vq.dec_out(x) * vq.motion_scale

@@ -31,6 +31,11 @@ from avguide.audio.mel import LOG_MEL_SHIFT, log_mel, mel_filterbank, n_mel_fram
 from avguide.errors import BadInputError, MissingFileError
 
 
+STREAM_LOOKAHEAD = 7
+"""Mel frames the streaming presets' convolutions look ahead: with the mel window and the
+interpolation, 92.5 ms of speech (:func:`encoder_lookahead_s`), within a 100 ms budget."""
+
+
 @dataclass
 class AudioEncoderConfig:
     """Audio encoder hyper-parameters.
@@ -42,6 +47,10 @@ class AudioEncoderConfig:
     normalize: zero-mean unit-variance per clip before the HF model (its feature extractor's
         ``do_normalize``; true for wav2vec2-base-960h and hubert-large-ls960-ft).
     freeze_feature_encoder: keep the HF convolutional feature encoder frozen.
+    lookahead: ``mel`` only. -1: centred convolutions (each feature sees about +-0.3 s of
+        speech). >= 0: causal convolutions shifted by this many 10 ms mel frames, so a feature
+        depends on no speech later than ``lookahead`` frames after it: the encoder can stream
+        with a bounded delay (:func:`encoder_lookahead_s` gives the whole look-ahead).
     """
 
     kind: Literal["mel", "wav2vec2", "hubert"] = "mel"
@@ -52,22 +61,22 @@ class AudioEncoderConfig:
     model: str = "facebook/wav2vec2-base-960h"
     normalize: bool = True
     freeze_feature_encoder: bool = True
+    lookahead: int = -1
 
     def check(self) -> list[str]:
         errors = []
         if self.kind not in ("mel", "wav2vec2", "hubert"):
             errors.append(f"kind: {self.kind!r} is not one of mel, wav2vec2, hubert")
+        if self.lookahead < -1:
+            errors.append(f"lookahead: -1 (centred) or >= 0 mel frames, got {self.lookahead}")
+        if self.lookahead >= 0 and self.kind != "mel":
+            errors.append(f"lookahead: only the mel encoder streams (kind={self.kind!r} needs lookahead=-1)")
         for name in ("n_mels", "channels", "n_blocks"):
             if getattr(self, name) < 1:
                 errors.append(f"{name}: must be >= 1, got {getattr(self, name)}")
         if self.kernel < 1 or self.kernel % 2 == 0:
             errors.append(f"kernel: must be odd and >= 1, got {self.kernel}")
         return errors
-
-
-def mel_encoder_default() -> AudioEncoderConfig:
-    """The default offline encoder: 80 mels, 256 channels, 4 dilated blocks."""
-    return AudioEncoderConfig()
 
 
 def mel_encoder_tiny() -> AudioEncoderConfig:
@@ -78,11 +87,6 @@ def mel_encoder_tiny() -> AudioEncoderConfig:
 def wav2vec2_base() -> AudioEncoderConfig:
     """FaceFormer's / CodeTalker's encoder: facebook/wav2vec2-base-960h (768-d)."""
     return AudioEncoderConfig(kind="wav2vec2", model="facebook/wav2vec2-base-960h")
-
-
-def hubert_large() -> AudioEncoderConfig:
-    """HuBERT large fine-tuned on LibriSpeech (1024-d)."""
-    return AudioEncoderConfig(kind="hubert", model="facebook/hubert-large-ls960-ft")
 
 
 def resample_features(feats: torch.Tensor, lengths: torch.Tensor, src_rate: float, dst_rate: float,
@@ -120,20 +124,42 @@ class MelEncoder(nn.Module):
     """Log-mel (100 Hz) -> conv stem -> residual dilated conv blocks -> resample to ``rate``.
 
     Padded frames are zeroed before every convolution, so each clip's features equal those of the
-    clip alone (convolutions see zeros beyond the end either way).
+    clip alone (convolutions see zeros beyond the end either way). With ``cfg.lookahead >= 0`` the
+    convolutions are causal and the output is read ``lookahead`` frames later, so that feature
+    ``i`` depends on mel frames ``<= i + lookahead`` only (the streaming encoder).
     """
 
     def __init__(self, cfg: AudioEncoderConfig):
         super().__init__()
         self.hop = 160
+        self.kernel, self.lookahead = cfg.kernel, cfg.lookahead
         self.register_buffer("bank", mel_filterbank(400, cfg.n_mels), persistent=False)
-        self.stem = nn.Conv1d(cfg.n_mels, cfg.channels, cfg.kernel, padding=cfg.kernel // 2)
-        self.blocks = nn.ModuleList(
-            nn.Conv1d(cfg.channels, cfg.channels, cfg.kernel, dilation=2 ** i,
-                      padding=2 ** i * (cfg.kernel // 2))
-            for i in range(cfg.n_blocks))
+        self.stem = nn.Conv1d(cfg.n_mels, cfg.channels, cfg.kernel)
+        self.blocks = nn.ModuleList(nn.Conv1d(cfg.channels, cfg.channels, cfg.kernel, dilation=2 ** i)
+                                    for i in range(cfg.n_blocks))
         self.norm = nn.LayerNorm(cfg.channels)
         self.out_dim = cfg.channels
+
+    def _pad(self, x: torch.Tensor, dilation: int) -> torch.Tensor:
+        """``(B, C, N)`` -> ``(B, C, N + (k-1) d)``: centred, or all on the left (causal)."""
+        span = (self.kernel - 1) * dilation
+        return F.pad(x, (span, 0) if self.lookahead >= 0 else (span // 2, span // 2))
+
+    def mel(self, audio: torch.Tensor, audio_lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Scaled log-mel frames ``(B, N, n_mels)`` and valid frames per clip ``(B,)``."""
+        keep = _valid(audio_lengths, audio.shape[1]).to(audio.dtype)
+        mel = (log_mel(audio * keep, hop=self.hop, bank=self.bank) + LOG_MEL_SHIFT) / LOG_MEL_SHIFT
+        return mel, n_mel_frames(audio_lengths, self.hop)
+
+    def convolve(self, mel: torch.Tensor, n_frames: torch.Tensor) -> torch.Tensor:
+        """``(B, N, n_mels)`` mel frames (valid up to ``n_frames``) -> ``(B, N, C)`` features at 100 Hz."""
+        la = max(self.lookahead, 0)
+        mel = F.pad(mel, (0, 0, 0, la))  # (B, N + la, n_mels): the look-ahead reads zeros past the end
+        valid = _valid(n_frames, mel.shape[1]).to(mel.dtype)[:, None, :]  # (B, 1, N + la)
+        x = self.stem(self._pad(mel.transpose(1, 2) * valid, 1))  # (B, C, N + la)
+        for i, conv in enumerate(self.blocks):
+            x = x + F.gelu(conv(self._pad(F.gelu(x) * valid, 2 ** i)))
+        return self.norm(x[:, :, la:].transpose(1, 2))  # (B, N, C)
 
     def forward(self, audio: torch.Tensor, audio_lengths: torch.Tensor, rate: float,
                 n_out: int, n_valid_out: torch.Tensor | None = None) -> torch.Tensor:
@@ -148,15 +174,24 @@ class MelEncoder(nn.Module):
         Returns:
             ``(B, n_out, channels)``.
         """
-        keep = _valid(audio_lengths, audio.shape[1]).to(audio.dtype)
-        mel = (log_mel(audio * keep, hop=self.hop, bank=self.bank) + LOG_MEL_SHIFT) / LOG_MEL_SHIFT
-        n_frames = n_mel_frames(audio_lengths, self.hop)  # (B,)
-        valid = _valid(n_frames, mel.shape[1]).to(mel.dtype)[:, None, :]  # (B, 1, N)
-        x = self.stem(mel.transpose(1, 2) * valid)  # (B, C, N)
-        for conv in self.blocks:
-            x = x + F.gelu(conv(F.gelu(x) * valid))
-        x = self.norm(x.transpose(1, 2))  # (B, N, C)
-        return resample_features(x, n_frames, AUDIO_RATE / self.hop, rate, n_out)
+        mel, n_frames = self.mel(audio, audio_lengths)
+        return resample_features(self.convolve(mel, n_frames), n_frames, AUDIO_RATE / self.hop, rate, n_out)
+
+
+def encoder_lookahead_s(cfg: AudioEncoderConfig) -> float:
+    """Seconds of speech after a feature's time that the feature may depend on (an upper bound).
+
+    A feature for time ``tau`` interpolates the mel frames around ``tau * 100`` (the later one at
+    most 10 ms after ``tau``), the convolutions read ``lookahead`` frames further, and a mel
+    frame's 25 ms window reaches 12.5 ms past its centre: ``(lookahead + 1) * 10 ms + 12.5 ms``.
+
+    Returns:
+        The look-ahead in seconds, or ``inf`` for centred convolutions (``lookahead = -1``) and
+        the Hugging Face encoders (bidirectional transformers).
+    """
+    if cfg.kind != "mel" or cfg.lookahead < 0:
+        return float("inf")
+    return ((cfg.lookahead + 1) * 160 + 200) / AUDIO_RATE
 
 
 class HFAudioEncoder(nn.Module):

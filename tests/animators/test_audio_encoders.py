@@ -98,3 +98,44 @@ def test_hf_encoder_missing_model_is_a_clear_error(tmp_path):
     from avguide.errors import MissingFileError
     with pytest.raises(MissingFileError, match="wav2vec2"):
         build_audio_encoder(AudioEncoderConfig(kind="wav2vec2", model=str(tmp_path / "nope")))
+
+
+@pytest.mark.parametrize("lookahead", [0, 3])
+def test_streaming_mel_encoder_ignores_speech_past_its_lookahead(lookahead):
+    """A feature for time tau must not change when the speech after tau + encoder_lookahead_s
+    changes, and must change when speech just inside that bound changes (the bound is tight
+    to within one 10 ms mel frame)."""
+    from avguide.audio.encoders import AudioEncoderConfig, encoder_lookahead_s
+
+    torch.manual_seed(0)
+    cfg = AudioEncoderConfig(n_mels=40, channels=16, n_blocks=2, kernel=3, lookahead=lookahead)
+    enc = build_audio_encoder(cfg)
+    rate, j = 30.0, 20  # feature 20 at 30 fps: tau = 0.6667 s
+    ahead = encoder_lookahead_s(cfg)
+    assert ahead == pytest.approx(((lookahead + 1) * 160 + 200) / 16000)
+    audio = torch.randn(1, 32000) * 0.1
+    base = enc(audio, torch.tensor([32000]), rate, 40)
+    cut = int(np.ceil((j / rate + ahead) * 16000))
+    after = audio.clone()
+    after[0, cut:] = torch.randn(32000 - cut) * 0.3
+    changed = enc(after, torch.tensor([32000]), rate, 40)
+    assert torch.equal(changed[0, : j + 1], base[0, : j + 1])
+    assert (changed[0, j + 2:] - base[0, j + 2:]).abs().max() > 1e-3  # later features do see it
+    inside = audio.clone()
+    inside[0, cut - 360: cut] += 0.3  # the last 22.5 ms the bound allows
+    assert (enc(inside, torch.tensor([32000]), rate, 40)[0, j] - base[0, j]).abs().max() > 1e-4
+
+
+def test_streaming_mel_encoder_batch_equals_per_clip_and_centred_is_unbounded():
+    from avguide.audio.encoders import AudioEncoderConfig, encoder_lookahead_s
+
+    torch.manual_seed(0)
+    cfg = AudioEncoderConfig(n_mels=40, channels=16, n_blocks=2, kernel=3, lookahead=2)
+    enc = build_audio_encoder(cfg)
+    audio = torch.randn(2, 20000) * 0.1
+    audio[1, 12000:] = 0.5
+    both = enc(audio, torch.tensor([20000, 12000]), 50.0, 63)
+    alone = enc(audio[1:, :12000], torch.tensor([12000]), 50.0, 63)
+    assert (both[1] - alone[0]).abs().max() < 1e-5
+    assert encoder_lookahead_s(mel_encoder_tiny()) == float("inf")
+    assert "lookahead" in " ".join(AudioEncoderConfig(lookahead=-2).check())

@@ -124,3 +124,15 @@ def test_published_vq_sizes():
     from avguide.animators import codetalker_biwi, codetalker_vocaset
     assert (codetalker_vocaset().vq.n_codes, codetalker_vocaset().vq.code_dim) == (16, 64)
     assert (codetalker_biwi().vq.n_codes, codetalker_biwi().vq.code_dim) == (8, 128)
+
+
+def test_attention_windows_cached_equal_recompute():
+    """CodeTalker with windows in its predictor (context) and in its VQ decoder (vq.context):
+    cached decoding equals the windowed full-prefix reference, and the windows bind."""
+    audio, al, template, subject = _batch()
+    full = _model().generate(audio, al, template, subject)
+    m = _model()
+    m.cfg.context, m.vqvae.cfg.context = 5, 4
+    fast = m.generate(audio, al, template, subject)
+    assert (fast - m.generate_recompute(audio, al, template, subject)).abs().max() < 1e-5
+    assert (fast - full).abs().max() > 1e-4

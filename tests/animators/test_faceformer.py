@@ -125,3 +125,21 @@ def test_published_parameter_count_vocaset():
     expected = (15069 * 64 + 64) + (64 * 15069 + 15069) + 8 * 64 + (256 * 64 + 64) \
         + 2 * (4 * 64 * 64 + 4 * 64) + (64 * 128 + 128 + 128 * 64 + 64) + 3 * 128
     assert decoder == expected
+
+
+def test_attention_window_cached_equals_recompute_and_limits_the_past():
+    """With context=6 frames the sliding key/value cache equals the windowed full mask (cached
+    inference, autoregressive training), and the window really binds: the output differs from
+    the unlimited model's; a window longer than the sequence changes nothing."""
+    audio, al, template, subject = _batch()
+    full = _model().generate(audio, al, template, subject)
+    m = _model()
+    m.cfg.context = 6
+    fast = m.generate(audio, al, template, subject)
+    slow = m.generate_recompute(audio, al, template, subject)
+    assert (fast - slow).abs().max() < 1e-5
+    assert (fast - full).abs().max() > 1e-3
+    train = m(audio, al, template, fast, torch.tensor([38, 23]), subject)["pred"]  # grad-mode cache
+    assert (train[0] - fast[0]).abs().max() < 1e-5
+    m.cfg.context = 38
+    assert (m.generate(audio, al, template, subject) - full).abs().max() < 1e-6

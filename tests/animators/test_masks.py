@@ -41,7 +41,7 @@ def test_biased_mask_any_length_700_frames():
     assert m[0, 650, 651] == INF
     assert torch.isfinite(m[2].tril()).all()
     # the cached path's per-row bias reads the same numbers
-    row = bias_row(distance_bias(700, 4, 30), 699)
+    row = bias_row(distance_bias(700, 4, 30), 700)  # frame 699: 700 keys
     assert torch.equal(row[:, 0], m[:, 699])
 
 
