@@ -13,13 +13,17 @@ lip-opening parameters suppressed) and lower lip tucked to the upper teeth at ev
 labiodental. They are imposed with smooth (raised-cosine) windows, 1 over a core of at least
 ``MIN_CORE_S`` around the segment centre so that every video frame rate sees the contact.
 
-Everything is a function of continuous time; :func:`articulate` samples it at given times.
+Everything is a function of continuous time; :func:`articulate` samples it at given times. It
+optionally takes a per-token realisation (each phone's visual segment shifted against its audio,
+its targets scaled), drawn by :mod:`avguide.synth.realism`; without one, every token of a phone
+is articulated the same way.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from avguide.errors import BadInputError
 from avguide.speech.espeak import SILENCE, Phone
 from avguide.speech.visemes import phoneme_to_viseme
 
@@ -137,14 +141,22 @@ def _dominance(t: np.ndarray, starts: np.ndarray, ends: np.ndarray, alpha: np.nd
     return alpha[None, :] * np.exp(-(lead ** 2) - (lag ** 2)) + 1e-12
 
 
+def _per_phone(values: np.ndarray, n: int, name: str) -> np.ndarray:
+    """``values`` as a finite (n,) float64 array, else BadInputError naming ``name``."""
+    arr = np.asarray(values, dtype=np.float64)
+    if arr.shape != (n,) or not np.isfinite(arr).all():
+        raise BadInputError(f"{name}: expected {n} finite values (one per phone), got shape {arr.shape}")
+    return arr
+
+
 def _window(t: np.ndarray, centre: float, core_half: float, ramp: float) -> np.ndarray:
     """Raised-cosine window: 1 within core_half of centre, falling to 0 over ``ramp`` (N,)."""
     d = np.maximum(np.abs(t - centre) - core_half, 0.0)
     return np.where(d < ramp, 0.5 * (1.0 + np.cos(np.pi * np.minimum(d / ramp, 1.0))), 0.0)
 
 
-def _constraint_windows(t: np.ndarray, phones: list[Phone], classes: list[str], code: str,
-                        ramp_s: float) -> tuple[np.ndarray, list[float]]:
+def _constraint_windows(t: np.ndarray, starts: np.ndarray, ends: np.ndarray, classes: list[str],
+                        code: str, ramp_s: float) -> tuple[np.ndarray, list[float]]:
     """Union of the contact windows (N,) of the segments of class ``code``, and their centres.
 
     Windows combine as ``1 - prod(1 - w)`` (smooth where two overlap, unlike a max) and the
@@ -152,18 +164,19 @@ def _constraint_windows(t: np.ndarray, phones: list[Phone], classes: list[str], 
     """
     outside = np.ones_like(t)
     centres = []
-    for phone, cls in zip(phones, classes):
+    for start, end, cls in zip(starts.tolist(), ends.tolist(), classes):
         if cls != code:
             continue
-        centre = 0.5 * (phone.start + phone.end)
-        core_half = max(0.25 * (phone.end - phone.start), 0.5 * MIN_CORE_S)
+        centre = 0.5 * (start + end)
+        core_half = max(0.25 * (end - start), 0.5 * MIN_CORE_S)
         outside *= 1.0 - _window(t, centre, core_half, ramp_s)
         centres.append(centre)
     return 1.0 - outside, centres
 
 
 def articulate(phones: list[Phone], t: np.ndarray, anticipation_s: float = ANTICIPATION_S["round"],
-               ramp_s: float = RAMP_S) -> np.ndarray:
+               ramp_s: float = RAMP_S, shift_s: np.ndarray | None = None,
+               gain: np.ndarray | None = None) -> np.ndarray:
     """Articulatory parameters of a phone sequence at the given times.
 
     Args:
@@ -172,6 +185,11 @@ def articulate(phones: list[Phone], t: np.ndarray, anticipation_s: float = ANTIC
         anticipation_s: Gaussian width (s) of rounding anticipation (how early lips round
             before a rounded vowel); the other groups use :data:`ANTICIPATION_S`.
         ramp_s: ramp length (s) into and out of the bilabial/labiodental contact.
+        shift_s: optional (P,) time shift (s) of each phone's visual segment (its dominance
+            interval and contact window; negative = earlier than its audio), see
+            :mod:`avguide.synth.realism`. None: segments at their audio times.
+        gain: optional (P,) scale of each phone's targets, every parameter but ``close`` (a
+            contact stays a contact). None: targets as tabulated.
 
     Returns:
         (N, len(PARAMS)) float64 parameters in [0, 1]; at bilabial cores ``close`` is exactly 1
@@ -179,7 +197,7 @@ def articulate(phones: list[Phone], t: np.ndarray, anticipation_s: float = ANTIC
         equal the labiodental targets.
 
     Raises:
-        BadInputError: a phone has no viseme class.
+        BadInputError: a phone has no viseme class, or ``shift_s`` / ``gain`` is not (P,) finite.
     """
     t = np.asarray(t, dtype=np.float64)
     if not phones:
@@ -187,6 +205,12 @@ def articulate(phones: list[Phone], t: np.ndarray, anticipation_s: float = ANTIC
     targets, alphas, classes = _segment_tables(phones)
     starts = np.array([p.start for p in phones])
     ends = np.array([p.end for p in phones])
+    if shift_s is not None:
+        shift_s = _per_phone(shift_s, len(phones), "shift_s")
+        starts, ends = starts + shift_s, ends + shift_s
+    if gain is not None:
+        scaled = [i for i, name in enumerate(PARAMS) if name != "close"]
+        targets[:, scaled] *= _per_phone(gain, len(phones), "gain")[:, None]
     out = np.zeros((t.shape[0], len(PARAMS)))
     for g, group in enumerate(GROUPS):
         before = anticipation_s if group == "round" else ANTICIPATION_S[group]
@@ -195,7 +219,7 @@ def articulate(phones: list[Phone], t: np.ndarray, anticipation_s: float = ANTIC
         out[:, cols] = (dom @ targets[:, cols]) / dom.sum(axis=1, keepdims=True)
 
     # Labiodental contact: pull roll_lower, close, jaw and upper_up to the /f v/ targets.
-    lab, _ = _constraint_windows(t, phones, classes, "f", ramp_s)
+    lab, _ = _constraint_windows(t, starts, ends, classes, "f", ramp_s)
     for name in ("roll_lower", "close", "jaw", "upper_up"):
         goal = TARGETS["f"].get(name, 0.0)
         out[:, P[name]] += lab * (goal - out[:, P[name]])
@@ -203,7 +227,7 @@ def articulate(phones: list[Phone], t: np.ndarray, anticipation_s: float = ANTIC
         out[:, P[name]] *= 1.0 - lab
     # Bilabial closure: close -> 1, press -> target, lip-opening parameters -> 0; open
     # rounding (funnel) turns into closed rounding (pucker) so the lips stay protruded.
-    seal, _ = _constraint_windows(t, phones, classes, "p", ramp_s)
+    seal, _ = _constraint_windows(t, starts, ends, classes, "p", ramp_s)
     out[:, P["pucker"]] += seal * 0.5 * out[:, P["funnel"]] * (1.0 - out[:, P["pucker"]])
     out[:, P["close"]] += seal * (1.0 - out[:, P["close"]])
     out[:, P["press"]] += seal * (TARGETS["p"]["press"] - out[:, P["press"]])

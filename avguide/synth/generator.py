@@ -16,6 +16,10 @@ coarticulated ARKit weights (+ blinks, brows) -> rigged vertices. Output layout:
 
 Everything derives from ``cfg.seed`` through per-subject and per-utterance generators, so the
 output is byte-identical for the same config whatever the number of worker processes.
+``realism.enabled=true`` adds token-to-token variability of the articulation (visual lead over
+the audio, undershoot of short vowels, target scatter; :mod:`avguide.synth.realism`), drawn from
+the same per-utterance generators; it is off by default, and then the output (manifest
+included) is what it was before the option existed.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ import pickle
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -40,6 +44,7 @@ from avguide.config import config_to_dict
 from avguide.data.splits import heldout_sentences, synthetic_subject_roles
 from avguide.errors import BadInputError, MissingFileError
 from avguide.io import save_npy_atomic, write_bytes_atomic, write_json_atomic, write_text_atomic
+from avguide.synth.realism import RealismConfig
 
 
 @dataclass
@@ -59,6 +64,9 @@ class SynthConfig:
     # a dataset whose sentences this one must never speak (e.g. a corpus to pretrain a lip
     # reader on, with another seed, kept apart from the benchmark's val/test sentences)
     exclude_texts_from: str = ""
+    # token-to-token variability (visual lead, undershoot, target scatter; avguide.synth.realism),
+    # off by default so that the default benchmark stays byte-identical: realism.enabled=true
+    realism: RealismConfig = field(default_factory=RealismConfig)
 
     def check(self) -> list[str]:
         errors = []
@@ -161,7 +169,7 @@ def _utterance(job: dict) -> dict:
     rng = np.random.default_rng(job["rng"])
     utt = speak(job["text"], job["voice"])
     n_frames = math.floor(utt.audio.shape[0] * fps / avguide.AUDIO_RATE)
-    weights = speech_motion(utt.phones, n_frames, fps, job["style"], rng)           # (T,52)
+    weights = speech_motion(utt.phones, n_frames, fps, job["style"], rng, job["realism"])  # (T,52)
     verts = apply_blendshapes(job["template"], head.blendshapes, weights)             # (T,V,3)
     save_wav(out / "wav" / f"{name}.wav", utt.audio)
     save_npy_atomic(out / "vertices_npy" / f"{name}.npy", verts.reshape(n_frames, -1).astype(np.float32))
@@ -223,7 +231,7 @@ def generate(cfg: SynthConfig, out: str | Path, *, preview: bool = False, progre
         for j, text in enumerate(texts):
             jobs.append({"out": str(out), "name": f"{name}_sentence{j + 1:02d}", "text": text,
                          "voice": voice, "style": style, "template": templates[name],
-                         "fps": cfg.fps, "rng": [cfg.seed, 2, s, j + 1]})
+                         "fps": cfg.fps, "rng": [cfg.seed, 2, s, j + 1], "realism": cfg.realism})
 
     workers = cfg.workers or os.cpu_count() or 1
     bar = tqdm(total=len(jobs), desc="synth", unit="utt", disable=not progress, file=sys.stderr)
@@ -250,9 +258,12 @@ def generate(cfg: SynthConfig, out: str | Path, *, preview: bool = False, progre
         for j in range(cfg.sentences):
             if roles[s] == "train" or (j + 1) in held:
                 splits[roles[s]].append(f"{name}_sentence{j + 1:02d}")
+    config = config_to_dict(cfg) | {"workers": None}
+    if not cfg.realism.enabled:  # settings without effect; keeps the default manifest unchanged
+        del config["realism"]
     manifest = {
         "generator": "avguide.synth", "avguide_version": avguide.__version__,
-        "config": config_to_dict(cfg) | {"workers": None},
+        "config": config,
         "fps": cfg.fps, "audio_rate": avguide.AUDIO_RATE, "n_vertices": int(head.vertices.shape[0]),
         "units": "metres", "train_subjects": [n for n, r in zip(names, roles) if r == "train"],
         "splits": splits, "subjects": subjects, "versions": _versions(),

@@ -18,6 +18,7 @@ from avguide.assets.arkit import ARKIT_INDEX
 from avguide.errors import BadInputError
 from avguide.speech.espeak import Phone
 from avguide.synth.coarticulation import PARAMS, articulate
+from avguide.synth.realism import RealismConfig, sample_tokens
 from avguide.synth.upper_face import sample_events, upper_face_weights
 
 
@@ -128,12 +129,13 @@ def _check_phones(phones: list[Phone]) -> None:
 
 
 def speech_motion(phones: list[Phone], n_frames: int, fps: float, style: SpeakingStyle,
-                  rng: np.random.Generator) -> np.ndarray:
+                  rng: np.random.Generator, realism: RealismConfig | None = None) -> np.ndarray:
     """ARKit blendshape weights of a subject saying a timed phone sequence.
 
     Frame k shows time ``k / fps``. The random draws (per-utterance jitter, blinks, brows,
-    gaze) depend on the phones' total duration, never on ``n_frames`` or ``fps``: equal
-    generator states give the same continuous motion at any frame rate.
+    gaze, then the per-token realisations when realism is enabled) depend on the phones, never
+    on ``n_frames`` or ``fps``: equal generator states give the same continuous motion at any
+    frame rate.
 
     Args:
         phones: timed phones (e.g. ``speak(...).phones``), silence ``"_"`` included.
@@ -141,26 +143,31 @@ def speech_motion(phones: list[Phone], n_frames: int, fps: float, style: Speakin
         fps: frame rate (> 0).
         style: the subject's speaking style.
         rng: generator for this utterance.
+        realism: token-to-token variability (:mod:`avguide.synth.realism`); None or disabled:
+            every token of a phone articulated alike, no extra draws (the default benchmark).
 
     Returns:
         (T, 52) float32 weights in [0, 1], columns in ``ARKIT_NAMES`` order.
 
     Raises:
         BadInputError: empty/unordered phones, a phone with no viseme class, n_frames < 1,
-            fps <= 0 or an invalid style.
+            fps <= 0, an invalid style or invalid realism settings.
     """
     _check_phones(phones)
     if int(n_frames) < 1 or not fps > 0:
         raise BadInputError(f"n_frames must be >= 1 and fps > 0, got {n_frames}, {fps}")
-    errors = style.check()
+    errors = style.check() + (["realism." + e for e in realism.check()] if realism else [])
     if errors:
         raise BadInputError("; ".join(errors))
     duration = phones[-1].end
     jitter = 1.0 + style.variation * rng.uniform(-1.0, 1.0, 2)
     events = sample_events(rng, duration, style.blink_rate, style.brow_rate,
                            style.gaze_amplitude)
+    tokens = sample_tokens(phones, realism, rng) if realism is not None and realism.enabled else None
     t = np.arange(int(n_frames)) / float(fps)  # (T,)
-    params = articulate(phones, t, anticipation_s=style.anticipation_s)  # (T, len(PARAMS))
+    params = articulate(phones, t, anticipation_s=style.anticipation_s,  # (T, len(PARAMS))
+                        shift_s=None if tokens is None else tokens.shift_s,
+                        gain=None if tokens is None else tokens.gain)
     mouth = mouth_weights(params, style.amplitude * jitter[0], style.jaw_scale * jitter[1],
                           style.asymmetry)
     upper = upper_face_weights(events, t)

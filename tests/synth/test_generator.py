@@ -128,3 +128,20 @@ def test_exclude_texts_from_keeps_another_datasets_sentences_out(tiny, tmp_path)
                                           f"exclude_texts_from={tmp_path / 'nowhere'}"])
     with pytest.raises(FileNotFoundError, match="sentencestext"):
         generate(bad, tmp_path / "e", progress=False)
+
+
+def test_realism_off_by_default_on_changes_only_the_motion_and_stays_byte_identical(tiny, tmp_path):
+    root, _ = tiny
+    assert "realism" not in json.loads((root / "manifest.json").read_text())["config"]
+    base = ["subjects=3", "sentences=2", "seed=3", "realism.enabled=true"]
+    generate(load_config(SynthConfig, None, base + ["workers=2"]), tmp_path / "r2", progress=False)
+    generate(load_config(SynthConfig, None, base + ["workers=1"]), tmp_path / "r1", progress=False)
+    off, on = _digest(root), _digest(tmp_path / "r2")
+    assert on == _digest(tmp_path / "r1")                     # any worker count, same bytes
+    assert set(on) == set(off)
+    motion = {k for k in off if k.startswith(("vertices_npy/", "blendshapes_npy/"))}
+    assert len(motion) == 12 and all(on[k] != off[k] for k in motion)
+    same = set(off) - motion - {"manifest.json"}               # speech, texts, templates, regions
+    assert all(on[k] == off[k] for k in same)
+    config = json.loads((tmp_path / "r2" / "manifest.json").read_text())["config"]
+    assert config["realism"]["enabled"] is True and config["realism"]["visual_lead_ms"] == 25.0
