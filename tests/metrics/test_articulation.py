@@ -99,7 +99,8 @@ PHONES = [("_", 0.0, 0.2), ("m", 0.2, 0.3), ("æ", 0.3, 0.6), ("p", 0.6, 0.7), (
 
 
 def _gt_opening(fps=30.0, n=42):
-    """Closed (0) during /m p b/ cores, 12 mm during /æ/, 3 mm during /ɪ/, 2 mm in silence (above the closure threshold)."""
+    """Closed (0) during /m p b/ cores, 12 mm during /æ/, 3 mm during /ɪ/, 2 mm in silence
+    (above the closure threshold)."""
     t = np.arange(n) / fps
     o = np.full(n, 0.002)
     o[(t >= 0.3) & (t < 0.6)] = 0.012
