@@ -20,7 +20,8 @@ from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_
 
 import yaml
 
-from avguide.errors import BadInputError, MissingFileError
+from avguide.errors import BadInputError
+from avguide.io.files import load_yaml
 
 C = TypeVar("C")
 
@@ -44,7 +45,8 @@ def load_config(cls: type[C], path: str | Path | None = None, overrides: typing.
         A validated instance of ``cls``.
     Raises:
         MissingFileError: ``path`` does not exist.
-        BadInputError: unknown keys, wrong types or failed checks, all listed in one message.
+        BadInputError: ``path`` is not a UTF-8 YAML mapping (a binary file, invalid YAML), or
+            unknown keys, wrong types or failed checks, all listed in one line.
     """
     data: dict = {}
     errors: list[str] = []
@@ -52,14 +54,14 @@ def load_config(cls: type[C], path: str | Path | None = None, overrides: typing.
         merge_dicts(data, base)
     if path is not None:
         p = Path(path)
-        if not p.is_file():
-            raise MissingFileError(f"{p}: config file not found")
-        try:
-            loaded = yaml.safe_load(p.read_text()) or {}
-        except yaml.YAMLError as e:
-            raise BadInputError(f"{p}: invalid YAML ({e})") from None
+        loaded = load_yaml(p, "config file")
+        if loaded is None:
+            loaded = {}
         if not isinstance(loaded, dict):
-            raise BadInputError(f"{p}: top level must be a mapping, got {type(loaded).__name__}")
+            raise BadInputError(f"{p}: top level must be a mapping of config keys, got {type(loaded).__name__}")
+        bad_keys = [k for k in loaded if not isinstance(k, str)]
+        if bad_keys:
+            raise BadInputError(f"{p}: config keys must be names, got {bad_keys[0]!r}")
         merge_dicts(data, loaded)
     for item in overrides:
         if "=" not in item:
@@ -82,8 +84,9 @@ def load_config(cls: type[C], path: str | Path | None = None, overrides: typing.
     cfg = _build(cls, data, "", errors)
     if not errors:
         _check(cfg, "", errors)
-    if errors:
-        raise BadInputError(f"invalid {cls.__name__}:\n  " + "\n  ".join(errors))
+    if errors:  # all problems, on one line
+        source = f" (from {path} and the overrides)" if path is not None else ""
+        raise BadInputError(f"invalid {cls.__name__}{source}: " + "; ".join(errors))
     return cfg
 
 

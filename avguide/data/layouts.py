@@ -14,8 +14,8 @@ warning and counted (``DatasetIndex.skipped``), or is an error with ``strict=Tru
 
 from __future__ import annotations
 
-import json
 import logging
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +25,7 @@ import numpy as np
 
 from avguide.data import splits
 from avguide.errors import BadInputError, MissingFileError
-from avguide.io import safe_load_pickle
+from avguide.io import load_faces, load_indices, load_json, read_bytes, safe_load_pickle
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +95,9 @@ def open_dataset(root: str | Path, layout: Layout | Literal["auto"] = "auto", *,
         The :class:`DatasetIndex`.
     Raises:
         MissingFileError: the directory, ``wav/``, ``vertices_npy/`` or ``templates.pkl`` is missing.
-        BadInputError: an unknown layout, corrupt templates or manifest, no usable recording.
+        BadInputError: an unknown layout, no usable recording, or a corrupt ``manifest.json``,
+            ``templates.pkl``, ``faces.npy`` or region file (``regions/*.txt``, indices checked
+            against the templates' vertex count), each named.
     """
     root = Path(root)
     if not root.is_dir():
@@ -162,27 +164,48 @@ def open_dataset(root: str | Path, layout: Layout | Literal["auto"] = "auto", *,
     if not samples:
         raise BadInputError(f"{root}: no usable recordings (wav/*.wav paired with vertices_npy/*.npy)")
 
+    n_vertices = next(iter(templates.values())).shape[0]
     faces = None
-    if (root / "faces.npy").is_file():
-        faces = _load_index_array(root / "faces.npy").astype(np.int64)
+    if (root / "faces.npy").exists():
+        faces = load_faces(root / "faces.npy", n_vertices)
     return DatasetIndex(root=root, layout=layout, fps=fps, stride=stride, templates=templates,
-                        train_subjects=train_subjects, samples=samples, regions=_read_regions(root),
+                        train_subjects=train_subjects, samples=samples, regions=_read_regions(root, n_vertices),
                         faces=faces, audio_strict=(layout == "synthetic"), skipped=skipped,
                         manifest=manifest)
 
 
 def _read_manifest(root: Path) -> dict | None:
+    """``manifest.json`` checked: fps a positive number, splits {split: [names]}, train_subjects
+    [names]; None if there is none."""
     path = root / "manifest.json"
-    if not path.is_file():
+    if not path.exists():
         return None
-    try:
-        manifest = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise BadInputError(f"{path}: corrupt JSON ({e})") from None
+    manifest = load_json(path, "manifest")
     for key in ("fps", "splits", "train_subjects"):
         if key not in manifest:
             raise BadInputError(f"{path}: missing key {key!r}")
+    fps = manifest["fps"]
+    if isinstance(fps, bool) or not isinstance(fps, (int, float)) or not math.isfinite(fps) or fps <= 0:
+        raise BadInputError(f"{path}: 'fps' must be a positive number, got {fps!r}")
+    split_map = manifest["splits"]
+    if not isinstance(split_map, dict):
+        raise BadInputError(f"{path}: 'splits' must be an object {{split: [recording names]}}, got "
+                            f"{type(split_map).__name__} {_short(split_map)}")
+    for name, names in split_map.items():
+        if name not in splits.SPLIT_NAMES:
+            raise BadInputError(f"{path}: unknown split {name!r} in 'splits'; allowed: "
+                                f"{', '.join(splits.SPLIT_NAMES)}")
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise BadInputError(f"{path}: splits.{name} must be a list of recording names, got {_short(names)}")
+    subjects = manifest["train_subjects"]
+    if not isinstance(subjects, list) or not all(isinstance(n, str) for n in subjects):
+        raise BadInputError(f"{path}: 'train_subjects' must be a list of subject names, got {_short(subjects)}")
     return manifest
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _guess_layout(root: Path) -> Layout:
@@ -196,16 +219,25 @@ def _guess_layout(root: Path) -> Layout:
 
 
 def _read_templates(path: Path) -> dict[str, np.ndarray]:
-    obj = safe_load_pickle(path)
+    obj = safe_load_pickle(path, "templates pickle")
     if not isinstance(obj, dict) or not obj:
-        raise BadInputError(f"{path}: expected a non-empty dict {{subject: (V,3) array}}")
+        raise BadInputError(f"{path}: expected a non-empty dict {{subject: (V,3) array}}, got {_short(obj)}")
     out: dict[str, np.ndarray] = {}
     n_vertices = None
     for subject, arr in obj.items():
+        if not isinstance(subject, (str, bytes)):
+            raise BadInputError(f"{path}: subject names must be strings, got {_short(subject)}")
+        if isinstance(subject, bytes):  # Python-2 pickles
+            subject = subject.decode("latin1")
+        kind = arr.dtype.kind if isinstance(arr, np.ndarray) else None
+        if kind not in ("f", "i", "u") and not (isinstance(arr, (list, tuple)) and _numeric_nested(arr)):
+            raise BadInputError(f"{path}: template of {subject!r} is "
+                                f"{f'an array of dtype {arr.dtype}' if kind else type(arr).__name__ + ' ' + _short(arr)}"
+                                ", expected a (V, 3) float array")
         arr = np.asarray(arr, dtype=np.float32)
-        if arr.ndim == 1 and arr.size % 3 == 0:
+        if arr.ndim == 1 and arr.size % 3 == 0 and arr.size:
             arr = arr.reshape(-1, 3)
-        if arr.ndim != 2 or arr.shape[1] != 3:
+        if arr.ndim != 2 or arr.shape[1] != 3 or arr.shape[0] == 0:
             raise BadInputError(f"{path}: template of {subject!r} has shape {arr.shape}, expected (V, 3)")
         if not np.isfinite(arr).all():
             raise BadInputError(f"{path}: template of {subject!r} contains NaN or inf")
@@ -213,8 +245,16 @@ def _read_templates(path: Path) -> dict[str, np.ndarray]:
             raise BadInputError(f"{path}: template of {subject!r} has {arr.shape[0]} vertices, "
                                 f"others have {n_vertices}")
         n_vertices = arr.shape[0]
-        out[str(subject)] = arr
+        out[subject] = arr
     return out
+
+
+def _numeric_nested(value: list | tuple) -> bool:
+    """A (nested) list of numbers that numpy turns into a float array."""
+    try:
+        return np.asarray(value).dtype.kind in ("f", "i", "u")
+    except (ValueError, TypeError):
+        return False
 
 
 def _read_transcripts(root: Path) -> dict[str, dict[int, str]]:
@@ -224,7 +264,7 @@ def _read_transcripts(root: Path) -> dict[str, dict[int, str]]:
     if not folder.is_dir():
         return out
     for path in sorted(folder.glob("*.txt")):
-        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+        lines = read_bytes(path, "transcript file").decode("utf-8", errors="replace").splitlines()
         key = "*" if path.stem == "all" else path.stem
         out[key] = {i + 1: line.strip() for i, line in enumerate(lines) if line.strip()}
     return out
@@ -233,34 +273,41 @@ def _read_transcripts(root: Path) -> dict[str, dict[int, str]]:
 _REGION_ALIASES = {"lips": ("lips", "lve"), "upper_face": ("upper_face", "fdd")}
 
 
-def _read_regions(root: Path) -> dict[str, np.ndarray]:
+def _read_regions(root: Path, n_vertices: int) -> dict[str, np.ndarray]:
     """``regions/*.txt`` index lists (", "- or whitespace-separated); lve.txt/fdd.txt (BIWI) are
-    read as 'lips'/'upper_face'; FLAME_masks.pkl (VOCASET) gives 'lips' and forehead+eye_region."""
+    read as 'lips'/'upper_face'; FLAME_masks.pkl (VOCASET) gives 'lips' and forehead+eye_region.
+    Every index is checked against the templates' ``n_vertices`` now, naming the file, rather
+    than failing inside a loss an epoch later."""
     regions: dict[str, np.ndarray] = {}
     folder = root / "regions"
     if folder.is_dir():
         for path in sorted(folder.glob("*.txt")):
-            regions[path.stem] = _load_index_array(path)
+            regions[path.stem] = load_indices(path, n_vertices, f"'{path.stem}' vertex region")
     for canonical, names in _REGION_ALIASES.items():
         for n in names:
             if canonical not in regions and n in regions:
                 regions[canonical] = regions[n]
     masks = root / "FLAME_masks.pkl"
-    if masks.is_file():
-        m = safe_load_pickle(masks)
-        if isinstance(m, dict):
-            if "lips" in m and "lips" not in regions:
-                regions["lips"] = np.asarray(m["lips"], dtype=np.int64)
-            if "upper_face" not in regions and "forehead" in m and "eye_region" in m:
-                regions["upper_face"] = np.union1d(np.asarray(m["forehead"]), np.asarray(m["eye_region"])).astype(np.int64)
+    if masks.exists():
+        m = safe_load_pickle(masks, "FLAME masks pickle")
+        if not isinstance(m, dict):
+            raise BadInputError(f"{masks}: expected a dict {{region: vertex indices}}, got {_short(m)}")
+        mask = {k: _mask_indices(masks, k, m[k], n_vertices)
+                for k in ("lips", "forehead", "eye_region") if k in m}
+        if "lips" in mask and "lips" not in regions:
+            regions["lips"] = mask["lips"]
+        if "upper_face" not in regions and "forehead" in mask and "eye_region" in mask:
+            regions["upper_face"] = np.union1d(mask["forehead"], mask["eye_region"])
     return regions
 
 
-def _load_index_array(path: Path) -> np.ndarray:
-    try:
-        if path.suffix == ".npy":
-            return np.load(path, allow_pickle=False)
-        text = path.read_text().replace(",", " ")
-        return np.array([int(t) for t in text.split()], dtype=np.int64)
-    except (ValueError, OSError) as e:
-        raise BadInputError(f"{path}: not a list of vertex indices ({e})") from None
+def _mask_indices(path: Path, key: str, value: object, n_vertices: int) -> np.ndarray:
+    """One region of FLAME_masks.pkl as (R,) int64 in [0, n_vertices)."""
+    arr = np.asarray(value) if isinstance(value, (np.ndarray, list, tuple)) else None
+    if arr is None or arr.ndim != 1 or arr.size == 0 or arr.dtype.kind not in ("i", "u"):
+        raise BadInputError(f"{path}: region {key!r} must be a non-empty list of integer vertex "
+                            f"indices, got {_short(value)}")
+    if arr.min() < 0 or arr.max() >= n_vertices:
+        raise BadInputError(f"{path}: region {key!r} holds index {int(arr.min() if arr.min() < 0 else arr.max())}; "
+                            f"indices must lie in [0, {n_vertices})")
+    return arr.astype(np.int64)

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from avguide.errors import BadInputError, MissingFileError
+from avguide.io import load_faces, one_line, read_bytes, read_text
 
 _PLY_TYPES = {"char": "i1", "int8": "i1", "uchar": "u1", "uint8": "u1", "short": "i2", "int16": "i2",
               "ushort": "u2", "uint16": "u2", "int": "i4", "int32": "i4", "uint": "u4", "uint32": "u4",
@@ -18,7 +19,7 @@ def read_mesh(path: str | Path) -> tuple[np.ndarray | None, np.ndarray]:
     """Load vertices and triangle faces.
 
     Args:
-        path: .obj, .ply or .npy (faces only).
+        path: .obj, .ply or .npy / .npz (faces only).
     Returns:
         (vertices (V,3) float32 or None for a faces-only .npy, faces (F,3) int64); polygons are
         fan-triangulated.
@@ -31,19 +32,23 @@ def read_mesh(path: str | Path) -> tuple[np.ndarray | None, np.ndarray]:
         raise MissingFileError(f"{path}: mesh file not found")
     suffix = path.suffix.lower()
     try:
-        if suffix == ".npy":
-            verts, faces = None, np.load(path, allow_pickle=False)
+        if suffix in (".npy", ".npz"):
+            return None, load_faces(path, what="mesh faces file")
         elif suffix == ".obj":
             verts, faces = _read_obj(path)
         elif suffix == ".ply":
             verts, faces = _read_ply(path)
         else:
             raise BadInputError(f"{path}: unknown mesh format {suffix!r}; use .obj, .ply or a faces .npy")
-    except (ValueError, IndexError, UnicodeDecodeError, OSError) as e:
-        raise BadInputError(f"{path}: cannot parse mesh ({e})") from None
+    except BadInputError:
+        raise
+    except (ValueError, IndexError, KeyError, TypeError, OSError, StopIteration) as e:
+        raise BadInputError(f"{path}: cannot parse mesh ({type(e).__name__}: {one_line(e, 160)})") from None
     faces = np.asarray(faces)
     if faces.ndim != 2 or faces.shape[1] != 3 or not np.issubdtype(faces.dtype, np.integer) or faces.size == 0:
         raise BadInputError(f"{path}: faces must be a non-empty (F, 3) integer array, got {faces.shape} {faces.dtype}")
+    if verts is not None and not np.isfinite(verts).all():
+        raise BadInputError(f"{path}: vertex coordinates contain NaN or inf")
     if faces.min() < 0 or (verts is not None and faces.max() >= len(verts)):
         raise BadInputError(f"{path}: face indices out of range [0, {len(verts) if verts is not None else 'V'})")
     return verts, faces.astype(np.int64)
@@ -56,7 +61,7 @@ def _fan(polys: list[list[int]]) -> np.ndarray:
 
 def _read_obj(path: Path) -> tuple[np.ndarray, np.ndarray]:
     verts, polys = [], []
-    for line in path.read_text().splitlines():
+    for line in read_text(path, "mesh file").splitlines():
         parts = line.split()
         if not parts:
             continue
@@ -69,7 +74,7 @@ def _read_obj(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _read_ply(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    data = path.read_bytes()
+    data = read_bytes(path, "mesh file")
     end = data.find(b"end_header")
     if not data.startswith(b"ply") or end < 0:
         raise ValueError("missing ply header")

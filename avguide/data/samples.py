@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from avguide import AUDIO_RATE
-from avguide.audio.io import load_audio
+from avguide import io
 from avguide.data.layouts import DatasetIndex, SampleRef
-from avguide.errors import BadInputError, MissingFileError
+from avguide.errors import BadInputError
 
 MAX_MISMATCH_S = 0.25
 MAX_MISMATCH_FRAC = 0.10
@@ -60,7 +60,7 @@ def reconcile_lengths(n_frames: int, n_samples: int, fps: float, name: str = "se
 
 
 def load_vertices(path: str | Path, n_vertices: int, stride: int = 1) -> np.ndarray:
-    """Load a ``(T, V*3)`` vertex array and check it.
+    """Load a dataset's ``(T, V*3)`` vertex array and check it (:func:`avguide.io.load_vertices`).
 
     Args:
         path: .npy file, float, (T, V*3) or (T, V, 3).
@@ -71,27 +71,7 @@ def load_vertices(path: str | Path, n_vertices: int, stride: int = 1) -> np.ndar
     Raises:
         MissingFileError / BadInputError naming the file: unreadable, wrong width, < 2 frames, NaN/inf.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise MissingFileError(f"{path}: vertex file not found")
-    try:
-        arr = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as e:
-        raise BadInputError(f"{path}: not a readable .npy array ({e})") from None
-    if not np.issubdtype(arr.dtype, np.floating):
-        raise BadInputError(f"{path}: expected a float array, got dtype {arr.dtype}")
-    if arr.ndim == 3 and arr.shape[1:] == (n_vertices, 3):
-        arr = arr.reshape(arr.shape[0], -1)
-    if arr.ndim != 2 or arr.shape[1] != 3 * n_vertices:
-        raise BadInputError(f"{path}: shape {arr.shape} does not match the template: expected "
-                            f"(T, {3 * n_vertices}) for {n_vertices} vertices")
-    arr = arr[::stride]
-    if arr.shape[0] < 2:
-        raise BadInputError(f"{path}: only {arr.shape[0]} frame(s)")
-    if not np.isfinite(arr).all():
-        bad = int(np.argwhere(~np.isfinite(arr))[0, 0])
-        raise BadInputError(f"{path}: contains NaN or inf (first at frame {bad * stride})")
-    return arr.astype(np.float32, copy=False).reshape(arr.shape[0], n_vertices, 3)  # (T,V,3)
+    return io.load_vertices(path, n_vertices, stride=stride, min_frames=2)
 
 
 def load_sample(index: DatasetIndex, ref: SampleRef, *, need_text: bool = False) -> Sample:
@@ -108,8 +88,8 @@ def load_sample(index: DatasetIndex, ref: SampleRef, *, need_text: bool = False)
     """
     template = index.templates[ref.subject]
     verts = load_vertices(ref.vertices, template.shape[0], index.stride)
-    audio = load_audio(ref.wav, strict=index.audio_strict)
-    n, n_samples = reconcile_lengths(verts.shape[0], audio.shape[0], index.fps, ref.name)
+    audio = io.load_audio(ref.wav, strict=index.audio_strict)
+    n, n_samples = reconcile_lengths(verts.shape[0], audio.shape[0], index.fps, f"{ref.vertices} / {ref.wav.name}")
     if need_text and not ref.text:
         raise BadInputError(f"{index.root / 'sentencestext' / (ref.subject + '.txt')}: no transcript "
                             f"line {ref.sentence} for {ref.name}")

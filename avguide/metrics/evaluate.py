@@ -39,8 +39,7 @@ import numpy as np
 from avguide.data.splits import SPLIT_NAMES
 from avguide.errors import BadInputError
 from avguide.metrics import geometry
-from avguide.metrics.matching import (check_vertices, find_motion_files, load_vertex_file, match_predictions,
-                                      subject_of)
+from avguide.metrics.matching import check_vertices, find_motion_files, match_predictions, subject_of
 from avguide.metrics.text import EditCounts, char_counts, normalise_text, viseme_counts, word_counts
 
 Reader = Callable[[list[np.ndarray], float], list[str]]
@@ -48,14 +47,21 @@ Reader = Callable[[list[np.ndarray], float], list[str]]
 
 READING_METRICS = ("cer", "wer", "ver")
 
+ALL_SPLITS = "all"
+"""``EvaluateConfig.split`` value that scores every prediction whatever its split."""
+
 
 @dataclasses.dataclass
 class EvaluateConfig:
     """Options of an evaluation run (saved in ``report.json``).
 
     Attributes:
-        split: dataset split whose every sequence must have a prediction (e.g. "test",
-            "test_b"); None accepts any subset of the dataset's sequences.
+        split: the dataset split scored (e.g. "test", "test_b"): every sequence of it must have
+            a prediction, predictions outside it are ignored and listed. None: the one split
+            all predictions belong to (an error if they span several or fall in none). "all":
+            every prediction, whatever its split (the report counts them per split).
+        allow_missing: score a subset of the split; its sequences without a prediction are
+            listed (``missing_predictions``) instead of being an error.
         max_frame_diff: largest tolerated |T_pred - T_gt| in frames.
         max_frame_ratio: largest tolerated |T_pred - T_gt| / T_gt.
         reader_batch: sequences handed to the reader per call.
@@ -68,6 +74,7 @@ class EvaluateConfig:
     """
 
     split: str | None = None
+    allow_missing: bool = False
     max_frame_diff: int = 5
     max_frame_ratio: float = 0.10
     reader_batch: int = 8
@@ -80,9 +87,9 @@ class EvaluateConfig:
     def check(self) -> list[str]:
         """Errors in the option values (empty if valid)."""
         errors = []
-        if self.split is not None and self.split not in SPLIT_NAMES:
+        if self.split is not None and self.split not in (*SPLIT_NAMES, ALL_SPLITS):
             errors.append(f"split: unknown split {self.split!r}; allowed: "
-                          f"{', '.join(SPLIT_NAMES)} or null")
+                          f"{', '.join(SPLIT_NAMES)}, {ALL_SPLITS} or null")
         if self.max_frame_diff < 0:
             errors.append(f"max_frame_diff: must be >= 0, got {self.max_frame_diff}")
         if not 0 <= self.max_frame_ratio < 1:
@@ -138,20 +145,27 @@ def truncate_to_common_length(pair: SequencePair, max_frame_diff: int = 5,
 
 
 def _check_pair(pair: SequencePair, templates: Mapping[str, np.ndarray]) -> np.ndarray:
-    """Validate shapes and finiteness of a pair; return the ground-truth subject's template."""
+    """Validate shapes and finiteness of a pair; return the ground-truth subject's template.
+
+    Files are checked (naming them) when they are loaded; arrays that get here wrong are the
+    caller's bug, hence ValueError, not the user-facing BadInputError.
+    """
     for arr, source in ((pair.pred, pair.pred_source), (pair.gt, pair.gt_source)):
-        check_vertices(arr, f"{source} ({pair.name})")
+        try:
+            check_vertices(arr, f"{source} ({pair.name})")
+        except BadInputError as e:
+            raise ValueError(str(e)) from None
     if pair.pred.shape[1] != pair.gt.shape[1]:
-        raise BadInputError(f"{pair.pred_source} has {pair.pred.shape[1]} vertices per frame but "
-                            f"{pair.gt_source} has {pair.gt.shape[1]}")
+        raise ValueError(f"{pair.pred_source} has {pair.pred.shape[1]} vertices per frame but "
+                         f"{pair.gt_source} has {pair.gt.shape[1]}")
     subject = subject_of(pair.name)
     if subject not in templates:
-        raise BadInputError(f"{pair.name}: no template for subject {subject!r} (have: "
-                            f"{', '.join(sorted(templates))})")
+        raise ValueError(f"{pair.name}: no template for subject {subject!r} (have: "
+                         f"{', '.join(sorted(templates))})")
     template = np.asarray(templates[subject])
     if template.shape != pair.gt.shape[1:]:
-        raise BadInputError(f"template of {subject!r} has shape {template.shape}, but "
-                            f"{pair.gt_source} has {pair.gt.shape[1]} vertices")
+        raise ValueError(f"template of {subject!r} has shape {template.shape}, but "
+                         f"{pair.gt_source} has {pair.gt.shape[1]} vertices")
     return template
 
 
@@ -190,8 +204,8 @@ class _ReadingQueue:
         hyps = self.reader([v for _, v, _ in self.items], self.fps)
         if not isinstance(hyps, (list, tuple)) or len(hyps) != len(self.items) or not all(
                 isinstance(h, str) for h in hyps):
-            raise BadInputError(f"the reader must return {len(self.items)} strings for "
-                                f"{len(self.items)} sequences, got {hyps!r:.200}")
+            raise RuntimeError(f"the reader must return {len(self.items)} strings for "
+                               f"{len(self.items)} sequences, got {hyps!r:.200}")
         for (target, _, ref), hyp in zip(self.items, hyps):
             target["hypothesis"] = hyp
             for metric, counter in self.counters.items():
@@ -226,9 +240,11 @@ def evaluate(pairs: Iterable[SequencePair], lip_idx: Sequence[int] | np.ndarray,
         ``{"rows": [...], "sequences": [...], "summary": {...}, "ceiling": {...} or None}``;
         see the module docstring for the aggregation, :mod:`avguide.metrics.geometry` for units.
     Raises:
-        BadInputError: no pairs, bad shapes, NaN/inf (naming the file), gross length mismatch,
-            missing template or transcript, reader without transcripts (or the reverse),
-            missing fps, or a reader returning the wrong number of strings.
+        BadInputError: invalid ``cfg``, no pairs, a gross length mismatch (naming both files),
+            a missing transcript.
+        ValueError: arrays of a bad shape or with NaN/inf, a missing template, a reader without
+            transcripts (or the reverse), a reader without fps (the caller's bugs).
+        RuntimeError: the reader returned other than one string per sequence.
 
     Example:
         >>> gt = np.zeros((4, 3, 3), np.float32); pred = gt + 0.01
@@ -244,12 +260,12 @@ def evaluate(pairs: Iterable[SequencePair], lip_idx: Sequence[int] | np.ndarray,
     if errors := cfg.check():
         raise BadInputError("invalid EvaluateConfig: " + "; ".join(errors))
     if (reader is None) != (transcripts is None):
-        raise BadInputError("reading metrics need both a reader and transcripts; got only the "
-                            + ("reader" if reader is not None else "transcripts"))
+        raise ValueError("reading metrics need both a reader and transcripts; got only the "
+                         + ("reader" if reader is not None else "transcripts"))
     queue = None
     if reader is not None:
-        if fps is None or fps <= 0:
-            raise BadInputError(f"fps: the reader needs the sequences' frame rate, got {fps}")
+        if fps is None or not fps > 0:
+            raise ValueError(f"fps: the reader needs the sequences' frame rate, got {fps}")
         counters = {"cer": char_counts, "wer": word_counts}
         if cfg.compute_ver:
             counters["ver"] = lambda r, h: viseme_counts(r, h, to_visemes)
@@ -370,56 +386,122 @@ def evaluate_dataset(pred_dir: str | Path, data_root: str | Path,
     recordings; ground truth is loaded at the dataset's evaluation frame rate (VOCASET 60 fps
     files are strided to 30 fps); lips and upper face come from the dataset's regions
     ('lips' / 'upper_face', i.e. BIWI ``regions/lve.txt`` / ``fdd.txt`` at full resolution);
-    transcripts from ``sentencestext/``.
+    transcripts from ``sentencestext/``. Which split is scored, and how completely, is decided
+    by ``cfg.split`` and ``cfg.allow_missing`` (see :class:`EvaluateConfig`) and recorded in
+    the report.
 
     Args:
         pred_dir: folder of ``.npy`` / ``.npz`` predictions, each (T, V*3) or (T, V, 3).
         data_root: dataset folder (see :func:`avguide.data.layouts.open_dataset`).
-        cfg: options; ``cfg.split`` restricts the evaluation to one split and requires every
-            sequence of it to be predicted (predictions outside it are listed as ignored).
+        cfg: options.
         reader: optional lip reader (CER/WER/VER); needs the dataset's transcripts.
         layout: "auto", "vocaset", "biwi" or "synthetic".
         to_visemes: text -> viseme string for VER (default: avguide.speech.visemes).
     Returns:
-        :func:`evaluate`'s report plus ``dataset`` (root, layout, fps, split, vertex and region
-        sizes) and ``ignored_predictions``.
+        :func:`evaluate`'s report plus ``dataset`` (root, layout, fps, split and how it was
+        chosen, vertex and region sizes), ``coverage`` (sequences in the split, predicted,
+        predictions per split), ``ignored_predictions`` (files outside the split) and
+        ``missing_predictions`` (sequences of the split without one).
     Raises:
-        MissingFileError / BadInputError: missing folders, unmatched predictions, missing
-            predictions for the split, a dataset without lip/upper-face regions, bad files.
+        MissingFileError / BadInputError: missing folders, unmatched predictions, predictions
+            spanning several splits (without ``split``), missing predictions (without
+            ``allow_missing``), a dataset without lip/upper-face regions, bad files.
     """
     from avguide.data.layouts import open_dataset
     from avguide.data.samples import load_vertices
+    from avguide.io import load_vertices as load_prediction
 
     cfg = cfg or EvaluateConfig()
+    if errors := cfg.check():
+        raise BadInputError("invalid EvaluateConfig: " + "; ".join(errors))
     index = open_dataset(data_root, layout)  # type: ignore[arg-type]
     refs = {s.name: s for s in index.samples}
     for region in ("lips", "upper_face"):
         if region not in index.regions:
             raise BadInputError(f"{index.root}: no '{region}' vertex region (expected regions/"
                                 f"{'lve' if region == 'lips' else 'fdd'}.txt or FLAME_masks.pkl)")
-    in_split = [s.name for s in index.split(cfg.split)] if cfg.split else list(refs)
-    matches = match_predictions(find_motion_files(pred_dir), list(refs),
-                                expected=in_split if cfg.split else None)
-    wanted = set(in_split)
+    try:
+        matches = match_predictions(find_motion_files(pred_dir), list(refs))
+    except BadInputError as e:  # its list of problems, on one line
+        raise BadInputError(f"{pred_dir}: " + str(e).replace(":\n  ", ": ").replace("\n  ", "; ")) from None
+    split, source, in_split = _scored_split(pred_dir, index, refs, matches, cfg.split)
+    predicted, wanted = {m.gt_name for m in matches}, set(in_split)
     ignored = [str(m.pred_path) for m in matches if m.gt_name not in wanted]
+    missing = [name for name in in_split if name not in predicted]
     matches = [m for m in matches if m.gt_name in wanted]
+    if not matches:
+        raise BadInputError(f"{pred_dir}: no prediction of split {split} ({len(ignored)} file(s), all "
+                            "outside it)")
+    if missing and not cfg.allow_missing:
+        raise BadInputError(f"{pred_dir}: {len(missing)} of {len(in_split)} sequence(s) of split {split} "
+                            f"have no prediction: {_names(missing)}; predict them, or pass "
+                            "allow_missing=true to score the others")
     n_vertices = index.n_vertices
+    transcripts = None
+    if reader is not None:
+        for name in sorted({m.gt_name for m in matches}):
+            if not refs[name].text:
+                ref = refs[name]
+                raise BadInputError(f"{index.root / 'sentencestext' / (ref.subject + '.txt')}: no transcript "
+                                    f"line {ref.sentence} for {name} (the reading metrics need it)")
+        transcripts = {m.gt_name: refs[m.gt_name].text for m in matches}
 
     def pairs() -> Iterator[SequencePair]:
         for m in matches:
             ref = refs[m.gt_name]
-            yield SequencePair(m.gt_name, m.condition, load_vertex_file(m.pred_path, n_vertices),
+            yield SequencePair(m.gt_name, m.condition, load_prediction(m.pred_path, n_vertices, what="prediction"),
                                load_vertices(ref.vertices, n_vertices, index.stride),
                                str(m.pred_path), str(ref.vertices))
 
-    transcripts = None
-    if reader is not None:
-        transcripts = {m.gt_name: refs[m.gt_name].text or "" for m in matches}
     report = evaluate(pairs(), index.regions["lips"], index.regions["upper_face"],
                       index.templates, transcripts, reader, index.fps, cfg, to_visemes)
+    by_split: dict[str, int] = {}
+    for m in matches:
+        key = str(refs[m.gt_name].split)
+        by_split[key] = by_split.get(key, 0) + 1
     report["dataset"] = {"root": str(index.root), "layout": index.layout, "fps": index.fps,
-                         "split": cfg.split, "n_vertices": n_vertices,
+                         "split": split, "split_source": source, "n_vertices": n_vertices,
                          "lip_vertices": int(len(index.regions["lips"])),
                          "upper_face_vertices": int(len(index.regions["upper_face"]))}
+    report["coverage"] = {"split": split, "split_source": source,
+                          "sequences_in_split": len(in_split) if split != ALL_SPLITS else None,
+                          "sequences_predicted": len({m.gt_name for m in matches}),
+                          "predictions_by_split": dict(sorted(by_split.items()))}
     report["ignored_predictions"] = ignored
+    report["missing_predictions"] = missing
     return report
+
+
+def _scored_split(pred_dir: str | Path, index, refs: dict, matches: list,
+                  requested: str | None) -> tuple[str, str, list[str]]:
+    """(split scored, how it was chosen, its sequence names) for :func:`evaluate_dataset`.
+
+    Raises:
+        BadInputError: without a requested split, predictions in several splits or in none;
+            a requested split with no recording in the dataset.
+    """
+    if requested == ALL_SPLITS:
+        return ALL_SPLITS, "argument", sorted({m.gt_name for m in matches})
+    if requested is not None:
+        names = [s.name for s in index.split(requested)]
+        if not names:
+            raise BadInputError(f"split={requested}: the dataset {index.root} has no recording in this split")
+        return requested, "argument", names
+    of_split: dict[str | None, list[str]] = {}
+    for m in matches:
+        of_split.setdefault(refs[m.gt_name].split, []).append(m.pred_path.name)
+    if None in of_split:
+        raise BadInputError(f"{pred_dir}: {len(of_split[None])} prediction(s) are of recordings in no split "
+                            f"({_names(of_split[None])}); pass split=NAME to score one split, or split=all")
+    if len(of_split) > 1:
+        counts = ", ".join(f"{sp} ({len(v)})" for sp, v in sorted(of_split.items()))
+        raise BadInputError(f"{pred_dir}: the predictions span several splits: {counts}; pass split=NAME "
+                            "to score one (the others are listed as ignored), or split=all")
+    (split,) = of_split
+    return split, "inferred from the predictions", [s.name for s in index.split(split)]
+
+
+def _names(names: Sequence[str], shown: int = 5) -> str:
+    """The first ``shown`` names, then how many more."""
+    head = ", ".join(names[:shown])
+    return head + (f" and {len(names) - shown} more" if len(names) > shown else "")

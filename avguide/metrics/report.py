@@ -7,7 +7,7 @@ from pathlib import Path
 
 import avguide
 from avguide.config import config_to_dict
-from avguide.io import write_json_atomic, write_text_atomic
+from avguide.io import check_output_file, write_json_atomic, write_text_atomic
 from avguide.metrics.evaluate import READING_METRICS, EvaluateConfig
 
 UNITS = {
@@ -53,7 +53,30 @@ def format_markdown(report: dict, cfg: EvaluateConfig) -> str:
     notes = [f"LVE and MVE pooled over {s['frames']} frames ({s['truncated_frames']} truncated); "
              "FDD signed, mean over sequences; CER/WER/VER corpus-level; predictions sharing a "
              "ground truth (conditions) averaged per sequence first."]
+    if "coverage" in report:
+        notes.append(_coverage_note(report))
     return "\n".join(lines + [""] + notes) + "\n"
+
+
+def _coverage_note(report: dict) -> str:
+    """Which split was scored, how it was chosen, and what was left out (from
+    :func:`avguide.metrics.evaluate.evaluate_dataset`)."""
+    c = report["coverage"]
+    per_split = ", ".join(f"{k} {v}" for k, v in c["predictions_by_split"].items())
+    if c["split"] == "all":
+        return f"Scored every prediction whatever its split (split=all): {per_split}."
+    text = (f"Scored split {c['split']} ({c['split_source']}): {c['sequences_predicted']} of "
+            f"{c['sequences_in_split']} sequences predicted.")
+    missing, ignored = report.get("missing_predictions") or [], report.get("ignored_predictions") or []
+    if missing:
+        text += f" MISSING (not scored): {len(missing)}: {_listed(missing)}."
+    if ignored:
+        text += f" IGNORED, outside the split: {len(ignored)} file(s): {_listed([Path(p).name for p in ignored])}."
+    return text
+
+
+def _listed(names: list[str], shown: int = 5) -> str:
+    return ", ".join(names[:shown]) + (f" and {len(names) - shown} more" if len(names) > shown else "")
 
 
 def write_report(path: str | Path, report: dict, cfg: EvaluateConfig,
@@ -66,7 +89,13 @@ def write_report(path: str | Path, report: dict, cfg: EvaluateConfig,
         cfg: the evaluation options (saved under ``config``).
         markdown_path: optional destination of :func:`format_markdown`'s table.
         extra_config: more resolved settings to save (e.g. the CLI's paths, reader checkpoint).
+    Raises:
+        BadInputError: either output is a directory or cannot be written (checked for both
+            before either is written).
     """
+    check_output_file(path, "-o")
+    if markdown_path is not None:
+        check_output_file(markdown_path, "--markdown")
     config = config_to_dict(cfg) if dataclasses.is_dataclass(cfg) else dict(cfg)
     if extra_config:
         config.update(extra_config)

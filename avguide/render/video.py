@@ -7,6 +7,7 @@ duration equals the audio's within one frame.
 
 from __future__ import annotations
 
+import math
 import subprocess
 from pathlib import Path
 
@@ -91,8 +92,8 @@ def render_video(sequences: list[np.ndarray], faces: np.ndarray, out_path: str |
         raise BadInputError("render_video: no sequence given")
     if captions is not None and len(captions) != len(sequences):
         raise BadInputError(f"render_video: {len(captions)} captions for {len(sequences)} sequences")
-    if fps <= 0:
-        raise BadInputError(f"render_video: fps={fps} must be > 0")
+    if not math.isfinite(fps) or fps <= 0:
+        raise BadInputError(f"render_video: fps={fps} must be a finite number > 0")
     faces_t = torch.tensor(np.array(faces, np.int64))
     if faces_t.dim() != 2 or faces_t.shape[1] != 3:
         raise BadInputError(f"render_video: faces must be (F, 3), got {tuple(faces_t.shape)}")
@@ -103,6 +104,9 @@ def render_video(sequences: list[np.ndarray], faces: np.ndarray, out_path: str |
             s = s.reshape(s.shape[0], -1, 3)  # (T, V, 3)
         if s.ndim != 3 or s.shape[2] != 3 or s.shape[0] == 0:
             raise BadInputError(f"render_video: sequence {i} must be (T, V, 3) or (T, V*3), got {s.shape}")
+        if faces_t.numel() == 0 or int(faces_t.min()) < 0:
+            raise BadInputError(f"render_video: faces must be a non-empty list of indices >= 0, got min "
+                                f"{int(faces_t.min()) if faces_t.numel() else 'none'}")
         if int(faces_t.max()) >= s.shape[1]:
             raise BadInputError(f"render_video: sequence {i} has {s.shape[1]} vertices but the faces index "
                                 f"vertex {int(faces_t.max())}; use the faces of this mesh")
@@ -192,44 +196,83 @@ def _ffmpeg_exe() -> str:
 def render_video_files(verts_paths: list[str | Path], out_path: str | Path, *, fps: float,
                        audio_path: str | Path | None = None, faces_path: str | Path | None = None,
                        captions: list[str] | None = None, size: int = 512, view: str = "three_quarter") -> dict:
-    """``avguide render``: load .npy vertex sequences (+ optional faces .npy) and call :func:`render_video`.
+    """``avguide render``: load vertex sequences (+ optional faces) and call :func:`render_video`.
+
+    Every argument and file is checked before anything is rendered or written: the messages
+    name the argument or the file.
 
     Args:
-        verts_paths: .npy files, each (T, V, 3) or (T, V*3).
-        out_path: output .mp4.
-        fps: frame rate of the sequences.
+        verts_paths: .npy (or .npz) files, each (T, V, 3) or (T, V*3), all with the same V.
+        out_path: output .mp4 (not a directory, not one of the inputs).
+        fps: frame rate of the sequences (finite, > 0).
         audio_path: audio to mux (its duration sets the video's, see :func:`render_video`).
-        faces_path: (F, 3) int .npy; default: the embedded head's faces (and part colours),
-            valid only for sequences with the head's vertex count.
+        faces_path: (F, 3) int .npy, or a .obj / .ply mesh giving the faces; default: the
+            embedded head's faces (and part colours), valid only for sequences with the head's
+            vertex count.
         captions, size, view: see :func:`render_video`.
     Returns:
         The dict of :func:`render_video`.
     Raises:
-        MissingFileError, BadInputError: missing/unreadable files, shape mismatches.
+        MissingFileError, BadInputError: missing/unreadable/malformed files (0 frames, NaN, an
+            npz without one array, face indices outside [0, V)), shape or duration mismatches,
+            bad fps/size/view/captions, an output that cannot be written.
     """
-    seqs = []
-    for p in map(Path, verts_paths):
-        if not p.is_file():
-            raise MissingFileError(f"{p}: vertex file not found")
-        try:
-            seqs.append(np.load(p, allow_pickle=False))
-        except ValueError as e:
-            raise BadInputError(f"{p}: not a plain .npy array ({e})") from None
+    from avguide.io import audio_duration, check_output_file, load_faces, load_vertices
+
+    if not math.isfinite(fps) or fps <= 0:
+        raise BadInputError(f"--fps {fps:g}: must be a finite number of frames per second > 0")
+    if size % 2 or not 16 <= size <= _MAX_SIZE:
+        raise BadInputError(f"--size {size}: must be an even number of pixels in [16, {_MAX_SIZE}]")
+    if view not in VIEWS:
+        raise BadInputError(f"--view {view!r}: allowed: {', '.join(sorted(VIEWS))}")
+    if not verts_paths:
+        raise BadInputError("render: no vertex file given")
+    if captions is not None and len(captions) != len(verts_paths):
+        raise BadInputError(f"--captions: {len(captions)} caption(s) for {len(verts_paths)} sequence(s)")
+    out_path = check_output_file(out_path, "-o")
+    inputs = [Path(p) for p in [*verts_paths, audio_path, faces_path] if p is not None]
+    for p in inputs:
+        if p.exists() and out_path.exists() and out_path.samefile(p):
+            raise BadInputError(f"-o {out_path}: is also an input file; writing it would destroy {p}")
+
+    seqs = [load_vertices(p, min_frames=1) for p in verts_paths]  # (T, V, 3) each
+    n_v = seqs[0].shape[1]
+    for p, s in zip(verts_paths[1:], seqs[1:]):
+        if s.shape[1] != n_v:
+            raise BadInputError(f"{p}: {s.shape[1]} vertices per frame, but {verts_paths[0]} has {n_v}")
     part, names = None, tuple(PART_COLORS)
     if faces_path is None:
         from avguide.assets.head import load_head
 
         head = load_head()
-        faces = np.asarray(head.faces)
-        n_v = seqs[0].reshape(seqs[0].shape[0], -1).shape[1] // 3
         if n_v != head.vertices.shape[0]:
             raise BadInputError(f"{verts_paths[0]}: {n_v} vertices, but the embedded head has "
-                                f"{head.vertices.shape[0]}; pass --faces for this mesh")
+                                f"{head.vertices.shape[0]}; pass --faces or --template for this mesh")
+        faces = np.asarray(head.faces)
         part, names = np.asarray(head.vertex_part), tuple(head.part_names)
+    elif Path(faces_path).suffix.lower() in (".obj", ".ply"):
+        from avguide.data.meshfile import read_mesh
+
+        mesh_verts, faces = read_mesh(faces_path)
+        if mesh_verts.shape[0] != n_v:
+            raise BadInputError(f"{faces_path}: mesh has {mesh_verts.shape[0]} vertices, but "
+                                f"{verts_paths[0]} has {n_v}")
     else:
-        fp = Path(faces_path)
-        if not fp.is_file():
-            raise MissingFileError(f"{fp}: faces file not found")
-        faces = np.load(fp, allow_pickle=False)
+        faces = load_faces(faces_path, n_v)
+    if audio_path is not None:
+        seconds = audio_duration(audio_path)
+        for p, s in zip(verts_paths, seqs):
+            gap = s.shape[0] / fps - seconds
+            if abs(gap) > _MAX_MISMATCH_S:
+                raise BadInputError(f"{p}: lasts {s.shape[0] / fps:.2f} s ({s.shape[0]} frames at {fps:g} fps) "
+                                    f"but {audio_path} lasts {seconds:.2f} s (mismatch {gap:+.2f} s > "
+                                    f"{_MAX_MISMATCH_S} s); wrong --fps or wrong audio?")
     return render_video(seqs, faces, out_path, fps=fps, audio_path=audio_path, vertex_part=part, part_names=names,
-                        captions=captions, size=size, view=view)
+                        captions=captions, size=size, view=view, max_mismatch_s=_MAX_MISMATCH_S)
+
+
+_MAX_SIZE = 4096
+"""Largest panel side (pixels) ``avguide render`` accepts."""
+
+_MAX_MISMATCH_S = 0.2
+"""Largest |audio - sequence| duration (s) ``avguide render`` accepts; see :func:`render_video`."""

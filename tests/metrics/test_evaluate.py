@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from avguide.errors import BadInputError
+from avguide.errors import AvguideError, BadInputError
 from avguide.metrics.evaluate import (EvaluateConfig, SequencePair, evaluate, evaluate_dataset,
                                       truncate_to_common_length)
 from avguide.metrics.report import format_markdown, write_report
@@ -97,21 +97,34 @@ def test_fdd_sign_and_abs_aggregation():
     assert f["mean_abs"] == pytest.approx(2.5) and f["std"] == pytest.approx(2.5)
 
 
+def _caller_bug(match):
+    """Arrays passed wrong to evaluate() are the caller's bug: a plain ValueError, which the CLI
+    shows with its traceback, never the user-facing BadInputError (files are checked on load)."""
+    return pytest.raises(ValueError, match=match)
+
+
+def _assert_not_user_error(excinfo):
+    assert not isinstance(excinfo.value, AvguideError), type(excinfo.value)
+
+
 def test_nan_prediction_names_file_and_sequence():
     pair = _pair("F2_e37", "M3", 1.0, 5)
     pair.pred[2, 1, 0] = np.nan
-    with pytest.raises(BadInputError, match=r"pred/F2_e37_M3\.npy \(F2_e37\): 1 frame\(s\) contain "
-                                            r"NaN or inf \(first: frame 2\)"):
+    with _caller_bug(r"pred/F2_e37_M3\.npy \(F2_e37\): 1 frame\(s\) contain "
+                                            r"NaN or inf \(first: frame 2\)") as e:
         evaluate([pair], LIPS, UPPER, TEMPLATES)
+    _assert_not_user_error(e)
 
 
 def test_bad_pairs():
-    with pytest.raises(BadInputError, match="no template for subject 'F9'"):
+    with _caller_bug("no template for subject 'F9'") as e:
         evaluate([SequencePair("F9_e01", None, np.zeros((3, V, 3)), np.zeros((3, V, 3)), "p", "g")],
                  LIPS, UPPER, TEMPLATES)
-    with pytest.raises(BadInputError, match="p has 5 vertices per frame but g has 4"):
+    _assert_not_user_error(e)
+    with _caller_bug("p has 5 vertices per frame but g has 4") as e:
         evaluate([SequencePair("F2_e01", None, np.zeros((3, 5, 3)), np.zeros((3, V, 3)), "p", "g")],
                  LIPS, UPPER, TEMPLATES)
+    _assert_not_user_error(e)
     with pytest.raises(BadInputError, match="nothing to evaluate"):
         evaluate([], LIPS, UPPER, TEMPLATES)
 
@@ -159,19 +172,22 @@ def test_reading_metrics_rows_corpus_and_ceiling():
 
 def test_reading_argument_errors():
     pairs = [_pair("F2_e37", "M3", 1.0, 3)]
-    with pytest.raises(BadInputError, match="both a reader and transcripts"):
+    with _caller_bug("both a reader and transcripts") as e:
         evaluate(pairs, LIPS, UPPER, TEMPLATES, reader=_fake_reader([]), fps=25)
-    with pytest.raises(BadInputError, match="fps"):
+    _assert_not_user_error(e)
+    with _caller_bug("fps") as e:
         evaluate(pairs, LIPS, UPPER, TEMPLATES, TRANSCRIPTS, _fake_reader([]))
+    _assert_not_user_error(e)
     with pytest.raises(BadInputError, match="F2_e37: no transcript"):
         evaluate(pairs, LIPS, UPPER, TEMPLATES, {"M3_e38": "x"}, _fake_reader([]), fps=25)
-    with pytest.raises(BadInputError, match="must return 2 strings"):
+    with pytest.raises(RuntimeError, match="must return 2 strings") as e:  # the reader's bug
         evaluate(pairs, LIPS, UPPER, TEMPLATES, TRANSCRIPTS, lambda s, f: ["only one"], fps=25,
                  cfg=EvaluateConfig(compute_ver=False))
+    _assert_not_user_error(e)
     with pytest.raises(BadInputError, match="reader_batch"):
         evaluate(pairs, LIPS, UPPER, TEMPLATES, cfg=EvaluateConfig(reader_batch=0))
     assert EvaluateConfig(split="tset").check() == [
-        "split: unknown split 'tset'; allowed: train, val, test, test_a, test_b or null"]
+        "split: unknown split 'tset'; allowed: train, val, test, test_a, test_b, all or null"]
 
 
 def test_write_report_json_and_markdown(tmp_path):
@@ -237,9 +253,13 @@ def test_evaluate_dataset_biwi_layout(tmp_path):
     save("F2_e38_condition_M3", gts["F2_e38"], 0.2, t=19)
     save("F2_e01_condition_M3", gts["F2_e01"], 0.0)
 
-    report = evaluate_dataset(preds, tmp_path / "data")
+    # the predictions span train (F2_e01) and test_a: without split= that is refused
+    with pytest.raises(BadInputError, match=r"span several splits: test_a \(3\), train \(1\); pass split="):
+        evaluate_dataset(preds, tmp_path / "data")
+    report = evaluate_dataset(preds, tmp_path / "data", EvaluateConfig(split="all"))
     assert report["dataset"]["layout"] == "biwi" and report["dataset"]["fps"] == 25.0
     assert len(report["rows"]) == 4 and report["ignored_predictions"] == []
+    assert report["coverage"]["predictions_by_split"] == {"test_a": 3, "train": 1}
     by = {(r["name"], r["condition"]): r for r in report["rows"]}
     assert by["F2_e37", "F3"]["lve"] == pytest.approx(0.09, rel=1e-5)
     assert by["F2_e38", "M3"]["truncated_frames"] == 1
@@ -251,14 +271,25 @@ def test_evaluate_dataset_biwi_layout(tmp_path):
                               to_visemes=lambda t: t)
     assert [s["name"] for s in report["sequences"]] == ["F2_e37", "F2_e38"]
     assert report["ignored_predictions"] == [str(preds / "F2_e01_condition_M3.npy")]
+    assert report["missing_predictions"] == [] and report["dataset"]["split_source"] == "argument"
+    assert "1 file(s): F2_e01_condition_M3.npy" in format_markdown(report, EvaluateConfig())
     assert report["sequences"][0]["lve"] == pytest.approx((0.01 + 0.09) / 2, rel=1e-5)
     # "sentence lll" / "sentence mmm" -> "sentence": 4 deletions of 12 characters each
     assert report["rows"][0]["reference"] == "sentence lll"
     assert report["summary"]["cer"]["corpus"] == pytest.approx(8 / 24)
     # every sequence of the split must be predicted
     (preds / "F2_e38_condition_M3.npy").unlink()
-    with pytest.raises(BadInputError, match="sequence.s. have no prediction: F2_e38"):
+    with pytest.raises(BadInputError, match=r"1 of 2 sequence\(s\) of split test_a have no prediction: F2_e38"):
         evaluate_dataset(preds, tmp_path / "data", EvaluateConfig(split="test_a"))
+    # inferred from the predictions (all test_a once the train one is gone): still complete or refused
+    (preds / "F2_e01_condition_M3.npy").unlink()
+    with pytest.raises(BadInputError, match="split test_a have no prediction: F2_e38"):
+        evaluate_dataset(preds, tmp_path / "data")
+    report = evaluate_dataset(preds, tmp_path / "data", EvaluateConfig(allow_missing=True))
+    assert (report["dataset"]["split"], report["dataset"]["split_source"]) == ("test_a", "inferred from the predictions")
+    assert report["missing_predictions"] == ["F2_e38"] and len(report["sequences"]) == 1
+    assert "Scored split test_a (inferred from the predictions): 1 of 2 sequences predicted. MISSING (not scored): " \
+        "1: F2_e38." in format_markdown(report, EvaluateConfig())
 
 
 def test_evaluate_dataset_needs_regions(tmp_path):
