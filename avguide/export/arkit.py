@@ -33,6 +33,9 @@ from avguide.io import write_text_atomic
 CHUNK_FRAMES = 256
 """Frames reduced at once by :func:`solve_arkit`: float64 work arrays of CHUNK_FRAMES x V x 3
 (26 MB each for the head), whatever the sequence length."""
+MIN_CONDITION = 1e-12
+"""Smallest accepted ratio of the blendshape Gram matrix's extreme eigenvalues (the head's is
+6e-5); below it the blendshapes count as linearly dependent."""
 
 
 @dataclass(frozen=True)
@@ -97,11 +100,11 @@ def solve_arkit(vertices: Any, template: Any, blendshapes: Any, *,
         raise BadInputError(f"{where}: chunk_frames must be >= 1, got {chunk_frames}")
     d64 = bs.reshape(len(ARKIT_NAMES), -1).astype(np.float64)           # (52, V*3)
     gram = d64 @ d64.T                                                  # (52, 52)
-    try:
-        np.linalg.cholesky(gram)
-    except np.linalg.LinAlgError:
-        raise BadInputError(f"{where}: the 52 blendshapes are linearly dependent (rank "
-                            f"{np.linalg.matrix_rank(d64)}), so the weights are not unique") from None
+    eig = np.linalg.eigvalsh(gram)                                      # ascending
+    if not eig[0] > MIN_CONDITION * eig[-1]:
+        raise BadInputError(f"{where}: the 52 blendshapes are linearly dependent (numerical rank "
+                            f"{int((eig > MIN_CONDITION * eig[-1]).sum())}), so the weights are "
+                            "not unique")
     t64 = t.reshape(-1).astype(np.float64)                              # (V*3,)
     n_frames, n_vert = v.shape[0], t.shape[0]
     weights = np.empty((n_frames, len(ARKIT_NAMES)), dtype=np.float32)
