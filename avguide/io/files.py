@@ -169,13 +169,17 @@ _ALLOWED_GLOBALS = {
 }
 
 
+class _ForbiddenGlobal(pickle.UnpicklingError):
+    """The pickle names a callable outside :data:`_ALLOWED_GLOBALS`."""
+
+
 class _RestrictedUnpickler(pickle.Unpickler):
     """Unpickler that resolves only numpy-array reconstruction and plain containers."""
 
     def find_class(self, module: str, name: str) -> Any:
         if (module, name) in _ALLOWED_GLOBALS:
             return super().find_class(module, name)
-        raise pickle.UnpicklingError(f"forbidden global {module}.{name}")
+        raise _ForbiddenGlobal(f"forbidden global {module}.{name}")
 
 
 def safe_load_pickle(path: str | os.PathLike, what: str = "pickle") -> Any:
@@ -199,10 +203,10 @@ def safe_load_pickle(path: str | os.PathLike, what: str = "pickle") -> Any:
     data = read_bytes(path, what)
     try:
         return _RestrictedUnpickler(io.BytesIO(data), encoding="latin1").load()
-    except pickle.UnpicklingError as e:
+    except _ForbiddenGlobal as e:
         raise BadInputError(f"{path}: refused to unpickle ({one_line(e)}); only numpy arrays and plain "
                             "containers are allowed") from None
-    except (EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError, MemoryError,
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError, MemoryError,
             UnicodeDecodeError) as e:
         raise BadInputError(f"{path}: corrupt {what} ({type(e).__name__}: {one_line(e)})") from None
 

@@ -429,13 +429,13 @@ def evaluate_dataset(pred_dir: str | Path, data_root: str | Path,
     ignored = [str(m.pred_path) for m in matches if m.gt_name not in wanted]
     missing = [name for name in in_split if name not in predicted]
     matches = [m for m in matches if m.gt_name in wanted]
-    if not matches:
-        raise BadInputError(f"{pred_dir}: no prediction of split {split} ({len(ignored)} file(s), all "
-                            "outside it)")
     if missing and not cfg.allow_missing:
         raise BadInputError(f"{pred_dir}: {len(missing)} of {len(in_split)} sequence(s) of split {split} "
                             f"have no prediction: {_names(missing)}; predict them, or pass "
                             "allow_missing=true to score the others")
+    if not matches:
+        raise BadInputError(f"{pred_dir}: no prediction of split {split} ({len(ignored)} file(s), all "
+                            "outside it)")
     n_vertices = index.n_vertices
     transcripts = None
     if reader is not None:

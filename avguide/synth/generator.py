@@ -43,7 +43,8 @@ from avguide.audio.io import save_wav
 from avguide.config import config_to_dict
 from avguide.data.splits import heldout_sentences, synthetic_subject_roles
 from avguide.errors import BadInputError, MissingFileError
-from avguide.io import save_npy_atomic, write_bytes_atomic, write_json_atomic, write_text_atomic
+from avguide.io import (check_output_dir, load_json, read_text, save_npy_atomic, write_bytes_atomic, write_json_atomic,
+                        write_text_atomic)
 from avguide.synth.realism import RealismConfig
 
 
@@ -141,7 +142,8 @@ def _excluded_texts(root: str) -> set[str]:
     folder = Path(root) / "sentencestext"
     if not folder.is_dir():
         raise MissingFileError(f"exclude_texts_from={root}: no sentencestext/ directory there")
-    return {line.strip() for f in sorted(folder.glob("*.txt")) for line in f.read_text().splitlines() if line.strip()}
+    return {line.strip() for f in sorted(folder.glob("*.txt")) for line in read_text(f, "transcript file").splitlines()
+            if line.strip()}
 
 
 def _sentence_pool(n: int, seed: int, excluded: set[str]) -> list[str]:
@@ -193,8 +195,12 @@ def generate(cfg: SynthConfig, out: str | Path, *, preview: bool = False, progre
     Returns:
         Summary: {"recordings", "frames", "seconds_audio", "wall_seconds", "bytes"}.
     Raises:
-        BadInputError: ``out`` exists and is not a directory, or holds something other than an
-            avguide synthetic dataset.
+        BadInputError: ``out`` exists and is not a directory, is not writable, or holds
+            something other than an avguide synthetic dataset.
+
+    Re-generating over an earlier set first removes that set's files that the new one will not
+    overwrite (recordings and subjects it no longer has, a preview it does not make), as listed
+    in the earlier ``manifest.json``; nothing else in ``out`` is touched.
     """
     from tqdm import tqdm
 
@@ -209,6 +215,8 @@ def generate(cfg: SynthConfig, out: str | Path, *, preview: bool = False, progre
     if out.is_dir() and any(out.iterdir()) and not (out / "manifest.json").is_file():
         raise BadInputError(f"--out {out}: directory is not empty and is not an avguide synthetic "
                             "dataset; choose an empty or new directory")
+    check_output_dir(out, "--out")
+    previous = _previous_set(out)
     start = time.perf_counter()
     head = load_head()
     names = subject_names(cfg.subjects)
@@ -233,6 +241,7 @@ def generate(cfg: SynthConfig, out: str | Path, *, preview: bool = False, progre
                          "voice": voice, "style": style, "template": templates[name],
                          "fps": cfg.fps, "rng": [cfg.seed, 2, s, j + 1], "realism": cfg.realism})
 
+    _remove_stale(out, previous, {job["name"] for job in jobs}, set(names), preview)
     workers = cfg.workers or os.cpu_count() or 1
     bar = tqdm(total=len(jobs), desc="synth", unit="utt", disable=not progress, file=sys.stderr)
     results = []
@@ -267,7 +276,7 @@ def generate(cfg: SynthConfig, out: str | Path, *, preview: bool = False, progre
         "fps": cfg.fps, "audio_rate": avguide.AUDIO_RATE, "n_vertices": int(head.vertices.shape[0]),
         "units": "metres", "train_subjects": [n for n, r in zip(names, roles) if r == "train"],
         "splits": splits, "subjects": subjects, "versions": _versions(),
-        "recordings": {r["name"]: r["frames"] for r in results},
+        "recordings": {r["name"]: r["frames"] for r in results}, "preview": bool(preview),
     }
     write_json_atomic(out / "manifest.json", manifest)
     summary = {"recordings": len(results), "frames": sum(r["frames"] for r in results),
@@ -278,6 +287,46 @@ def generate(cfg: SynthConfig, out: str | Path, *, preview: bool = False, progre
         from avguide.synth.preview import write_preview
         write_preview(out)
     return summary
+
+
+_RECORDING_FILES = (("wav", ".wav"), ("vertices_npy", ".npy"), ("blendshapes_npy", ".npy"), ("alignments", ".json"))
+"""(folder, suffix) of the files written for each recording."""
+
+
+def _previous_set(out: Path) -> dict | None:
+    """What an earlier :func:`generate` wrote into ``out``, from its manifest: {"recordings",
+    "subjects", "preview"}; None when there is no earlier set.
+
+    Raises:
+        BadInputError: the manifest is corrupt or was not written by this generator.
+    """
+    path = out / "manifest.json"
+    if not path.exists():
+        return None
+    manifest = load_json(path, "manifest")
+    if manifest.get("generator") != "avguide.synth":
+        raise BadInputError(f"--out {out}: {path} was not written by avguide synth; choose an empty or "
+                            "new directory")
+    cfg = manifest.get("config") or {}
+    names = manifest.get("recordings") or [  # manifests before "recordings" was recorded
+        f"{s}_sentence{j + 1:02d}" for s in subject_names(int(cfg.get("subjects", 0)))
+        for j in range(int(cfg.get("sentences", 0)))]
+    return {"recordings": set(names), "subjects": set(manifest.get("subjects") or {}),
+            "preview": manifest.get("preview", False)}
+
+
+def _remove_stale(out: Path, previous: dict | None, recordings: set[str], subjects: set[str],
+                  preview: bool) -> None:
+    """Delete the earlier set's files that this run will not overwrite (only names it wrote)."""
+    if previous is None:
+        return
+    stale = [out / folder / f"{name}{suffix}" for name in sorted(previous["recordings"] - recordings)
+             for folder, suffix in _RECORDING_FILES]
+    stale += [out / "sentencestext" / f"{s}.txt" for s in sorted(previous["subjects"] - subjects)]
+    if previous["preview"] and not preview:
+        stale += [out / "preview.mp4", out / "visemes.png"]
+    for path in stale:
+        path.unlink(missing_ok=True)
 
 
 def _versions() -> dict:
