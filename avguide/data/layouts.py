@@ -159,10 +159,11 @@ def open_dataset(root: str | Path, layout: Layout | Literal["auto"] = "auto", *,
     if strict and skipped:
         f, why = skipped[0]
         raise BadInputError(f"{f}: {why} ({len(skipped)} problem file(s) in {root})")
+    if not samples:
+        why = f"; {len(skipped)} file(s) skipped, e.g. {skipped[0][0]}: {skipped[0][1]}" if skipped else ""
+        raise BadInputError(f"{root}: no usable recordings (wav/*.wav paired with vertices_npy/*.npy){why}")
     if skipped:
         log.warning("%s: skipped %d file(s), e.g. %s: %s", root, len(skipped), *skipped[0])
-    if not samples:
-        raise BadInputError(f"{root}: no usable recordings (wav/*.wav paired with vertices_npy/*.npy)")
 
     n_vertices = next(iter(templates.values())).shape[0]
     faces = None

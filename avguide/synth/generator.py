@@ -29,6 +29,7 @@ import math
 import multiprocessing as mp
 import os
 import pickle
+import re
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -289,6 +290,9 @@ def generate(cfg: SynthConfig, out: str | Path, *, preview: bool = False, progre
     return summary
 
 
+_OWN_NAME = re.compile(r"Synth\d+(_sentence\d+)?")
+"""Subject and recording names :func:`generate` writes (:func:`subject_names`)."""
+
 _RECORDING_FILES = (("wav", ".wav"), ("vertices_npy", ".npy"), ("blendshapes_npy", ".npy"), ("alignments", ".json"))
 """(folder, suffix) of the files written for each recording."""
 
@@ -311,8 +315,12 @@ def _previous_set(out: Path) -> dict | None:
     names = manifest.get("recordings") or [  # manifests before "recordings" was recorded
         f"{s}_sentence{j + 1:02d}" for s in subject_names(int(cfg.get("subjects", 0)))
         for j in range(int(cfg.get("sentences", 0)))]
-    return {"recordings": set(names), "subjects": set(manifest.get("subjects") or {}),
-            "preview": manifest.get("preview", False)}
+    subjects = manifest.get("subjects") or {}
+    own = [n for n in [*names, *subjects] if not (isinstance(n, str) and _OWN_NAME.fullmatch(n))]
+    if own:  # a name this generator cannot have written (e.g. a path): never delete by it
+        raise BadInputError(f"{path}: lists {own[0]!r}, not a name avguide synth writes; the manifest "
+                            "was edited or is corrupt")
+    return {"recordings": set(names), "subjects": set(subjects), "preview": manifest.get("preview", False)}
 
 
 def _remove_stale(out: Path, previous: dict | None, recordings: set[str], subjects: set[str],

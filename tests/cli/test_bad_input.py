@@ -447,7 +447,8 @@ def test_synth_removes_only_its_own_stale_files(synth_set, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("case", ["config_binary", "config_latin1", "config_not_mapping", "too_few_subjects",
-                                  "out_is_a_file", "out_read_only", "out_foreign_dir", "out_foreign_manifest"])
+                                  "out_is_a_file", "out_read_only", "out_foreign_dir", "out_foreign_manifest",
+                                  "out_manifest_names_a_path"])
 def test_synth_bad_input(case, tmp_path, capsys):
     out = tmp_path / "set"
     argv = ["synth", "--out", out, "--subjects", "3", "--sentences", "2", "--workers", "1"]
@@ -473,15 +474,21 @@ def test_synth_bad_input(case, tmp_path, capsys):
         out.mkdir()
         (out / "thesis.tex").write_text("precious")
         names = ["--out", out, "not empty"]
-    else:
+    elif case == "out_foreign_manifest":
         out.mkdir()
         (out / "manifest.json").write_text('{"generator": "someone else"}')
         (out / "wav").mkdir()
         names = ["--out", out, "not written by avguide synth"]
+    else:  # stale-file removal must never follow a name out of the set
+        (out / "wav").mkdir(parents=True)
+        (tmp_path / "victim.wav").write_text("precious")
+        (out / "manifest.json").write_text(json.dumps({"generator": "avguide.synth",
+                                                       "recordings": {"../../victim": 1}}))
+        names = [out / "manifest.json", "'../../victim'"]
     before = snapshot(tmp_path)
     assert_refused(capsys, argv, *names)
-    assert snapshot(tmp_path) == before
-    assert out.is_file() or not (out / "manifest.json").exists() or case == "out_foreign_manifest"
+    assert snapshot(tmp_path) == before  # nothing written, nothing removed
+    assert out.is_file() or not (out / "vertices_npy").exists()  # no generation started
 
 
 # ============================================================================ bench
