@@ -128,3 +128,47 @@ def test_missing_transcript_line(vocaset_dir):
     assert load_sample(idx, ref).text is None
     with pytest.raises(BadInputError, match="FaceTalk_170809_00138_TA.txt: no transcript line 21"):
         load_sample(idx, ref, need_text=True)
+
+
+def test_regions_checked_at_open_against_the_templates(biwi_dir):
+    """A lip region out of range used to surface inside a loss an epoch later, unnamed."""
+    (biwi_dir / "regions" / "lve.txt").write_text("1, 2, 12")  # V = 12: indices 0..11
+    with pytest.raises(BadInputError, match=r"regions/lve.txt: 'lve' vertex region holds index 12, but the "
+                                            r"mesh has 12 vertices"):
+        open_dataset(biwi_dir)
+    (biwi_dir / "regions" / "lve.txt").write_text("1, 2, -1")
+    with pytest.raises(BadInputError, match="lve.txt: 'lve' vertex region holds the negative index -1"):
+        open_dataset(biwi_dir)
+
+
+@pytest.mark.parametrize("value, words", [("0 0 0", "is str '0 0 0'"), (np.array(["a", "b", "c"]), "dtype <U1"),
+                                          (None, "is NoneType"), ([[0, 0, 0]] * 11 + [["x", 0, 0]], "is list")])
+def test_templates_must_be_numeric_arrays(biwi_dir, value, words):
+    (biwi_dir / "templates.pkl").write_bytes(pickle.dumps({"F2": np.zeros((12, 3)), "F1": value}))
+    with pytest.raises(BadInputError) as e:
+        open_dataset(biwi_dir)
+    assert "templates.pkl: template of 'F1' " in str(e.value) and words in str(e.value)
+
+
+@pytest.mark.parametrize("splits, words", [(["F2_e01"], "'splits' must be an object"),
+                                           ({"tset": []}, "unknown split 'tset'"),
+                                           ({"train": "F2_e01"}, "splits.train must be a list")])
+def test_manifest_is_checked(biwi_dir, splits, words):
+    import json
+
+    (biwi_dir / "manifest.json").write_text(json.dumps({"fps": 25, "splits": splits, "train_subjects": ["F2"]}))
+    with pytest.raises(BadInputError, match=words) as e:
+        open_dataset(biwi_dir)
+    assert "manifest.json" in str(e.value)
+    (biwi_dir / "manifest.json").write_text(json.dumps({"fps": float("nan"), "splits": {}, "train_subjects": []}))
+    with pytest.raises(BadInputError, match="'fps' must be a positive number"):
+        open_dataset(biwi_dir)
+
+
+def test_flame_masks_checked(vocaset_dir):
+    (vocaset_dir / "FLAME_masks.pkl").write_bytes(pickle.dumps({"lips": np.array([1, 2, 30])}))
+    with pytest.raises(BadInputError, match=r"FLAME_masks.pkl: region 'lips' holds index 30; indices must lie in \[0, 10\)"):
+        open_dataset(vocaset_dir)
+    (vocaset_dir / "FLAME_masks.pkl").write_bytes(pickle.dumps({"lips": np.array([1, 2]), "forehead": [3],
+                                                                "eye_region": np.array([4, 3])}))
+    assert open_dataset(vocaset_dir).regions["upper_face"].tolist() == [3, 4]
