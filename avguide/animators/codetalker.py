@@ -208,22 +208,16 @@ class CodeTalker(nn.Module):
         return {"pred": pred, "losses": {"mse": masked_mse(pred, vertices, lengths), "reg": reg}}
 
     # ---- inference ------------------------------------------------------------------------------
+    def decoding(self, style: torch.Tensor, n_frames: int | None, like: torch.Tensor) -> "CodeTalkerDecoding":
+        """A frame-by-frame decoder (caches in the predictor and the VQ decoder), or streaming (None)."""
+        return CodeTalkerDecoding(self, style, n_frames, like)
+
     def _decode_cached(self, memory: torch.Tensor, style: torch.Tensor, n_frames: int):
         """Frame-by-frame decoding with caches; ``(B, T, V*3)`` offsets and ``(B, T, n, c)`` features."""
-        b, r = memory.shape[0], self.cfg.audio_ratio
-        stepper = DecoderStepper(self.transformer_decoder, self.cfg.n_heads, self.cfg.period, self.cfg.context,
-                                 n_frames, memory)
-        motion = DecodeStepper(self.vqvae, n_frames, memory)
-        pe = periodic_encoding(n_frames, self.cfg.feature_dim, self.cfg.period).to(memory)  # (T, D)
-        token = self.vertice_map(memory.new_zeros(b, 1, self.n_vertices * 3)) + style  # (B, 1, D)
-        offsets, feats = [], []
-        for t in range(n_frames):
-            feat = self.features(stepper.step(self.pe_dropout(token + pe[t]), memory[:, t * r:(t + 1) * r]))
-            offset = motion.step(self.vqvae.quantizer.lookup(feat))  # (B, 1, V*3)
-            offsets.append(offset)
-            feats.append(feat)
-            token = self.vertice_map(offset) + style
-        return torch.cat(offsets, 1), torch.cat(feats, 1)
+        r = self.cfg.audio_ratio
+        dec = self.decoding(style, n_frames, memory)
+        steps = [dec.step(memory[:, t * r:(t + 1) * r]) for t in range(n_frames)]
+        return torch.cat([o for o, _ in steps], 1), torch.cat([f for _, f in steps], 1)
 
     def _decode_recompute(self, memory: torch.Tensor, style: torch.Tensor, n_frames: int):
         """Reference: the real forward over the whole prefix at every frame (O(T^2))."""
@@ -269,6 +263,36 @@ class CodeTalker(nn.Module):
                            fps: float | None = None) -> torch.Tensor:
         """:meth:`generate` the published O(T^2) way; the reference for the cache."""
         return self._generate(audio, audio_lengths, template, subject, n_frames, fps, self._decode_recompute)
+
+
+class CodeTalkerDecoding:
+    """CodeTalker's autoregressive decoder state: one frame per :meth:`step` through the predictor,
+    the codebook and the causal VQ decoder (training, offline and streamed animation all run it).
+
+    Args:
+        model: the CodeTalker. style: ``(B, 1, D)`` style embedding.
+        n_frames: frames to decode, or None (streaming; needs ``context`` and ``vq.context`` > 0).
+        like: a tensor giving dtype and device.
+    """
+
+    def __init__(self, model: CodeTalker, style: torch.Tensor, n_frames: int | None, like: torch.Tensor):
+        cfg = model.cfg
+        self.model, self.style = model, style
+        self.stepper = DecoderStepper(model.transformer_decoder, cfg.n_heads, cfg.period, cfg.context, n_frames, like)
+        self.motion = DecodeStepper(model.vqvae, n_frames, like)
+        self.pe = periodic_encoding(cfg.period, cfg.feature_dim, cfg.period).to(like)  # (period, D): one cycle
+        self.token = model.vertice_map(like.new_zeros(style.shape[0], 1, model.n_vertices * 3)) + style
+        self.t = 0
+
+    def step(self, memory: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(B, r, D)`` aligned audio memory -> the frame's ``(B, 1, V*3)`` offsets and ``(B, 1, n, c)``
+        code features."""
+        m = self.model
+        feat = m.features(self.stepper.step(m.pe_dropout(self.token + self.pe[self.t % len(self.pe)]), memory))
+        offset = self.motion.step(m.vqvae.quantizer.lookup(feat))  # (B, 1, V*3)
+        self.token = m.vertice_map(offset) + self.style
+        self.t += 1
+        return offset, feat
 
 
 def _masked_l1(pred: torch.Tensor, target: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:

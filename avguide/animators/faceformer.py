@@ -172,25 +172,16 @@ class FaceFormer(nn.Module):
         return {"pred": pred, "losses": {"mse": masked_mse(pred, vertices, lengths)}}
 
     # ---- inference ------------------------------------------------------------------------------
-    def _decode_cached(self, memory: torch.Tensor, style: torch.Tensor, n_frames: int) -> torch.Tensor:
-        """Autoregressive decoding with the KV cache; ``(B, T, V*3)`` offsets (differentiable).
+    def decoding(self, style: torch.Tensor, n_frames: int | None, like: torch.Tensor) -> "FaceFormerDecoding":
+        """A frame-by-frame decoder (key/value cache) for ``n_frames`` frames, or None: streaming."""
+        return FaceFormerDecoding(self, style, n_frames, like)
 
-        The next token ``vertice_map(vertice_map_r(h)) + style`` is affine in ``h``, so the loop uses
-        the folded ``(D, D)`` map and never touches the ``V*3``-wide layers; the offsets of all
-        frames are read out with one matrix product at the end.
-        """
-        b, r = memory.shape[0], self.cfg.audio_ratio
-        stepper = DecoderStepper(self.transformer_decoder, self.cfg.n_heads, self.cfg.period, self.cfg.context,
-                                 n_frames, memory)
-        pe = periodic_encoding(n_frames, self.cfg.feature_dim, self.cfg.period).to(memory)  # (T, D)
-        fold_w = self.vertice_map.weight @ self.vertice_map_r.weight  # (D, D)
-        fold_b = self.vertice_map.weight @ self.vertice_map_r.bias + self.vertice_map.bias + style  # (B, 1, D)
-        token = self.motion_tokens(memory.new_zeros(b, 1, self.n_vertices * 3), style)  # (B, 1, D)
-        hidden = []
-        for t in range(n_frames):
-            h = stepper.step(self.pe_dropout(token + pe[t]), memory[:, t * r:(t + 1) * r])  # (B, 1, D)
-            hidden.append(h)
-            token = h @ fold_w.T + fold_b  # == vertice_map(vertice_map_r(h)) + style
+    def _decode_cached(self, memory: torch.Tensor, style: torch.Tensor, n_frames: int) -> torch.Tensor:
+        """Autoregressive decoding with the KV cache; ``(B, T, V*3)`` offsets (differentiable); the
+        offsets of all frames are read out with one matrix product at the end."""
+        r = self.cfg.audio_ratio
+        dec = self.decoding(style, n_frames, memory)
+        hidden = [dec.step(memory[:, t * r:(t + 1) * r]) for t in range(n_frames)]
         return self.vertice_map_r(torch.cat(hidden, 1))  # (B, T, V*3)
 
     def _decode_recompute(self, memory: torch.Tensor, style: torch.Tensor, n_frames: int) -> torch.Tensor:
@@ -244,3 +235,39 @@ class FaceFormer(nn.Module):
                            fps: float | None = None) -> torch.Tensor:
         """:meth:`generate` the slow published way (full-prefix recompute); the cache's reference."""
         return self._generate(audio, audio_lengths, template, subject, n_frames, fps, self._decode_recompute)
+
+
+class FaceFormerDecoding:
+    """FaceFormer's autoregressive decoder state: one frame per :meth:`step` (training, offline and
+    streamed animation all run this loop).
+
+    The next token ``vertice_map(vertice_map_r(h)) + style`` is affine in ``h``, so the loop uses
+    the folded ``(D, D)`` map and never touches the ``V*3``-wide layers.
+
+    Args:
+        model: the FaceFormer. style: ``(B, 1, D)`` :meth:`FaceFormer.style`.
+        n_frames: frames to decode, or None (streaming; needs ``cfg.context > 0``).
+        like: a tensor giving dtype and device.
+    """
+
+    def __init__(self, model: FaceFormer, style: torch.Tensor, n_frames: int | None, like: torch.Tensor):
+        cfg = model.cfg
+        self.model = model
+        self.stepper = DecoderStepper(model.transformer_decoder, cfg.n_heads, cfg.period, cfg.context, n_frames, like)
+        self.pe = periodic_encoding(cfg.period, cfg.feature_dim, cfg.period).to(like)  # (period, D): one cycle
+        self.fold_w = model.vertice_map.weight @ model.vertice_map_r.weight  # (D, D)
+        self.fold_b = model.vertice_map.weight @ model.vertice_map_r.bias + model.vertice_map.bias + style  # (B, 1, D)
+        self.token = model.motion_tokens(like.new_zeros(style.shape[0], 1, model.n_vertices * 3), style)  # (B, 1, D)
+        self.t = 0
+
+    def step(self, memory: torch.Tensor) -> torch.Tensor:
+        """``(B, r, D)`` audio memory aligned with the next frame -> ``(B, 1, D)`` decoder output
+        (``model.vertice_map_r`` of it is the frame's offsets)."""
+        h = self.stepper.step(self.model.pe_dropout(self.token + self.pe[self.t % len(self.pe)]), memory)
+        self.token = h @ self.fold_w.T + self.fold_b  # == vertice_map(vertice_map_r(h)) + style
+        self.t += 1
+        return h
+
+    def offsets(self, hidden: torch.Tensor) -> torch.Tensor:
+        """``(B, t, D)`` outputs of :meth:`step` -> ``(B, t, V*3)`` offsets from the template."""
+        return self.model.vertice_map_r(hidden)

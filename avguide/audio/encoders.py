@@ -151,15 +151,27 @@ class MelEncoder(nn.Module):
         mel = (log_mel(audio * keep, hop=self.hop, bank=self.bank) + LOG_MEL_SHIFT) / LOG_MEL_SHIFT
         return mel, n_mel_frames(audio_lengths, self.hop)
 
+    @property
+    def receptive_field(self) -> int:
+        """Mel frames of the past (causal) or of each side (centred) one output depends on."""
+        span = (self.kernel - 1) * (1 + sum(2 ** i for i in range(len(self.blocks))))
+        return span if self.lookahead >= 0 else span // 2
+
+    def stack(self, mel: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """The convolutions on mel frames: ``(B, N, n_mels)`` and ``(B, 1, N)`` validity (frames
+        past a clip's end are zeroed before every convolution) -> ``(B, C, N)``, before the norm.
+        Causal (``lookahead >= 0``): output ``j`` depends on frames ``j - receptive_field .. j``."""
+        x = self.stem(self._pad(mel.transpose(1, 2) * valid, 1))  # (B, C, N)
+        for i, conv in enumerate(self.blocks):
+            x = x + F.gelu(conv(self._pad(F.gelu(x) * valid, 2 ** i)))
+        return x
+
     def convolve(self, mel: torch.Tensor, n_frames: torch.Tensor) -> torch.Tensor:
         """``(B, N, n_mels)`` mel frames (valid up to ``n_frames``) -> ``(B, N, C)`` features at 100 Hz."""
         la = max(self.lookahead, 0)
         mel = F.pad(mel, (0, 0, 0, la))  # (B, N + la, n_mels): the look-ahead reads zeros past the end
         valid = _valid(n_frames, mel.shape[1]).to(mel.dtype)[:, None, :]  # (B, 1, N + la)
-        x = self.stem(self._pad(mel.transpose(1, 2) * valid, 1))  # (B, C, N + la)
-        for i, conv in enumerate(self.blocks):
-            x = x + F.gelu(conv(self._pad(F.gelu(x) * valid, 2 ** i)))
-        return self.norm(x[:, :, la:].transpose(1, 2))  # (B, N, C)
+        return self.norm(self.stack(mel, valid)[:, :, la:].transpose(1, 2))  # (B, N, C)
 
     def forward(self, audio: torch.Tensor, audio_lengths: torch.Tensor, rate: float,
                 n_out: int, n_valid_out: torch.Tensor | None = None) -> torch.Tensor:

@@ -1,0 +1,156 @@
+"""Streaming audio features: the streaming mel encoder's output for speech arriving in chunks.
+
+:class:`FeatureStream` gives, chunk by chunk, exactly the features
+``MelEncoder(audio, lengths, rate, n_out)`` gives for the whole clip (the same arithmetic on the
+same numbers, up to float rounding of the convolutions' blocking), for an encoder with a bounded
+look-ahead (``AudioEncoderConfig.lookahead >= 0``). A feature for time ``tau`` is emitted as soon
+as the speech up to ``tau + encoder_lookahead_s`` has arrived; :meth:`FeatureStream.finish`
+emits the rest the way the offline encoder treats the end of a clip (zeros past the end, the
+last frame held by the interpolation). Memory is constant: only the receptive field of the
+convolutions (64 mel frames for the default kernel) and a few samples are kept.
+
+    stream = FeatureStream(encoder, rate=30.0)
+    for chunk in chunks:                 # (n,) float32 16 kHz
+        feats = stream.push(chunk)       # (k, C) new features at 30 Hz
+    feats = stream.finish()              # the remaining ones
+"""
+
+from __future__ import annotations
+
+import torch
+
+from avguide import AUDIO_RATE
+from avguide.audio.encoders import MelEncoder
+from avguide.audio.mel import LOG_MEL_SHIFT
+
+WINDOW = 400
+"""STFT window (25 ms at 16 kHz); a mel frame ``m`` reads samples ``m * hop - 200 .. m * hop + 200``."""
+
+
+class FeatureStream:
+    """Incremental features of a streaming :class:`MelEncoder` at ``rate`` Hz.
+
+    Args:
+        encoder: a mel encoder with ``lookahead >= 0`` (eval mode).
+        rate: output feature rate in Hz (motion fps x audio ratio).
+    Raises:
+        ValueError: a centred encoder (``lookahead = -1``) cannot stream.
+    """
+
+    def __init__(self, encoder: MelEncoder, rate: float):
+        if encoder.lookahead < 0:
+            raise ValueError("a centred mel encoder (lookahead=-1) cannot stream; use a streaming preset")
+        self.enc, self.rate = encoder, float(rate)
+        self.hop, self.la = encoder.hop, encoder.lookahead
+        self.samples = torch.zeros(0)      # audio from absolute sample ``self.sample0`` on
+        self.sample0 = 0
+        self.n_samples = 0                 # samples received
+        self.mel = torch.zeros(0, encoder.bank.shape[1])  # mel frames from absolute ``self.mel0`` on
+        self.mel0 = 0
+        self.n_mel = 0                     # mel frames computed
+        self.feats = torch.zeros(0, encoder.out_dim)      # 100 Hz features from ``self.feat0`` on
+        self.feat0 = 0
+        self.n_feat = 0                    # 100 Hz features final
+        self.n_out = 0                     # output features emitted
+        self.finished = False
+
+    # ------------------------------------------------------------------ mel frames
+    def _mel_frames(self, first: int, last: int) -> torch.Tensor:
+        """Mel frames ``first .. last`` (inclusive) from the kept samples (zeros outside them)."""
+        lo, hi = first * self.hop - WINDOW // 2, last * self.hop + WINDOW // 2
+        seg = torch.zeros(hi - lo)
+        a, b = max(lo, self.sample0), min(hi, self.sample0 + len(self.samples))
+        if b > a:
+            seg[a - lo: b - lo] = self.samples[a - self.sample0: b - self.sample0]
+        window = torch.hann_window(WINDOW, periodic=True)
+        spec = torch.stft(seg[None], WINDOW, hop_length=self.hop, win_length=WINDOW, window=window,
+                          center=False, return_complex=True)  # (1, n_freq, n)
+        power = spec.real.square() + spec.imag.square()
+        mel = torch.log10(torch.clamp(power.transpose(1, 2) @ self.enc.bank, min=1e-10))[0]  # (n, n_mels)
+        return (mel + LOG_MEL_SHIFT) / LOG_MEL_SHIFT
+
+    def _add_mel(self, last: int) -> None:
+        if last >= self.n_mel:
+            self.mel = torch.cat([self.mel, self._mel_frames(self.n_mel, last)])
+            self.n_mel = last + 1
+
+    # ------------------------------------------------------------------ 100 Hz features
+    def _add_features(self, upto: int, n_valid: int | None) -> None:
+        """Make 100 Hz features ``self.n_feat .. upto - 1`` final; ``n_valid``: the clip's mel frame
+        count at the end (frames past it read as zeros), None while streaming."""
+        if upto <= self.n_feat:
+            return
+        start = max(0, self.n_feat + self.la - self.enc.receptive_field)  # first raw output needed, minus context
+        end = upto + self.la  # raw outputs up to end - 1
+        mel = self.mel[start - self.mel0:]
+        if n_valid is not None:  # the look-ahead past the end reads zero frames
+            mel = torch.cat([mel, mel.new_zeros(end - start - len(mel), mel.shape[1])])
+        valid = torch.ones(1, 1, end - start)
+        if n_valid is not None:
+            valid[..., max(0, n_valid - start):] = 0
+        raw = self.enc.stack(mel[None, : end - start], valid)  # (1, C, end - start); exact from index
+        # (self.n_feat + la) - start on: every earlier input is real (or the clip's zero start)
+        new = raw[0, :, self.n_feat + self.la - start:].T  # (upto - n_feat, C)
+        self.feats = torch.cat([self.feats, self.enc.norm(new)])
+        self.n_feat = upto
+
+    # ------------------------------------------------------------------ output rate
+    def _emit(self, n_valid: int | None, n_out_total: int | None) -> torch.Tensor:
+        """Output features whose two interpolation sources are final (or clamped at the end)."""
+        step = (float(AUDIO_RATE) / self.hop) / self.rate
+        out = []
+        j = self.n_out
+        while n_out_total is None or j < n_out_total:
+            p = torch.tensor(j, dtype=torch.float64) * step
+            if n_valid is not None:
+                p = torch.minimum(p, torch.tensor(n_valid - 1, dtype=torch.float64))
+            i0 = int(p.floor())
+            i1 = i0 + 1 if n_valid is None else min(i0 + 1, n_valid - 1)
+            if i1 >= self.n_feat:
+                break
+            w = (p - i0).to(self.feats.dtype)
+            f0, f1 = self.feats[i0 - self.feat0], self.feats[i1 - self.feat0]
+            out.append(f0 * (1 - w) + f1 * w)
+            j += 1
+        self.n_out = j
+        self._trim()
+        return torch.stack(out) if out else self.feats.new_zeros(0, self.feats.shape[1])
+
+    def _trim(self) -> None:
+        """Drop what no future output can read (constant memory)."""
+        next_i0 = int(torch.tensor(self.n_out, dtype=torch.float64) * (float(AUDIO_RATE) / self.hop) / self.rate)
+        keep_feat = min(next_i0, self.n_feat)  # the next output reads features next_i0 and next_i0 + 1
+        if keep_feat > self.feat0:
+            self.feats, self.feat0 = self.feats[keep_feat - self.feat0:], keep_feat
+        keep_mel = max(0, self.n_feat + self.la - self.enc.receptive_field)
+        if keep_mel > self.mel0:
+            self.mel, self.mel0 = self.mel[keep_mel - self.mel0:], keep_mel
+        keep_sample = max(0, self.n_mel * self.hop - WINDOW // 2)
+        if keep_sample > self.sample0:
+            self.samples, self.sample0 = self.samples[keep_sample - self.sample0:], keep_sample
+
+    # ------------------------------------------------------------------ public
+    @torch.no_grad()
+    def push(self, chunk: torch.Tensor) -> torch.Tensor:
+        """Add ``(n,)`` float32 samples at 16 kHz; return the ``(k, C)`` features now final."""
+        assert not self.finished, "push after finish"
+        self.samples = torch.cat([self.samples, chunk.to(torch.float32).reshape(-1)])
+        self.n_samples += int(chunk.numel())
+        last_mel = (self.n_samples - WINDOW // 2) // self.hop  # frames whose window has fully arrived
+        if last_mel >= 0:
+            self._add_mel(last_mel)
+        self._add_features(self.n_mel - self.la, None)
+        return self._emit(None, None)
+
+    @torch.no_grad()
+    def finish(self, n_out: int) -> torch.Tensor:
+        """The remaining features up to ``n_out`` in total (the offline encoder's ``n_out``), with
+        the clip ending after the samples pushed so far."""
+        self.finished = True
+        n_valid = self.n_samples // self.hop + 1  # mel frames of the whole clip (centred STFT)
+        self._add_mel(n_valid - 1)
+        self._add_features(n_valid, n_valid)
+        return self._emit(n_valid, n_out)
+
+
+
