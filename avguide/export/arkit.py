@@ -38,7 +38,7 @@ MIN_CONDITION = 1e-12
 6e-5); below it the blendshapes count as linearly dependent."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class ArkitFit:
     """ARKit weights fitted to a vertex sequence, and how well they reproduce it.
 
@@ -116,7 +116,7 @@ def solve_arkit(vertices: Any, template: Any, blendshapes: Any, *,
         chunk = v[start:stop]
         if not np.isfinite(chunk).all():
             check_finite(where, f"vertices[{start}:{stop}]", chunk)
-        motion_c = chunk.astype(np.float64) - t64                        # (C, V*3)
+        motion_c = np.subtract(chunk, t64, dtype=np.float64)            # (C, V*3)
         fit = solve_box_qp(gram, motion_c @ d64.T, 0.0, 1.0, tol=tol)    # b: (C, 52)
         iterations = max(iterations, fit.iterations)
         w = fit.x.astype(np.float32)                                    # (C, 52)
