@@ -420,8 +420,9 @@ def evaluate_dataset(pred_dir: str | Path, data_root: str | Path,
         if region not in index.regions:
             raise BadInputError(f"{index.root}: no '{region}' vertex region (expected regions/"
                                 f"{'lve' if region == 'lips' else 'fdd'}.txt or FLAME_masks.pkl)")
+    pred_files = find_motion_files(pred_dir)
     try:
-        matches = match_predictions(find_motion_files(pred_dir), list(refs))
+        matches = match_predictions(pred_files, list(refs))
     except BadInputError as e:  # its list of problems, on one line
         raise BadInputError(f"{pred_dir}: " + str(e).replace(":\n  ", ": ").replace("\n  ", "; ")) from None
     split, source, in_split = _scored_split(pred_dir, index, refs, matches, cfg.split)

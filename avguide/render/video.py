@@ -240,6 +240,9 @@ def render_video_files(verts_paths: list[str | Path], out_path: str | Path, *, f
     for p, s in zip(verts_paths[1:], seqs[1:]):
         if s.shape[1] != n_v:
             raise BadInputError(f"{p}: {s.shape[1]} vertices per frame, but {verts_paths[0]} has {n_v}")
+    if np.ptp(seqs[0][0], axis=0).max() == 0:  # the camera frames the first mesh
+        raise BadInputError(f"{verts_paths[0]}: every vertex of the first frame is at the same point; "
+                            "nothing to frame")
     part, names = None, tuple(PART_COLORS)
     if faces_path is None:
         from avguide.assets.head import load_head

@@ -13,7 +13,7 @@ def synth_set(tmp_path_factory) -> Path:
     """3 subjects x 2 sentences (splits: train Synth01_sentence01/02, val Synth02_sentence02,
     test Synth03_sentence02), generated once; never modify it, copy it (``dataset``)."""
     root = tmp_path_factory.mktemp("synth") / "set"
-    assert main(["synth", "--out", str(root), "--subjects", "3", "--sentences", "2", "--workers", "1"]) == 0
+    assert main(["synth", "--out", str(root), "subjects=3", "sentences=2", "workers=1"]) == 0
     return root
 
 

@@ -133,13 +133,17 @@ def _write_bad_vertices(case: str, p: Path, good: np.ndarray) -> str:
     if case == "not_numpy":
         p.write_text("hello\n")
         return "not a .npy"
+    if case == "all_coincident":
+        np.save(p, np.zeros_like(good))
+        return "at the same point"
     if case == "missing":
         return "not found"
     raise AssertionError(case)
 
 
 @pytest.mark.parametrize("case", ["zero_frames", "zero_d", "npz_as_npy", "object_array", "nan", "inf",
-                                  "wrong_width", "one_dim", "truncated", "not_numpy", "missing"])
+                                  "wrong_width", "one_dim", "truncated", "not_numpy", "all_coincident",
+                                  "missing"])
 def test_render_malformed_vertices(case, synth_set, tmp_path, capsys, no_rendering):
     good = np.load(synth_set / "vertices_npy" / f"{TEST_SEQ}.npy")
     bad = tmp_path / "verts.npy"
@@ -364,7 +368,7 @@ def test_evaluate_with_split_reports_what_it_ignored(dataset, preds, tmp_path, c
     assert report["summary"]["lve"]["mean_over_frames"] == 0.0  # the ground truth scored against itself
 
 
-@pytest.mark.parametrize("case", ["pred_dir_missing", "unknown_prediction", "config_binary", "config_bad_key",
+@pytest.mark.parametrize("case", ["pred_dir_missing", "pred_dir_empty", "unknown_prediction", "config_binary", "config_bad_key",
                                   "unknown_split"])
 def test_evaluate_bad_arguments(case, dataset, preds, tmp_path, capsys):
     out = tmp_path / "report.json"
@@ -372,6 +376,10 @@ def test_evaluate_bad_arguments(case, dataset, preds, tmp_path, capsys):
     if case == "pred_dir_missing":
         preds = tmp_path / "nowhere"
         names = [preds, "not found"]
+    elif case == "pred_dir_empty":
+        preds = tmp_path / "empty"
+        preds.mkdir()
+        names = [preds, "no .npy or .npz"]
     elif case == "unknown_prediction":
         (preds / "Nobody_sentence01.npy").write_bytes(b"")
         names = [preds, "Nobody_sentence01.npy"]
@@ -437,7 +445,7 @@ def test_synth_removes_only_its_own_stale_files(synth_set, tmp_path, capsys):
     mine = [out / "wav" / "my_own_recording.wav", out / "notes.txt"]
     for p in mine:
         p.write_bytes(b"the user's")
-    rc, _, err = run_cli(capsys, ["synth", "--out", out, "--subjects", "3", "--sentences", "2", "--workers", "1"])
+    rc, _, err = run_cli(capsys, ["synth", "--out", out, "subjects=3", "sentences=2", "workers=1"])
     assert rc == 0, err
     assert [p for p in stale if p.exists()] == []
     assert all(p.read_bytes() == b"the user's" for p in mine)
@@ -451,7 +459,7 @@ def test_synth_removes_only_its_own_stale_files(synth_set, tmp_path, capsys):
                                   "out_manifest_names_a_path"])
 def test_synth_bad_input(case, tmp_path, capsys):
     out = tmp_path / "set"
-    argv = ["synth", "--out", out, "--subjects", "3", "--sentences", "2", "--workers", "1"]
+    argv = ["synth", "--out", out, "subjects=3", "sentences=2", "workers=1"]
     cfg = tmp_path / "synth.yaml"
     if case == "config_binary":
         cfg.write_bytes(np.random.default_rng(0).bytes(400))
@@ -463,7 +471,7 @@ def test_synth_bad_input(case, tmp_path, capsys):
         cfg.write_text("- subjects\n- 3\n")
         argv, names = argv + ["--config", cfg], [cfg, "mapping"]
     elif case == "too_few_subjects":  # every problem, on the one line
-        argv, names = argv[:3] + ["subjects=2", "fps=500"], ["subjects: need at least 3", "fps: must be in"]
+        argv, names = argv + ["subjects=2", "fps=500"], ["subjects: need at least 3", "fps: must be in"]
     elif case == "out_is_a_file":
         out.write_text("precious")
         names = ["--out", out]
