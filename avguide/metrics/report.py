@@ -7,6 +7,7 @@ from pathlib import Path
 
 import avguide
 from avguide.config import config_to_dict
+from avguide.errors import BadInputError
 from avguide.io import check_output_file, write_json_atomic, write_text_atomic
 from avguide.metrics.evaluate import READING_METRICS, EvaluateConfig
 
@@ -79,6 +80,19 @@ def _listed(names: list[str], shown: int = 5) -> str:
     return ", ".join(names[:shown]) + (f" and {len(names) - shown} more" if len(names) > shown else "")
 
 
+def _check_outputs(path: str | Path, markdown_path: str | Path | None, report: dict) -> None:
+    """Both outputs writable, distinct, and neither an input file of the report (nothing lost)."""
+    outputs = {"-o": check_output_file(path, "-o")}
+    if markdown_path is not None:
+        outputs["--markdown"] = check_output_file(markdown_path, "--markdown")
+        if outputs["--markdown"].resolve() == outputs["-o"].resolve():
+            raise BadInputError(f"--markdown {markdown_path}: the same file as -o; give two names")
+    inputs = {Path(r[k]).resolve() for r in report.get("rows", []) for k in ("pred_file", "gt_file") if k in r}
+    for arg, out in outputs.items():
+        if out.resolve() in inputs:
+            raise BadInputError(f"{arg} {out}: is an input of this evaluation; writing it would destroy it")
+
+
 def write_report(path: str | Path, report: dict, cfg: EvaluateConfig,
                  markdown_path: str | Path | None = None, extra_config: dict | None = None) -> None:
     """Write ``report.json`` atomically, with the avguide version, config and units.
@@ -90,12 +104,10 @@ def write_report(path: str | Path, report: dict, cfg: EvaluateConfig,
         markdown_path: optional destination of :func:`format_markdown`'s table.
         extra_config: more resolved settings to save (e.g. the CLI's paths, reader checkpoint).
     Raises:
-        BadInputError: either output is a directory or cannot be written (checked for both
-            before either is written).
+        BadInputError: either output is a directory, cannot be written, is the other one, or
+            is one of the report's input files (all checked before anything is written).
     """
-    check_output_file(path, "-o")
-    if markdown_path is not None:
-        check_output_file(markdown_path, "--markdown")
+    _check_outputs(path, markdown_path, report)
     config = config_to_dict(cfg) if dataclasses.is_dataclass(cfg) else dict(cfg)
     if extra_config:
         config.update(extra_config)

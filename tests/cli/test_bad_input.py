@@ -397,17 +397,22 @@ def test_evaluate_bad_arguments(case, dataset, preds, tmp_path, capsys):
     assert not out.exists()
 
 
-@pytest.mark.parametrize("where", ["directory", "read_only_markdown"])
+@pytest.mark.parametrize("where", ["directory", "read_only_markdown", "markdown_is_the_report", "a_prediction"])
 def test_evaluate_unwritable_outputs(where, dataset, preds, tmp_path, capsys):
     (tmp_path / "reports").mkdir()
     (tmp_path / "reports" / "old.json").write_text("{}")
+    out, extra = tmp_path / "report.json", []
     if where == "directory":
-        out, extra, named = tmp_path / "reports", [], tmp_path / "reports"
+        out = named = tmp_path / "reports"
+    elif where == "read_only_markdown":
+        extra, named = ["--markdown", "/sys/avguide.md"], "/sys/avguide.md"
+    elif where == "markdown_is_the_report":
+        extra, named = ["--markdown", out], "--markdown"
     else:
-        out, extra, named = tmp_path / "report.json", ["--markdown", "/sys/avguide.md"], "/sys/avguide.md"
-    before = snapshot(tmp_path / "reports")
+        out = named = preds / f"{TEST_SEQ}.npy"
+    before = snapshot(tmp_path / "reports", preds)
     assert_refused(capsys, _evaluate(dataset, preds, out, *extra), named)
-    assert snapshot(tmp_path / "reports") == before and not (tmp_path / "report.json").exists()
+    assert snapshot(tmp_path / "reports", preds) == before and not (tmp_path / "report.json").exists()
 
 
 def _limit_file_size():
