@@ -1,27 +1,36 @@
-"""Inference: animate speech with a trained animator run.
+"""The main job: speech or text in; video, vertices, ARKit weights, glTF and OBJ out.
 
-:func:`animate_file` is ``avguide animate SPEECH.wav --checkpoint RUN``; :func:`predict_split`
-writes predictions for a dataset split (for ``avguide evaluate`` and the benchmark).
+    avguide say "Hello there." -o out/                      # espeak-ng speech + the default animator
+    avguide animate a.wav b.mp3 -o out/ --formats mp4,arkit,glb
+
+:func:`load_animator` loads a trained animator run or a shipped model by name (``default``);
+:func:`animate_files` / :func:`say` run the whole job. Streaming animators (the shipped ones) are
+run through :func:`avguide.animators.stream.animate_in_chunks`: frames go to a memory-mapped
+``.npy`` as they come, so 10 minutes of speech never hold more than a chunk of meshes in memory;
+every format is then written from that file. :func:`predict_split` writes predictions for a
+dataset split (``avguide evaluate``, the benchmark).
 """
 
 from __future__ import annotations
 
+import re
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import torch
-from safetensors.torch import load_file
 
 from avguide import AUDIO_RATE
-from avguide.audio.io import load_audio
-from avguide.config import load_config
 from avguide.errors import BadInputError, MissingFileError
-from avguide.io import save_npy_atomic
-from avguide.train.checkpoint import load_checkpoint
 
 SILENCE_RMS = 1e-4
 """Audio quieter than this (RMS, full scale 1) is refused as silent."""
+FORMATS = ("mp4", "npy", "arkit", "glb", "obj")
+"""Output formats: video with the audio, (T, V*3) vertices, ARKit weights (Live Link Face CSV and
+JSON), glTF 2.0 binary with morph targets and their animation, one OBJ per frame."""
+DEFAULT_FORMATS = ("mp4", "npy")
 
 
 @dataclass
@@ -37,36 +46,64 @@ class LoadedAnimator:
     checkpoint: Path
 
 
-def load_animator(run: str | Path, which: str = "best", device: str = "cpu") -> LoadedAnimator:
-    """Load a run written by ``avguide train`` (baseline or AV-guided).
+def build_from_meta(meta: dict) -> torch.nn.Module:
+    """The (untrained) animator a checkpoint's meta describes.
 
-    Args:
-        run: run directory (or one checkpoint directory inside it).
-        which: "best" (lowest validation loss) or "last".
-        device: torch device.
     Raises:
-        MissingFileError: not a run; BadInputError: not an animator run or weights that do not fit.
+        BadInputError: not an animator checkpoint, or a CodeTalker stage-1 (``--stage vq``) run,
+            which holds a motion codec but no speech-to-motion predictor.
     """
     from avguide.animators import CodeTalkerConfig, FaceFormerConfig, build_animator
+    from avguide.config import load_config
 
-    state, meta, ckpt = load_checkpoint(run, which)
     cfg = meta.get("config", {})
     model_cfg, dataset = cfg.get("model"), cfg.get("dataset")
     if not isinstance(model_cfg, dict) or model_cfg.get("kind") not in ("faceformer", "codetalker") or not dataset:
-        raise BadInputError(f"{ckpt}: not an animator checkpoint (no animator model config)")
+        raise BadInputError("not an animator checkpoint (no animator model config)")
+    if cfg.get("stage") == "vq" or model_cfg.get("stage") == 1:
+        raise BadInputError("a CodeTalker stage-1 (--stage vq) run only encodes motion; it cannot animate speech. "
+                            "Use the stage-2 run trained with vq_run=<this run>")
     cls = FaceFormerConfig if model_cfg["kind"] == "faceformer" else CodeTalkerConfig
-    mcfg = load_config(cls, base=model_cfg)
-    model = build_animator(mcfg, dataset["n_vertices"], len(dataset["train_subjects"]))
+    return build_animator(load_config(cls, base=model_cfg), dataset["n_vertices"], len(dataset["train_subjects"]))
+
+
+def load_animator(run: str | Path = "default", which: str = "best", device: str = "cpu") -> LoadedAnimator:
+    """Load an animator: a run written by ``avguide train`` or a shipped model's name.
+
+    Args:
+        run: run directory, checkpoint directory, or shipped name (``default``, ``faceformer``,
+            ``codetalker``; ``avguide models`` lists them).
+        which: "best" (lowest validation loss) or "last".
+        device: torch device.
+    Raises:
+        MissingFileError: not a run and not a shipped name. BadInputError: not an animator (or a
+            stage-1 CodeTalker run), weights that do not fit, corrupt files, non-finite templates.
+    """
+    from avguide.checkpoint import load_checkpoint
+    from avguide.io import load_safetensors
+    from avguide.pretrained import resolve
+
+    state, meta, ckpt = load_checkpoint(resolve(run, kind="animator"), which)
+    try:
+        model = build_from_meta(meta)
+    except BadInputError as e:
+        raise BadInputError(f"{ckpt}: {e}") from None
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as e:
         raise BadInputError(f"{ckpt}: weights do not fit the saved config ({str(e)[:300]})") from None
     model.to(device).eval()
-    run_dir = ckpt.parent
-    assets = load_file(str(run_dir / "assets.safetensors")) if (run_dir / "assets.safetensors").is_file() else {}
-    templates = {k.split("/", 1)[1]: v.numpy() for k, v in assets.items() if k.startswith("template/")}
+    assets_path = next((d / "assets.safetensors" for d in (ckpt, ckpt.parent) if (d / "assets.safetensors").is_file()),
+                       None)
+    assets = load_safetensors(assets_path, "run assets") if assets_path is not None else {}
+    templates = {k.split("/", 1)[1]: v.float().numpy() for k, v in assets.items() if k.startswith("template/")}
+    for name, t in templates.items():
+        if not np.isfinite(t).all():
+            raise BadInputError(f"{assets_path}: the template of {name} contains NaN or inf")
     faces = assets["faces"].numpy() if "faces" in assets else None
-    return LoadedAnimator(model, cfg, float(dataset["fps"]), list(dataset["train_subjects"]), templates, faces, ckpt)
+    cfg = meta["config"]
+    return LoadedAnimator(model, cfg, float(cfg["dataset"]["fps"]), list(cfg["dataset"]["train_subjects"]),
+                          templates, faces, ckpt)
 
 
 def _subject_index(anim: LoadedAnimator, subject: str | None) -> int:
@@ -78,90 +115,211 @@ def _subject_index(anim: LoadedAnimator, subject: str | None) -> int:
     return anim.train_subjects.index(subject)
 
 
-@torch.no_grad()
-def animate_audio(anim: LoadedAnimator, audio: np.ndarray, template: np.ndarray, style: int) -> np.ndarray:
-    """Animate one clip.
+def face_template(anim: LoadedAnimator, subject: str | None = None,
+                  template: str | Path | None = None) -> tuple[np.ndarray, np.ndarray | None, int]:
+    """The face to animate, its topology and the style index.
 
     Args:
-        anim: the loaded animator.
-        audio: (L,) float32 16 kHz mono.
-        template: (V,3) neutral face.
-        style: training-subject index of the speaking style.
+        subject: speaking style (a training subject; default the first), also the face unless
+            ``template`` is given.
+        template: a mesh (.obj/.ply) or a (V, 3) .npy of the same vertex count.
     Returns:
-        (T,V,3) float32 vertices at ``anim.fps``, T = round(L / 16000 * fps).
+        template (V, 3) float32, faces (F, 3) or None, style index.
+    Raises:
+        BadInputError / MissingFileError: unknown subject, unreadable or wrong-sized template, NaN.
     """
+    style = _subject_index(anim, subject)
+    faces = anim.faces
+    n_v = int(anim.config["dataset"]["n_vertices"])
+    if template is None:
+        name = anim.train_subjects[style]
+        if name not in anim.templates:
+            raise BadInputError(f"{anim.checkpoint}: run has no template for {name}; pass --template")
+        return anim.templates[name], faces, style
+    tpath = Path(template)
+    if tpath.suffix.lower() == ".npy":
+        from avguide.io import load_array
+
+        verts = load_array(tpath, "template")
+        if verts.ndim not in (2, 3) or verts.size != n_v * 3:
+            raise BadInputError(f"{tpath}: template must hold {n_v} x 3 coordinates, got shape {verts.shape}")
+        verts = verts.reshape(n_v, 3)
+    else:
+        from avguide.data.meshfile import read_mesh
+
+        verts, faces = read_mesh(tpath)
+    if verts.shape[0] != n_v:
+        raise BadInputError(f"{tpath}: template has {verts.shape[0]} vertices, the model animates {n_v}")
+    if not np.isfinite(verts).all():
+        raise BadInputError(f"{tpath}: template contains NaN or inf")
+    return np.asarray(verts, np.float32), faces, style
+
+
+def check_speech(wav: np.ndarray, what: str) -> None:
+    """Refuse silent audio (nothing to animate)."""
+    rms = float(np.sqrt(np.mean(wav.astype(np.float64) ** 2)))
+    if rms < SILENCE_RMS:
+        raise BadInputError(f"{what}: audio is silent (RMS {rms:.1e}); nothing to animate")
+
+
+def n_frames_of(anim: LoadedAnimator, n_samples: int) -> int:
+    """Motion frames for ``n_samples`` of 16 kHz audio: ``round(L / 16000 * fps)``."""
+    return max(1, round(n_samples / AUDIO_RATE * anim.fps))
+
+
+@torch.no_grad()
+def animate_speech(anim: LoadedAnimator, audio: np.ndarray, template: np.ndarray, style: int,
+                   chunk_s: float = 10.0):
+    """Animate one clip, block by block.
+
+    Args:
+        anim: the loaded animator. audio: (L,) float32 16 kHz mono.
+        template: (V, 3) neutral face. style: training-subject index of the speaking style.
+        chunk_s: seconds of audio per block (streaming animators; others animate in one block).
+    Yields:
+        (k, V, 3) float32 blocks of consecutive frames at ``anim.fps``; ``round(L / 16000 * fps)``
+        frames in all.
+    """
+    from avguide.animators.stream import animate_in_chunks, can_stream
+
+    if can_stream(anim.model):
+        yield from animate_in_chunks(anim.model, audio, template, style, chunk_s)
+        return
     device = next(anim.model.parameters()).device
     a = torch.from_numpy(audio)[None].to(device)
     out = anim.model.generate(a, torch.tensor([a.shape[1]], device=device),
                               torch.from_numpy(np.asarray(template, np.float32))[None].to(device),
                               torch.tensor([style], device=device))
-    return out[0].cpu().numpy().astype(np.float32)
+    yield out[0].cpu().numpy().astype(np.float32)
 
 
-def animate_file(run: str | Path, speech: str | Path, out_dir: str | Path, *, subject: str | None = None,
-                 template: str | Path | None = None, video: bool = True, seed: int = 0) -> dict:
-    """``avguide animate``: speech file -> vertex sequence .npy (+ mp4 with the audio).
+def parse_formats(text: str | Sequence[str]) -> tuple[str, ...]:
+    """``"mp4,arkit"`` -> ("mp4", "arkit"), checked against :data:`FORMATS`.
+
+    Raises:
+        BadInputError: an unknown or empty format list.
+    """
+    items = [f.strip().lower() for f in (text.split(",") if isinstance(text, str) else text) if f.strip()]
+    bad = [f for f in items if f not in FORMATS]
+    if bad or not items:
+        raise BadInputError(f"--formats {','.join(items) or repr(text)}: unknown format(s) {bad}; choose from "
+                            f"{', '.join(FORMATS)}")
+    return tuple(dict.fromkeys(items))
+
+
+def output_names(paths: Sequence[str | Path]) -> list[str]:
+    """One output stem per input, never two alike: the file's stem, or ``stem_ext`` (then ``_2``,
+    ``_3`` ...) where stems collide (``a.wav`` and ``a.mp3`` -> ``a_wav``, ``a_mp3``)."""
+    stems = [Path(p).stem for p in paths]
+    names, used = [], set()
+    for p, stem in zip(paths, stems):
+        name = stem if stems.count(stem) == 1 else f"{stem}_{Path(p).suffix.lstrip('.') or 'audio'}"
+        base, k = name, 2
+        while name in used:
+            name, k = f"{base}_{k}", k + 1
+        used.add(name)
+        names.append(name)
+    return names
+
+
+def _outputs_of(out: Path, name: str, formats: Sequence[str]) -> dict[str, Path]:
+    files = {"mp4": out / f"{name}.mp4", "npy": out / f"{name}.npy", "arkit": out / f"{name}_arkit.csv",
+             "glb": out / f"{name}.glb", "obj": out / f"{name}_obj"}
+    return {f: files[f] for f in formats}
+
+
+def write_outputs(out_dir: str | Path, name: str, frames, n_frames: int, audio: np.ndarray, anim: LoadedAnimator,
+                  template: np.ndarray, faces: np.ndarray | None, formats: Sequence[str], *, caption: str = "",
+                  progress: bool = False) -> dict[str, str]:
+    """Write every requested format of one animated clip.
 
     Args:
-        run: trained animator run.
-        speech: any audio file libsndfile reads, any rate or channel count (converted to 16 kHz mono).
-        out_dir: output folder; writes ``<stem>.npy`` (T, V*3) and ``<stem>.mp4``.
-        subject: speaking style (a training subject); its template is the face unless ``template``.
-        template: optional mesh (.obj/.ply/.npy (V,3)) of the face to animate, same vertex count.
-        video: also render the mp4 (needs the run's faces, or ``template`` as .obj/.ply).
-        seed: torch seed (inference is deterministic; recorded for completeness).
+        out_dir: output folder. name: output stem.
+        frames: iterable of (k, V, 3) float32 blocks, ``n_frames`` frames in all.
+        audio: (L,) float32 16 kHz (muxed into the mp4).
+        template: (V, 3) the face (ARKit solve, glb base mesh). faces: (F, 3) or None.
+        formats: subset of :data:`FORMATS`.
     Returns:
-        {"npy": path, "mp4": path or None, "frames": T, "fps": fps, "subject": name}.
+        {format: path written} (ARKit: the CSV; its JSON sits beside it).
     Raises:
-        MissingFileError / BadInputError: bad run, unknown subject, silent or unreadable audio, a
-            template of the wrong vertex count.
+        BadInputError: a format that needs the topology (mp4, glb, obj) without faces; ARKit/glb for
+            a mesh other than the embedded head (its blendshapes define them).
     """
-    torch.manual_seed(seed)
-    anim = load_animator(run)
-    wav = load_audio(speech)
-    rms = float(np.sqrt(np.mean(wav.astype(np.float64) ** 2)))
-    if rms < SILENCE_RMS:
-        raise BadInputError(f"{speech}: audio is silent (RMS {rms:.1e}); nothing to animate")
-    style = _subject_index(anim, subject)
-    name = anim.train_subjects[style]
-    faces = anim.faces
-    if template is not None:
-        from avguide.data.meshfile import read_mesh
+    from numpy.lib.format import open_memmap
 
-        tpath = Path(template)
-        if tpath.suffix.lower() == ".npy":
-            verts = np.load(tpath, allow_pickle=False) if tpath.is_file() else None
-            if verts is None:
-                raise MissingFileError(f"{tpath}: template not found")
-            verts = verts.reshape(-1, 3)
-        else:
-            verts, faces = read_mesh(tpath)
-        n_v = anim.config["dataset"]["n_vertices"]
-        if verts.shape[0] != n_v:
-            raise BadInputError(f"{tpath}: template has {verts.shape[0]} vertices, the model animates {n_v}")
-        base = verts.astype(np.float32)
-    else:
-        if name not in anim.templates:
-            raise BadInputError(f"{anim.checkpoint}: run has no template for {name}; pass --template")
-        base = anim.templates[name]
-    verts = animate_audio(anim, wav, base, style)  # (T, V, 3)
+    from avguide.io import atomic_path
+
     out = Path(out_dir)
-    stem = Path(speech).stem
-    npy = out / f"{stem}.npy"
-    save_npy_atomic(npy, verts.reshape(verts.shape[0], -1))
-    mp4 = None
-    if video:
-        if faces is None:
-            raise BadInputError(f"{anim.checkpoint}: the run has no mesh topology for the video; pass "
-                                "--template MESH.obj/.ply or --no-video")
-        from avguide.render.video import render_video
+    paths = _outputs_of(out, name, formats)
+    out.mkdir(parents=True, exist_ok=True)
+    result: dict[str, str] = {}
+    with tempfile.TemporaryDirectory(dir=out, prefix=f".{name}.") as tmp:
+        npy_tmp = Path(tmp) / "vertices.npy"
+        verts = open_memmap(npy_tmp, mode="w+", dtype=np.float32, shape=(n_frames, template.shape[0] * 3))
+        t = 0
+        for block in frames:
+            verts[t: t + len(block)] = block.reshape(len(block), -1)
+            t += len(block)
+        assert t == n_frames, (t, n_frames)
+        verts.flush()
+        if not np.isfinite(verts).all():  # a bug of ours or a corrupt model: never write NaN meshes
+            raise BadInputError(f"{anim.checkpoint}: the animator produced NaN or inf for {name}; the model is "
+                                "corrupt or does not fit this face")
+        seq = verts.reshape(n_frames, -1, 3)  # (T, V, 3) view of the memory map
+        if "arkit" in formats or "glb" in formats:
+            from avguide.export import solve_arkit, write_arkit_csv, write_arkit_json
 
-        mp4 = out / f"{stem}.mp4"
-        with _temp_wav(wav) as tmp_wav:
-            render_video([verts], faces, mp4, fps=anim.fps, audio_path=tmp_wav, vertex_part=_parts(verts.shape[1]),
-                         captions=[f"{stem} ({name} style)"])
-    return {"npy": str(npy), "mp4": str(mp4) if mp4 else None, "frames": int(verts.shape[0]),
-            "fps": anim.fps, "subject": name}
+            head = _head_for(template.shape[0], formats)
+            fit = solve_arkit(seq, template, head.blendshapes)
+            if "arkit" in formats:
+                write_arkit_csv(paths["arkit"], fit.weights, anim.fps)
+                write_arkit_json(paths["arkit"].with_suffix(".json"), fit.weights, anim.fps, fit)
+                result["arkit"] = str(paths["arkit"])
+            if "glb" in formats:
+                from avguide.export import head_vertex_colors, write_glb
+
+                write_glb(paths["glb"], template, _need_faces(faces, "glb"), head.blendshapes, fit.weights, anim.fps,
+                          vertex_colors=head_vertex_colors(head))
+                result["glb"] = str(paths["glb"])
+        if "obj" in formats:
+            from avguide.export import write_obj_sequence
+
+            write_obj_sequence(paths["obj"], seq, _need_faces(faces, "obj"))
+            result["obj"] = str(paths["obj"])
+        if "mp4" in formats:
+            from avguide.audio.io import save_wav
+            from avguide.render.video import render_video
+
+            wav = Path(tmp) / "speech.wav"
+            save_wav(wav, audio, AUDIO_RATE)
+            render_video([seq], _need_faces(faces, "mp4"), paths["mp4"], fps=anim.fps, audio_path=wav,
+                         vertex_part=_parts(template.shape[0]), captions=[caption] if caption else None)
+            result["mp4"] = str(paths["mp4"])
+        if "npy" in formats:
+            del seq
+            verts.flush()
+            del verts
+            with atomic_path(paths["npy"]) as final:
+                Path(npy_tmp).replace(final)
+            result["npy"] = str(paths["npy"])
+    return result
+
+
+def _need_faces(faces: np.ndarray | None, fmt: str) -> np.ndarray:
+    if faces is None:
+        raise BadInputError(f"--formats {fmt}: the model has no mesh topology; pass --template MESH.obj/.ply")
+    return faces
+
+
+def _head_for(n_vertices: int, formats: Sequence[str]):
+    from avguide.assets.head import load_head
+
+    head = load_head()
+    if head.num_vertices != n_vertices:
+        raise BadInputError(f"--formats {','.join(f for f in formats if f in ('arkit', 'glb'))}: ARKit weights and "
+                            f"glb morph targets come from the embedded head's blendshapes ({head.num_vertices} "
+                            f"vertices); this model animates {n_vertices}")
+    return head
 
 
 def _parts(n_vertices: int):
@@ -171,24 +329,124 @@ def _parts(n_vertices: int):
     return np.asarray(head.vertex_part) if head.vertices.shape[0] == n_vertices else None
 
 
-class _temp_wav:
-    """A 16 kHz copy of the (converted) audio for muxing, removed afterwards."""
+def _check_outputs(out_dir: str | Path, names: Sequence[str], formats: Sequence[str]) -> Path:
+    """Before any work: the folder can be written and no output path is in the way."""
+    from avguide.io import check_output_dir, check_output_file
 
-    def __init__(self, wav: np.ndarray):
-        self.wav = wav
+    out = check_output_dir(out_dir, "-o")
+    for name in names:
+        for fmt, path in _outputs_of(out, name, formats).items():
+            if fmt == "obj":
+                check_output_dir(path, "-o")
+            else:
+                check_output_file(path, "-o")
+    return out
 
-    def __enter__(self) -> Path:
-        import tempfile
 
-        from avguide.audio.io import save_wav
+def animate_files(speech: Sequence[str | Path], out_dir: str | Path, *, checkpoint: str | Path = "default",
+                  subject: str | None = None, template: str | Path | None = None,
+                  formats: Sequence[str] = DEFAULT_FORMATS, seed: int = 0, progress: bool = True) -> list[dict]:
+    """``avguide animate``: speech files -> the requested outputs, one set per file.
 
-        self.dir = tempfile.TemporaryDirectory()
-        path = Path(self.dir.name) / "speech.wav"
-        save_wav(path, self.wav, AUDIO_RATE)
-        return path
+    Args:
+        speech: audio files in any format ffmpeg or libsndfile reads, any rate or channel count
+            (converted to 16 kHz mono).
+        out_dir: output folder; ``<name>.<ext>`` per input (:func:`output_names`).
+        checkpoint: animator run or shipped name (default: the shipped ``default``).
+        subject, template: speaking style and face (:func:`face_template`).
+        formats: subset of :data:`FORMATS`.
+        seed: torch seed (inference is deterministic; recorded for completeness).
+        progress: a progress bar over the files (and the video frames).
+    Returns:
+        One dict per input: {"input", "name", "frames", "fps", "subject", "outputs": {format: path}}.
+    Raises:
+        MissingFileError / BadInputError: a missing or unreadable input, silent audio, a bad model,
+            subject or template, an output path in the way (checked before any work).
+    """
+    from tqdm import tqdm
 
-    def __exit__(self, *exc) -> None:
-        self.dir.cleanup()
+    from avguide.audio.io import load_audio
+
+    torch.manual_seed(seed)
+    formats = parse_formats(formats)
+    if not speech:
+        raise BadInputError("no speech file given")
+    for p in speech:
+        if not Path(p).is_file():
+            raise MissingFileError(f"{p}: speech file not found")
+    names = output_names(speech)
+    _check_outputs(out_dir, names, formats)
+    anim = load_animator(checkpoint)
+    base, faces, style = face_template(anim, subject, template)
+    results = []
+    for path, name in tqdm(list(zip(speech, names)), desc="animate", unit="file", disable=not progress or len(speech) < 2):
+        wav = load_audio(path)
+        check_speech(wav, str(path))
+        n = n_frames_of(anim, len(wav))
+        frames = animate_speech(anim, wav, base, style)
+        outputs = write_outputs(out_dir, name, frames, n, wav, anim, base, faces, formats,
+                                caption=f"{name} ({anim.train_subjects[style]} style)", progress=progress)
+        results.append({"input": str(path), "name": name, "frames": n, "fps": anim.fps,
+                        "subject": anim.train_subjects[style], "outputs": outputs})
+    return results
+
+
+def speak_text(text: str, voice: str | None = None, rate_wpm: int | None = None) -> np.ndarray:
+    """espeak-ng speech of ``text``: (L,) float32 16 kHz.
+
+    Args:
+        voice: an espeak-ng voice variant (:data:`avguide.speech.espeak.VARIANTS`, e.g. "m3", "f4",
+            "Annie"; default "m1"). rate_wpm: words per minute (80..450; default 175).
+    Raises:
+        BadInputError: empty text, unknown voice, rate out of range.
+    """
+    from avguide.speech.espeak import VARIANTS, Voice, speak
+
+    if not text or not text.strip():
+        raise BadInputError("say: the text is empty")
+    if voice is not None and voice not in VARIANTS:
+        raise BadInputError(f"--voice {voice!r}: unknown; choose one of {', '.join(VARIANTS)}")
+    v = Voice(variant=voice or VARIANTS[0], rate_wpm=175 if rate_wpm is None else int(rate_wpm))
+    errors = v.check()
+    if errors:
+        raise BadInputError("--rate: " + "; ".join(errors))
+    return speak(text.strip(), v).audio
+
+
+def slug(text: str, limit: int = 40) -> str:
+    """A file name from a sentence: lower case words joined by ``_`` ("say" when nothing is left)."""
+    words = re.findall(r"[a-z0-9]+", text.lower())
+    out = "_".join(words)[:limit].rstrip("_")
+    return out or "say"
+
+
+def say(text: str, out_dir: str | Path, *, voice: str | None = None, rate_wpm: int | None = None,
+        name: str | None = None, checkpoint: str | Path = "default", subject: str | None = None,
+        formats: Sequence[str] = DEFAULT_FORMATS, seed: int = 0, progress: bool = True) -> dict:
+    """``avguide say``: text -> espeak-ng speech -> a talking head (no training needed).
+
+    Writes ``<name>.wav`` (the speech) and the requested formats; ``name`` defaults to a slug of
+    the text. Returns the dict of :func:`animate_files` for the one clip.
+    """
+    from avguide.audio.io import save_wav
+
+    torch.manual_seed(seed)
+    formats = parse_formats(formats)
+    stem = name or slug(text)
+    out = _check_outputs(out_dir, [stem], formats)
+    from avguide.io import check_output_file
+
+    check_output_file(out / f"{stem}.wav", "-o")
+    wav = speak_text(text, voice, rate_wpm)
+    anim = load_animator(checkpoint)
+    base, faces, style = face_template(anim, subject)
+    n = n_frames_of(anim, len(wav))
+    outputs = write_outputs(out, stem, animate_speech(anim, wav, base, style), n, wav, anim, base, faces, formats,
+                            caption=text if len(text) <= 60 else text[:57] + "...", progress=progress)
+    save_wav(out / f"{stem}.wav", wav, AUDIO_RATE)
+    outputs["wav"] = str(out / f"{stem}.wav")
+    return {"input": text, "name": stem, "frames": n, "fps": anim.fps, "subject": anim.train_subjects[style],
+            "outputs": outputs, "seconds": len(wav) / AUDIO_RATE}
 
 
 @torch.no_grad()
@@ -202,6 +460,7 @@ def predict_split(run: str | Path, data: str | Path, split: str, out_dir: str | 
     """
     from avguide.data.batching import RecordingDataset, make_loader
     from avguide.data.layouts import open_dataset
+    from avguide.io import save_npy_atomic
 
     anim = load_animator(run, which)
     index = open_dataset(data)

@@ -11,29 +11,43 @@ import sys
 from typing import Callable
 
 from avguide import __version__
-from avguide.errors import AvguideError
+from avguide.errors import AvguideError, BadInputError
 
 Command = tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int | None]]
 
 
-def _add_common(p: argparse.ArgumentParser) -> None:
+def _add_common(p: argparse.ArgumentParser, example: str = "optim.lr=1e-4") -> None:
     p.add_argument("--config", help="YAML config file")
     p.add_argument("overrides", nargs="*", default=[], metavar="key=value",
-                   help="config overrides, e.g. lr=1e-4 model.layers=2")
+                   help=f"config overrides, e.g. {example}")
+
+
+def _add_out(p: argparse.ArgumentParser, what: str, required: bool = True) -> None:
+    """The one output flag of every command."""
+    p.add_argument("-o", "--out", required=required, help=what)
+
+
+def _add_seed(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--seed", type=int, default=None, help="random seed (default 0; the same as seed=N)")
+
+
+def with_seed(a: argparse.Namespace) -> list[str]:
+    """The overrides with ``--seed N`` as ``seed=N``; a different ``seed=`` beside it is refused."""
+    over = list(getattr(a, "overrides", []))
+    if a.seed is None:
+        return over
+    given = [o.split("=", 1)[1] for o in over if o.split("=", 1)[0].strip() == "seed"]
+    if any(g.strip() != str(a.seed) for g in given):
+        raise BadInputError(f"--seed {a.seed} and seed={given[0]} disagree; give the seed once")
+    return [*over, f"seed={a.seed}"]
 
 
 # ---------------------------------------------------------------------------------- synth
 def _synth_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--out", required=True, help="output dataset directory")
-    p.add_argument("--subjects", type=int, default=None, help="number of subjects (default 12)")
-    p.add_argument("--sentences", type=int, default=None, help="sentences per subject (default 40)")
-    p.add_argument("--fps", type=int, default=None, help="motion frame rate (30; 25 gives a BIWI-like set)")
-    p.add_argument("--seed", type=int, default=None, help="random seed (default 0)")
-    p.add_argument("--protocol", choices=["disjoint", "vocaset"], default=None,
-                   help="disjoint: no val/test sentence is spoken in training (default); vocaset: original")
+    _add_out(p, "output dataset directory")
+    _add_seed(p)
     p.add_argument("--preview", action="store_true", help="also write preview.mp4 and visemes.png")
-    p.add_argument("--workers", type=int, default=None, help="parallel processes (default: all cores)")
-    _add_common(p)
+    _add_common(p, "subjects=12 sentences=40 fps=30 protocol=disjoint workers=0 realism.enabled=true ...")
 
 
 def _synth_run(a: argparse.Namespace) -> int:
@@ -41,11 +55,7 @@ def _synth_run(a: argparse.Namespace) -> int:
     from avguide.synth.generator import SynthConfig, generate
     from avguide.config import load_config
 
-    over = list(a.overrides)
-    for key in ("subjects", "sentences", "fps", "seed", "protocol", "workers"):
-        if getattr(a, key) is not None:
-            over.append(f"{key}={getattr(a, key)}")
-    cfg = load_config(SynthConfig, a.config, over)
+    cfg = load_config(SynthConfig, a.config, with_seed(a))
     summary = generate(cfg, a.out, preview=a.preview)
     print(f"wrote {summary['recordings']} recordings ({summary['seconds_audio']:.0f} s of speech, "
           f"{summary['frames']} frames, {summary['bytes'] / 1e9:.2f} GB) to {a.out} "
@@ -60,7 +70,7 @@ def _render_args(p: argparse.ArgumentParser) -> None:
                    help="more sequences rendered side by side (e.g. baseline.npy avguided.npy)")
     p.add_argument("--captions", help="comma-separated captions, one per panel (e.g. 'GT,baseline,AV')")
     p.add_argument("--audio", help="audio to mux; the video lasts as long as the audio")
-    p.add_argument("-o", "--output", required=True, help="output .mp4")
+    _add_out(p, "output .mp4")
     p.add_argument("--fps", type=float, default=30.0, help="frame rate of the sequences (default 30)")
     topo = p.add_mutually_exclusive_group()
     topo.add_argument("--template", help="mesh (.obj/.ply) giving the faces, e.g. FLAME_sample.ply")
@@ -75,12 +85,12 @@ def _render_run(a: argparse.Namespace) -> int:
 
     paths = [a.verts, *a.grid]
     captions = [c.strip() for c in a.captions.split(",")] if a.captions else None
-    info = render_video_files(paths, a.output, fps=a.fps, audio_path=a.audio,
+    info = render_video_files(paths, a.out, fps=a.fps, audio_path=a.audio,
                               faces_path=a.template or a.faces, captions=captions,
                               size=a.size, view=a.view)
     adjusted = [f"{p}: {t} frame(s) trimmed, {h} held" for p, t, h in
                 zip(paths, info["trimmed_frames"], info["padded_frames"]) if t or h]
-    print(f"wrote {a.output}: {info['frames']} frames at {a.fps:g} fps ({info['duration_s']:.2f} s)"
+    print(f"wrote {a.out}: {info['frames']} frames at {a.fps:g} fps ({info['duration_s']:.2f} s)"
           + ("; " + "; ".join(adjusted) if adjusted else ""))
     return 0
 
@@ -127,24 +137,67 @@ def _train_run(a: argparse.Namespace) -> int:
 
 
 # -------------------------------------------------------------------------------- animate
-def _animate_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("speech", help="speech audio (any rate / channel count)")
-    p.add_argument("--checkpoint", required=True, metavar="RUN", help="trained animator run")
+def _output_args(p: argparse.ArgumentParser) -> None:
+    _add_out(p, "output folder")
+    p.add_argument("--formats", default="mp4,npy",
+                   help="comma-separated: mp4 (video with the audio), npy (vertices), arkit (52 ARKit weights: "
+                        "Live Link Face CSV + JSON), glb (glTF 2.0 with morph targets), obj (one OBJ per frame)")
+    p.add_argument("--checkpoint", default="default", metavar="RUN|NAME",
+                   help="animator run or shipped model (default: the shipped 'default'; see avguide models)")
     p.add_argument("--subject", help="speaking style: a training subject (default: the first)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _add_seed(p)
+
+
+def _animate_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("speech", nargs="+", help="speech files (any format ffmpeg reads, any rate or channels)")
     p.add_argument("--template", help="face to animate: mesh .obj/.ply or (V,3) .npy (default: the subject's)")
-    p.add_argument("-o", "--out", required=True, help="output folder")
-    p.add_argument("--no-video", action="store_true", help="write only the .npy")
-    p.add_argument("--seed", type=int, default=0)
+    _output_args(p)
+
+
+def _print_outputs(r: dict) -> None:
+    files = ", ".join(r["outputs"].values())
+    print(f"{r['name']}: {r['frames']} frames at {r['fps']:g} fps in {r['subject']}'s style -> {files}")
 
 
 def _animate_run(a: argparse.Namespace) -> int:
-    """Animate a speech file with a trained animator."""
-    from avguide.animate import animate_file
+    """Animate speech files with a trained or shipped animator (default: the shipped one)."""
+    from avguide.animate import animate_files
 
-    r = animate_file(a.checkpoint, a.speech, a.out, subject=a.subject, template=a.template,
-                     video=not a.no_video, seed=a.seed)
-    print(f"wrote {r['npy']}" + (f" and {r['mp4']}" if r["mp4"] else "") +
-          f": {r['frames']} frames at {r['fps']:g} fps in {r['subject']}'s style")
+    for r in animate_files(a.speech, a.out, checkpoint=a.checkpoint, subject=a.subject, template=a.template,
+                           formats=a.formats, seed=a.seed or 0, progress=not a.no_progress):
+        _print_outputs(r)
+    return 0
+
+
+def _say_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("text", help="what the head says (English)")
+    p.add_argument("--voice", help="espeak-ng voice variant: m1..m7, f1, f4, Annie, belinda, linda, Andrea "
+                                   "(default m1)")
+    p.add_argument("--rate", type=int, help="speaking rate in words per minute (80..450, default 175)")
+    p.add_argument("--name", help="output file stem (default: from the text)")
+    _output_args(p)
+
+
+def _say_run(a: argparse.Namespace) -> int:
+    """Say a sentence: espeak-ng speech and the shipped animator, no training needed."""
+    from avguide.animate import say
+
+    _print_outputs(say(a.text, a.out, voice=a.voice, rate_wpm=a.rate, name=a.name, checkpoint=a.checkpoint,
+                       subject=a.subject, formats=a.formats, seed=a.seed or 0, progress=not a.no_progress))
+    return 0
+
+
+# --------------------------------------------------------------------------------- models
+def _models_args(p: argparse.ArgumentParser) -> None:
+    pass
+
+
+def _models_run(a: argparse.Namespace) -> int:
+    """List the trained models shipped in the package, with their test metrics."""
+    from avguide.pretrained import model_table
+
+    print(model_table())
     return 0
 
 
@@ -161,7 +214,7 @@ def _evaluate_args(p: argparse.ArgumentParser) -> None:
                    help="beam search scores only tokens whose CTC posterior reaches this in some frame (e.g. 1e-4)")
     p.add_argument("--length-bonus", type=float, default=0.0,
                    help="beam search score added per output token (ESPnet's penalty; > 0 counters deleted words)")
-    p.add_argument("-o", "--output", required=True, help="report.json to write")
+    _add_out(p, "report.json to write")
     p.add_argument("--markdown", help="also write a markdown table here")
     _add_common(p)
 
@@ -179,7 +232,7 @@ def _evaluate_run(a: argparse.Namespace) -> int:
         reader = load_reader(a.reader, decode=a.decode, beam_size=a.beam, ctc_weight=a.ctc_weight,
                              ctc_prune=a.ctc_prune, length_bonus=a.length_bonus)
     report = evaluate_dataset(a.pred, a.data, cfg, reader=reader, layout=a.layout)
-    write_report(a.output, report, cfg, markdown_path=a.markdown,
+    write_report(a.out, report, cfg, markdown_path=a.markdown,
                  extra_config={"pred_dir": str(a.pred), "data_dir": str(a.data), "reader": a.reader,
                                "reader_decode": {"decode": a.decode, "beam": a.beam, "ctc_weight": a.ctc_weight,
                                                  "ctc_prune": a.ctc_prune, "length_bonus": a.length_bonus}})
@@ -191,7 +244,7 @@ def _evaluate_run(a: argparse.Namespace) -> int:
 def _bench_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preset", choices=["ci", "cpu", "full"], default="ci",
                    help="ci: minutes, tiny; cpu: < 90 min on 2 cores; full: GPU, published sizes")
-    p.add_argument("--out", required=True, help="benchmark directory (an existing one is continued)")
+    _add_out(p, "benchmark directory (an existing one is continued)")
     _add_common(p)
 
 
@@ -210,9 +263,11 @@ COMMANDS: list[Command] = [
     ("synth", _synth_args, _synth_run),
     ("render", _render_args, _render_run),
     ("train", _train_args, _train_run),
+    ("say", _say_args, _say_run),
     ("animate", _animate_args, _animate_run),
     ("evaluate", _evaluate_args, _evaluate_run),
     ("bench", _bench_args, _bench_run),
+    ("models", _models_args, _models_run),
 ]
 
 
