@@ -9,7 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-PRESET_NAMES = ("ci", "cpu", "full")
+from avguide import configs
+from avguide.errors import BadInputError
+
+PRESET_NAMES = tuple(n.split("/", 1)[1] for n in configs.names() if n.startswith("bench/"))
+"""The presets: one file each in ``avguide/configs/bench/``."""
 
 
 @dataclass
@@ -26,8 +30,10 @@ class BenchConfig:
         epochs, vq_epochs, batch_size, lr: animator training (vq_epochs: CodeTalker's VQ-VAE).
         max_sequences: limit the training split (0 = all).
         expert_size: "cpu_small" or "base" (the expert and the reader).
-        expert_overrides: ``key=value`` overrides of the stage-1 config, for the expert and the
-            reader (e.g. tiny widths for ``ci``).
+        expert_recipe: a stage-1 recipe (``avguide/configs/<name>.yaml``, e.g. ``expert/tiny``) applied
+            to the expert and the reader before ``expert_overrides``; "" for none.
+        expert_overrides: more ``key=value`` overrides of the stage-1 config, for the expert and the
+            reader.
         expert_epochs, reader_epochs: stage-1 epochs of the AV expert / the evaluation reader.
         paper_l_av: the paper's AV weight (1e-7); ``tuned_l_av``: ours; ``sweep_l_av``: the
             ablation sweep (first animator only).
@@ -69,6 +75,7 @@ class BenchConfig:
     lr: float = 1e-3
     max_sequences: int = 0
     expert_size: Literal["cpu_small", "base"] = "cpu_small"
+    expert_recipe: str = ""
     expert_overrides: list[str] = field(default_factory=list)
     expert_epochs: int = 2
     reader_epochs: int = 2
@@ -110,66 +117,25 @@ class BenchConfig:
             errors.append("video_sentences >= 0 and video_size an even number >= 16")
         if self.tuned_balance_on not in ("vertices", "parameters"):
             errors.append(f"tuned_balance_on: 'vertices' or 'parameters', got {self.tuned_balance_on!r}")
+        if self.expert_recipe and self.expert_recipe not in configs.names():
+            errors.append(f"expert_recipe: {self.expert_recipe!r} is not a recipe in avguide/configs")
         bad = [o for o in self.expert_overrides if "=" not in o]
         if bad:
             errors.append(f"expert_overrides: key=value strings; got {bad}")
         return errors
 
 
-TINY_EXPERT = ["expert.adim=16", "expert.aheads=2", "expert.eunits=32", "expert.elayers=1", "expert.aux_adim=16",
-               "expert.aux_aheads=2", "expert.aux_eunits=32", "expert.aux_elayers=1", "expert.fusion_hdim=32",
-               "expert.ddim=16", "expert.dheads=2", "expert.dunits=32", "expert.dlayers=1",
-               "expert.visual_widths=[4,4,8,8]", "expert.audio_widths=[4,4,8,8]", "expert.cnn_module_kernel=3",
-               "expert.aux_cnn_module_kernel=3", "crop=16", "batch_size=2", "lr=3e-3", "warmup_epochs=0"]
-"""Stage-1 overrides of the ``ci`` preset: a tiny expert and reader (plumbing only)."""
-
-NARROW_EXPERT = ["expert.adim=64", "expert.aheads=4", "expert.eunits=128", "expert.elayers=2", "expert.aux_adim=64",
-                 "expert.aux_aheads=4", "expert.aux_eunits=128", "expert.aux_elayers=2", "expert.fusion_hdim=128",
-                 "expert.ddim=64", "expert.dheads=4", "expert.dunits=128", "expert.dlayers=1",
-                 "expert.visual_widths=[8,16,32,64]", "expert.audio_widths=[8,16,32,64]", "crop=32",
-                 "batch_size=8", "warmup_epochs=1", "expert.audio_frontend=resnet1d"]
-"""Stage-1 overrides of the ``cpu`` preset: ``cpu_small`` narrowed to adim 64, 2 + 2 Conformer
-layers, ResNet widths 8..64, 32x32 lip crops (a stage-1 step costs about a third of
-``cpu_small``'s), so that three stage-1 runs fit the preset's 90 minutes. It keeps the
-raw-waveform audio front-end the preset's published results were measured with."""
+TINY_EXPERT = configs.overrides("expert/tiny")
+"""Stage-1 overrides of the ``ci`` preset (``avguide/configs/expert/tiny.yaml``): plumbing only."""
 
 
 def bench_preset(name: str) -> dict[str, Any]:
-    """The numbers of a preset, as a dict of :class:`BenchConfig` fields.
-
-    - ``ci``: 3 subjects x 4 sentences, tiny animators and experts, 1 seed, 2 epochs: minutes on
-      a laptop; checks the plumbing, not the claim.
-    - ``cpu``: a reduced synthetic benchmark (10 subjects x 20 sentences at 30 fps: 120 training
-      recordings; 20 test recordings: 2 unseen subjects x sentences 11-20, which the training
-      subjects speak too), the ``cpu`` animators, the narrowed expert and reader
-      (:data:`NARROW_EXPERT`), 3 seeds. Every
-      animator's baseline trains 30 epochs; the AV conditions and a vertex-loss control
-      (``baseline_more``) continue it for 2 epochs at lr 1e-4, so the claim is checked against a
-      control with the same number of steps. The tuned condition balances the AV gradient at
-      0.2x the vertex-loss gradient (the best balance of the session-2 experiment on the default
-      benchmark); the sweep brackets the balanced l_av (about 1e-9 there). The ablations and the
-      sweep run for the first seed only. Measured end to end on 2 CPU cores (shared machine, no
-      GPU): 75.6 min wall (4519 s of steps: experts 408 s; per seed, FaceFormer ~370 s and
-      CodeTalker ~900 s, of which its VQ-VAE 330 s and stage 2 400 s; the 4 ablation/sweep runs
-      240 s).
-    - ``full``: the default synthetic benchmark (12 x 40), published animator sizes, the base
-      expert (88x88), 3 seeds, long schedules: for a GPU.
+    """The numbers of a preset, as a dict of :class:`BenchConfig` fields, read from
+    ``avguide/configs/bench/<name>.yaml`` (each file says what its preset is for and what it costs).
 
     Raises:
-        KeyError: unknown preset name (the caller turns it into a BadInputError).
+        BadInputError: unknown preset name.
     """
-    presets = {
-        "ci": dict(synth={"subjects": 3, "sentences": 4}, seeds=[0], animator_preset="tiny", epochs=2,
-                   vq_epochs=2, batch_size=2, lr=1e-3, expert_overrides=list(TINY_EXPERT), expert_epochs=3,
-                   reader_epochs=3, tuned_l_av=1e-4, sweep_l_av=[1e-3], video_sentences=1, video_size=96),
-        "cpu": dict(synth={"subjects": 10, "sentences": 20}, seeds=[0, 1, 2], animator_preset="cpu",
-                    epochs=30, vq_epochs=30, batch_size=8, lr=1e-3, expert_overrides=list(NARROW_EXPERT),
-                    expert_epochs=30, reader_epochs=30, finetune_epochs=2, finetune_lr=1e-4,
-                    tuned_balance=0.2, sweep_l_av=[1e-9, 1e-8], ablation_seeds=1, video_sentences=2,
-                    video_size=256),
-        "full": dict(synth={}, seeds=[0, 1, 2], animator_preset="auto", epochs=100, vq_epochs=100, batch_size=4,
-                     lr=1e-4, expert_size="base", expert_overrides=["batch_size=8"], expert_epochs=60,
-                     reader_epochs=60, tuned_balance=0.2, sweep_l_av=[1e-9, 1e-8], video_sentences=4,
-                     video_size=512),
-    }
-    return {"preset": name, **presets[name]}
+    if name not in PRESET_NAMES:
+        raise BadInputError(f"--preset {name!r}: unknown; choose one of {', '.join(PRESET_NAMES)}")
+    return {"preset": name, **configs.load(f"bench/{name}")}

@@ -115,11 +115,18 @@ def _dataset(cfg: BenchConfig, out: Path) -> Path:
     return root
 
 
+def _stage1_overrides(cfg: BenchConfig) -> list[str]:
+    """The preset's stage-1 recipe file, then its extra overrides."""
+    from avguide import configs
+
+    return [*(configs.overrides(cfg.expert_recipe) if cfg.expert_recipe else []), *cfg.expert_overrides]
+
+
 def _train_expert(cfg: BenchConfig, data: Path, run: Path, modality: str, epochs: int, seed: int,
                   camera: str, cache: Path) -> None:
     from avguide.train.expert import run_expert_stage
 
-    over = [*cfg.expert_overrides, f"size={cfg.expert_size}", f"epochs={epochs}", f"seed={seed}",
+    over = [*_stage1_overrides(cfg), f"size={cfg.expert_size}", f"epochs={epochs}", f"seed={seed}",
             f"camera={camera}", f"cache_dir={cache}", f"device={cfg.device}"]
     run_expert_stage(str(data), run, modality=modality, overrides=over, resume=_fresh_or_resume(run))
 
@@ -139,7 +146,7 @@ def _untrained_expert(cfg: BenchConfig, data: Path, run: Path, seed: int) -> Non
     if run.exists():
         shutil.rmtree(run)
     ecfg = load_config(ExpertStageConfig, None, [f"data={data}", "modality=av", f"size={cfg.expert_size}",
-                                                   f"seed={seed}", "camera=template", *cfg.expert_overrides])
+                                                   f"seed={seed}", "camera=template", *_stage1_overrides(cfg)])
     tok = make_tokenizer(ecfg.tokenizer_name())
     expert_cfg = ecfg.expert_config(tok.odim)
     torch.manual_seed(seed)
