@@ -100,3 +100,29 @@ def test_safe_pickle_corrupt(tmp_path):
     p.write_bytes(b"\x80\x04not a pickle")
     with pytest.raises(BadInputError, match="bad.pkl"):
         safe_load_pickle(p)
+
+
+@pytest.mark.parametrize("content, words", [
+    (bytes(range(256)), "not a UTF-8 config file"),
+    ("name: caf\xe9\n".encode("latin-1"), "byte 0xe9"),
+    (b"inner: [1, 2\n", "invalid config file at line"),
+    (b"- a\n- b\n", "top level must be a mapping"),
+    (b"1: x\n", "config keys must be names"),
+])
+def test_bad_yaml_file_is_one_line_naming_it(tmp_path, content, words):
+    p = tmp_path / "c.yaml"
+    p.write_bytes(content)
+    with pytest.raises(BadInputError) as e:
+        load_config(Outer, p)
+    msg = str(e.value)
+    assert msg.startswith(str(p)) and words in msg and "\n" not in msg
+
+
+def test_all_config_errors_on_one_line(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text("nope: 1\n")
+    with pytest.raises(BadInputError) as e:
+        load_config(Outer, p, ["mode=c", "inner.lr=-1"])
+    msg = str(e.value)
+    assert "\n" not in msg and str(p) in msg
+    assert "nope: unknown key" in msg and "mode: expected one of" in msg
