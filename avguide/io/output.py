@@ -21,10 +21,9 @@ import numpy as np
 
 from avguide.errors import BadInputError
 
-_ENVIRONMENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES,
-                       errno.EPERM, errno.EISDIR, errno.ENOTDIR, errno.EEXIST, errno.ENAMETOOLONG,
-                       errno.ENOENT}
-"""OSError numbers that describe the user's disk or paths, not a bug of ours."""
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM,
+                 errno.EISDIR, errno.ENOTDIR, errno.ENAMETOOLONG}
+"""OSError numbers of a write or rename that describe the user's disk or paths, not a bug."""
 
 
 def os_reason(e: OSError) -> str:
@@ -126,11 +125,11 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600; outputs get the usual mode
         os.replace(tmp_path, path)
     except OSError as e:
-        if e.errno in _ENVIRONMENT_ERRNOS:
+        if e.errno in _WRITE_ERRNOS:
             raise BadInputError(f"{path}: cannot write ({os_reason(e)})") from None
         raise
     finally:
-        if tmp_path.exists():
+        with contextlib.suppress(OSError):
             tmp_path.unlink()
 
 
@@ -143,10 +142,8 @@ def _umask() -> int:
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` to ``path`` atomically (see :func:`atomic_path` for the errors)."""
     with atomic_path(path) as tmp:
-        with open(tmp, "wb") as f:
+        with open(tmp, "wb") as f:  # a full disk raises here (write or close), before the rename
             f.write(data)
-            f.flush()
-            os.fsync(f.fileno())  # a full disk shows here, not after the rename
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:

@@ -310,10 +310,13 @@ def test_full_disk_during_write_keeps_the_old_file(tmp_path, monkeypatch):
     p = tmp_path / "report.json"
     aio.write_json_atomic(p, {"old": 1})
 
-    def full(fd):
-        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    import avguide.io.output as output
 
-    monkeypatch.setattr(os, "fsync", full)
+    class FullDisk(io.BytesIO):
+        def write(self, data):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(output, "open", lambda *a, **k: FullDisk(), raising=False)
     with pytest.raises(BadInputError) as e:
         aio.write_json_atomic(p, {"new": 2})
     _one_line_naming(e, p, "No space left on device")
