@@ -31,13 +31,13 @@ from safetensors.torch import save_file
 
 import avguide
 from avguide.io import atomic_path, write_json_atomic
-from avguide.pretrained import MANIFEST, ROOT, load_manifest, sha256_file
+from avguide.pretrained import MANIFEST, ROOT, half_state_dict, load_manifest, sha256_file
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def _checkpoint(run: Path):
-    from avguide.train.checkpoint import load_checkpoint
+    from avguide.checkpoint import load_checkpoint
 
     return load_checkpoint(run, "best")
 
@@ -49,8 +49,7 @@ def write_shipped(run: Path, name: str, kind: str) -> Path:
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
-    params = _parameter_names(meta, kind)
-    half = {k: (v.half() if k in params and v.is_floating_point() else v).contiguous() for k, v in state.items()}
+    half = half_state_dict(state, _parameter_names(meta, kind))
     with atomic_path(out / "model.safetensors") as tmp:
         save_file(half, str(tmp), metadata={"avguide_version": avguide.__version__, "name": name})
     write_json_atomic(out / "meta.json", meta)
@@ -185,9 +184,9 @@ def main() -> None:
     for alias in args.alias:
         manifest["aliases"][alias] = args.name
     write_json_atomic(MANIFEST, manifest)
-    from avguide.pretrained import _verified
+    from avguide.pretrained import _VERIFIED
 
-    _verified.cache_clear()
+    _VERIFIED.clear()
     fp16 = animator_metrics(folder, args.data) if args.kind == "animator" else reader_metrics(folder, args.data,
                                                                                                 decoding)
     manifest["models"][args.name]["test_metrics"] = fp16

@@ -2,9 +2,10 @@
 
 A stage-1 run (:mod:`avguide.train.expert`) saves, in every checkpoint's ``meta.json``, the
 expert's hyper-parameters (``expert``), its tokeniser (``tokenizer``: "char" or "spm") and its
-video settings (``video``: crop size and camera rule), and once per run the render assets
-(``RUN/render_assets.npz``: faces, lip indices, albedo). :func:`load_trained_expert` rebuilds
-the expert from those; :func:`load_reader` wraps a visual-only one as the evaluation reader::
+video settings (``video``: crop size and camera rule), as :func:`expert_meta` builds them, and
+once per run the render assets (``RUN/render_assets.npz``: faces, lip indices, albedo).
+:func:`load_trained_expert` rebuilds the expert from those; :func:`load_reader` wraps a
+visual-only one as the evaluation reader::
 
     reader = load_reader("runs/reader")                 # greedy CTC
     texts = reader([verts_a, verts_b], fps=30.0)        # [(T, V, 3) float32, ...] -> [str, ...]
@@ -17,6 +18,7 @@ the training cache, and decodes a batch at a time: greedy CTC or joint CTC/atten
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +34,7 @@ from avguide.lipreader.lipvideo import RenderAssets, dequantize, load_assets
 from avguide.lipreader.model import LipReadingExpert, build_expert
 from avguide.lipreader.render_cache import render_video
 from avguide.lipreader.tokenizers import CharTokenizer, SentencePieceTokenizer
-from avguide.train.checkpoint import load_checkpoint
+from avguide.checkpoint import load_checkpoint
 
 Decode = Literal["greedy", "beam"]
 
@@ -48,6 +50,14 @@ def make_tokenizer(name: str) -> CharTokenizer | SentencePieceTokenizer:
     if name == "spm":
         return SentencePieceTokenizer()
     raise BadInputError(f"tokenizer: {name!r}; allowed: char, spm")
+
+
+def expert_meta(cfg: ExpertConfig, tokenizer: str, crop: int, camera: str) -> dict:
+    """What a stage-1 checkpoint's ``meta.json`` says about its expert, for
+    :func:`load_trained_expert`: {"expert": hyper-parameters, "tokenizer": "char" | "spm",
+    "video": {"crop", "camera", "fps": 25}}."""
+    return {"expert": dataclasses.asdict(cfg), "tokenizer": tokenizer,
+            "video": {"crop": int(crop), "camera": camera, "fps": 25}}
 
 
 @dataclass
@@ -70,12 +80,24 @@ class TrainedExpert:
     checkpoint: Path
 
 
+def expert_from_meta(meta: dict) -> LipReadingExpert:
+    """The (untrained) expert a stage-1 checkpoint's meta describes (its ``expert`` settings).
+
+    Raises:
+        KeyError / TypeError / ValueError: settings missing or malformed (the caller names the file).
+    """
+    e = dict(meta["expert"])
+    for k in ("visual_widths", "audio_widths"):
+        e[k] = tuple(e[k])
+    return build_expert(ExpertConfig(**e))
+
+
 def load_trained_expert(run_or_ckpt: str | Path, which: str = "best") -> TrainedExpert:
     """Rebuild a stage-1 expert.
 
     Args:
-        run_or_ckpt: a run directory (its ``which`` checkpoint; "best" falls back to "last")
-            or a checkpoint directory.
+        run_or_ckpt: a run directory (its ``which`` checkpoint; "best" falls back to "last"),
+            a checkpoint directory, or a shipped lip reader's name (``expert-av``, ``reader``).
         which: "best" (lowest validation CER) or "last".
     Returns:
         :class:`TrainedExpert` in eval mode.
@@ -83,13 +105,16 @@ def load_trained_expert(run_or_ckpt: str | Path, which: str = "best") -> Trained
         MissingFileError: no checkpoint or no render assets. BadInputError: not a stage-1
             expert checkpoint, or weights that do not fit its config.
     """
-    state, meta, ckpt = load_checkpoint(run_or_ckpt, which)
+    from avguide.pretrained import resolve
+
+    state, meta, ckpt = load_checkpoint(resolve(run_or_ckpt), which)
     if not all(k in meta for k in ("expert", "tokenizer", "video")):
         raise BadInputError(f"{ckpt}: not a stage-1 expert checkpoint (meta.json lacks expert/tokenizer/video)")
-    e = dict(meta["expert"])
-    for k in ("visual_widths", "audio_widths"):
-        e[k] = tuple(e[k])
-    model = build_expert(ExpertConfig(**e))
+    try:
+        model = expert_from_meta(meta)
+        crop, camera = int(meta["video"]["crop"]), str(meta["video"]["camera"])
+    except (TypeError, KeyError, ValueError) as err:
+        raise BadInputError(f"{ckpt / 'meta.json'}: corrupt expert settings ({type(err).__name__}: {err})") from None
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as err:
@@ -97,8 +122,8 @@ def load_trained_expert(run_or_ckpt: str | Path, which: str = "best") -> Trained
     assets_path = ckpt / "render_assets.npz"
     if not assets_path.is_file():
         assets_path = ckpt.parent / "render_assets.npz"
-    return TrainedExpert(model.eval(), make_tokenizer(meta["tokenizer"]), int(meta["video"]["crop"]),
-                         str(meta["video"]["camera"]), load_assets(assets_path), meta, ckpt)
+    return TrainedExpert(model.eval(), make_tokenizer(meta["tokenizer"]), crop, camera, load_assets(assets_path),
+                         meta, ckpt)
 
 
 def decode_batch(expert: LipReadingExpert, encoded, tokenizer, decode: Decode = "greedy",

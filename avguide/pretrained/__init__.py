@@ -17,7 +17,6 @@ first time a model is loaded in a process.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 from pathlib import Path
@@ -41,13 +40,14 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def load_manifest(path: Path = MANIFEST) -> dict[str, Any]:
+def load_manifest(path: Path | None = None) -> dict[str, Any]:
     """The manifest: ``{"models": {name: entry}, "aliases": {alias: name}}`` (empty when nothing
     is shipped).
 
     Raises:
         BadInputError: the manifest is not valid JSON of that shape (a broken installation).
     """
+    path = MANIFEST if path is None else path
     if not path.is_file():
         return {"models": {}, "aliases": {}}
     try:
@@ -78,11 +78,15 @@ def is_shipped(name: str | Path) -> bool:
     return isinstance(name, str) and not Path(name).exists() and canonical_name(name) is not None
 
 
-@functools.lru_cache(maxsize=None)
+_VERIFIED: set[Path] = set()
+
+
 def _verified(name: str) -> Path:
-    """Check every file of a shipped model against the manifest once per process."""
+    """Check every file of a shipped model against the manifest (once per process and folder)."""
     entry = load_manifest()["models"][name]
     folder = ROOT / name
+    if folder in _VERIFIED:
+        return folder
     for rel, want in entry["files"].items():
         path = folder / rel
         if not path.is_file():
@@ -91,6 +95,7 @@ def _verified(name: str) -> Path:
         if size != want["bytes"] or sha256_file(path) != want["sha256"]:
             raise BadInputError(f"shipped model {name!r}: {path} is corrupt (sha256 or size differs from "
                                 f"{MANIFEST.name}); reinstall avguide")
+    _VERIFIED.add(folder)
     return folder
 
 
@@ -119,6 +124,12 @@ def resolve(name_or_path: str | Path, kind: str | None = None) -> Path:
     if kind is not None and entry["kind"] != kind:
         raise BadInputError(f"{name_or_path}: the shipped model {name!r} is a {entry['kind']}, not a {kind}")
     return _verified(name)
+
+
+def half_state_dict(state: dict, parameters: set[str]) -> dict:
+    """The state dict as shipped: floating-point parameters in fp16, buffers (batch-norm statistics,
+    the codec's motion scale) as trained. ``load_state_dict`` casts them back to the model's dtype."""
+    return {k: (v.half() if k in parameters and v.is_floating_point() else v).contiguous() for k, v in state.items()}
 
 
 def model_table() -> str:
