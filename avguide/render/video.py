@@ -3,26 +3,50 @@
 :func:`render_video` is the library entry of ``avguide render``: one or more vertex sequences
 (side by side with captions in ``grid`` form) -> an MP4 at the sequences' frame rate whose
 duration equals the audio's within one frame.
+
+Frames are drawn by the inference renderer :func:`avguide.render.fastframes.render_frames` (the
+images of the differentiable :func:`avguide.render.mesh.render_mesh`, without autograd, see
+``renderer``), in chunks of a few frames by ``workers`` threads while ffmpeg encodes the
+previous ones in its own process; ``bench/video.py`` measures both renderers and the encoder.
 """
 
 from __future__ import annotations
 
 import math
 import subprocess
+import sys
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from avguide.errors import BadInputError, MissingFileError
 from avguide.io import atomic_path
 from avguide.render.antialias import face_neighbors
 from avguide.render.camera import orthographic_camera
+from avguide.render.fastframes import render_frames
+from avguide.render.fastraster import cull_plan
 from avguide.render.mesh import render_mesh
 from avguide.render.shading import PART_COLORS
 
 VIEWS = {"front": (0.0, 0.0, 1.0), "three_quarter": (0.55, 0.1, 1.0)}
 """Camera directions (from the face, in mesh coordinates: +y up, face towards +z)."""
+
+RENDERERS = ("fast", "mesh")
+"""``fast``: :func:`avguide.render.fastframes.render_frames` (inference only); ``mesh``: the
+differentiable :func:`avguide.render.mesh.render_mesh`, the renderer of earlier versions (slower,
+kept for comparison)."""
+
+X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
+
+BACKGROUND = 0.08
+"""Linear grey of the background."""
+
+GAMMA = 2.2
+"""Display gamma of the frames' bytes."""
 
 
 def caption_image(text: str, width: int, height: int = 28) -> np.ndarray:
@@ -53,11 +77,17 @@ def _audio_duration(path: Path) -> float:
     return info.frames / info.samplerate
 
 
+def _to_bytes(img: torch.Tensor) -> np.ndarray:
+    """(N, 3, H, W) linear float -> (N, H, W, 3) uint8 with the video's gamma."""
+    return (img.clamp(0, 1) ** (1 / GAMMA) * 255 + 0.5).byte().permute(0, 2, 3, 1).numpy()
+
+
 def render_video(sequences: list[np.ndarray], faces: np.ndarray, out_path: str | Path, *, fps: float,
                  audio_path: str | Path | None = None, vertex_part: np.ndarray | None = None,
                  part_names: tuple[str, ...] = tuple(PART_COLORS), captions: list[str] | None = None,
                  size: int = 512, view: str = "three_quarter", max_mismatch_s: float = 0.2,
-                 chunk: int = 16) -> dict:
+                 chunk: int = 4, workers: int = 2, preset: str = "veryfast", crf: int = 18,
+                 renderer: str = "fast", progress: bool = True) -> dict:
     """Render vertex sequences to an MP4 (H.264, yuv420p), side by side, with optional audio.
 
     Args:
@@ -75,19 +105,33 @@ def render_video(sequences: list[np.ndarray], faces: np.ndarray, out_path: str |
         size: panel side in pixels (even).
         view: "front" or "three_quarter".
         max_mismatch_s: largest accepted |audio duration - sequence duration| in seconds.
-        chunk: frames rendered per call.
+        chunk: frames rendered per call (a few: larger chunks are slower per frame on CPU).
+        workers: threads rendering chunks at the same time (each with one PyTorch thread:
+            ``torch.set_num_threads(1)`` for the duration of the call when ``workers > 1``).
+        preset, crf: x264 speed preset (one of :data:`X264_PRESETS`) and constant rate factor
+            (0-51, lower is better; 18 is visually lossless).
+        renderer: one of :data:`RENDERERS`; both give the same images up to float32 rounding
+            (pixel centres on an edge may differ).
+        progress: a progress bar on stderr (tqdm) for renders longer than a second.
     Returns:
         {"frames": n, "fps": fps, "duration_s": n / fps, "trimmed_frames": [...], "padded_frames": [...]}
         per sequence, so the caller can state what was adjusted.
     Raises:
         BadInputError: bad shapes, vertex count not matching the faces, unknown view, odd size,
-            caption count mismatch, audio/sequence mismatch above ``max_mismatch_s``.
+            caption count mismatch, audio/sequence mismatch above ``max_mismatch_s``, unknown
+            renderer or preset, crf, chunk or workers out of range.
         MissingFileError: the audio file does not exist.
     """
     if view not in VIEWS:
         raise BadInputError(f"render_video: view={view!r}; allowed: {sorted(VIEWS)}")
     if size % 2 or size < 16:
         raise BadInputError(f"render_video: size={size} must be an even number >= 16")
+    if renderer not in RENDERERS:
+        raise BadInputError(f"render_video: renderer={renderer!r}; allowed: {list(RENDERERS)}")
+    if preset not in X264_PRESETS:
+        raise BadInputError(f"render_video: preset={preset!r}; allowed: {list(X264_PRESETS)}")
+    if not 0 <= crf <= 51 or chunk < 1 or workers < 1:
+        raise BadInputError(f"render_video: crf={crf} must be in [0, 51], chunk={chunk} and workers={workers} >= 1")
     if not sequences:
         raise BadInputError("render_video: no sequence given")
     if captions is not None and len(captions) != len(sequences):
@@ -147,40 +191,70 @@ def render_video(sequences: list[np.ndarray], faces: np.ndarray, out_path: str |
 
         albedo = albedo_from_parts(torch.as_tensor(np.asarray(vertex_part, np.int64)), part_names)
     nb = face_neighbors(faces_t)
+    plan = cull_plan(v0, faces_t) if renderer == "fast" else None
     cap_h = 28 if captions else 0
-    caps = [caption_image(c, size, cap_h) for c in captions] if captions else None
+    top = np.concatenate([caption_image(c, size, cap_h) for c in captions], axis=1) if captions else None
     width, height = size * len(seqs), size + cap_h
+
+    def frames(s0: int) -> bytes:  # frames s0 .. s0 + chunk - 1, all panels, as raw RGB
+        panels = []
+        for s in seqs:
+            v = torch.from_numpy(s[s0: s0 + chunk])  # (t, V, 3)
+            if renderer == "fast":
+                panels.append(render_frames(v, faces_t, cam, albedo, plan=plan, neighbors=nb, background=BACKGROUND,
+                                            gamma=GAMMA).numpy())
+            else:
+                with torch.no_grad():
+                    img, _ = render_mesh(v, faces_t, cam, albedo, neighbors=nb, background=BACKGROUND,
+                                         cull_backfaces=False)
+                panels.append(_to_bytes(img))
+        frame = np.concatenate(panels, axis=2)  # (t, size, width, 3)
+        if top is not None:
+            frame = np.concatenate([np.broadcast_to(top, (frame.shape[0], *top.shape)), frame], axis=1)
+        return np.ascontiguousarray(frame).tobytes()
 
     ffmpeg = _ffmpeg_exe()
     out_path = Path(out_path)
+    threads = torch.get_num_threads()
     with atomic_path(out_path) as tmp:
         cmd = [ffmpeg, "-y", "-loglevel", "error", "-f", "rawvideo", "-pix_fmt", "rgb24",
                "-s", f"{width}x{height}", "-r", f"{fps}", "-i", "-"]
         if audio is not None:
             cmd += ["-i", str(audio), "-c:a", "aac", "-b:a", "128k", "-map", "0:v", "-map", "1:a"]
-        cmd += ["-c:v", "libx264", "-pix_fmt", "yuv420p", "-crf", "18"]
+        cmd += ["-c:v", "libx264", "-preset", preset, "-pix_fmt", "yuv420p", "-crf", str(crf)]
         # with audio, -t ends the file: -frames:v would stop the output at the last video frame and
         # drop the audio encoder's last, partial AAC frame (up to 64 ms of sound at 16 kHz)
         cmd += ["-t", f"{n_frames / fps:.6f}"] if audio is not None else ["-frames:v", str(n_frames)]
         cmd += ["-f", "mp4", str(tmp)]
         proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+        bar = tqdm(total=n_frames, unit="frame", desc=out_path.name, file=sys.stderr, disable=not progress,
+                   delay=1.0, leave=False)
         try:
-            with torch.no_grad():
-                for s0 in range(0, n_frames, chunk):
-                    panels = []
-                    for s in seqs:
-                        v = torch.from_numpy(s[s0: s0 + chunk])  # (t, V, 3)
-                        img, _ = render_mesh(v, faces_t, cam, albedo, neighbors=nb, background=0.08,
-                                             cull_backfaces=False)
-                        panels.append((img.clamp(0, 1) ** (1 / 2.2) * 255 + 0.5).byte().permute(0, 2, 3, 1).numpy())
-                    frame = np.concatenate(panels, axis=2)  # (t, size, width, 3)
-                    if caps:
-                        top = np.concatenate(caps, axis=1)[None].repeat(frame.shape[0], 0)
-                        frame = np.concatenate([top, frame], axis=1)
-                    proc.stdin.write(np.ascontiguousarray(frame).tobytes())
+            if workers > 1:
+                torch.set_num_threads(1)
+            # chunks rendered ahead by the workers, at most 2 per worker waiting for the encoder
+            with ThreadPoolExecutor(workers) as pool:
+                pending = deque()
+                try:
+                    for s0 in range(0, n_frames, chunk):
+                        pending.append((pool.submit(frames, s0), min(chunk, n_frames - s0)))
+                        while pending and (len(pending) > 2 * workers or s0 + chunk >= n_frames):
+                            done, count = pending.popleft()
+                            proc.stdin.write(done.result())
+                            bar.update(count)
+                finally:
+                    for done, _ in pending:
+                        done.cancel()
             proc.stdin.close()
         except BrokenPipeError:
-            pass
+            pass  # ffmpeg stopped: its error message follows
+        except BaseException:
+            proc.kill()
+            proc.wait()
+            raise
+        finally:
+            torch.set_num_threads(threads)
+            bar.close()
         err = proc.stderr.read().decode(errors="replace")
         if proc.wait() != 0:
             raise RuntimeError(f"ffmpeg failed writing {out_path}: {err.strip()[-500:]}")

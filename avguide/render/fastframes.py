@@ -1,0 +1,193 @@
+"""Video frames without autograd: the images of :func:`avguide.render.mesh.render_mesh` as sRGB bytes.
+
+:func:`render_frames` composes project -> :func:`avguide.render.fastraster.drawn_faces` ->
+:func:`avguide.render.fastraster.rasterize_video` -> :func:`shade_pixels` ->
+:func:`antialias_deltas` -> gamma, for the video writer. The shading and the antialiasing are
+those of ``render_mesh(..., neighbors=...)`` (Lambert shading of the interpolated, re-normalised
+camera-space normals; the silhouette box filter of :mod:`avguide.render.antialias`, whose
+gradient-free search and blend it calls), written for pictures instead of gradients:
+
+* every per-pixel step runs on the compact list of covered pixels, channels first, and reads
+  each face's planes of normal and albedo (one table per image, computed once per frame);
+* the antialiasing looks for pixel pairs only around the pixels that show a face with a
+  silhouette edge (:func:`antialias_deltas`), not over whole images, and adds in place;
+* gamma runs only on the pixels that are not background.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from avguide.render.antialias import _blend, _exit_edges
+from avguide.render.camera import Camera, project
+from avguide.render.fastraster import CullPlan, drawn_faces, rasterize_video
+from avguide.render.shading import Lights, vertex_normals
+
+
+def face_planes(verts: torch.Tensor, pix: torch.Tensor, faces: torch.Tensor, cam: Camera,
+                albedo: torch.Tensor) -> torch.Tensor:
+    """Screen-space planes of the camera-space vertex normal and the albedo over every face.
+
+    Inside face f of image i, attribute k at pixel (px, py) is ``t[k] + t[6 + k] px + t[12 + k]
+    py`` with ``t = table[:, i * F + f]`` (barycentric interpolation, orthographic camera).
+
+    Args:
+        verts: (N, V, 3) float world positions; pix: (N, V, 3) their projection.
+        faces: (F, 3) int64; cam: the orthographic camera(s); albedo: (V, 3) float.
+    Returns:
+        (18, N*F) float32: constant, x and y coefficients of normal x, y, z and albedo r, g, b.
+        Degenerate faces get non-finite planes (the rasteriser never shows them).
+    """
+    n, nv, _ = verts.shape
+    normals = vertex_normals(verts.float(), faces) @ cam.rotation.float().transpose(-1, -2)  # (N, V, 3) camera space
+    attr = torch.cat([normals, albedo.float().expand(n, nv, 3)], -1)  # (N, V, 6)
+    rows = (faces[None] + (torch.arange(n) * nv)[:, None, None]).view(-1)  # (N*F*3,) corner rows of N*V
+    q = attr.reshape(n * nv, 6).index_select(0, rows).view(-1, 3, 6)  # (N*F, 3 corners, 6)
+    xy = pix.detach().float()[..., :2].reshape(n * nv, 2).index_select(0, rows).view(-1, 3, 2)  # (N*F, 3, 2)
+    x, y = xy[..., 0].T, xy[..., 1].T  # (3, N*F) each
+    d1x, d1y, d2x, d2y = x[1] - x[0], y[1] - y[0], x[2] - x[0], y[2] - y[0]
+    inv = 1.0 / (d1x * d2y - d2x * d1y)  # (N*F,)
+    q0, dq1, dq2 = q[:, 0].T, (q[:, 1] - q[:, 0]).T, (q[:, 2] - q[:, 0]).T  # (6, N*F) each
+    gx = (dq1 * d2y - dq2 * d1y) * inv
+    gy = (dq2 * d1x - dq1 * d2x) * inv
+    return torch.cat([q0 - gx * x[0] - gy * y[0], gx, gy])  # (18, N*F)
+
+
+def shade_pixels(table: torch.Tensor, rows: torch.Tensor, px: torch.Tensor, py: torch.Tensor,
+                 lights: Lights = Lights()) -> torch.Tensor:
+    """Lambert shading of P covered pixels from their faces' planes (:func:`face_planes`).
+
+    ``albedo * (ambient + sum_k I_k max(0, n . -d_k))`` with the interpolated normal
+    re-normalised, as :func:`avguide.render.shading.shade`.
+
+    Args:
+        table: (18, N*F) planes; rows: (P,) int (image * F + face) of each pixel; px, py: (P,)
+            float32 pixel centres; lights: camera-space lights.
+    Returns:
+        (3, P) float32 linear RGB.
+    """
+    g = table.index_select(1, rows)  # (18, P)
+    val = torch.addcmul(g[:6], g[6:12], px).addcmul_(g[12:], py)  # (6, P) normal, albedo
+    del g
+    n = val[:3]
+    inv = n.square().sum(0).clamp_min_(1e-24).rsqrt_()  # (P,)
+    d = torch.tensor(lights.directions, dtype=torch.float32)
+    d = d / d.norm(dim=-1, keepdim=True)  # (L, 3)
+    cos = (-d @ n).mul_(inv).clamp_min_(0.0)  # (L, P)
+    light = (torch.tensor(lights.intensities, dtype=torch.float32) @ cos).add_(lights.ambient)  # (P,)
+    return val[3:].mul_(light)
+
+
+def antialias_deltas(planes: torch.Tensor, pix: torch.Tensor, faces: torch.Tensor, face_id: torch.Tensor,
+                     pixel: torch.Tensor, rows: torch.Tensor, neighbors: torch.Tensor
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The silhouette antialiasing of :func:`avguide.render.antialias.antialias_planes` (orthographic),
+    as the changes it makes.
+
+    The same pixel pairs: neighbours showing different faces where one of the two faces has a
+    silhouette edge in its image (a neighbour across an edge that is missing or back-facing).
+    They are found from the covered pixels that show such a face, and their neighbours, instead
+    of by comparing whole images.
+
+    Args:
+        planes: (C, N*H*W) float linear colours (background filled in).
+        pix: (N, V, 3) projected vertices; faces: (F, 3) int64; face_id: (N, H, W) int64 from
+            :func:`avguide.render.fastraster.rasterize_video`; pixel: (P,) int64 the covered
+            pixels; rows: (P,) int (image * F + face) of each; neighbors: (F, 3) int64 from
+            :func:`avguide.render.antialias.face_neighbors`.
+    Returns:
+        target (K,) int64 pixels and delta (C, K) float to add there (``planes.index_add_(1,
+        target, delta)``).
+    """
+    n, h, w = face_id.shape
+    nf = faces.shape[0]
+    p = pix.detach()
+    x, y = (p[..., k].index_select(1, faces.T.reshape(-1)).view(n, 3, nf) for k in range(2))  # (N, 3, F)
+    area = (x[:, 1] - x[:, 0]) * (y[:, 2] - y[:, 0]) - (y[:, 1] - y[:, 0]) * (x[:, 2] - x[:, 0])  # (N, F)
+    front = torch.cat([area < 0, area.new_zeros(n, 1, dtype=torch.bool)], 1)  # (N, F + 1): column F = missing
+    slot = torch.arange(nf + 1)  # front's column of each face
+    nb = torch.where(neighbors >= 0, neighbors, nf)  # (F, 3)
+    contour = ~front[:, nb].all(-1)  # (N, F) some edge has a missing or back-facing neighbour
+    cand = pixel[contour.view(-1).index_select(0, rows)]  # (P',) pixels showing a contour face
+    near = torch.zeros(n * h * w, dtype=torch.bool)
+    near[cand] = True
+    flat = face_id.view(-1)
+    col, row = cand % w, (cand // w) % h
+    targets, deltas = [], []
+    for step, pos, last in ((1, col, w - 1), (w, row, h - 1)):  # pairs along rows, then along columns
+        # pair (a, a + step) from a near pixel a, or from a + step when a is not near itself
+        fwd, bwd = cand[pos < last], cand[pos > 0] - step
+        first = torch.cat([fwd, bwd[~near[bwd]]])  # (K,)
+        first = first[flat[first] != flat[first + step]]
+        if first.numel() == 0:
+            continue
+        i = first // (h * w)
+        pair = torch.stack([i, (first // w) % h, first % w], 1)  # (K, 3) image, row, column
+        keep, idx, centres, sign = _exit_edges(pair, p, faces, face_id, front, slot, neighbors,
+                                               torch.tensor(step == 1), True)
+        sel = keep.nonzero().squeeze(1)
+        if sel.numel() == 0:
+            continue
+        idx, centres = idx.index_select(1, sel), centres.index_select(1, sel)
+        target, delta = _blend(p.reshape(-1, 3), planes, idx[0], idx[1], idx[2:], centres, sign.index_select(0, sel))
+        targets.append(target)
+        deltas.append(delta)
+    if not targets:
+        return pixel[:0], planes.new_zeros(planes.shape[0], 0)
+    return torch.cat(targets), torch.cat(deltas, 1)
+
+
+@torch.no_grad()
+def render_frames(verts: torch.Tensor, faces: torch.Tensor, cam: Camera, albedo: torch.Tensor, *, plan: CullPlan,
+                  neighbors: torch.Tensor | None = None, lights: Lights = Lights(),
+                  background: float | tuple[float, float, float] = 0.0, gamma: float = 2.2) -> torch.Tensor:
+    """Shaded sRGB frames of N meshes sharing one topology (inference only, orthographic camera).
+
+    The images of :func:`avguide.render.mesh.render_mesh` with the same arguments (and
+    ``cull_backfaces=False``), encoded as ``round(255 * clamp(rgb, 0, 1) ** (1 / gamma))``: equal
+    up to float32 rounding, except on pixel centres within rounding of an edge or of equal
+    depths, and where a self-intersecting mesh shows a back face (see
+    :mod:`avguide.render.fastraster`).
+
+    Args:
+        verts: (N, V, 3) float world positions.
+        faces: (F, 3) int64, counter-clockwise seen from outside.
+        cam: one orthographic camera (or N), image size ``cam.size = (H, W)``.
+        albedo: (V, 3) float per-vertex albedo in [0, 1].
+        plan: :func:`avguide.render.fastraster.cull_plan` of the mesh (a cache the caller keeps).
+        neighbors: (F, 3) int64 from :func:`avguide.render.antialias.face_neighbors`: when given,
+            silhouette edges are antialiased.
+        lights: camera-space lights.
+        background: linear background colour, scalar or RGB.
+        gamma: display gamma of the bytes.
+    Returns:
+        (N, H, W, 3) uint8.
+    """
+    assert cam.orthographic, "render_frames draws orthographic cameras only"
+    n, h, w = verts.shape[0], *cam.size
+    nf = faces.shape[0]
+    verts = verts.float()
+    pix = project(verts, cam.to(dtype=torch.float32))  # (N, V, 3)
+    face_id = rasterize_video(pix, faces, cam.size, draw=drawn_faces(pix, faces, plan))  # (N, H, W)
+    flat = face_id.view(-1)
+    pixel = (flat >= 0).nonzero().squeeze(1)  # (P,) covered pixels
+    p32 = pixel.int()  # int32 division is cheaper (N*H*W < 2**31)
+    line = p32 // w  # (P,) row of N*H
+    px = (p32 - line * w).float() + 0.5
+    img = line // h
+    py = (line - img * h).float() + 0.5
+    rows = img * nf + flat.index_select(0, pixel).int()  # (P,) image * F + face
+    rgb = shade_pixels(face_planes(verts, pix, faces, cam, albedo), rows, px, py, lights)  # (3, P)
+    bg = torch.as_tensor(background, dtype=torch.float32).expand(3)
+    touched = pixel
+    if neighbors is not None:
+        planes = bg[:, None].repeat(1, n * h * w)  # (3, N*H*W)
+        planes.index_copy_(1, pixel, rgb)
+        target, delta = antialias_deltas(planes, pix, faces, face_id, pixel, rows, neighbors)
+        planes.index_add_(1, target, delta)
+        touched = torch.cat([pixel, target])
+        rgb = planes.index_select(1, touched)
+    to_byte = lambda c: (c.clamp(0, 1) ** (1 / gamma) * 255 + 0.5).to(torch.uint8)  # noqa: E731
+    out = to_byte(bg).repeat(n * h * w, 1)  # (N*H*W, 3)
+    out.index_copy_(0, touched, to_byte(rgb).T)
+    return out.view(n, h, w, 3)
