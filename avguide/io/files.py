@@ -8,6 +8,7 @@ file is a :class:`~avguide.errors.MissingFileError`.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import pickle
@@ -198,8 +199,6 @@ def safe_load_pickle(path: str | os.PathLike, what: str = "pickle") -> Any:
         BadInputError: the file is corrupt or references anything but numpy arrays and plain
             containers (a malicious pickle is rejected before any of its code can run).
     """
-    import io
-
     data = read_bytes(path, what)
     try:
         return _RestrictedUnpickler(io.BytesIO(data), encoding="latin1").load()

@@ -76,13 +76,14 @@ def _ffmpeg_children() -> list[int]:
 
 @pytest.fixture
 def no_rendering(monkeypatch):
-    """Fails the test if ``render`` starts rasterising: errors must come before the work."""
+    """Fails the test if ``render`` reaches the renderer: every argument and file is checked
+    before :func:`avguide.render.video.render_video` (the work) is called."""
     import avguide.render.video as video
 
     def refuse(*a, **k):
         raise AssertionError("rendering started before the inputs were checked")
 
-    monkeypatch.setattr(video, "render_mesh", refuse)
+    monkeypatch.setattr(video, "render_video", refuse)
 
 
 @pytest.fixture
