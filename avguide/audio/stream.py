@@ -6,8 +6,10 @@ same numbers, up to float rounding of the convolutions' blocking), for an encode
 look-ahead (``AudioEncoderConfig.lookahead >= 0``). A feature for time ``tau`` is emitted as soon
 as the speech up to ``tau + encoder_lookahead_s`` has arrived; :meth:`FeatureStream.finish`
 emits the rest the way the offline encoder treats the end of a clip (zeros past the end, the
-last frame held by the interpolation). Memory is constant: only the receptive field of the
-convolutions (64 mel frames for the default kernel) and a few samples are kept.
+last frame held by the interpolation). The convolutions run incrementally: each layer keeps the
+last ``(kernel - 1) * dilation`` frames of its input (what its next output reads), so a push costs
+time in proportion to its new frames, and memory is constant: those histories (64 frames over
+all layers for the default kernel), a few samples and mel frames.
 
     stream = FeatureStream(encoder, rate=30.0)
     for chunk in chunks:                 # (n,) float32 16 kHz
@@ -18,6 +20,7 @@ convolutions (64 mel frames for the default kernel) and a few samples are kept.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 from avguide import AUDIO_RATE
 from avguide.audio.encoders import MelEncoder
@@ -33,6 +36,7 @@ class FeatureStream:
     Args:
         encoder: a mel encoder with ``lookahead >= 0`` (eval mode).
         rate: output feature rate in Hz (motion fps x audio ratio).
+            The encoder's convolution weights are read once, here (a stream of a frozen encoder).
     Raises:
         ValueError: a centred encoder (``lookahead = -1``) cannot stream.
     """
@@ -48,6 +52,12 @@ class FeatureStream:
         self.mel = torch.zeros(0, encoder.bank.shape[1])  # mel frames from absolute ``self.mel0`` on
         self.mel0 = 0
         self.n_mel = 0                     # mel frames computed
+        self.n_raw = 0                     # mel frames through the convolutions (raw outputs made)
+        convs = [encoder.stem, *encoder.blocks]  # each layer's input history, zeros = the causal
+        self.history = [torch.zeros(c.in_channels, (encoder.kernel - 1) * c.dilation[0])  # padding:
+                        for c in convs]                                                   # (C_in, (k-1) d)
+        self.taps = [(c.weight.detach().permute(0, 2, 1).reshape(c.out_channels, -1),  # (C_out, k C_in)
+                      c.bias.detach(), c.dilation[0]) for c in convs]
         self.feats = torch.zeros(0, encoder.out_dim)      # 100 Hz features from ``self.feat0`` on
         self.feat0 = 0
         self.n_feat = 0                    # 100 Hz features final
@@ -75,22 +85,40 @@ class FeatureStream:
             self.n_mel = last + 1
 
     # ------------------------------------------------------------------ 100 Hz features
+    def _conv(self, layer: int, x: torch.Tensor) -> torch.Tensor:
+        """Convolution ``layer`` (0: the stem) over ``(C_in, n)`` new inputs after its history ->
+        ``(C_out, n)``, as one matrix product over the kernel's taps; the history moves on by n."""
+        weight, bias, dilation = self.taps[layer]
+        n = x.shape[1]
+        full = torch.cat([self.history[layer], x], 1)  # (C_in, span + n)
+        self.history[layer] = full[:, n:]
+        cols = torch.cat([full[:, j * dilation: j * dilation + n] for j in range(self.enc.kernel)])  # (k C_in, n)
+        return torch.addmm(bias[:, None], weight, cols)
+
+    def _stack(self, mel: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """:meth:`MelEncoder.stack` continued on the next ``(n, n_mels)`` mel frames with their
+        ``(n,)`` validity -> ``(n, C)`` raw outputs (the same recursion on the same numbers)."""
+        x = self._conv(0, mel.T * valid)  # (C, n)
+        for i in range(len(self.enc.blocks)):
+            x = x + F.gelu(self._conv(i + 1, F.gelu(x) * valid))
+        return x.T
+
     def _add_features(self, upto: int, n_valid: int | None) -> None:
         """Make 100 Hz features ``self.n_feat .. upto - 1`` final; ``n_valid``: the clip's mel frame
         count at the end (frames past it read as zeros), None while streaming."""
         if upto <= self.n_feat:
             return
-        start = max(0, self.n_feat + self.la - self.enc.receptive_field)  # first raw output needed, minus context
-        end = upto + self.la  # raw outputs up to end - 1
-        mel = self.mel[start - self.mel0:]
+        end = upto + self.la  # feature i is raw output i + la: raw outputs up to end - 1 are needed
+        mel = self.mel[self.n_raw - self.mel0:]
         if n_valid is not None:  # the look-ahead past the end reads zero frames
-            mel = torch.cat([mel, mel.new_zeros(end - start - len(mel), mel.shape[1])])
-        valid = torch.ones(1, 1, end - start)
+            mel = torch.cat([mel, mel.new_zeros(end - self.n_raw - len(mel), mel.shape[1])])
+        mel = mel[: end - self.n_raw]
+        valid = torch.ones(len(mel))
         if n_valid is not None:
-            valid[..., max(0, n_valid - start):] = 0
-        raw = self.enc.stack(mel[None, : end - start], valid)  # (1, C, end - start); exact from index
-        # (self.n_feat + la) - start on: every earlier input is real (or the clip's zero start)
-        new = raw[0, :, self.n_feat + self.la - start:].T  # (upto - n_feat, C)
+            valid[max(0, n_valid - self.n_raw):] = 0
+        raw = self._stack(mel, valid)  # raw outputs n_raw .. end - 1
+        new = raw[self.n_feat + self.la - self.n_raw:]  # (upto - n_feat, C); the first la outputs
+        self.n_raw = end                                # of the clip are no feature's
         self.feats = torch.cat([self.feats, self.enc.norm(new)])
         self.n_feat = upto
 
@@ -122,7 +150,7 @@ class FeatureStream:
         keep_feat = min(next_i0, self.n_feat)  # the next output reads features next_i0 and next_i0 + 1
         if keep_feat > self.feat0:
             self.feats, self.feat0 = self.feats[keep_feat - self.feat0:], keep_feat
-        keep_mel = max(0, self.n_feat + self.la - self.enc.receptive_field)
+        keep_mel = self.n_raw  # every mel frame before it is in the convolutions' histories
         if keep_mel > self.mel0:
             self.mel, self.mel0 = self.mel[keep_mel - self.mel0:], keep_mel
         keep_sample = max(0, self.n_mel * self.hop - WINDOW // 2)
