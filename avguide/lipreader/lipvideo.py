@@ -10,7 +10,7 @@ field of view as 96 -> 88 at half the resolution (4x fewer pixels to rasterise).
 
 Camera rules (where the fixed, per-sequence lip camera is placed, :func:`rest_shapes`):
 
-- ``"template"``: from the subject's neutral template (the expert in stages 1 and 2; DESIGN.md
+- ``"template"``: from the subject's neutral template (the expert in stages 1 and 2; docs/design.md section 2,
   point 6: the crop never follows the motion being judged).
 - ``"sequence_mean"``: from the time-average of the sequence's own vertices. The evaluation
   reader only receives vertex arrays (no template), so it places the camera this way, by the

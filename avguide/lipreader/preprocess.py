@@ -1,9 +1,10 @@
 """Input conventions of the Auto-AVSR expert, in one place.
 
 - Video: 25 fps grayscale lip crops in [0, 1], normalised with mean 0.421 and std 0.165
-  (Auto-AVSR's constants; the paper's code used std 0.4, DESIGN.md point 5).
+  (Auto-AVSR's constants; the paper's code used std 0.4, docs/design.md section 2, point 5).
 - Audio: 16 kHz mono, ``layer_norm`` over the whole utterance (zero mean, unit variance).
-- 640 audio samples make one video frame (16000 / 25).
+- 640 audio samples make one video frame (16000 / 25): :func:`align_audio` cuts or pads the
+  audio to the video's frames.
 """
 
 from __future__ import annotations
@@ -70,3 +71,21 @@ def length_mask(lengths: torch.Tensor, size: int) -> torch.Tensor:
     if len(lengths) and (int(lengths.min()) < 0 or int(lengths.max()) > size):
         raise BadInputError(f"lengths: must be in [0, {size}], got {lengths.tolist()}")
     return torch.arange(size, device=lengths.device).unsqueeze(0) < lengths.unsqueeze(1)
+
+
+def align_audio(audio: torch.Tensor, audio_lengths: torch.Tensor, video_lengths: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cut or zero-pad 16 kHz audio to 640 samples per 25 fps video frame.
+
+    Args:
+        audio: (B, L) float. audio_lengths: (B,) int64. video_lengths: (B,) int64 frames at 25 fps.
+    Returns:
+        audio (B, Tmax * 640) float and lengths (B,) = min(audio_lengths, video_lengths * 640).
+    """
+    n = int(video_lengths.max()) * SAMPLES_PER_FRAME
+    out = audio.new_zeros(audio.shape[0], n)
+    m = min(n, audio.shape[1])
+    out[:, :m] = audio[:, :m]
+    lengths = torch.minimum(audio_lengths, video_lengths.to(audio_lengths.device) * SAMPLES_PER_FRAME)
+    valid = torch.arange(n, device=audio.device)[None, :] < lengths[:, None]
+    return out * valid, lengths

@@ -1,4 +1,4 @@
-"""Transcript tokenisers of the expert. Both upper-case text first (DESIGN.md point 4).
+"""Transcript tokenisers of the expert. Both upper-case text first (docs/design.md section 2, point 4).
 
 Id layout (Auto-AVSR): blank = 0, units 1..n, sos = eos = n + 1, odim = n + 2.
 

@@ -8,7 +8,7 @@ and std 0.165. This module produces exactly that from vertex sequences at any fr
       -> expert_crop -> (B, T25, 1, 88, 88)
 
 The lip camera is placed once per sequence from the *template's* lip vertices (not from the
-animated frames), so the crop never follows the motion being judged (DESIGN.md point 6).
+animated frames), so the crop never follows the motion being judged (docs/design.md section 2, point 6).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Everything is differentiable: normals are recomputed from the (moving) vertices, so a vertex
 that tilts a lip surface changes its brightness and the gradient says so (the paper's code
-detached the normals; DESIGN.md point 1).
+detached the normals; docs/design.md section 2, point 1).
 """
 
 from __future__ import annotations

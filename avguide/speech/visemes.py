@@ -1,6 +1,6 @@
 """Phoneme -> viseme classes (what the lips show), used by the motion model and the VER metric.
 
-The 16 classes of DESIGN.md "Metrics", each written as one lower-case ASCII letter so that a
+The 16 classes of docs/design.md section 4, each written as one lower-case ASCII letter so that a
 viseme string survives the letters-and-spaces normalisation of CER:
 
     code  class          IPA (espeak-ng en-us)
@@ -37,7 +37,7 @@ from avguide.errors import BadInputError
 VISEME_CLASSES: tuple[str, ...] = (
     "p", "f", "d", "t", "s", "c", "k", "r", "w", "i", "a", "e", "h", "o", "q", "x",
 )
-"""Single-character codes of the viseme classes, in DESIGN.md order."""
+"""Single-character codes of the viseme classes, in docs/design.md order."""
 
 VISEME_NAMES: dict[str, str] = {
     "p": "bilabial", "f": "labiodental", "d": "dental", "t": "alveolar", "s": "sibilant",

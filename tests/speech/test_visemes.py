@@ -1,4 +1,4 @@
-"""Phoneme -> viseme table: hand cases, DESIGN.md classes, completeness over espeak output."""
+"""Phoneme -> viseme table: hand cases, docs/design.md classes, completeness over espeak output."""
 
 import pytest
 
@@ -9,7 +9,7 @@ from avguide.speech.visemes import (
 )
 from avguide.synth.text import generate_sentences
 
-# DESIGN.md "Metrics": class -> its listed IPA members.
+# docs/design.md section 4: class -> its listed IPA members.
 DESIGN = {
     "bilabial": "p b m", "labiodental": "f v", "dental": "θ ð", "alveolar": "t d n l ɾ",
     "sibilant": "s z", "postalveolar": "ʃ ʒ tʃ dʒ", "velar/glottal": "k g ŋ h", "r": "ɹ",
