@@ -1,0 +1,110 @@
+"""The main job's speed and memory, measured side by side in one run (issue 19's targets).
+
+    python bench/main_job.py                        # the shipped default animator
+    python bench/main_job.py --checkpoint RUN --long-minutes 10 --repeats 3
+
+1. Long audio: peak resident memory (each case in its own process) of animating ``--long-minutes``
+   of speech to a .npy, the whole clip at once (``model.generate``, what ``animate`` did before)
+   against the streamed path ``avguide animate`` takes now (chunks into a memory-mapped file).
+2. End to end: ``avguide animate TEN_S.wav --formats mp4`` (a fresh process: start-up, model load,
+   animation, render and encode) for 10 s of speech, median of ``--repeats``; and the
+   animation alone (in-process) for the same clip.
+
+The speech is espeak-ng reading a paragraph (repeated to the length), so the animator sees real
+speech. Medians; the machine is shared, so compare the columns of one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+TEXT = ("The quick brown fox jumps over the lazy dog. Peter picked a peck of pickled peppers. "
+        "She sells sea shells by the sea shore, and the shells she sells are surely sea shells. ")
+
+CHILD = r'''
+import resource, sys, numpy as np, torch
+from avguide.animate import load_animator, face_template, animate_speech, write_outputs, n_frames_of
+from avguide.io import load_audio, save_npy_atomic
+mode, ckpt, wav, out = sys.argv[1:5]
+anim = load_animator(ckpt)
+base, faces, style = face_template(anim)
+audio = load_audio(wav)
+if mode == "whole":
+    a = torch.from_numpy(audio)[None]
+    with torch.no_grad():
+        v = anim.model.generate(a, torch.tensor([a.shape[1]]), torch.from_numpy(base)[None], torch.tensor([style]))
+    save_npy_atomic(out + "/whole.npy", v[0].reshape(v.shape[1], -1).numpy())
+else:
+    write_outputs(out, "streamed", animate_speech(anim, audio, base, style), n_frames_of(anim, len(audio)), audio,
+                  anim, base, faces, ["npy"])
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+'''
+
+
+def speech(seconds: float, path: Path) -> None:
+    from avguide.animate import speak_text
+    from avguide.audio.io import save_wav
+
+    one = speak_text(TEXT)
+    reps = int(np.ceil(seconds * 16000 / len(one)))
+    save_wav(path, np.tile(one, reps)[: int(seconds * 16000)])
+
+
+def peak_mb(mode: str, ckpt: str, wav: Path, out: Path) -> tuple[float, float]:
+    t0 = time.perf_counter()
+    r = subprocess.run([sys.executable, "-c", CHILD, mode, ckpt, str(wav), str(out)], capture_output=True, text=True)
+    if r.returncode:
+        raise SystemExit(r.stderr[-2000:])
+    return float(r.stdout.strip().splitlines()[-1]), time.perf_counter() - t0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--checkpoint", default="default")
+    ap.add_argument("--long-minutes", type=float, default=10.0)
+    ap.add_argument("--repeats", type=int, default=3)
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        long_wav, short_wav = tmp / "long.wav", tmp / "ten_s.wav"
+        speech(args.long_minutes * 60, long_wav)
+        speech(10.0, short_wav)
+        print(f"1. {args.long_minutes:g} min of speech to .npy, peak resident memory (own process each)")
+        for mode in ("whole", "streamed"):
+            mb, s = peak_mb(mode, args.checkpoint, long_wav, tmp)
+            print(f"   {mode:<9} {mb:8.0f} MB   {s:7.1f} s")
+        print("2. 10 s of speech: `avguide animate ten_s.wav --formats mp4` end to end (fresh process)")
+        times = []
+        for i in range(args.repeats):
+            t0 = time.perf_counter()
+            r = subprocess.run([sys.executable, "-m", "avguide.cli", "animate", str(short_wav), "-o", str(tmp / f"o{i}"),
+                                "--formats", "mp4", "--checkpoint", args.checkpoint, "--no-progress"],
+                               capture_output=True, text=True)
+            if r.returncode:
+                raise SystemExit(r.stderr[-2000:])
+            times.append(time.perf_counter() - t0)
+        print(f"   median {statistics.median(times):.2f} s over {args.repeats} ({', '.join(f'{t:.2f}' for t in times)})")
+        from avguide.animate import animate_speech, face_template, load_animator
+        from avguide.io import load_audio
+
+        anim = load_animator(args.checkpoint)
+        base, _, style = face_template(anim)
+        audio = load_audio(short_wav)
+        anim_times = []
+        for _ in range(args.repeats):
+            t0 = time.perf_counter()
+            frames = sum(len(b) for b in animate_speech(anim, audio, base, style))
+            anim_times.append(time.perf_counter() - t0)
+        print(f"   the animation alone: median {statistics.median(anim_times):.2f} s for {frames} frames")
+
+
+if __name__ == "__main__":
+    main()
