@@ -19,15 +19,15 @@ def test_matches_lsq_linear_on_the_full_problem(head, subject, rig):
     """Weights out of [0, 1] plus motion outside the rig: many bounds active, and the fit still
     equals scipy's bounded least squares on the 14226 x 52 problem."""
     rng = np.random.default_rng(0)
-    true_w = rng.uniform(-0.6, 1.6, size=(5, 52))
-    extra = rng.normal(0.0, 2e-4, size=(5,) + subject.shape)            # 0.2 mm off the rig
+    true_w = rng.uniform(-0.6, 1.6, size=(3, 52))
+    extra = rng.normal(0.0, 2e-4, size=(3,) + subject.shape)            # 0.2 mm off the rig
     verts = (rig(subject, head.blendshapes, true_w) + extra).astype(np.float32)
     fit = solve_arkit(verts, subject, head.blendshapes)
-    assert fit.weights.shape == (5, 52) and fit.weights.dtype == np.float32
+    assert fit.weights.shape == (3, 52) and fit.weights.dtype == np.float32
     assert fit.weights.min() >= 0.0 and fit.weights.max() <= 1.0
 
     a = head.blendshapes.reshape(52, -1).astype(np.float64).T           # (V*3, 52)
-    for t in range(5):
+    for t in range(3):
         y = (verts[t].astype(np.float64) - subject.astype(np.float64)).reshape(-1)
         ref = lsq_linear(a, y, bounds=(0.0, 1.0), method="bvls", tol=1e-14).x
         np.testing.assert_allclose(fit.weights[t], ref, rtol=0, atol=1e-5)
