@@ -26,7 +26,7 @@ from tqdm import tqdm
 from avguide.errors import BadInputError, MissingFileError
 from avguide.io import atomic_path
 from avguide.render.antialias import face_neighbors
-from avguide.render.camera import orthographic_camera
+from avguide.render.camera import Camera, orthographic_camera
 from avguide.render.fastframes import render_frames
 from avguide.render.fastraster import cull_plan
 from avguide.render.mesh import render_mesh
@@ -75,6 +75,22 @@ def _audio_duration(path: Path) -> float:
     except RuntimeError as e:
         raise BadInputError(f"{path}: cannot read audio ({e})") from None
     return info.frames / info.samplerate
+
+
+def video_camera(verts: torch.Tensor, view: str = "three_quarter", size: int = 512) -> Camera:
+    """The orthographic camera of :func:`render_video`: looking along ``VIEWS[view]`` at the
+    centre of the vertices' box, the box's largest side + 10 % across the image.
+
+    Args:
+        verts: (V, 3) float positions (the first frame).
+        view: a key of :data:`VIEWS`; size: image side in pixels.
+    Returns:
+        One :class:`avguide.render.camera.Camera` of size (size, size).
+    """
+    lo, hi = verts.amin(0), verts.amax(0)
+    centre, extent = (lo + hi) / 2, float((hi - lo).max())
+    d = torch.tensor(VIEWS[view], dtype=verts.dtype)
+    return orthographic_camera((centre + d / d.norm() * extent * 3)[None], centre[None], extent * 1.1, (size, size))
 
 
 def _to_bytes(img: torch.Tensor) -> np.ndarray:
@@ -180,10 +196,7 @@ def render_video(sequences: list[np.ndarray], faces: np.ndarray, out_path: str |
             [s, np.repeat(s[-1:], n_frames - s.shape[0], 0)])
 
     v0 = torch.from_numpy(seqs[0][0])
-    lo, hi = v0.amin(0), v0.amax(0)
-    centre, extent = (lo + hi) / 2, float((hi - lo).max())
-    d = torch.tensor(VIEWS[view])
-    cam = orthographic_camera((centre + d / d.norm() * extent * 3)[None], centre[None], extent * 1.1, (size, size))
+    cam = video_camera(v0, view, size)
     if vertex_part is None:
         albedo = torch.tensor(PART_COLORS["skin"]).expand(v0.shape[0], 3)
     else:
