@@ -101,36 +101,55 @@ def _train_args(p: argparse.ArgumentParser) -> None:
                    help="baseline: animator without the AV loss; vq: CodeTalker's VQ-VAE (its stage 1); "
                         "expert: the lip-reading expert on ground-truth renders (stage 1 of the method); "
                         "av: animator with the expert's audio-visual guidance (stage 2)")
-    p.add_argument("--animator", choices=["faceformer", "codetalker"], help="default faceformer")
-    p.add_argument("--data", help="dataset directory")
     out = p.add_mutually_exclusive_group(required=True)
-    out.add_argument("--out", help="new run directory")
-    out.add_argument("--resume", metavar="RUN", help="continue this run exactly")
-    p.add_argument("--seed", type=int, help="random seed (default 0)")
-    p.add_argument("--expert", metavar="RUN", help="--stage av: the stage-1 expert run")
+    out.add_argument("-o", "--out", help="new run directory (or one whose run stopped before its first checkpoint)")
+    out.add_argument("--resume", metavar="RUN", help="continue this run exactly; key=value may change only what "
+                                                     "it can apply (learning rate, epochs, loss weights...)")
+    # each flag below is a shorter way to write its key=value override (a flag and an override that
+    # disagree are refused); a flag that the stage does not use is refused
+    p.add_argument("--data", help="dataset directory (data=)")
+    _add_seed(p)
+    p.add_argument("--init", metavar="RUN", help="weights to start from (init=): --stage expert: an avguide run or "
+                                                 "an Auto-AVSR .pth; animator stages: a run of the same animator")
+    p.add_argument("--animator", choices=["faceformer", "codetalker"],
+                   help="--stage baseline, vq, av: the animator (animator=; default faceformer)")
+    p.add_argument("--expert", metavar="RUN", help="--stage av: the stage-1 expert run (av.expert=)")
     p.add_argument("--modality", choices=["av", "video", "audio"],
-                   help="--stage expert: audio-visual, visual-only or audio-only (to pretrain the AV audio encoder)")
-    p.add_argument("--init", metavar="CKPT", help="--stage expert: start from an avguide run or an Auto-AVSR .pth")
+                   help="--stage expert: audio-visual, visual-only or audio-only (to pretrain the AV audio encoder) "
+                        "(modality=)")
     _add_common(p)
+
+
+_TRAIN_FLAGS = {"data": "data", "seed": "seed", "init": "init", "animator": "animator", "expert": "av.expert",
+                "modality": "modality"}
+"""``avguide train`` flag -> the config key it sets."""
+_STAGE_FLAGS = {"expert": ("data", "seed", "init", "modality"), "baseline": ("data", "seed", "init", "animator"),
+                "vq": ("data", "seed", "init", "animator"), "av": ("data", "seed", "init", "animator", "expert")}
+"""The flags each stage uses."""
 
 
 def _train_run(a: argparse.Namespace) -> int:
     """Train an animator (baseline), a VQ-VAE, the expert, or the AV-guided animator."""
+    from avguide.config import flag_overrides
+    from avguide.errors import BadInputError
+
+    given = {f: getattr(a, f) for f in _TRAIN_FLAGS if getattr(a, f) is not None}
+    unused = [f for f in given if f not in _STAGE_FLAGS[a.stage]]
+    if unused:
+        users = {f: [s for s, fs in _STAGE_FLAGS.items() if f in fs] for f in unused}
+        raise BadInputError("; ".join(f"--{f} is not used by --stage {a.stage} (only by --stage "
+                                      f"{' and '.join(users[f])})" for f in unused))
     if a.stage == "expert":
         from avguide.train.expert import run_expert_stage
 
-        over = list(a.overrides) + ([f"seed={a.seed}"] if a.seed is not None else [])
-        run = run_expert_stage(a.data, a.resume or a.out, modality=a.modality, init=a.init,
-                               config_path=a.config, overrides=over, resume=bool(a.resume))
+        run = run_expert_stage(a.data, a.resume or a.out, modality=a.modality, init=a.init, config_path=a.config,
+                               overrides=flag_overrides({"seed": a.seed}, a.overrides), resume=bool(a.resume))
         print(f"done: expert run {run}")
         return 0
-    from avguide.train.baseline import load_train_config, train_animator
+    from avguide.train.animator import load_train_config, train_animator
 
-    over = [f"stage={a.stage}"] + ([f"av.expert={a.expert}"] if a.expert else []) + list(a.overrides)
-    for key, value in (("animator", a.animator), ("data", a.data), ("seed", a.seed)):
-        if value is not None:
-            over.append(f"{key}={value}")
-    cfg = load_train_config(a.config, over, a.resume)
+    flags = {"stage": a.stage, **{_TRAIN_FLAGS[f]: v for f, v in given.items()}}
+    cfg = load_train_config(a.config, flag_overrides(flags, a.overrides), a.resume)
     result = train_animator(cfg, a.resume or a.out, resume=bool(a.resume))
     print(f"done: {result['epochs']} epochs, best val loss {result['best_val']:.5g}, run {result['run']}")
     return 0
@@ -225,7 +244,12 @@ def _evaluate_run(a: argparse.Namespace) -> int:
     from avguide.metrics.evaluate import EvaluateConfig, evaluate_dataset
     from avguide.metrics.report import format_markdown, write_report
 
+    from avguide.io import check_output_file
+
     cfg = load_config(EvaluateConfig, a.config, a.overrides)
+    check_output_file(a.out, "-o")
+    if a.markdown:
+        check_output_file(a.markdown, "--markdown")
     reader = None
     if a.reader:
         from avguide.lipreader.reader import load_reader
@@ -242,8 +266,8 @@ def _evaluate_run(a: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------------------------- bench
 def _bench_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--preset", choices=["ci", "cpu", "full"], default="ci",
-                   help="ci: minutes, tiny; cpu: < 90 min on 2 cores; full: GPU, published sizes")
+    p.add_argument("--preset", default="ci",
+                   help="a file of avguide/configs/bench/: ci (minutes, tiny), cpu (~90 min on 2 cores), full (GPU)")
     _add_out(p, "benchmark directory (an existing one is continued)")
     _add_common(p)
 
@@ -253,9 +277,11 @@ def _bench_run(a: argparse.Namespace) -> int:
     from pathlib import Path
 
     from avguide.bench import run_bench
+    from avguide.io import check_output_dir, read_text
 
+    check_output_dir(a.out, "--out")
     run_bench(a.preset, a.out, a.overrides, config_path=a.config)
-    print((Path(a.out) / "report.md").read_text())
+    print(read_text(Path(a.out) / "report.md", "bench report"))
     return 0
 
 

@@ -48,6 +48,7 @@ segment-weighted, correlations frame-weighted means of the per-sequence values.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import numpy as np
@@ -389,3 +390,36 @@ def aggregate_articulation(rows: Iterable[dict]) -> dict:
         "sequences": len(rows), "frames": int(frames.sum()), "bilabial_segments": int(segs),
         "open_vowel_frames": int(n_open),
     }
+
+
+def articulation_of_split(pred_dir: str | Path, data_root: str | Path, split: str = "test") -> dict:
+    """The pooled articulation metrics of a folder of predictions against a synthetic-layout split
+    (its ``alignments/`` give the timed phones, ``regions/`` the lips).
+
+    Args:
+        pred_dir: ``<name>.npy`` predictions, (T, V*3) or (T, V, 3), for every recording of the split.
+        data_root: the dataset. split: which split.
+    Returns:
+        :func:`aggregate_articulation` of every recording (prediction and ground truth cut to the
+        shorter length).
+    Raises:
+        MissingFileError / BadInputError: a missing prediction or alignment, no lip regions.
+    """
+    from avguide.data.layouts import open_dataset
+    from avguide.data.samples import load_vertices
+    from avguide.io import load_json
+
+    index = open_dataset(data_root)
+    missing = [r for r in ("lips", "upper_lip", "lower_lip") if r not in index.regions]
+    if missing:
+        raise BadInputError(f"{data_root}: articulation metrics need the regions {missing} (regions/*.txt)")
+    rows = []
+    for ref in index.split(split):
+        pred = load_vertices(Path(pred_dir) / f"{ref.name}.npy", index.n_vertices)
+        gt = load_vertices(ref.vertices, index.n_vertices, index.stride)
+        n = min(len(pred), len(gt))
+        phones = load_json(Path(data_root) / "alignments" / f"{ref.name}.json", "alignment")["phones"]
+        rows.append(articulation_metrics(pred[:n], gt[:n], phones, index.fps, index.regions["lips"],
+                                         index.regions["upper_lip"], index.regions["lower_lip"],
+                                         index.templates[ref.subject]))
+    return aggregate_articulation(rows)
