@@ -68,10 +68,7 @@ def load_config(cls: type[C], path: str | Path | None = None, overrides: typing.
             errors.append(f"override {item!r}: expected key=value")
             continue
         key, raw = item.split("=", 1)
-        try:
-            value = yaml.safe_load(raw) if raw != "" else ""
-        except yaml.YAMLError:
-            value = raw
+        value = parse_value(raw)
         node = data
         parts = key.strip().split(".")
         for part in parts[:-1]:
@@ -88,6 +85,47 @@ def load_config(cls: type[C], path: str | Path | None = None, overrides: typing.
         source = f" (from {path} and the overrides)" if path is not None else ""
         raise BadInputError(f"invalid {cls.__name__}{source}: " + "; ".join(errors))
     return cfg
+
+
+def parse_value(raw: str) -> Any:
+    """The value of a ``key=value`` override: a YAML scalar or list (``1e-4``, ``[A,B]``,
+    ``true``), or the raw string when it is not valid YAML; "" stays ""."""
+    try:
+        return yaml.safe_load(raw) if raw != "" else ""
+    except yaml.YAMLError:
+        return raw
+
+
+def flag_overrides(flags: dict[str, Any], overrides: typing.Sequence[str]) -> list[str]:
+    """Command-line flags as ``key=value`` overrides, followed by the given overrides.
+
+    A flag is only a shorter way to write its override (``--seed 3`` is ``seed=3``): giving both
+    is fine when they agree, and refused when they do not, so that no value silently wins.
+
+    Args:
+        flags: ``{config key: flag value}`` (the flag is ``--`` and the key's last part, e.g.
+            ``av.expert`` -> ``--expert``); None means the flag was not given.
+        overrides: the ``key=value`` strings given as well.
+    Returns:
+        The overrides to apply.
+    Raises:
+        BadInputError: a flag and an override set one key to different values (both named).
+    """
+    given = {}
+    for item in overrides:
+        if "=" in item:
+            key, raw = item.split("=", 1)
+            given[key.strip()] = (item, parse_value(raw))
+    out, clashes = [], []
+    for key, value in flags.items():
+        if value is None:
+            continue
+        if key in given and given[key][1] != parse_value(str(value)):
+            clashes.append(f"--{key.rsplit('.', 1)[-1]} {value} and {given[key][0]} set {key} to different values")
+        out.append(f"{key}={value}")
+    if clashes:
+        raise BadInputError("; ".join(clashes) + " (give one of them)")
+    return out + list(overrides)
 
 
 def merge_dicts(dst: dict, src: dict) -> None:
@@ -114,6 +152,8 @@ def _build(cls: type, data: dict, prefix: str, errors: list[str]) -> Any:
             if not isinstance(value, dict):
                 errors.append(f"{prefix}{name}: expected a mapping, got {value!r}")
                 continue
+            if f.default_factory is not dataclasses.MISSING:  # a section's own defaults (e.g. the expert's optim)
+                value = {**dataclasses.asdict(f.default_factory()), **value}
             kwargs[name] = _build(tp, value, f"{prefix}{name}.", errors)
         else:
             ok, coerced = _coerce(value, tp)

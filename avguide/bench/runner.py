@@ -126,7 +126,7 @@ def _train_expert(cfg: BenchConfig, data: Path, run: Path, modality: str, epochs
                   camera: str, cache: Path) -> None:
     from avguide.train.expert import run_expert_stage
 
-    over = [*_stage1_overrides(cfg), f"size={cfg.expert_size}", f"epochs={epochs}", f"seed={seed}",
+    over = [*_stage1_overrides(cfg), f"size={cfg.expert_size}", f"optim.epochs={epochs}", f"seed={seed}",
             f"camera={camera}", f"cache_dir={cache}", f"device={cfg.device}"]
     run_expert_stage(str(data), run, modality=modality, overrides=over, resume=_fresh_or_resume(run))
 
@@ -139,9 +139,9 @@ def _untrained_expert(cfg: BenchConfig, data: Path, run: Path, seed: int) -> Non
     from avguide.data.layouts import open_dataset
     from avguide.lipreader.lipvideo import assets_from_dataset, save_assets
     from avguide.lipreader.model import build_expert
-    from avguide.lipreader.reader import make_tokenizer
-    from avguide.train.checkpoint import save_checkpoint, start_run
+    from avguide.lipreader.reader import expert_meta, make_tokenizer
     from avguide.train.expert import ExpertStageConfig
+    from avguide.train.run import Run
 
     if run.exists():
         shutil.rmtree(run)
@@ -151,17 +151,15 @@ def _untrained_expert(cfg: BenchConfig, data: Path, run: Path, seed: int) -> Non
     expert_cfg = ecfg.expert_config(tok.odim)
     torch.manual_seed(seed)
     model = build_expert(expert_cfg)
-    config = config_to_dict(ecfg)
-    start_run(run, config, resume=False)
-    save_assets(run / "render_assets.npz", assets_from_dataset(open_dataset(data)))
-    meta = {"epoch": 0, "step": 0, "expert": dataclasses.asdict(expert_cfg), "tokenizer": ecfg.tokenizer_name(),
-            "video": {"crop": ecfg.crop_size(), "camera": ecfg.camera_rule(), "fps": 25}}
-    save_checkpoint(run, model, {}, meta, config, best=True)
+    with Run(run, config_to_dict(ecfg)) as r:
+        save_assets(run / "render_assets.npz", assets_from_dataset(open_dataset(data)))
+        r.save(model, {}, epoch=0, step=0, metrics={}, score=0.0, seconds=0.0,
+               extra=expert_meta(expert_cfg, ecfg.tokenizer_name(), ecfg.crop_size(), ecfg.camera_rule()))
 
 
 def _train_animator(cfg: BenchConfig, data: Path, run: Path, animator: str, seed: int, stage: str,
                     av: dict, vq_run: Path | None, init: Path | None = None) -> None:
-    from avguide.train.baseline import AnimatorTrainConfig, train_animator
+    from avguide.train.animator import AnimatorTrainConfig, train_animator
 
     epochs = cfg.vq_epochs if stage == "vq" else (cfg.finetune_epochs if init else cfg.epochs)
     base = {"data": str(data), "animator": animator, "stage": stage, "preset": cfg.animator_preset,

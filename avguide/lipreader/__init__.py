@@ -14,14 +14,14 @@ Typical use::
     hyps = recognize(model.eval(), model.encode(video, frame_lengths, audio, wav_lengths))
     texts = [tok.decode(h.tokens(model.sos, model.eos)) for h in hyps]
 
-Modules: ``config`` (hyper-parameters, presets), ``preprocess`` (input normalisation),
-``frontends``, ``attention``, ``conformer``, ``decoder``, ``losses``, ``model`` (builders),
-``tokenizers``, ``ctc_prefix``, ``beam_search``, ``checkpoint``.
+Modules: ``config`` (hyper-parameters, preset functions, named in :mod:`avguide.presets`),
+``preprocess`` (input normalisation), ``frontends``, ``attention``, ``conformer``, ``decoder``,
+``losses``, ``model`` (builders), ``tokenizers``, ``ctc_prefix``, ``beam_search``, ``checkpoint``.
 """
 
 from avguide.lipreader.beam_search import Hypothesis, beam_search, ctc_greedy, recognize
 from avguide.lipreader.checkpoint import expert_from_auto_avsr, load_auto_avsr_checkpoint
-from avguide.lipreader.config import (PRESETS, ExpertConfig, avsr_base, avsr_cpu_small,
+from avguide.lipreader.config import (ExpertConfig, avsr_base, avsr_cpu_small,
                                       config_from_auto_avsr, vsr_base, vsr_cpu_small)
 from avguide.lipreader.model import Encoded, LipReadingExpert, build_avsr, build_expert, build_vsr
 from avguide.lipreader.preprocess import (SAMPLES_PER_FRAME, VIDEO_MEAN, VIDEO_STD,
@@ -30,7 +30,7 @@ from avguide.lipreader.tokenizers import CharTokenizer, SentencePieceTokenizer, 
 
 __all__ = [
     "Hypothesis", "beam_search", "ctc_greedy", "recognize", "expert_from_auto_avsr",
-    "load_auto_avsr_checkpoint", "PRESETS", "ExpertConfig", "avsr_base", "avsr_cpu_small",
+    "load_auto_avsr_checkpoint", "ExpertConfig", "avsr_base", "avsr_cpu_small",
     "config_from_auto_avsr", "vsr_base", "vsr_cpu_small", "Encoded", "LipReadingExpert",
     "build_avsr", "build_expert", "build_vsr", "SAMPLES_PER_FRAME", "VIDEO_MEAN", "VIDEO_STD",
     "normalize_audio", "normalize_video", "CharTokenizer", "SentencePieceTokenizer", "pad_targets",

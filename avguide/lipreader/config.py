@@ -212,8 +212,3 @@ def asr_cpu_small(odim: int = 30) -> ExpertConfig:
 def asr_base() -> ExpertConfig:
     """Audio-only model whose encoder is :func:`avsr_base`'s audio encoder (12 layers, 768 wide)."""
     return ExpertConfig(modality="a")
-
-
-PRESETS = {"avsr_base": avsr_base, "vsr_base": vsr_base, "asr_base": asr_base, "avsr_cpu_small": avsr_cpu_small,
-           "vsr_cpu_small": vsr_cpu_small, "asr_cpu_small": asr_cpu_small}
-"""Preset name -> function returning an :class:`ExpertConfig`."""

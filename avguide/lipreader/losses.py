@@ -2,7 +2,8 @@
 
 - CTC: summed over the batch (zero_infinity) and divided by the batch size. An utterance whose
   target needs more frames than the encoder gives it (:func:`ctc_frames_needed`) has no CTC
-  alignment at all; its loss is 0, so :func:`ctc_unfit` counts such utterances for the logs.
+  alignment at all; its loss is 0, so :func:`ctc_unfit` counts such utterances for the logs
+  and :func:`warn_ctc_unfit` tells a training run what that means.
 - Attention: label-smoothing KL divergence, summed over non-ignored tokens and divided by the
   batch size (not the token count), for decoder inputs [sos] + y and targets y + [eos].
 """
@@ -113,3 +114,18 @@ def token_accuracy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """
     keep = targets != IGNORE_ID
     return (logits.argmax(-1)[keep] == targets[keep]).float().mean()
+
+
+def warn_ctc_unfit(share: float, tokenizer: str, note: str = "") -> None:
+    """Say when training targets do not fit the 25 fps encoder (their CTC loss is 0).
+
+    Args:
+        share: the share of the epoch's training recordings whose targets do not fit.
+        tokenizer: the expert's tokeniser name ("char" adds the remedy, tokenizer=spm).
+        note: what that means for this stage, appended to the message.
+    """
+    if share > 0:
+        remedy = " A subword tokeniser needs about 4x fewer tokens: tokenizer=spm." if tokenizer == "char" else ""
+        print(f"warning: {share:.1%} of the training recordings have more {tokenizer} tokens (plus one blank "
+              f"between repeated tokens) than encoder frames at 25 fps, so CTC cannot align them and their CTC "
+              f"loss is 0 (metrics.jsonl: train_ctc_unfit).{' ' + note if note else ''}{remedy}", flush=True)

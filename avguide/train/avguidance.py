@@ -14,6 +14,15 @@ The stage's total loss is ``l_mse * L_mse + l_av * (l_ctc * L_ctc + l_ce * L_ce)
 weighted term pulls on the predicted vertices, so anyone can see whether the guidance reaches the
 mesh (the published code's renderer passed ~0 gradient, DESIGN.md point 1).
 
+:meth:`AVGuidance.step` is the whole AV part of a training step, as EnCodec's ``Balancer`` is
+for its losses: the render and the expert's reading, the balance of l_av (``av.balance``), the
+gradient probes and the mean of l_av over data-parallel processes; the loop calls it and then
+the backward it returns. It backpropagates through the renderer once per step: the expert reads
+a detached copy of the rendered video, so its backward stops at the pixels; when the balance or
+a probe needs dL_av/d(pred), that gradient is computed once (expert, then renderer) and the
+final backward starts from the prediction with it (``pred.backward(l_av * dL_av/dpred)`` plus
+the animator's own terms) instead of going through the renderer a second time.
+
 Expert modes: ``frozen`` (default) keeps the stage-1 expert fixed, in eval mode; ``finetune``
 (the paper's choice) trains it concurrently on the animator's renders with its own learning rate.
 Frozen is the default here because the stage-1 expert was already trained to convergence on
@@ -24,19 +33,22 @@ as the transcript, which would weaken the guidance as training goes on.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
-from typing import Literal
+from typing import Callable, Literal
 
 import torch
 
 from avguide.animators.common import masked_mse
 from avguide.errors import BadInputError
 from avguide.lipreader.lipvideo import gray_to_video, lip_cameras, lip_gray
-from avguide.lipreader.preprocess import normalize_audio
+from avguide.lipreader.losses import warn_ctc_unfit
+from avguide.lipreader.preprocess import align_audio, normalize_audio
 from avguide.lipreader.reader import TrainedExpert, load_trained_expert
 from avguide.lipreader.tokenizers import pad_targets
 from avguide.render import lip_face_mask
-from avguide.train.expert import align_audio
+from avguide.train import distributed as D
+from avguide.train.losses import combine
 
 AV_TERMS = ("ctc", "ce")
 
@@ -57,7 +69,7 @@ class AVGuidanceConfig:
         balance: 0 uses the fixed l_av. > 0: every step, l_av is set so that the AV gradient on
             the predicted vertices has ``balance`` times the norm of the vertex-loss gradient,
             |d(l_av L_av)/d(pred)| = balance * |d(l_mse L_mse)/d(pred)| (measured by autograd on the
-            prediction; costs one more backward through the renderer per step). A fixed l_av
+            prediction; the backward through the renderer is shared with the step's own). A fixed l_av
             cannot transfer across experts: |dL_av/d(pred)| was ~7e-3 for an untrained tiny
             expert and ~600 for a trained one, while |dL_mse/d(pred)| of a trained animator is
             ~1e-6 (see the benchmark report).
@@ -71,8 +83,8 @@ class AVGuidanceConfig:
             test prediction, while balanced on the parameters l_av came out at 1e-3 to 1e-2.
             Costs two more backward passes through the animator (not the renderer).
         probe_every: every this many steps, log the norms of d(l_av L_av)/d(pred) and
-            d(l_mse L_mse)/d(pred) (one extra backward through the renderer, shared with
-            ``balance``); 0 disables.
+            d(l_mse L_mse)/d(pred) (from the gradient ``balance`` uses; no extra pass through the
+            renderer); 0 disables.
         face_slack: faces drawn are those projecting within the lip image enlarged by this
             fraction of its size on each side, in the template (room for the jaw; a speed-up).
         render_workers: threads rendering chunks of the predicted frames at once
@@ -134,7 +146,8 @@ def lip_vertex_loss(pred: torch.Tensor, target: torch.Tensor, lengths: torch.Ten
 
 
 class AVGuidance:
-    """The expert and everything needed to score predicted meshes against transcripts.
+    """The expert and everything needed to score predicted meshes against transcripts, and the
+    AV part of a training step (:meth:`step`).
 
     Args:
         cfg: the stage-2 settings.
@@ -142,12 +155,18 @@ class AVGuidance:
         lips: (Lv,) int64 lip indices of the dataset (L_rlv).
         device: where the expert runs.
         expert: an already loaded expert (tests); default: ``load_trained_expert(cfg.expert)``.
+        weights: the weights of every named term of the step, the animator's own and the AV ones
+            (default: :func:`loss_weights` of ``cfg``).
+        params: the animator's trainable parameters (``balance_on=parameters``).
+        ctx: the data-parallel context (l_av is averaged over processes; a fine-tuned expert is
+            wrapped in DDP). grad_clip: max gradient norm of a fine-tuned expert (0: none).
     Raises:
         BadInputError / MissingFileError: no such expert run, or another mesh topology.
     """
 
     def __init__(self, cfg: AVGuidanceConfig, n_vertices: int, lips: torch.Tensor, device: torch.device,
-                 expert: TrainedExpert | None = None):
+                 expert: TrainedExpert | None = None, *, weights: dict[str, float] | None = None,
+                 params: list[torch.Tensor] | None = None, ctx: D.DistContext | None = None, grad_clip: float = 0.0):
         self.cfg = cfg
         te = expert if expert is not None else load_trained_expert(cfg.expert, cfg.which)
         if te.assets.n_vertices != n_vertices:
@@ -162,10 +181,16 @@ class AVGuidance:
         self.audio_visual = te.model.cfg.modality == "av"
         self.lips = lips.to(device)
         self.device = device
-        self.read = self.unfit = 0  # recordings read by :meth:`losses`; those whose CTC target does not fit
+        self.weights = dict(weights) if weights is not None else loss_weights(cfg)
+        self.params = list(params or [])
+        self.ctx = ctx or D.DistContext(0, 1, torch.device(device))
+        self.grad_clip = grad_clip
         trainable = cfg.expert_mode == "finetune"
         for p in self.expert.parameters():
             p.requires_grad_(trainable)
+        # the module the training step calls: the expert, in DDP when fine-tuned on several processes
+        self.module = D.wrap_model(self.expert, self.ctx) if trainable else self.expert
+        self.read = self.unfit = 0  # recordings read by :meth:`losses`; those whose CTC target does not fit
         self.train(False)
 
     @property
@@ -204,29 +229,134 @@ class AVGuidance:
                                workers=self.cfg.render_workers, compile=self.cfg.render_compile)
         return gray_to_video(gray, len25), len25
 
-    def losses(self, pred: torch.Tensor, batch, expert: torch.nn.Module | None = None) -> dict[str, torch.Tensor]:
-        """L_ctc, L_ce of the expert reading the predicted meshes, and L_rlv.
+    def read_video(self, video: torch.Tensor, len25: torch.Tensor, batch, expert: torch.nn.Module | None = None
+                   ) -> dict[str, torch.Tensor]:
+        """L_ctc and L_ce of the expert reading lip videos against the batch's transcripts.
 
         Args:
-            pred: (B, T, V, 3) float predicted meshes (the animator's output, with gradient).
-            batch: the :class:`avguide.data.batching.Batch` (vertices, lengths, template, audio
-                at 16 kHz, texts, fps).
-            expert: the module to call instead of ``self.expert`` (its DDP wrapper when fine-tuned
-                on several processes).
+            video: (B, T25, 1, c, c) float from :meth:`video`. len25: (B,) int64.
+            batch: the :class:`avguide.data.batching.Batch` (16 kHz audio, texts).
+            expert: the module to call instead of ``self.expert``.
         Returns:
-            {"ctc": (), "ce": (), "rlv": ()} float tensors. Counts the recordings read in ``read``
-            and those whose transcript has more tokens than the expert has frames in ``unfit``.
+            {"ctc": (), "ce": ()} float tensors; counts the recordings read in ``read`` and those
+            whose transcript has more tokens than the expert has frames in ``unfit``.
         """
-        video, len25 = self.video(pred, batch.lengths, batch.template, batch.fps)
         audio = alen = None
         if self.audio_visual:
             audio, alen = align_audio(batch.audio, batch.audio_lengths, len25)
             audio = normalize_audio(audio, alen)
         out = (expert or self.expert)(video, len25, audio, alen, self.targets(batch.texts))
         self.read += len(batch.texts)
-        self.unfit += int(out["ctc_unfit"])  # their CTC loss is 0: no CTC guidance
-        rlv = lip_vertex_loss(pred, batch.vertices, batch.lengths, self.lips)
-        return {"ctc": out["loss_ctc"], "ce": out["loss_att"], "rlv": rlv}
+        self.unfit = self.unfit + out["ctc_unfit"].detach()  # their CTC loss is 0: no CTC guidance (no host sync)
+        return {"ctc": out["loss_ctc"], "ce": out["loss_att"]}
+
+    def losses(self, pred: torch.Tensor, batch, expert: torch.nn.Module | None = None) -> dict[str, torch.Tensor]:
+        """L_ctc, L_ce of the expert reading the predicted meshes, and L_rlv (one graph from
+        ``pred`` through the renderer and the expert).
+
+        Args:
+            pred: (B, T, V, 3) float predicted meshes (the animator's output, with gradient).
+            batch: the :class:`avguide.data.batching.Batch` (vertices, lengths, template, audio
+                at 16 kHz, texts, fps).
+            expert: the module to call instead of ``self.expert``.
+        Returns:
+            {"ctc": (), "ce": (), "rlv": ()} float tensors (see :meth:`read_video`).
+        """
+        video, len25 = self.video(pred, batch.lengths, batch.template, batch.fps)
+        return {**self.read_video(video, len25, batch, expert),
+                "rlv": lip_vertex_loss(pred, batch.vertices, batch.lengths, self.lips)}
+
+    def step(self, pred: torch.Tensor, batch, losses: dict[str, torch.Tensor], step: int
+             ) -> tuple[Callable[[], None], dict[str, float]]:
+        """The AV part of one training step.
+
+        Args:
+            pred: (B, T, V, 3) float the animator's prediction (with gradient).
+            batch: the batch it predicts (see :meth:`losses`).
+            losses: the animator's own named terms ("mse", ...); "ctc", "ce" and "rlv" are added.
+            step: optimiser steps done so far (gradient probes when ``step % probe_every == 0``).
+        Returns:
+            ``backward``: call it on zeroed gradients; it leaves in ``.grad`` the gradient of the
+            weighted sum of every term (for the animator, and for a fine-tuned expert, clipped to
+            ``grad_clip``). ``logs``: every term, "total", and "l_av" (balanced) and the
+            ``gnorm_*`` probes when taken, as floats.
+        """
+        cfg = self.cfg
+        video, len25 = self.video(pred, batch.lengths, batch.template, batch.fps)  # (B, T25, 1, c, c)
+        seen = video.detach().requires_grad_()  # the expert's input: its backward stops at the pixels
+        av = self.read_video(seen, len25, batch, self.module)
+        losses = {**losses, **av, "rlv": lip_vertex_loss(pred, batch.vertices, batch.lengths, self.lips)}
+        unit = cfg.l_ctc * av["ctc"] + cfg.l_ce * av["ce"]  # L_av
+        probing = cfg.probe_every > 0 and step % cfg.probe_every == 0
+        weights, l_av, extra = self.weights, cfg.l_av, {}
+        g_unit = None
+        if cfg.balance > 0 or probing:  # dL_av/d(pred): one backward through the expert, one through the renderer
+            (g_video,) = torch.autograd.grad(unit, seen, retain_graph=self.trainable, allow_unused=True)
+            g_unit = torch.zeros_like(pred) if g_video is None else torch.autograd.grad(video, pred, g_video)[0]
+            if cfg.balance > 0:
+                l_av = D.mean_across({"l_av": balanced_l_av(pred, losses, cfg, self.params, weights, g_unit)},
+                                     self.ctx)["l_av"]
+                weights = {**weights, **loss_weights(dataclasses.replace(cfg, l_av=l_av))}
+                extra["l_av"] = l_av
+            if probing:
+                extra.update(gradient_probe(pred, losses, dataclasses.replace(cfg, l_av=l_av), self.lips, g_unit))
+        _, logs = combine(losses, weights)
+        own = [w * v for k, v in losses.items() if k not in AV_TERMS and (w := weights[k]) != 0.0]
+
+        def backward() -> None:
+            if g_unit is None:  # the AV gradient at the pixels, then renderer and animator in one pass
+                av_terms = [w * av[k] for k in AV_TERMS if (w := weights[k]) != 0.0]
+                if av_terms and sum(av_terms).requires_grad:
+                    sum(av_terms).backward()
+                roots = [*own, video] if seen.grad is not None else own
+                grads = [None] * len(own) + ([seen.grad] if seen.grad is not None else [])
+            else:  # the AV gradient is known at the prediction: the renderer is not traversed again
+                if self.trainable:
+                    (l_av * unit).backward()  # the expert's parameters (and ``seen``, unused)
+                roots, grads = [*own, pred], [None] * len(own) + [l_av * g_unit]
+            torch.autograd.backward([r for r in roots if r.requires_grad],
+                                    [g for r, g in zip(roots, grads) if r.requires_grad])
+            if self.trainable and self.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(self.expert.parameters(), self.grad_clip)
+
+        return backward, {**logs, **extra}
+
+    # ---- what the loop saves, restores and logs ------------------------------------------------
+    def param_groups(self) -> list[dict]:
+        """The fine-tuned expert's parameter group (its own learning rate); none when frozen."""
+        return [{"params": list(self.expert.parameters()), "lr": self.cfg.expert_lr}] if self.trainable else []
+
+    def state_dict(self) -> dict:
+        """What a checkpoint's train state holds of the guidance: the fine-tuned expert."""
+        return {"expert": self.expert.state_dict()} if self.trainable else {}
+
+    def load_state_dict(self, train_state: dict, source) -> None:
+        """Restore :meth:`state_dict` from a checkpoint's train state.
+
+        Raises:
+            BadInputError: the fine-tuned expert is missing or does not fit (``source`` named).
+        """
+        if self.trainable:
+            if "expert" not in train_state:
+                raise BadInputError(f"{source}/train_state.pt: no fine-tuned expert in it (was this run's expert "
+                                    "frozen? av.expert_mode cannot change on resume)")
+            try:
+                self.expert.load_state_dict(train_state["expert"])
+            except RuntimeError as e:
+                raise BadInputError(f"{source}/train_state.pt: its expert does not fit av.expert "
+                                    f"({' '.join(str(e).split())[:200]})") from None
+
+    def end_epoch(self, first: bool) -> dict[str, float]:
+        """The epoch's share of recordings whose transcript gets no CTC guidance ({"ctc_unfit"},
+        averaged over processes; warned about after the first epoch of a run), after checking
+        that a fine-tuned expert is identical on every process."""
+        if self.trainable:
+            D.assert_replicas_equal(self.expert, self.ctx)
+        c = D.mean_across(self.take_unfit_counts(), self.ctx)
+        share = c["ctc_unfit"] / max(c["ctc_read"], 1.0)
+        if first and self.ctx.is_main:
+            warn_ctc_unfit(share, self.tokenizer_name, "They get no CTC guidance.")
+        return {"ctc_unfit": share}
 
     def take_unfit_counts(self) -> dict[str, float]:
         """{"ctc_unfit": recordings whose CTC target did not fit, "ctc_read": recordings read} since

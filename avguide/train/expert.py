@@ -5,11 +5,12 @@
               GT lip video from the render cache (rendered once, uint8)   (B, T25, 1, c, c)
               16 kHz audio, augmented (noise, time masks, dropout)        (B, T25 * 640)   [AV]
               optional speed perturbation of both (audio resampled, video retimed)
-              loss = mtlalpha * CTC + (1 - mtlalpha) * attention CE  -> AdamW, warmup + cosine
+              loss = mtlalpha * CTC + (1 - mtlalpha) * attention CE  -> optim.* (AdamW, warmup + cosine)
             validation CER (greedy CTC; clean audio, and for AV also zeroed audio)
               -> checkpoint (best by ``best_on``: clean CER, or for AV the mean of both)
     save:   RUN/ckpt-*/ (weights, optimiser/scheduler/RNG, meta.json with the config, expert
             hyper-parameters, tokeniser and video settings), RUN/render_assets.npz, metrics.jsonl
+            (the run directory: :class:`avguide.train.run.Run`)
 
 ``modality: video`` trains the visual-only expert, i.e. the evaluation reader (its camera rule
 defaults to the sequence mean, the reader's rule; see :mod:`avguide.lipreader.reader`).
@@ -22,8 +23,6 @@ Entry point for the CLI: :func:`run_expert_stage`.
 from __future__ import annotations
 
 import dataclasses
-import json
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,26 +30,29 @@ from typing import Any, Literal
 
 import torch
 
-from avguide.config import config_to_dict, load_config
+from avguide.config import config_to_dict, flag_overrides, load_config
 from avguide.data.batching import Batch, RecordingDataset, collate, make_loader
 from avguide.data.layouts import open_dataset
 from avguide.errors import BadInputError
 from avguide.lipreader.checkpoint import load_auto_avsr_checkpoint
-from avguide.lipreader.config import PRESETS, ExpertConfig
+from avguide.lipreader.config import ExpertConfig
 from avguide.lipreader.lipvideo import assets_from_dataset, save_assets
+from avguide.lipreader.losses import warn_ctc_unfit
 from avguide.lipreader.model import LipReadingExpert, build_expert
-from avguide.lipreader.preprocess import SAMPLES_PER_FRAME, normalize_audio
-from avguide.lipreader.reader import decode_batch, load_trained_expert, make_tokenizer
+from avguide.lipreader.preprocess import SAMPLES_PER_FRAME, align_audio, normalize_audio
+from avguide.lipreader.reader import decode_batch, expert_meta, load_trained_expert, make_tokenizer
 from avguide.lipreader.render_cache import RenderCache
 from avguide.lipreader.tokenizers import pad_targets
 from avguide.metrics.text import EditCounts, char_counts, word_counts
+from avguide.presets import expert_preset
 from avguide.train import distributed as dist
 from avguide.train.audio_augment import (AudioAugmentConfig, augment_audio, change_speed, draw_speeds,
                                          retime_frames)
-from avguide.train.checkpoint import (load_checkpoint, load_train_state, save_checkpoint, seed_everything,
-                                      start_run)
-from avguide.train.logging import RunLogger
+from avguide.train.logging import EpochMeans
 from avguide.train.losses import check_finite, combine
+from avguide.train.optim import (FLAT_OPTIM_KEYS, OptimConfig, build_optimizer, clip_gradients, expert_optim,
+                                 restore_optimizer, upgrade_saved_optim)
+from avguide.train.run import Run, load_run_config, setup, shuffle_for_epoch
 
 
 @dataclass
@@ -65,8 +67,8 @@ class ExpertStageConfig:
             88x88).
         expert: overrides of :class:`avguide.lipreader.config.ExpertConfig` fields
             (e.g. ``expert.elayers=2``).
-        tokenizer: "auto" (= "spm"), "spm" (Auto-AVSR's 5000 SentencePiece units) or "char"
-            (characters). The encoders run at 25 fps and CTC needs a frame per token (two for a
+        tokenizer: "spm" (Auto-AVSR's 5000 SentencePiece units; "auto" is a synonym, saved as
+            "spm") or "char" (characters). The encoders run at 25 fps and CTC needs a frame per token (two for a
             repeat): fast speech has more characters than that (Synth12, 200 wpm: 25.2
             characters but 6.1 units per second), so those utterances get no CTC loss.
         init: weights to start from: an avguide run/checkpoint directory, or an Auto-AVSR
@@ -90,7 +92,10 @@ class ExpertStageConfig:
         camera: lip camera rule; "auto" = "template" for av, "sequence_mean" for video.
         cache_dir: render cache root shared by runs; null = ``RUN/render_cache``.
         train_split, val_split: dataset splits.
-        epochs, batch_size, lr, weight_decay, warmup_epochs, grad_clip, seed: optimisation.
+        optim: optimiser, schedule and epochs (:class:`avguide.train.optim.OptimConfig`; defaults
+            :func:`~avguide.train.optim.expert_optim`: AdamW (0.9, 0.98), weight decay 0.03, lr
+            1e-3 with 3 warm-up epochs then cosine, gradient norm clip 5, batch 8, 60 epochs).
+        seed: random seed.
         val_max: validate on at most this many recordings (0 = all).
         best_on: what picks the best checkpoint: "clean" (validation CER with the audio as
             recorded), "clean_and_dropped" (AV only: the mean of that and the CER with the audio
@@ -105,7 +110,7 @@ class ExpertStageConfig:
     modality: Literal["av", "video", "audio"] = "av"
     size: Literal["cpu_small", "base"] = "cpu_small"
     expert: dict[str, Any] = field(default_factory=dict)
-    tokenizer: Literal["auto", "char", "spm"] = "auto"
+    tokenizer: Literal["auto", "char", "spm"] = "spm"
     init: str | None = None
     init_audio: str | None = None
     freeze_audio: bool = False
@@ -115,17 +120,16 @@ class ExpertStageConfig:
     cache_dir: str | None = None
     train_split: str = "train"
     val_split: str = "val"
-    epochs: int = 60
-    batch_size: int = 8
-    lr: float = 1e-3
-    weight_decay: float = 0.03
-    warmup_epochs: float = 3.0
-    grad_clip: float = 5.0
+    optim: OptimConfig = field(default_factory=expert_optim)
     seed: int = 0
     val_max: int = 0
     best_on: Literal["auto", "clean", "clean_and_dropped"] = "auto"
     device: str = "auto"
     audio: AudioAugmentConfig = field(default_factory=AudioAugmentConfig)
+
+    def __post_init__(self):
+        if self.tokenizer == "auto":  # a synonym: the resolved config says what the run reads
+            self.tokenizer = "spm"
 
     def check(self) -> list[str]:
         errs = []
@@ -133,11 +137,6 @@ class ExpertStageConfig:
             errs.append("data: the dataset directory is required (--data DIR)")
         if self.crop < 0 or (self.crop and self.crop < 16):
             errs.append(f"crop: 0 (auto) or >= 16 pixels, got {self.crop}")
-        for name in ("epochs", "batch_size"):
-            if getattr(self, name) < 1:
-                errs.append(f"{name}: must be >= 1, got {getattr(self, name)}")
-        if self.lr <= 0 or self.weight_decay < 0 or self.warmup_epochs < 0 or self.grad_clip < 0:
-            errs.append("lr must be > 0; weight_decay, warmup_epochs, grad_clip >= 0")
         if self.val_max < 0:
             errs.append(f"val_max: must be >= 0, got {self.val_max}")
         names = {f.name for f in dataclasses.fields(ExpertConfig)} - {"modality", "odim"}
@@ -172,33 +171,12 @@ class ExpertStageConfig:
         return "clean_and_dropped" if self.modality == "av" else "clean"
 
     def tokenizer_name(self) -> str:
-        return "spm" if self.tokenizer == "auto" else self.tokenizer
+        return self.tokenizer
 
     def expert_config(self, odim: int) -> ExpertConfig:
-        """The expert's hyper-parameters: preset of ``size`` x ``modality``, then ``expert``."""
-        prefix = {"av": "avsr_", "video": "vsr_", "audio": "asr_"}[self.modality]
-        preset = PRESETS[prefix + self.size]
-        cfg = preset() if self.size == "base" else preset(odim)
+        """The expert's hyper-parameters: preset of ``modality`` x ``size``, then ``expert``."""
         over = {k: (tuple(x) if isinstance(x, list) else x) for k, x in self.expert.items()}
-        return dataclasses.replace(cfg, odim=odim, **over).validate()
-
-
-def align_audio(audio: torch.Tensor, audio_lengths: torch.Tensor, video_lengths: torch.Tensor
-                ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Cut or zero-pad 16 kHz audio to 640 samples per 25 fps video frame.
-
-    Args:
-        audio: (B, L) float. audio_lengths: (B,) int64. video_lengths: (B,) int64 frames at 25 fps.
-    Returns:
-        audio (B, Tmax * 640) float and lengths (B,) = min(audio_lengths, video_lengths * 640).
-    """
-    n = int(video_lengths.max()) * SAMPLES_PER_FRAME
-    out = audio.new_zeros(audio.shape[0], n)
-    m = min(n, audio.shape[1])
-    out[:, :m] = audio[:, :m]
-    lengths = torch.minimum(audio_lengths, video_lengths * SAMPLES_PER_FRAME)
-    valid = torch.arange(n, device=audio.device)[None, :] < lengths[:, None]
-    return out * valid, lengths
+        return dataclasses.replace(expert_preset(self.modality, self.size, odim), **over).validate()
 
 
 def expert_inputs(batch: Batch, cache: RenderCache | None, modality: str, audio_mode: str,
@@ -234,15 +212,6 @@ def expert_inputs(batch: Batch, cache: RenderCache | None, modality: str, audio_
         audio = torch.zeros_like(audio)
     return {"video": video, "video_lengths": vlen.to(device), "audio": normalize_audio(audio, alen).to(device),
             "audio_lengths": alen.to(device)}
-
-
-def _lr_lambda(total_steps: int, warmup_steps: int):
-    def f(step: int) -> float:
-        if step < warmup_steps:
-            return (step + 1) / warmup_steps
-        p = (step - warmup_steps) / max(1, total_steps - warmup_steps)
-        return 0.5 * (1 + math.cos(math.pi * min(1.0, p)))
-    return f
 
 
 def _load_init(model: LipReadingExpert, init: str) -> None:
@@ -302,21 +271,6 @@ def _load_init_audio(model: LipReadingExpert, init_audio: str, with_heads: bool)
             _load_fitting(model, heads, f"init_audio={init_audio}")
 
 
-def warn_ctc_unfit(share: float, tokenizer: str, note: str = "") -> None:
-    """Say when training targets do not fit the 25 fps encoder (their CTC loss is 0).
-
-    Args:
-        share: the share of the epoch's training recordings whose targets do not fit.
-        tokenizer: the expert's tokeniser name ("char" adds the remedy, tokenizer=spm).
-        note: what that means for this stage, appended to the message.
-    """
-    if share > 0:
-        remedy = " A subword tokeniser needs about 4x fewer tokens: tokenizer=spm." if tokenizer == "char" else ""
-        print(f"warning: {share:.1%} of the training recordings have more {tokenizer} tokens (plus one blank "
-              f"between repeated tokens) than encoder frames at 25 fps, so CTC cannot align them and their CTC "
-              f"loss is 0 (metrics.jsonl: train_ctc_unfit).{' ' + note if note else ''}{remedy}", flush=True)
-
-
 def evaluate_split(model: LipReadingExpert, index, refs, cache: RenderCache | None, tokenizer, modality: str, *,
                    audio_mode: str = "clean", decode: str = "greedy", beam_size: int = 10, ctc_weight: float = 0.1,
                    ctc_prune: float | None = None, length_bonus: float = 0.0, batch_size: int = 8,
@@ -363,7 +317,7 @@ def _validate(model: LipReadingExpert, index, refs, cache: RenderCache | None, t
               ctx: dist.DistContext, audio_mode: str) -> tuple[float, float]:
     """Corpus CER and WER (greedy) on the validation recordings, each rank reading its shard."""
     val = evaluate_split(model, index, refs[ctx.rank:: ctx.world_size], cache, tok, cfg.modality,
-                         audio_mode=audio_mode, batch_size=cfg.batch_size, device=ctx.device)
+                         audio_mode=audio_mode, batch_size=cfg.optim.batch_size, device=ctx.device)
     c = dist.mean_across({k: float(val[k]) for k in ("char_edits", "chars", "word_edits", "words")}, ctx)
     return c["char_edits"] / max(c["chars"], 1.0), c["word_edits"] / max(c["words"], 1.0)
 
@@ -374,124 +328,123 @@ def train_expert(cfg: ExpertStageConfig, out_dir: str | Path, resume: bool = Fal
     Args:
         cfg: the stage config (validated by :func:`avguide.config.load_config`).
         out_dir: run directory (new, or an existing run with ``resume``).
-        resume: continue the run in ``out_dir`` from its last checkpoint, exactly.
+        resume: continue the run in ``out_dir`` from its last checkpoint, exactly (a run without
+            a checkpoint starts again).
     Returns:
         The run directory.
     Raises:
-        BadInputError / MissingFileError: bad data, run directory or init weights.
+        BadInputError / MissingFileError: bad data, run directory (another process training it,
+            corrupt files) or init weights.
         TrainingDivergedError: a non-finite loss (the last checkpoint is kept).
     """
-    ctx = dist.init_distributed(cfg.device)
-    seed_everything(cfg.seed + ctx.rank)
+    # ---- setup
+    ctx = setup(cfg.device, cfg.seed)
     index = open_dataset(cfg.data)
     assets = assets_from_dataset(index)
     tok = make_tokenizer(cfg.tokenizer_name())
     ecfg = cfg.expert_config(tok.odim)
     crop, rule = cfg.crop_size(), cfg.camera_rule()
-    config = config_to_dict(cfg)
-    run = Path(out_dir)
-    if ctx.is_main:
-        run = start_run(out_dir, config, resume=resume)
-        if not resume:
-            save_assets(run / "render_assets.npz", assets)
-    dist.barrier(ctx)
-
-    train_refs, val_refs = index.split(cfg.train_split), index.split(cfg.val_split)
-    if not train_refs or not val_refs:
-        raise BadInputError(f"{cfg.data}: split {cfg.train_split!r} has {len(train_refs)} and "
-                            f"{cfg.val_split!r} {len(val_refs)} recordings; both must be non-empty")
-    if cfg.val_max:
-        val_refs = val_refs[: cfg.val_max]
-    cache = None if cfg.modality == "audio" else RenderCache(assets, crop, rule, cfg.cache_dir or run / "render_cache")
-    train_set = RecordingDataset(index, train_refs, need_text=True)
-
-    model = build_expert(ecfg)
-    for part in _frozen_parts(model, cfg):
-        part.requires_grad_(False)
-    steps_per_epoch = math.ceil(len(train_refs) / (cfg.batch_size * ctx.world_size))
-    trained = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(trained, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg.epochs * steps_per_epoch,
-                                                             round(cfg.warmup_epochs * steps_per_epoch)))
-    start_epoch, step, best = 0, 0, math.inf
-    if resume:
-        state, meta, ckpt = load_checkpoint(run, "last")
-        model.load_state_dict(state)
-        ts = load_train_state(ckpt)  # restores the RNG states too
-        opt.load_state_dict(ts["optimizer"])
-        sched.load_state_dict(ts["scheduler"])
-        start_epoch, step, best = int(meta["epoch"]), int(meta["step"]), float(ts["best"])
-    else:
-        if cfg.init:
-            _load_init(model, cfg.init)
-        if cfg.init_audio:
-            # a residual fusion starts at the audio features, which the audio run's heads read
-            _load_init_audio(model, cfg.init_audio, with_heads=not cfg.init or ecfg.fusion_residual)
-    model = dist.wrap_model(model, ctx)
-    log = RunLogger(run, enabled=ctx.is_main, start_step=step)
-    weights = {"ctc": ecfg.mtlalpha, "att": 1.0 - ecfg.mtlalpha}
-    meta_extra = {"expert": dataclasses.asdict(ecfg), "tokenizer": cfg.tokenizer_name(),
-                  "video": {"crop": crop, "camera": rule, "fps": 25}}
-
-    for epoch in range(start_epoch + 1, cfg.epochs + 1):
-        t0, rs0 = time.perf_counter(), cache.render_seconds if cache else 0.0
-        model.train()
-        for part in _frozen_parts(dist.unwrap(model), cfg):
-            part.eval()  # batch-norm statistics stay as loaded, no dropout
+    with Run(out_dir, config_to_dict(cfg), ctx, resume=resume) as run:
+        if run.step == 0 and ctx.is_main:
+            save_assets(run.path / "render_assets.npz", assets)
+        train_refs, val_refs = index.split(cfg.train_split), index.split(cfg.val_split)
+        if not train_refs or not val_refs:
+            raise BadInputError(f"{cfg.data}: split {cfg.train_split!r} has {len(train_refs)} and "
+                                f"{cfg.val_split!r} {len(val_refs)} recordings; both must be non-empty")
+        if cfg.val_max:
+            val_refs = val_refs[: cfg.val_max]
+        cache = None if cfg.modality == "audio" else RenderCache(assets, crop, rule,
+                                                                 cfg.cache_dir or run.path / "render_cache")
+        train_set = RecordingDataset(index, train_refs, need_text=True)
         sampler = None
         if ctx.world_size > 1:
             sampler = torch.utils.data.DistributedSampler(train_set, ctx.world_size, ctx.rank, shuffle=True,
                                                           seed=cfg.seed)
-            sampler.set_epoch(epoch)
-        loader = make_loader(train_set, cfg.batch_size, shuffle=True, seed=cfg.seed + epoch, sampler=sampler)
-        sums: dict[str, float] = {}
-        bar = log.bar(len(loader), f"epoch {epoch}")
-        for batch in loader:
-            x = expert_inputs(batch, cache, cfg.modality, "augment", cfg.audio, ctx.device)
-            targets = pad_targets([tok.encode(t) for t in batch.texts]).to(ctx.device)
-            out = model(**x, targets=targets)
-            total, logs = combine({"ctc": out["loss_ctc"], "att": out["loss_att"]}, weights)
-            check_finite(logs, f"epoch {epoch}, step {step}")
-            opt.zero_grad(set_to_none=True)
-            total.backward()
-            if cfg.grad_clip:
-                torch.nn.utils.clip_grad_norm_(trained, cfg.grad_clip)
-            opt.step()
-            sched.step()
-            step += 1
-            logs["acc"] = float(out["acc"])
-            logs["ctc_unfit"] = float(out["ctc_unfit"]) / len(batch.names)  # share of the batch
-            for k, v in logs.items():
-                sums[k] = sums.get(k, 0.0) + v
-            log.scalars(step, logs, "train")
-            bar.update(1)
-            bar.set_postfix(loss=f"{logs['total']:.3f}")
-        bar.close()
-        train_logs = dist.mean_across({f"train_{k}": v / max(1, len(loader)) for k, v in sums.items()}, ctx)
-        if epoch == start_epoch + 1 and ctx.is_main:
-            warn_ctc_unfit(train_logs["train_ctc_unfit"], cfg.tokenizer_name())
-        cer, wer = _validate(dist.unwrap(model), index, val_refs, cache, tok, cfg, ctx, "clean")
-        values = {**train_logs, "val_cer": cer, "val_wer": wer, "lr": sched.get_last_lr()[0],
-                  "render_s": cache.render_seconds - rs0 if cache else 0.0}
-        score = cer
-        if cfg.modality == "av":
-            values["val_cer_dropped"], values["val_wer_dropped"] = _validate(
-                dist.unwrap(model), index, val_refs, cache, tok, cfg, ctx, "dropped")
-            if cfg.best_on_rule() == "clean_and_dropped":
-                score = values["val_select"] = (cer + values["val_cer_dropped"]) / 2
-        is_best = score < best
-        best = min(best, score)
-        if ctx.is_main:
-            save_checkpoint(run, dist.unwrap(model), {"optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                                                      "best": best},
-                            {"epoch": epoch, "step": step, **values, **meta_extra}, config, best=is_best)
-        log.scalars(step, values, "epoch")
-        log.epoch(epoch, step, values, time.perf_counter() - t0)
-        dist.barrier(ctx)
-    log.close()
-    dist.shutdown(ctx)
-    return run
+        loader = make_loader(train_set, cfg.optim.batch_size, shuffle=True, seed=cfg.seed, sampler=sampler)
 
+        model = build_expert(ecfg)
+        for part in _frozen_parts(model, cfg):
+            part.requires_grad_(False)
+        trained = [p for p in model.parameters() if p.requires_grad]
+        opt, sched = build_optimizer([{"params": trained}], cfg.optim, len(loader))
+        train_state = run.restore(model)
+        if train_state is not None:
+            restore_optimizer(opt, sched, train_state, cfg.optim, [cfg.optim.lr], len(loader), run.checkpoint)
+        else:
+            if cfg.init:
+                _load_init(model, cfg.init)
+            if cfg.init_audio:
+                # a residual fusion starts at the audio features, which the audio run's heads read
+                _load_init_audio(model, cfg.init_audio, with_heads=not cfg.init or ecfg.fusion_residual)
+        step = run.step
+        model = dist.wrap_model(model, ctx)
+        weights = {"ctc": ecfg.mtlalpha, "att": 1.0 - ecfg.mtlalpha}
+
+        # ---- train
+        for epoch in range(run.epoch + 1, cfg.optim.epochs + 1):
+            t0, rs0 = time.perf_counter(), cache.render_seconds if cache else 0.0
+            shuffle_for_epoch(loader, epoch, cfg.seed)
+            model.train()
+            for part in _frozen_parts(dist.unwrap(model), cfg):
+                part.eval()  # batch-norm statistics stay as loaded, no dropout
+            means = EpochMeans()
+            bar = run.log.bar(len(loader), f"epoch {epoch}")
+            for batch in loader:
+                x = expert_inputs(batch, cache, cfg.modality, "augment", cfg.audio, ctx.device)
+                targets = pad_targets([tok.encode(t) for t in batch.texts]).to(ctx.device)
+                out = model(**x, targets=targets)
+                total, logs = combine({"ctc": out["loss_ctc"], "att": out["loss_att"]}, weights)
+                check_finite(logs, f"epoch {epoch}, step {step}")
+                opt.zero_grad(set_to_none=True)
+                total.backward()
+                if cfg.optim.grad_clip:
+                    clip_gradients(trained, cfg.optim.grad_clip)
+                opt.step()
+                if sched is not None:
+                    sched.step()
+                step += 1
+                logs["acc"] = float(out["acc"])
+                logs["ctc_unfit"] = float(out["ctc_unfit"]) / len(batch.names)  # share of the batch
+                means.add(logs)
+                run.log.scalars(step, logs, "train")
+                bar.update(1)
+                bar.set_postfix(loss=f"{logs['total']:.3f}")
+            bar.close()
+            train_logs = dist.mean_across(means.means("train_"), ctx)
+            if epoch == run.epoch + 1 and ctx.is_main:
+                warn_ctc_unfit(train_logs["train_ctc_unfit"], cfg.tokenizer_name())
+
+            # ---- save
+            cer, wer = _validate(dist.unwrap(model), index, val_refs, cache, tok, cfg, ctx, "clean")
+            values = {**train_logs, "val_cer": cer, "val_wer": wer, "lr": opt.param_groups[0]["lr"],
+                      "render_s": cache.render_seconds - rs0 if cache else 0.0}
+            score = cer
+            if cfg.modality == "av":
+                values["val_cer_dropped"], values["val_wer_dropped"] = _validate(
+                    dist.unwrap(model), index, val_refs, cache, tok, cfg, ctx, "dropped")
+                if cfg.best_on_rule() == "clean_and_dropped":
+                    score = values["val_select"] = (cer + values["val_cer_dropped"]) / 2
+            state = {"optimizer": opt.state_dict(), **({"scheduler": sched.state_dict()} if sched else {})}
+            run.log.scalars(step, values, "epoch")
+            run.save(dist.unwrap(model), state, epoch=epoch, step=step, metrics=values, score=score,
+                     seconds=time.perf_counter() - t0, extra=expert_meta(ecfg, cfg.tokenizer_name(), crop, rule))
+            dist.barrier(ctx)
+    dist.shutdown(ctx)
+    return run.path
+
+
+RESUMABLE = ("optim.lr", "optim.betas", "optim.weight_decay", "optim.epochs", "optim.grad_clip",
+             "optim.warmup_epochs", "audio.", "device", "cache_dir")
+"""What a resumed expert run may change (applied from its first step): the optimiser's rates and
+budget, the audio augmentation, where it runs and where renders are cached. Anything else (the
+expert's shape, the tokeniser, the data and splits, the crop and camera, the seed, the batch
+size, what is frozen, how the best checkpoint is chosen) is refused."""
+
+
+def _upgrade(saved: dict) -> dict:
+    """A saved stage-1 config as a config of today: the flat optimiser keys of runs started
+    before ``optim.*`` existed move into ``optim`` (:func:`avguide.train.optim.upgrade_saved_optim`)."""
+    return upgrade_saved_optim(saved, "expert")
 
 
 def run_expert_stage(data: str | None, out: str | Path, *, modality: str | None = None, init: str | None = None,
@@ -501,28 +454,25 @@ def run_expert_stage(data: str | None, out: str | Path, *, modality: str | None 
 
     Args:
         data: ``--data DIR`` (may be omitted when resuming or set in the YAML file).
-        out: ``--out RUN``.
+        out: ``--out RUN`` (or the run to resume).
         modality: ``--modality {av,video,audio}`` (None: the config's, default av).
         init: ``--init CKPT`` (avguide run/checkpoint or Auto-AVSR .pth).
         config_path: optional YAML file of :class:`ExpertStageConfig` fields.
-        overrides: ``key=value`` strings (e.g. ``epochs=30``, ``audio.dropout_prob=0.5``).
-        resume: continue ``out`` exactly (its saved config is the base; overrides still apply).
+        overrides: ``key=value`` strings (e.g. ``optim.epochs=30``, ``audio.dropout_prob=0.5``);
+            ``data``, ``modality`` and ``init`` are the same as these keys, and a flag and an
+            override that disagree are refused.
+        resume: continue ``out`` exactly (its saved config is the base; :data:`RESUMABLE` keys may
+            change, any other change is refused).
     Returns:
         The run directory.
     Raises:
         BadInputError / MissingFileError: invalid config, data or run directory (one message).
     """
-    base = None
-    if resume:
-        saved = Path(out) / "config.json"
-        if not saved.is_file():
-            raise BadInputError(f"--resume {out}: no run there (config.json missing)")
-        base = json.loads(saved.read_text())["config"]
-        if base.get("tokenizer") == "auto" and (Path(out) / "last.json").is_file():
-            # the tokeniser the run trained with: runs from before the spm default saved "auto" for char
-            base["tokenizer"] = load_checkpoint(out, "last")[1].get("tokenizer", "auto")
-    flags = [f"data={data}"] if data else []
-    flags += [f"modality={modality}"] if modality else []
-    flags += [f"init={init}"] if init else []
-    cfg = load_config(ExpertStageConfig, config_path, [*flags, *overrides], base=base)
+    flat = [o for o in overrides if o.split("=", 1)[0].strip() in FLAT_OPTIM_KEYS]
+    if flat:
+        raise BadInputError(f"{', '.join(flat)}: the optimiser settings are under optim.* now (e.g. "
+                            f"optim.{flat[0].strip()})")
+    over = flag_overrides({"data": data, "modality": modality, "init": init}, overrides)
+    cfg = load_run_config(ExpertStageConfig, config_path, over, out if resume else None, may_change=RESUMABLE,
+                          upgrade=_upgrade)
     return train_expert(cfg, out, resume=resume)

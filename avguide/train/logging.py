@@ -1,9 +1,9 @@
 """Run logging: a progress bar per epoch, one summary line per epoch, TensorBoard scalars (if
-tensorboard is installed) and ``metrics.jsonl`` (one JSON object per epoch) in the run directory."""
+tensorboard is installed), and the per-epoch means of the step logs. ``metrics.jsonl`` (one JSON
+object per epoch) is written by :class:`avguide.train.run.Run` with the checkpoint it belongs to."""
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -14,9 +14,9 @@ class RunLogger:
     """Logs scalars of the main process; every other rank gets a silent logger.
 
     Args:
-        run_dir: the run directory.
+        run_dir: the run directory (TensorBoard writes to ``RUN/tb``).
         enabled: False on non-zero ranks.
-        start_step: resuming: ``metrics.jsonl`` lines after this step are dropped.
+        start_step: resuming: TensorBoard events after this step are purged.
     """
 
     def __init__(self, run_dir: str | Path, *, enabled: bool = True, start_step: int = 0):
@@ -24,10 +24,6 @@ class RunLogger:
         self._tb = None
         if not enabled:
             return
-        jsonl = self.run_dir / "metrics.jsonl"
-        if jsonl.is_file():  # keep history up to the resumed step only
-            kept = [ln for ln in jsonl.read_text().splitlines() if ln and json.loads(ln).get("step", 0) <= start_step]
-            jsonl.write_text("".join(k + "\n" for k in kept))
         try:
             from torch.utils.tensorboard import SummaryWriter
             self._tb = SummaryWriter(str(self.run_dir / "tb"), purge_step=start_step or None)
@@ -45,17 +41,33 @@ class RunLogger:
             for k, v in values.items():
                 self._tb.add_scalar(f"{prefix}/{k}", v, step)
 
-    def epoch(self, epoch: int, step: int, values: dict[str, float], seconds: float) -> None:
-        """One line on stdout and one JSON line in metrics.jsonl."""
+    def epoch_line(self, epoch: int, step: int, values: dict[str, float], seconds: float) -> None:
+        """One line on stdout."""
         if not self.enabled:
             return
         shown = "  ".join(f"{k} {v:.4g}" for k, v in values.items())
         print(f"epoch {epoch:4d}  step {step:7d}  {shown}  ({seconds:.1f} s)", flush=True)
-        with open(self.run_dir / "metrics.jsonl", "a") as f:
-            f.write(json.dumps({"epoch": epoch, "step": step, "seconds": round(seconds, 3), **values}) + "\n")
         if self._tb is not None:
             self._tb.flush()
 
     def close(self) -> None:
         if self._tb is not None:
             self._tb.close()
+            self._tb = None
+
+
+class EpochMeans:
+    """Means over an epoch's steps of the logged values, each over the steps that logged it
+    (e.g. gradient probes, taken every few steps)."""
+
+    def __init__(self):
+        self.sums: dict[str, float] = {}
+        self.counts: dict[str, int] = {}
+
+    def add(self, logs: dict[str, float]) -> None:
+        for k, v in logs.items():
+            self.sums[k] = self.sums.get(k, 0.0) + v
+            self.counts[k] = self.counts.get(k, 0) + 1
+
+    def means(self, prefix: str = "") -> dict[str, float]:
+        return {f"{prefix}{k}": v / self.counts[k] for k, v in self.sums.items()}

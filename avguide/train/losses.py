@@ -51,3 +51,37 @@ def check_finite(logs: dict[str, float], where: str) -> None:
         raise TrainingDivergedError(f"non-finite loss ({', '.join(f'{k}={logs[k]}' for k in bad)}) at "
                                     f"{where}; the last checkpoint is kept. Lower the learning rate "
                                     "or check the data.")
+
+
+class WeightedSum:
+    """The objective of a training step without guidance: :func:`combine` and one backward.
+
+    It has the interface of :class:`avguide.train.avguidance.AVGuidance` (the objective of stage
+    "av"), so the animator loop reads the same for every stage.
+
+    Args:
+        weights: ``{name: weight}`` of every term the model returns.
+    """
+
+    def __init__(self, weights: dict[str, float]):
+        self.weights = weights
+
+    def step(self, pred: torch.Tensor, batch, losses: dict[str, torch.Tensor], step: int):
+        """Returns (``backward``: the gradient of the weighted sum into ``.grad``, ``logs``: floats)."""
+        total, logs = combine(losses, self.weights)
+        return total.backward, logs
+
+    def train(self, mode: bool) -> None:
+        """Nothing to switch (no module of its own)."""
+
+    def param_groups(self) -> list[dict]:
+        return []
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, train_state: dict, source) -> None:
+        """Nothing to restore."""
+
+    def end_epoch(self, first: bool) -> dict[str, float]:
+        return {}

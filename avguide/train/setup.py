@@ -1,68 +1,26 @@
-"""Set-up shared by the training stages: datasets and loaders, optimiser, animator configs
-resolved from a preset plus overrides, and the per-run metadata an animator checkpoint needs."""
+"""Set-up of the animator loop: datasets and loaders, animator configs resolved from a preset
+plus overrides, and the per-run assets an animator run needs for inference."""
 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import torch
-from safetensors.torch import save_file
 
 from avguide.config import load_config, merge_dicts
 from avguide.data.batching import RecordingDataset, make_loader
 from avguide.data.layouts import DatasetIndex, open_dataset
 from avguide.errors import BadInputError
-from avguide.io import atomic_path
+from avguide.io import save_safetensors_atomic
 from avguide.train.distributed import DistContext
-
-
-@dataclass
-class OptimConfig:
-    """Adam and the epoch budget."""
-
-    lr: float = 1e-4
-    epochs: int = 50
-    batch_size: int = 4
-    weight_decay: float = 0.0
-    grad_clip: float = 1.0          # max gradient norm; 0 disables clipping
-
-    def check(self) -> list[str]:
-        errors = []
-        if not self.lr > 0:
-            errors.append(f"lr: must be > 0, got {self.lr}")
-        if self.epochs < 1:
-            errors.append(f"epochs: must be >= 1, got {self.epochs}")
-        if self.batch_size < 1:
-            errors.append(f"batch_size: must be >= 1, got {self.batch_size}")
-        if self.weight_decay < 0 or self.grad_clip < 0:
-            errors.append("weight_decay and grad_clip: must be >= 0")
-        return errors
-
-
-def build_optimizer(model: torch.nn.Module, cfg: OptimConfig) -> torch.optim.Optimizer:
-    """Adam(W) over the trainable parameters."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    if cfg.weight_decay:
-        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    return torch.optim.Adam(params, lr=cfg.lr)
-
-
-def clip_and_step(model: torch.nn.Module, opt: torch.optim.Optimizer, cfg: OptimConfig) -> float:
-    """Clip gradients (if enabled) and step; returns the gradient norm before clipping."""
-    params = [p for p in model.parameters() if p.grad is not None]
-    norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip if cfg.grad_clip > 0 else float("inf"))
-    opt.step()
-    return float(norm)
 
 
 # ------------------------------------------------------------------------------- animators
 
 AnimatorKind = Literal["faceformer", "codetalker"]
-PRESETS = ("auto", "vocaset", "biwi", "cpu", "tiny")
 
 
 def resolve_animator_config(kind: AnimatorKind, preset: str, overrides: dict[str, Any], *, fps: float,
@@ -82,13 +40,13 @@ def resolve_animator_config(kind: AnimatorKind, preset: str, overrides: dict[str
     Raises:
         BadInputError: unknown preset or invalid overrides (all listed).
     """
-    from avguide import animators as A
+    from avguide.presets import ANIMATORS, animator_preset
 
-    if preset not in PRESETS:
-        raise BadInputError(f"preset: {preset!r} is not one of {', '.join(PRESETS)}")
+    if preset not in ("auto", *ANIMATORS[kind]):
+        raise BadInputError(f"preset: {preset!r} is not one of {', '.join(('auto', *ANIMATORS[kind]))}")
     if preset == "auto":
         preset = "vocaset" if n_vertices < 10_000 else "biwi"
-    base = getattr(A, f"{kind}_{preset}")()
+    base = animator_preset(kind, preset)
     data = dataclasses.asdict(base)
     data["fps"] = float(fps)
     if preset != "tiny":  # the tiny test preset keeps its short period
@@ -139,5 +97,4 @@ def save_run_assets(run: Path, index: DatasetIndex) -> None:
     for name in ("lips", "upper_face"):
         if name in index.regions:
             tensors[f"region/{name}"] = torch.from_numpy(np.ascontiguousarray(index.regions[name], dtype=np.int64))
-    with atomic_path(run / "assets.safetensors") as tmp:
-        save_file(tensors, str(tmp))
+    save_safetensors_atomic(run / "assets.safetensors", tensors)

@@ -15,12 +15,12 @@ from avguide.lipreader.config import vsr_cpu_small
 from avguide.lipreader.lipvideo import (assets_from_dataset, dequantize, gray_to_video, lip_cameras, lip_gray,
                                         make_assets, quantize, render_size, rest_shapes, save_assets)
 from avguide.lipreader.model import Encoded, build_expert
-from avguide.lipreader.reader import LipReader, TrainedExpert, load_reader, load_trained_expert
+from avguide.lipreader.reader import LipReader, TrainedExpert, expert_meta, load_reader, load_trained_expert
 from avguide.lipreader.render_cache import RenderCache
 from avguide.lipreader.tokenizers import CharTokenizer
 from avguide.render import expert_input, lip_camera
 from avguide.render.shading import head_albedo
-from avguide.train.checkpoint import save_checkpoint
+from avguide.train.run import Run
 
 
 @pytest.fixture(scope="module")
@@ -83,8 +83,9 @@ def test_rest_shapes_rules():
     mean = rest_shapes(verts, lengths, "sequence_mean")
     torch.testing.assert_close(mean[0], verts[0].mean(0))
     torch.testing.assert_close(mean[1], verts[1, 0])  # padding ignored
-    tmpl = torch.zeros(2, 2, 3)
-    assert rest_shapes(verts, lengths, "template", tmpl) is not None
+    tmpl = torch.randn(2, 2, 3, requires_grad=True)  # not the vertices' mean: the rule ignores the motion
+    rest = rest_shapes(verts, lengths, "template", tmpl)
+    assert torch.equal(rest, tmpl.detach()) and not rest.requires_grad  # the template itself, no gradient
     with pytest.raises(BadInputError, match="needs the subjects' templates"):
         rest_shapes(verts, lengths, "template")
 
@@ -166,9 +167,9 @@ def test_trained_expert_round_trip_and_batching(head, tmp_path):
     cfg = dataclasses.replace(vsr_cpu_small(), adim=16, aheads=2, eunits=32, elayers=1, ddim=16, dheads=2,
                               dunits=32, dlayers=1, visual_widths=(4, 4, 8, 8), cnn_module_kernel=3)
     model = build_expert(cfg).eval()
-    meta = {"epoch": 1, "step": 1, "expert": dataclasses.asdict(cfg), "tokenizer": "char",
-            "video": {"crop": 16, "camera": "sequence_mean", "fps": 25}}
-    save_checkpoint(tmp_path, model, {}, meta, {"modality": "video"})
+    with Run(tmp_path, {"modality": "video"}) as run:
+        run.save(model, {}, epoch=1, step=1, metrics={}, score=0.0, seconds=0.0,
+                 extra=expert_meta(cfg, "char", 16, "sequence_mean"))
     save_assets(tmp_path / "render_assets.npz", assets)
     expert = load_trained_expert(tmp_path)
     assert expert.crop == 16 and torch.equal(expert.assets.faces, assets.faces)

@@ -100,7 +100,6 @@ def test_ver_default_mapping_is_imported_lazily(monkeypatch):
 
 
 def test_ver_with_real_espeak_visemes():
-    pytest.importorskip("avguide.speech.visemes", reason="avguide.speech.visemes not available")
     # p/b/m share the bilabial class, f is labiodental
     assert text.ver("pat", "bat") == 0.0
     assert text.ver("pat", "mat") == 0.0

@@ -7,7 +7,7 @@ import soundfile as sf
 from avguide.animate import animate_file, load_animator, predict_split
 from avguide.cli import main
 from avguide.errors import BadInputError
-from avguide.train.baseline import load_train_config, train_animator
+from avguide.train.animator import load_train_config, train_animator
 
 
 @pytest.fixture(scope="module")

@@ -3,32 +3,29 @@ import json
 import pytest
 import torch
 
+from avguide.checkpoint import load_checkpoint
 from avguide.errors import BadInputError, MissingFileError, TrainingDivergedError
-from avguide.train.checkpoint import (load_checkpoint, load_train_state, save_checkpoint,
-                                      seed_everything, start_run)
 from avguide.train.losses import check_finite, combine
+from avguide.train.run import Run, seed_everything
 
 
 def _train(run, epochs, resume=False):
-    """A tiny loop using the checkpoint helpers the way every stage does."""
+    """A tiny loop using the run core the way every stage does."""
     seed_everything(0)
     model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Dropout(0.3), torch.nn.Linear(8, 1))
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
-    start = 0
-    if resume:
-        state, meta, ckpt = load_checkpoint(run)
-        model.load_state_dict(state)
-        opt.load_state_dict(load_train_state(ckpt)["optimizer"])
-        start = meta["epoch"]
-    else:
-        start_run(run, {"lr": 1e-2}, resume=False)
-    for epoch in range(start + 1, epochs + 1):
-        x = torch.randn(16, 4)
-        loss, logs = combine({"mse": model(x).pow(2).mean()}, {"mse": 1.0})
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        save_checkpoint(run, model, {"optimizer": opt.state_dict()}, {"epoch": epoch, "step": epoch}, {"lr": 1e-2})
+    with Run(run, {"lr": 1e-2}, resume=resume) as r:
+        state = r.restore(model)
+        if state is not None:
+            opt.load_state_dict(state["optimizer"])
+        for epoch in range(r.epoch + 1, epochs + 1):
+            x = torch.randn(16, 4)
+            loss, logs = combine({"mse": model(x).pow(2).mean()}, {"mse": 1.0})
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            r.save(model, {"optimizer": opt.state_dict()}, epoch=epoch, step=epoch, metrics=logs, score=-epoch,
+                   seconds=0.0)
     return model
 
 
@@ -51,9 +48,9 @@ def test_pointer_prune_and_meta(tmp_path):
 def test_run_dir_guards(tmp_path):
     _train(tmp_path / "r", 1)
     with pytest.raises(BadInputError, match="already holds a run"):
-        start_run(tmp_path / "r", {}, resume=False)
-    with pytest.raises(MissingFileError, match="no checkpoint there"):
-        start_run(tmp_path / "empty", {}, resume=True)
+        Run(tmp_path / "r", {}, resume=False)
+    with pytest.raises(MissingFileError, match="no run there"):
+        Run(tmp_path / "empty", {}, resume=True)
     with pytest.raises(MissingFileError, match="not a run or checkpoint"):
         load_checkpoint(tmp_path / "empty")
 

@@ -1,6 +1,7 @@
 """Stage 1 (expert on GT renders): a tiny run on a generated 3x2 synthetic set, exact resume,
 checkpoint contents, audio augmentation, audio/video alignment."""
 
+import dataclasses
 import json
 import math
 import shutil
@@ -12,14 +13,16 @@ from avguide.errors import BadInputError
 from avguide.lipreader.reader import load_trained_expert
 from avguide.train.audio_augment import (AudioAugmentConfig, add_noise, augment_audio, change_speed, draw_speeds,
                                          retime_frames, time_mask)
-from avguide.train.checkpoint import load_checkpoint
-from avguide.train.expert import ExpertStageConfig, align_audio, run_expert_stage
+from avguide.checkpoint import load_checkpoint
+from avguide.lipreader.preprocess import align_audio
+from avguide.train.expert import ExpertStageConfig, run_expert_stage
 
 TINY = ["expert.adim=16", "expert.aheads=2", "expert.eunits=32", "expert.elayers=1", "expert.aux_adim=16",
         "expert.aux_aheads=2", "expert.aux_eunits=32", "expert.aux_elayers=1", "expert.fusion_hdim=32",
         "expert.ddim=16", "expert.dheads=2", "expert.dunits=32", "expert.dlayers=1",
         "expert.visual_widths=[4,4,8,8]", "expert.audio_widths=[4,4,8,8]", "expert.cnn_module_kernel=3",
-        "expert.aux_cnn_module_kernel=3", "crop=16", "batch_size=2", "epochs=2", "lr=3e-3", "warmup_epochs=0"]
+        "expert.aux_cnn_module_kernel=3", "crop=16", "optim.batch_size=2", "optim.epochs=2", "optim.lr=3e-3",
+        "optim.warmup_epochs=0"]
 
 
 @pytest.fixture(scope="module")
@@ -85,33 +88,71 @@ def test_resume_is_exact(av_run):
         torch.testing.assert_close(resumed[k], full[k], rtol=0, atol=0, msg=k)
 
 
-def test_resume_keeps_the_tokenizer_the_run_trained_with(synth3x2, tmp_path):
-    """A run whose saved config says tokenizer "auto" from when that meant characters for the CPU
-    presets resumes with characters (its checkpoints' tokeniser), exactly."""
-    torch.set_num_threads(1)
-    run = run_expert_stage(str(synth3x2), tmp_path / "full", modality="audio", overrides=TINY + ["tokenizer=char"])
-    cut = _cut_after_epoch_1(run, tmp_path / "cut")
+def test_run_saved_in_the_flat_layout_resumes_exactly(av_run):
+    """Runs started before ``optim.*`` existed saved lr, epochs, batch_size, weight_decay,
+    warmup_epochs and grad_clip at the top level of config.json (they trained with AdamW (0.9, 0.98)
+    and warm-up + cosine), "auto" for the SentencePiece tokeniser, their best score in
+    train_state.pt and no run record in meta.json: such a run resumes, translated, exactly."""
+    run, base = av_run
+    cut = _cut_after_epoch_1(run, base / "flat")
     saved = json.loads((cut / "config.json").read_text())
-    saved["config"]["tokenizer"] = "auto"
+    optim = saved["config"].pop("optim")
+    assert (optim["optimizer"], optim["betas"], optim["schedule"]) == ("adamw", [0.9, 0.98], "cosine")
+    saved["config"].update({k: optim[k] for k in ("lr", "epochs", "batch_size", "weight_decay", "warmup_epochs",
+                                                   "grad_clip")}, tokenizer="auto")
     (cut / "config.json").write_text(json.dumps(saved))
+    ckpt = cut / "ckpt-00000001"
+    meta = json.loads((ckpt / "meta.json").read_text())
+    best = meta.pop("best_score")
+    del meta["best_checkpoint"], meta["log"]
+    (ckpt / "meta.json").write_text(json.dumps(meta))
+    state = torch.load(ckpt / "train_state.pt", weights_only=True)
+    torch.save({**state, "best": best}, ckpt / "train_state.pt")
+    (cut / "best.json").write_text(json.dumps({"checkpoint": "ckpt-00000001"}))
+    torch.set_num_threads(1)
     run_expert_stage(None, cut, resume=True)
     full, _, _ = load_checkpoint(run, "last")
     resumed, meta, _ = load_checkpoint(cut, "last")
-    assert meta["tokenizer"] == "char" and meta["expert"]["odim"] == 30
+    assert meta["epoch"] == 2 and meta["tokenizer"] == "spm" and meta["config"]["tokenizer"] == "spm"
+    assert meta["config"]["optim"] == optim
     for k in full:
         torch.testing.assert_close(resumed[k], full[k], rtol=0, atol=0, msg=k)
 
 
+def test_flat_optimiser_layout_is_translated():
+    """The translation, on the config an expert_targets step (asr_char) saved before optim.*."""
+    from avguide.config import load_config
+    from avguide.train.optim import upgrade_saved_optim
+
+    old = {"audio": {"speed_prob": 0.5}, "batch_size": 8, "best_on": "auto", "cache_dir": "/r/render_cache",
+           "camera": "auto", "crop": 0, "data": "/r/corpus", "device": "auto", "epochs": 10, "expert": {},
+           "freeze_audio": False, "freeze_heads": False, "grad_clip": 5.0, "init": None, "init_audio": None,
+           "lr": 0.001, "modality": "audio", "seed": 0, "size": "cpu_small", "tokenizer": "char",
+           "train_split": "train", "val_max": 80, "val_split": "val", "warmup_epochs": 1.0, "weight_decay": 0.03}
+    new = upgrade_saved_optim(old, "expert")
+    assert not set(new) & {"lr", "epochs", "batch_size", "weight_decay", "warmup_epochs", "grad_clip"}
+    cfg = load_config(ExpertStageConfig, base=new)
+    assert dataclasses.asdict(cfg.optim) == {"optimizer": "adamw", "lr": 0.001, "betas": (0.9, 0.98),
+                                             "weight_decay": 0.03, "epochs": 10, "batch_size": 8, "grad_clip": 5.0,
+                                             "schedule": "cosine", "warmup_epochs": 1.0}
+    assert upgrade_saved_optim(new, "expert") == new  # today's layout is left as it is
+    # animator runs saved before optim.optimizer: Adam, or AdamW with weight decay
+    assert upgrade_saved_optim({"optim": {"lr": 1e-3}}, "animator")["optim"]["optimizer"] == "adam"
+    assert upgrade_saved_optim({"optim": {"weight_decay": 0.1}}, "animator")["optim"]["optimizer"] == "adamw"
+    with pytest.raises(BadInputError, match="under optim"):
+        run_expert_stage("x", "y", overrides=["lr=1e-3"])
+
+
 def test_video_modality_and_bad_config(synth3x2, tmp_path):
     run = run_expert_stage(str(synth3x2), tmp_path / "v", modality="video",
-                           overrides=TINY + ["epochs=1", f"cache_dir={tmp_path / 'c'}"])
+                           overrides=TINY + ["optim.epochs=1", f"cache_dir={tmp_path / 'c'}"])
     expert = load_trained_expert(run)
     assert expert.model.cfg.modality == "v" and expert.model.aux_encoder is None
     assert expert.camera == "sequence_mean" and expert.crop == 16
     with pytest.raises(BadInputError, match="already holds a run"):
         run_expert_stage(str(synth3x2), tmp_path / "v", modality="video", overrides=TINY)
     with pytest.raises(BadInputError) as err:  # every problem in one message
-        run_expert_stage(str(synth3x2), tmp_path / "w", overrides=["expert.nope=1", "batch_size=0"])
+        run_expert_stage(str(synth3x2), tmp_path / "w", overrides=["expert.nope=1", "optim.batch_size=0"])
     assert "expert: unknown field(s) ['nope']" in str(err.value) and "batch_size: must be >= 1" in str(err.value)
 
 
@@ -120,7 +161,7 @@ def test_audio_modality_pretrains_the_av_audio_encoder(synth3x2, tmp_path):
     exactly (and its heads when there is no visual init); misuse gives one clear message."""
     torch.set_num_threads(1)
     asr = run_expert_stage(str(synth3x2), tmp_path / "asr", modality="audio",
-                           overrides=TINY + ["epochs=1", f"cache_dir={tmp_path / 'c'}"])
+                           overrides=TINY + ["optim.epochs=1", f"cache_dir={tmp_path / 'c'}"])
     assert not (tmp_path / "c").exists() and not (asr / "render_cache").exists()
     a = load_trained_expert(asr).model
     assert a.cfg.modality == "a" and a.aux_encoder is None and a.fusion is None
@@ -129,7 +170,7 @@ def test_audio_modality_pretrains_the_av_audio_encoder(synth3x2, tmp_path):
     assert math.isfinite(line["train_total"]) and line["val_cer"] >= 0 and line["render_s"] == 0
 
     av = run_expert_stage(str(synth3x2), tmp_path / "av", modality="av",
-                          overrides=TINY + ["epochs=1", "lr=1e-12", f"init_audio={asr}", f"cache_dir={tmp_path / 'c'}"])
+                          overrides=TINY + ["optim.epochs=1", "optim.lr=1e-12", f"init_audio={asr}", f"cache_dir={tmp_path / 'c'}"])
     first, _, _ = load_checkpoint(av, "last")  # lr 1e-12: one step leaves the loaded parameters as they were
     params = dict(a.named_parameters())  # (batch-norm running statistics move in any training step)
     assert sum(k.startswith("encoder.") for k in params) > 10
@@ -139,7 +180,7 @@ def test_audio_modality_pretrains_the_av_audio_encoder(synth3x2, tmp_path):
         else:  # no visual init: the CTC head and the decoder come from the audio run too
             torch.testing.assert_close(first[k], v, rtol=0, atol=1e-9)
     frozen = run_expert_stage(str(synth3x2), tmp_path / "frozen", modality="av",
-                              overrides=TINY + ["epochs=1", "lr=1e-2", f"init_audio={asr}", "freeze_audio=true",
+                              overrides=TINY + ["optim.epochs=1", "optim.lr=1e-2", f"init_audio={asr}", "freeze_audio=true",
                                                 f"cache_dir={tmp_path / 'c'}"])
     after, _, _ = load_checkpoint(frozen, "last")  # lr 1e-2: everything not frozen moves
     source = a.state_dict()  # parameters and batch-norm statistics
@@ -148,7 +189,7 @@ def test_audio_modality_pretrains_the_av_audio_encoder(synth3x2, tmp_path):
             assert torch.equal(v, source["encoder." + k[len("aux_encoder."):]]), k
     assert not torch.equal(after["ctc.ctc_lo.weight"], source["ctc.ctc_lo.weight"])
     adapter = run_expert_stage(str(synth3x2), tmp_path / "adapter", modality="av",
-                               overrides=TINY + ["epochs=1", "lr=1e-2", f"init_audio={asr}", "freeze_audio=true",
+                               overrides=TINY + ["optim.epochs=1", "optim.lr=1e-2", f"init_audio={asr}", "freeze_audio=true",
                                                  "freeze_heads=true", f"cache_dir={tmp_path / 'c'}"])
     after, _, _ = load_checkpoint(adapter, "last")  # only the visual encoder and the fusion learn
     kept = [k for k in after if k.startswith(("aux_encoder.", "ctc.", "decoder."))]
@@ -198,9 +239,9 @@ def test_ctc_unfit_share_is_logged_and_explained(tmp_path, capsys):
 
     assert share("char") > 0 and share("spm") == 0
     runs = {}
-    for tokenizer, extra in (("char", []), ("spm", [f"init={tmp_path / 'char'}", "lr=1e-12"])):
+    for tokenizer, extra in (("char", []), ("spm", [f"init={tmp_path / 'char'}", "optim.lr=1e-12"])):
         runs[tokenizer] = run_expert_stage(str(data), tmp_path / tokenizer, modality="audio",
-                                           overrides=TINY + ["epochs=1", "batch_size=8", f"tokenizer={tokenizer}"] + extra)
+                                           overrides=TINY + ["optim.epochs=1", "optim.batch_size=8", f"tokenizer={tokenizer}"] + extra)
         line = json.loads((runs[tokenizer] / "metrics.jsonl").read_text().splitlines()[-1])
         assert line["train_ctc_unfit"] == pytest.approx(share(tokenizer))
         out = capsys.readouterr().out

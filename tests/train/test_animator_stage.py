@@ -1,4 +1,4 @@
-"""Baseline animator training: checkpoints, exact resume, NaN guard, CLI, DDP on gloo."""
+"""Animator training (stages baseline and vq): checkpoints, exact resume, NaN guard, CLI, DDP on gloo."""
 
 import json
 import os
@@ -10,8 +10,8 @@ import torch
 
 from avguide.cli import main
 from avguide.errors import TrainingDivergedError
-from avguide.train.baseline import load_train_config, train_animator
-from avguide.train.checkpoint import load_checkpoint
+from avguide.checkpoint import load_checkpoint
+from avguide.train.animator import load_train_config, train_animator
 
 TINY = ["preset=tiny", "optim.batch_size=2", "optim.lr=1e-3", "seed=1"]
 
