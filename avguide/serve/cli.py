@@ -1,0 +1,36 @@
+"""``avguide serve``: argument parsing only; :func:`avguide.serve.serve` does the work."""
+
+from __future__ import annotations
+
+import argparse
+
+from avguide.errors import BadInputError
+
+
+def _serve_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    p.add_argument("--model", default="default",
+                   help="animator: a shipped model's name or a run directory (default: default)")
+    p.add_argument("--max-upload-mb", type=float, default=20.0, help="largest audio upload in MB (default 20)")
+    p.add_argument("--max-seconds", type=float, default=60.0, help="longest speech animated per take (default 60)")
+    p.add_argument("--max-streams", type=int, default=8, help="WebSocket streams at once (default 8)")
+
+
+def _serve_run(a: argparse.Namespace) -> int:
+    """Serve the studio page and the streaming endpoint until interrupted."""
+    from avguide.animate import load_animator
+    from avguide.serve import Limits, serve
+
+    if not 0 < a.port < 65536:
+        raise BadInputError(f"--port {a.port}: must be in 1..65535")
+    for name, value in (("--max-upload-mb", a.max_upload_mb), ("--max-seconds", a.max_seconds),
+                        ("--max-streams", a.max_streams)):
+        if not value > 0:
+            raise BadInputError(f"{name} {value}: must be > 0")
+    limits = Limits(max_upload_bytes=int(a.max_upload_mb * 2 ** 20), max_seconds=a.max_seconds,
+                    max_streams=a.max_streams)
+    anim = load_animator(a.model)
+    print(f"avguide studio: http://{a.host}:{a.port}/  (streaming: ws://{a.host}:{a.port}/api/stream)", flush=True)
+    serve(anim, host=a.host, port=a.port, limits=limits)
+    return 0
