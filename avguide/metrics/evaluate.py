@@ -456,6 +456,9 @@ def evaluate_dataset(pred_dir: str | Path, data_root: str | Path,
 
     report = evaluate(pairs(), index.regions["lips"], index.regions["upper_face"],
                       index.templates, transcripts, reader, index.fps, cfg, to_visemes)
+    articulation = _articulation(index, refs, matches, load_prediction)
+    if articulation is not None:
+        report["summary"]["articulation"] = articulation
     by_split: dict[str, int] = {}
     for m in matches:
         key = str(refs[m.gt_name].split)
@@ -471,6 +474,30 @@ def evaluate_dataset(pred_dir: str | Path, data_root: str | Path,
     report["ignored_predictions"] = ignored
     report["missing_predictions"] = missing
     return report
+
+
+def _articulation(index, refs: dict, matches: list, load_prediction) -> dict | None:
+    """Pooled articulation metrics (:mod:`avguide.metrics.articulation`) where the dataset has
+    timed phones (``alignments/``, the synthetic layout) and upper / lower lip regions; else None."""
+    from avguide.io import load_json
+    from avguide.metrics.articulation import aggregate_articulation, articulation_metrics
+
+    folder = Path(index.root) / "alignments"
+    if not folder.is_dir() or not all(r in index.regions for r in ("upper_lip", "lower_lip")):
+        return None
+    from avguide.data.samples import load_vertices
+
+    rows = []
+    for m in matches:
+        ref = refs[m.gt_name]
+        pred = load_prediction(m.pred_path, index.n_vertices, what="prediction")
+        gt = load_vertices(ref.vertices, index.n_vertices, index.stride)
+        n = min(len(pred), len(gt))
+        phones = load_json(folder / f"{m.gt_name}.json", "alignment")["phones"]
+        rows.append(articulation_metrics(pred[:n], gt[:n], phones, index.fps, index.regions["lips"],
+                                         index.regions["upper_lip"], index.regions["lower_lip"],
+                                         index.templates[ref.subject]))
+    return aggregate_articulation(rows)
 
 
 def _scored_split(pred_dir: str | Path, index, refs: dict, matches: list,

@@ -51,6 +51,12 @@ def format_markdown(report: dict, cfg: EvaluateConfig) -> str:
     if ceiling and reading:
         lines.append("| ground truth (reader ceiling) | - | - | - | "
                      + " | ".join(f"{100 * ceiling[m]['corpus']:.2f}" for m in reading) + " |")
+    art = s.get("articulation")
+    if art:
+        lines += ["", "| articulation | lip-motion ratio | opening corr | bilabial closure (GT) | open-vowel aperture |",
+                  "|---|---|---|---|---|",
+                  f"| predictions | {art['lip_motion_ratio']:.3f} | {art['opening_corr']:.3f} | "
+                  f"{art['bilabial_closure']:.3f} ({art['bilabial_closure_gt']:.3f}) | {art['open_vowel_aperture']:.3f} |"]
     notes = [f"LVE and MVE pooled over {s['frames']} frames ({s['truncated_frames']} truncated); "
              "FDD signed, mean over sequences; CER/WER/VER corpus-level; predictions sharing a "
              "ground truth (conditions) averaged per sequence first."]

@@ -298,3 +298,29 @@ def test_evaluate_dataset_needs_regions(tmp_path):
     np.save(tmp_path / "preds" / "F2_e37.npy", np.zeros((20, V * 3), np.float32))
     with pytest.raises(BadInputError, match="no 'upper_face' vertex region"):
         evaluate_dataset(tmp_path / "preds", tmp_path / "data")
+
+
+def test_evaluate_dataset_reports_articulation_on_the_synthetic_layout(tmp_path):
+    """The synthetic layout has timed phones: evaluate adds the articulation metrics. Ground truth
+    scored against itself moves exactly as much (ratio 1, correlation 1); the static template does
+    not move at all (ratio 0)."""
+    from avguide.cli import main
+    from avguide.data.layouts import open_dataset
+    from avguide.metrics.evaluate import EvaluateConfig, evaluate_dataset
+
+    data = tmp_path / "synth"
+    assert main(["synth", "-o", str(data), "subjects=3", "sentences=2", "workers=1"]) == 0
+    index = open_dataset(data)
+    same, still = tmp_path / "same", tmp_path / "still"
+    same.mkdir()
+    still.mkdir()
+    for ref in index.split("test"):
+        gt = np.load(ref.vertices)
+        np.save(same / f"{ref.name}.npy", gt)
+        np.save(still / f"{ref.name}.npy", np.tile(index.templates[ref.subject].reshape(1, -1), (len(gt), 1)))
+    art = evaluate_dataset(same, data, EvaluateConfig(split="test"))["summary"]["articulation"]
+    assert art["lip_motion_ratio"] == pytest.approx(1.0) and art["opening_corr"] == pytest.approx(1.0)
+    assert art["bilabial_closure"] == art["bilabial_closure_gt"]
+    assert art["open_vowel_aperture"] == pytest.approx(1.0) or np.isnan(art["open_vowel_aperture"])
+    art = evaluate_dataset(still, data, EvaluateConfig(split="test"))["summary"]["articulation"]
+    assert art["lip_motion_ratio"] == pytest.approx(0.0, abs=1e-6)
