@@ -29,8 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from avguide.animators.common import (DecoderStepper, check_batch, check_decoder_fields, decode_full, frame_counts,
-                                      masked_mse)
+from avguide.animators.common import (DecoderStepper, check_batch, check_decoder_fields, decode_full,
+                                      generate_meshes, masked_mse)
 from avguide.animators.masks import padding_mask, periodic_encoding
 from avguide.animators.vqvae import DecodeStepper, MotionVQVAE, VQVAEConfig
 from avguide.audio.encoders import STREAM_LOOKAHEAD, AudioEncoderConfig, build_audio_encoder, mel_encoder_tiny
@@ -181,7 +181,7 @@ class CodeTalker(nn.Module):
         Raises:
             BadInputError: malformed inputs.
         """
-        check_batch(audio, audio_lengths, template, subject, self.n_vertices, self.n_subjects)
+        check_batch(audio, audio_lengths, template, subject, self.n_vertices, self.n_subjects, values=False)
         b, t = vertices.shape[:2]
         offsets = (vertices - template[:, None]).flatten(2)  # (B, T, V*3)
         if self.cfg.stage == 1:
@@ -231,22 +231,6 @@ class CodeTalker(nn.Module):
             prev = torch.cat([prev, offsets[:, -1:]], 1)
         return offsets, feats
 
-    def _generate(self, audio, audio_lengths, template, subject, n_frames, fps, decode) -> torch.Tensor:
-        check_batch(audio, audio_lengths, template, subject, self.n_vertices, self.n_subjects)
-        fps = self.cfg.fps if fps is None else fps
-        if n_frames is None:
-            frame_lengths = frame_counts(audio_lengths, fps)
-        elif isinstance(n_frames, int):
-            frame_lengths = torch.full_like(audio_lengths, n_frames)
-        else:
-            frame_lengths = n_frames.to(audio_lengths)
-        t = int(frame_lengths.max())
-        memory = self.encode_audio(audio, audio_lengths, t, frame_lengths, fps)
-        offsets, _ = decode(memory, self.style_emb(subject)[:, None], t)
-        pred = offsets.view(audio.shape[0], t, self.n_vertices, 3)  # (B, T, V, 3)
-        valid = padding_mask(frame_lengths, t)
-        return pred * valid[..., None, None] + template[:, None]
-
     @torch.no_grad()
     def generate(self, audio: torch.Tensor, audio_lengths: torch.Tensor, template: torch.Tensor,
                  subject: torch.Tensor, n_frames: int | torch.Tensor | None = None,
@@ -255,14 +239,16 @@ class CodeTalker(nn.Module):
 
         Args and Returns: as :meth:`avguide.animators.faceformer.FaceFormer.generate`.
         """
-        return self._generate(audio, audio_lengths, template, subject, n_frames, fps, self._decode_cached)
+        return generate_meshes(self, audio, audio_lengths, template, subject, n_frames, fps,
+                               lambda memory, s, t: self._decode_cached(memory, self.style_emb(s)[:, None], t)[0])
 
     @torch.no_grad()
     def generate_recompute(self, audio: torch.Tensor, audio_lengths: torch.Tensor, template: torch.Tensor,
                            subject: torch.Tensor, n_frames: int | torch.Tensor | None = None,
                            fps: float | None = None) -> torch.Tensor:
         """:meth:`generate` the published O(T^2) way; the reference for the cache."""
-        return self._generate(audio, audio_lengths, template, subject, n_frames, fps, self._decode_recompute)
+        return generate_meshes(self, audio, audio_lengths, template, subject, n_frames, fps,
+                               lambda memory, s, t: self._decode_recompute(memory, self.style_emb(s)[:, None], t)[0])
 
 
 class CodeTalkerDecoding:

@@ -1,7 +1,10 @@
-"""Pieces both animators use: frame counts, masked losses, full-sequence transformer runs and
-the cached one-frame-at-a-time runners that replace them during autoregressive decoding."""
+"""Pieces both animators use: input checks, frame counts, masked losses, the inference path
+(:func:`generate_meshes`), full-sequence transformer runs and the cached one-frame-at-a-time
+runners that replace them during autoregressive decoding."""
 
 from __future__ import annotations
+
+from typing import Callable
 
 import torch
 from torch import nn
@@ -59,22 +62,60 @@ def masked_mse(pred: torch.Tensor, target: torch.Tensor, lengths: torch.Tensor) 
 
 
 def check_batch(audio: torch.Tensor, audio_lengths: torch.Tensor, template: torch.Tensor,
-                subject: torch.Tensor, n_vertices: int, n_subjects: int) -> None:
+                subject: torch.Tensor, n_vertices: int, n_subjects: int, *, values: bool = True) -> None:
     """Validate the public inputs shared by ``forward`` and ``generate``.
 
+    Args:
+        values: also check the lengths and subject ids against their ranges (reads them on the
+            host: a device sync). ``generate``, the public entry, does; the training ``forward``
+            checks shapes only, its batches having been checked where the data loader read them.
     Raises:
         BadInputError: naming the argument, its shape/values and what is expected.
     """
     b = audio.shape[0] if audio.dim() == 2 else -1
     if audio.dim() != 2 or audio.dtype != torch.float32:
         raise BadInputError(f"audio: expected (B, L) float32 16 kHz, got {tuple(audio.shape)} {audio.dtype}")
-    if audio_lengths.shape != (b,) or int(audio_lengths.min()) < 1 or int(audio_lengths.max()) > audio.shape[1]:
+    if audio_lengths.shape != (b,) or (values and (int(audio_lengths.min()) < 1
+                                                   or int(audio_lengths.max()) > audio.shape[1])):
         raise BadInputError(f"audio_lengths: expected ({b},) in [1, {audio.shape[1]}], got "
                             f"{audio_lengths.tolist()}")
     if template.shape != (b, n_vertices, 3):
         raise BadInputError(f"template: expected ({b}, {n_vertices}, 3), got {tuple(template.shape)}")
-    if subject.shape != (b,) or int(subject.min()) < 0 or int(subject.max()) >= n_subjects:
+    if subject.shape != (b,) or (values and (int(subject.min()) < 0 or int(subject.max()) >= n_subjects)):
         raise BadInputError(f"subject: expected ({b},) ids in [0, {n_subjects}), got {subject.tolist()}")
+
+
+def generate_meshes(model: nn.Module, audio: torch.Tensor, audio_lengths: torch.Tensor, template: torch.Tensor,
+                    subject: torch.Tensor, n_frames: int | torch.Tensor | None, fps: float | None,
+                    decode: Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor]) -> torch.Tensor:
+    """The inference path both animators share: check the inputs, count the frames, encode the
+    audio, decode the offsets, add the template.
+
+    Args:
+        model: a FaceFormer or CodeTalker (``n_vertices``, ``n_subjects``, ``cfg.fps``, ``encode_audio``).
+        audio: ``(B, L)`` float32 16 kHz, zero-padded; audio_lengths: ``(B,)`` samples.
+        template: ``(B, V, 3)``; subject: ``(B,)`` style ids.
+        n_frames: frames to produce, one int or ``(B,)``; None: ``round(L / 16000 * fps)``.
+        fps: frame rate for counting frames and sampling audio features (None: ``cfg.fps``).
+        decode: ``(memory (B, ratio * T, D), subject (B,), T) -> (B, T, V*3)`` offsets.
+    Returns:
+        ``(B, T, V, 3)`` meshes, ``T = max frames``; frames past a clip's own count are its template.
+    Raises:
+        BadInputError: malformed inputs.
+    """
+    check_batch(audio, audio_lengths, template, subject, model.n_vertices, model.n_subjects)
+    fps = model.cfg.fps if fps is None else fps
+    if n_frames is None:
+        frame_lengths = frame_counts(audio_lengths, fps)
+    elif isinstance(n_frames, int):
+        frame_lengths = torch.full_like(audio_lengths, n_frames)
+    else:
+        frame_lengths = n_frames.to(audio_lengths)
+    t = int(frame_lengths.max())
+    memory = model.encode_audio(audio, audio_lengths, t, frame_lengths, fps)
+    pred = decode(memory, subject, t).view(audio.shape[0], t, model.n_vertices, 3)  # (B, T, V, 3)
+    valid = torch.arange(t, device=audio.device)[None, :] < frame_lengths[:, None]  # (B, T)
+    return pred * valid[..., None, None] + template[:, None]
 
 
 def decode_full(decoder: nn.TransformerDecoder, x: torch.Tensor, memory: torch.Tensor,
