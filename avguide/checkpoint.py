@@ -89,22 +89,34 @@ def read_pointer(run: str | Path, which: str) -> str | None:
 
 
 def checkpoint_dir(run_or_ckpt: str | Path, which: str = "last") -> Path:
-    """Resolve a run directory (its ``which`` checkpoint, "best" falling back to "last") or a
-    checkpoint directory.
+    """Resolve a run directory (its ``which`` checkpoint, "best" falling back to "last"), a
+    checkpoint directory, or a shipped model's name (:func:`avguide.pretrained.resolve`, its files'
+    sha256 checked): every command that takes a run takes a shipped name too. A run's best
+    checkpoint is the one its last checkpoint's record names (``best_checkpoint`` in meta.json),
+    so that a run killed between writing ``last.json`` and ``best.json`` reads consistently; runs
+    saved before the record held it use ``best.json``.
 
     Raises:
-        MissingFileError: nothing loadable there. BadInputError: a corrupt pointer.
+        MissingFileError: nothing loadable there. BadInputError: a corrupt pointer or shipped file.
     """
-    p = Path(run_or_ckpt)
+    from avguide.pretrained import resolve
+
+    p = resolve(run_or_ckpt)
     if (p / "model.safetensors").is_file():
         return p
-    pointer = which if (p / f"{which}.json").is_file() else "last"
-    name = read_pointer(p, pointer)
-    if name is None:
-        raise MissingFileError(f"{p}: not a run or checkpoint directory (no {which}.json / model.safetensors)")
+    last = read_pointer(p, "last")
+    if last is None:
+        raise MissingFileError(f"{p}: not a run or checkpoint directory (no last.json / model.safetensors)")
+    name, named_in = last, p / "last.json"
+    if which == "best":  # the last checkpoint's record names the best one; runs saved before it: best.json
+        recorded = load_meta(p / last).get("best_checkpoint") if (p / last / "meta.json").is_file() else None
+        if recorded:
+            name, named_in = recorded, p / last / "meta.json"
+        elif read_pointer(p, "best") is not None:
+            name, named_in = read_pointer(p, "best"), p / "best.json"
     ckpt = p / name
     if not (ckpt / "model.safetensors").is_file():
-        raise MissingFileError(f"{ckpt}: checkpoint named in {p / (pointer + '.json')} is missing")
+        raise MissingFileError(f"{ckpt}: checkpoint named in {named_in} is missing")
     return ckpt
 
 

@@ -118,7 +118,7 @@ def resolve(name_or_path: str | Path, kind: str | None = None) -> Path:
     name = canonical_name(str(name_or_path))
     if name is None:
         shipped = ", ".join(shipped_names()) or "none in this installation"
-        raise MissingFileError(f"{name_or_path}: no such run or checkpoint directory, and not a shipped model "
+        raise MissingFileError(f"{name_or_path}: not a run or checkpoint directory (nothing there), and not a shipped model "
                                f"(shipped: {shipped})")
     entry = load_manifest()["models"][name]
     if kind is not None and entry["kind"] != kind:
