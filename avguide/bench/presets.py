@@ -35,6 +35,10 @@ class BenchConfig:
         expert_overrides: more ``key=value`` overrides of the stage-1 config, for the expert and the
             reader.
         expert_epochs, reader_epochs: stage-1 epochs of the AV expert / the evaluation reader.
+        expert, reader: an already trained AV expert and evaluation reader (a stage-1 run or a
+            shipped name such as ``expert-av`` / ``reader``) used as they are instead of training
+            them; "" trains them (``expert_epochs`` / ``reader_epochs``). With ``expert`` given the
+            no-stage-1 ablation is that expert's architecture at a fresh initialisation.
         paper_l_av: the paper's AV weight (1e-7); ``tuned_l_av``: ours; ``sweep_l_av``: the
             ablation sweep (first animator only).
         tuned_balance: > 0: the tuned conditions set l_av every step so that the AV gradient on
@@ -75,6 +79,8 @@ class BenchConfig:
     lr: float = 1e-3
     max_sequences: int = 0
     expert_size: Literal["cpu_small", "base"] = "cpu_small"
+    expert: str = ""
+    reader: str = ""
     expert_recipe: str = ""
     expert_overrides: list[str] = field(default_factory=list)
     expert_epochs: int = 2

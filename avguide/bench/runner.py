@@ -33,6 +33,7 @@ import numpy as np
 
 import avguide
 from avguide.bench.presets import PRESET_NAMES, BenchConfig, bench_preset
+from avguide.pretrained import resolve
 from avguide.config import config_to_dict, load_config
 from avguide.errors import BadInputError
 from avguide.io import save_npy_atomic, write_json_atomic
@@ -131,9 +132,10 @@ def _train_expert(cfg: BenchConfig, data: Path, run: Path, modality: str, epochs
     run_expert_stage(str(data), run, modality=modality, overrides=over, resume=_fresh_or_resume(run))
 
 
-def _untrained_expert(cfg: BenchConfig, data: Path, run: Path, seed: int) -> None:
+def _untrained_expert(cfg: BenchConfig, data: Path, run: Path, seed: int, like: Path | None = None) -> None:
     """An AV expert at its initialisation, saved as a stage-1 run (the "without stage 1" ablation:
-    there is no 2-D pretraining here, so skipping stage 1 leaves the expert untrained)."""
+    there is no 2-D pretraining here, so skipping stage 1 leaves the expert untrained). ``like``:
+    a trained expert whose architecture, tokeniser and video settings to copy (fresh weights)."""
     import torch
 
     from avguide.data.layouts import open_dataset
@@ -147,14 +149,20 @@ def _untrained_expert(cfg: BenchConfig, data: Path, run: Path, seed: int) -> Non
         shutil.rmtree(run)
     ecfg = load_config(ExpertStageConfig, None, [f"data={data}", "modality=av", f"size={cfg.expert_size}",
                                                    f"seed={seed}", "camera=template", *_stage1_overrides(cfg)])
-    tok = make_tokenizer(ecfg.tokenizer_name())
-    expert_cfg = ecfg.expert_config(tok.odim)
+    tok_name, crop, camera = ecfg.tokenizer_name(), ecfg.crop_size(), ecfg.camera_rule()
+    expert_cfg = ecfg.expert_config(make_tokenizer(tok_name).odim)
+    if like is not None:
+        from avguide.lipreader.reader import load_trained_expert
+
+        trained = load_trained_expert(like)
+        expert_cfg, tok_name, crop, camera = trained.model.cfg, str(trained.meta["tokenizer"]), trained.crop, \
+            trained.camera
     torch.manual_seed(seed)
     model = build_expert(expert_cfg)
     with Run(run, config_to_dict(ecfg)) as r:
         save_assets(run / "render_assets.npz", assets_from_dataset(open_dataset(data)))
         r.save(model, {}, epoch=0, step=0, metrics={}, score=0.0, seconds=0.0,
-               extra=expert_meta(expert_cfg, ecfg.tokenizer_name(), ecfg.crop_size(), ecfg.camera_rule()))
+               extra=expert_meta(expert_cfg, tok_name, crop, camera))
 
 
 def _train_animator(cfg: BenchConfig, data: Path, run: Path, animator: str, seed: int, stage: str,
@@ -259,18 +267,25 @@ def run_bench(preset: str, out: str | Path, overrides: list[str] | tuple[str, ..
     cache = out / "render_cache"
     base_seed = cfg.seeds[0]
     experts = {"av": out / "experts" / "av", "reader": out / "experts" / "reader"}
-    timed("expert_av", experts["av"], lambda: _train_expert(cfg, data, experts["av"], "av", cfg.expert_epochs,
-                                                            base_seed, "template", cache) or {})
-    timed("reader", experts["reader"], lambda: _train_expert(cfg, data, experts["reader"], "video",
-                                                             cfg.reader_epochs, base_seed + 1000,
-                                                             "sequence_mean", cache) or {})
+    if cfg.expert:  # trained elsewhere or shipped: used as it is
+        experts["av"] = resolve(cfg.expert)
+    else:
+        timed("expert_av", experts["av"], lambda: _train_expert(cfg, data, experts["av"], "av", cfg.expert_epochs,
+                                                                base_seed, "template", cache) or {})
+    if cfg.reader:
+        experts["reader"] = resolve(cfg.reader)
+    else:
+        timed("reader", experts["reader"], lambda: _train_expert(cfg, data, experts["reader"], "video",
+                                                                 cfg.reader_epochs, base_seed + 1000,
+                                                                 "sequence_mean", cache) or {})
     if cfg.ablations:
         experts["visual"] = out / "experts" / "visual"
         experts["untrained"] = out / "experts" / "untrained"
         timed("expert_visual", experts["visual"], lambda: _train_expert(
             cfg, data, experts["visual"], "video", cfg.expert_epochs, base_seed + 2000, "template", cache) or {})
         timed("expert_untrained", experts["untrained"],
-              lambda: _untrained_expert(cfg, data, experts["untrained"], base_seed) or {})
+              lambda: _untrained_expert(cfg, data, experts["untrained"], base_seed,
+                                        experts["av"] if cfg.expert else None) or {})
     reader = load_reader(experts["reader"])
     extra = {"reader": str(experts["reader"])}
 
