@@ -288,7 +288,13 @@ async def _close_with_error(ws: WebSocket, e: StreamError) -> None:
 
 def serve(anim: Any, host: str = "127.0.0.1", port: int = 8000, limits: Limits = Limits(),
           log_level: str = "info") -> None:
-    """Run the studio with uvicorn until interrupted (``avguide serve``)."""
+    """Run the studio with uvicorn until interrupted (``avguide serve``).
+
+    Sets torch to one intra-op thread: requests run in parallel threads of their own, and the
+    small per-chunk steps of a stream are fastest (and steadiest on a busy machine) on one.
+    """
+    import torch
     import uvicorn
 
+    torch.set_num_threads(1)
     uvicorn.run(create_app(anim, limits), host=host, port=port, log_level=log_level)

@@ -41,17 +41,18 @@ class ArkitProjector:
     """
 
     def __init__(self, blendshapes: np.ndarray):
-        self.basis = np.asarray(blendshapes, np.float64).reshape(len(blendshapes), -1)  # (K, V*3)
-        self.gram = self.basis @ self.basis.T                                            # (K, K)
+        # torch, not numpy, for the products: numpy's BLAS threads spin on a busy 2-core machine
+        self.basis = torch.from_numpy(np.asarray(blendshapes, np.float64).reshape(len(blendshapes), -1))  # (K, V*3)
+        self.gram = (self.basis @ self.basis.T).numpy()                                                  # (K, K)
 
     def __call__(self, vertices: np.ndarray, template: np.ndarray) -> np.ndarray:
         """(k, V, 3) vertices of a face whose rest shape is ``template`` (V, 3) -> (k, K) float32
         weights (k may be 0)."""
-        motion = np.asarray(vertices, np.float64).reshape(len(vertices), -1) - \
-            np.asarray(template, np.float64).reshape(-1)                                 # (k, V*3)
-        if len(motion) == 0:
+        if len(vertices) == 0:
             return np.zeros((0, len(self.basis)), np.float32)
-        return solve_box_qp(self.gram, motion @ self.basis.T, 0.0, 1.0).x.astype(np.float32)
+        motion = torch.as_tensor(np.asarray(vertices, np.float64).reshape(len(vertices), -1)) - \
+            torch.as_tensor(np.asarray(template, np.float64).reshape(-1))                  # (k, V*3)
+        return solve_box_qp(self.gram, (motion @ self.basis.T).numpy(), 0.0, 1.0).x.astype(np.float32)
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,8 @@ renderer.setPixelRatio(window.devicePixelRatio);
 const scene = new THREE.Scene();
 scene.background = new THREE.Color(0x2a2e37);
 const camera = new THREE.PerspectiveCamera(20, 1, 0.01, 10);
-scene.add(new THREE.HemisphereLight(0xffffff, 0x3a3a48, 1.5));
-const key = new THREE.DirectionalLight(0xffffff, 2.0);
+scene.add(new THREE.HemisphereLight(0xffffff, 0x30303c, 1.1));
+const key = new THREE.DirectionalLight(0xffffff, 2.4);
 key.position.set(0.5, 1.0, 1.4);
 scene.add(key);
 const fill = new THREE.DirectionalLight(0xffffff, 0.5);
@@ -54,11 +54,11 @@ function resize() {
 
 function frameCamera(mesh) {
   // the face: the front of the head's box, seen slightly from the subject's left
-  mesh.geometry.computeBoundingBox();
-  const box = mesh.geometry.boundingBox, size = new THREE.Vector3(), centre = new THREE.Vector3();
+  const box = new THREE.Box3().setFromBufferAttribute(mesh.geometry.attributes.position);  // at rest
+  const size = new THREE.Vector3(), centre = new THREE.Vector3();
   box.getSize(size); box.getCenter(centre);
   const target = new THREE.Vector3(centre.x, centre.y + 0.02 * size.y, centre.z + 0.15 * size.z);
-  const distance = 0.62 * size.y / Math.tan(THREE.MathUtils.degToRad(camera.fov / 2));
+  const distance = 0.7 * size.y / Math.tan(THREE.MathUtils.degToRad(camera.fov / 2));
   const dir = new THREE.Vector3(0.32, 0.06, 1).normalize();
   camera.position.copy(target).addScaledVector(dir, distance);
   controls.target.copy(target);
