@@ -83,7 +83,7 @@ class JobStore:
         if known[name] == "mp4":
             with job.lock:
                 if not path.is_file() and job.folder.is_dir():
-                    vertices = np.load(job.folder / "vertices.npy", mmap_mode="r")
+                    vertices = np.load(job.folder / "vertices.npy")
                     self.engine.render_mp4(vertices, job.folder / FILES["wav"][0], path)
         return path if path.is_file() else None
 
