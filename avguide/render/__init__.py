@@ -5,10 +5,14 @@ arguments): :func:`project`, :func:`rasterize`, :func:`barycentrics`, :func:`int
 :func:`vertex_normals`, :func:`shade`, :func:`antialias`, :func:`expert_crop`. Compositions:
 :func:`render_mesh` (meshes -> shaded images), :func:`expert_input` (vertex sequences at any fps
 -> the lip-reading expert's 25 fps 88x88 input), :func:`avguide.render.video.render_video`.
+Inference only, for video: :func:`cull_plan`, :func:`drawn_faces`, :func:`rasterize_video` and
+:func:`render_frames` (the images of :func:`render_mesh` as sRGB bytes, without autograd).
 """
 
 from avguide.render.antialias import antialias, face_neighbors
 from avguide.render.camera import Camera, look_at, orthographic_camera, perspective_camera, project
+from avguide.render.fastframes import render_frames
+from avguide.render.fastraster import cull_plan, drawn_faces, rasterize_video
 from avguide.render.lipcam import (expert_crop, expert_input, lip_camera, lip_face_mask, resample_fps,
                                    resampled_length)
 from avguide.render.mesh import render_mesh
@@ -16,8 +20,9 @@ from avguide.render.raster import barycentrics, interpolate, rasterize
 from avguide.render.shading import PART_COLORS, Lights, albedo_from_parts, head_albedo, shade, vertex_normals
 
 __all__ = [
-    "Camera", "Lights", "PART_COLORS", "albedo_from_parts", "antialias", "barycentrics", "expert_crop",
-    "expert_input", "face_neighbors", "head_albedo", "interpolate", "lip_camera", "lip_face_mask",
-    "look_at", "orthographic_camera", "perspective_camera", "project", "rasterize", "render_mesh",
-    "resample_fps", "resampled_length", "shade", "vertex_normals",
+    "Camera", "Lights", "PART_COLORS", "albedo_from_parts", "antialias", "barycentrics", "cull_plan",
+    "drawn_faces", "expert_crop", "expert_input", "face_neighbors", "head_albedo", "interpolate", "lip_camera",
+    "lip_face_mask", "look_at", "orthographic_camera", "perspective_camera", "project", "rasterize",
+    "rasterize_video", "render_frames", "render_mesh", "resample_fps", "resampled_length", "shade",
+    "vertex_normals",
 ]

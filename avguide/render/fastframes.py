@@ -1,16 +1,17 @@
 """Video frames without autograd: the images of :func:`avguide.render.mesh.render_mesh` as sRGB bytes.
 
 :func:`render_frames` composes project -> :func:`avguide.render.fastraster.drawn_faces` ->
-:func:`avguide.render.fastraster.rasterize_video` -> :func:`shade_pixels` ->
-:func:`antialias_deltas` -> gamma, for the video writer. The shading and the antialiasing are
-those of ``render_mesh(..., neighbors=...)`` (Lambert shading of the interpolated, re-normalised
-camera-space normals; the silhouette box filter of :mod:`avguide.render.antialias`, whose
-gradient-free search and blend it calls), written for pictures instead of gradients:
+:func:`avguide.render.fastraster.rasterize_video` -> :func:`face_planes` + :func:`shade_pixels` ->
+:func:`silhouette_pairs` + the blend of :mod:`avguide.render.antialias` -> gamma, for the video
+writer. The shading and the antialiasing are those of ``render_mesh(..., neighbors=...)``
+(Lambert shading of the interpolated, re-normalised camera-space normals; the silhouette box
+filter, whose gradient-free search and blend it calls), written for pictures instead of gradients:
 
 * every per-pixel step runs on the compact list of covered pixels, channels first, and reads
-  each face's planes of normal and albedo (one table per image, computed once per frame);
+  its face's planes of normal and albedo (one table per image, computed once per frame);
 * the antialiasing looks for pixel pairs only around the pixels that show a face with a
-  silhouette edge (:func:`antialias_deltas`), not over whole images, and adds in place;
+  silhouette edge (:func:`silhouette_pairs`), not over whole images, and recomputes the colours
+  of the few pixels it reads and changes instead of keeping full colour images;
 * gamma runs only on the pixels that are not background.
 """
 
@@ -40,14 +41,16 @@ def face_planes(verts: torch.Tensor, pix: torch.Tensor, faces: torch.Tensor, cam
     """
     n, nv, _ = verts.shape
     normals = vertex_normals(verts.float(), faces) @ cam.rotation.float().transpose(-1, -2)  # (N, V, 3) camera space
-    attr = torch.cat([normals, albedo.float().expand(n, nv, 3)], -1)  # (N, V, 6)
-    rows = (faces[None] + (torch.arange(n) * nv)[:, None, None]).view(-1)  # (N*F*3,) corner rows of N*V
-    q = attr.reshape(n * nv, 6).index_select(0, rows).view(-1, 3, 6)  # (N*F, 3 corners, 6)
-    xy = pix.detach().float()[..., :2].reshape(n * nv, 2).index_select(0, rows).view(-1, 3, 2)  # (N*F, 3, 2)
-    x, y = xy[..., 0].T, xy[..., 1].T  # (3, N*F) each
+    attr = torch.cat([normals.reshape(n * nv, 3).T, albedo.float().T.repeat(1, n)])  # (6, N*V) channels first
+    corner = (faces.T[:, None, :] + (torch.arange(n) * nv)[None, :, None]).reshape(-1)  # (3*N*F,) rows of N*V, corner-major
+    q = attr.index_select(1, corner).view(6, 3, -1)  # (6, 3 corners, N*F)
+    p = pix.detach().float()
+    x = p[..., 0].reshape(-1).index_select(0, corner).view(3, -1)  # (3, N*F)
+    y = p[..., 1].reshape(-1).index_select(0, corner).view(3, -1)
     d1x, d1y, d2x, d2y = x[1] - x[0], y[1] - y[0], x[2] - x[0], y[2] - y[0]
     inv = 1.0 / (d1x * d2y - d2x * d1y)  # (N*F,)
-    q0, dq1, dq2 = q[:, 0].T, (q[:, 1] - q[:, 0]).T, (q[:, 2] - q[:, 0]).T  # (6, N*F) each
+    q0 = q[:, 0]
+    dq1, dq2 = q[:, 1] - q0, q[:, 2] - q0  # (6, N*F) each
     gx = (dq1 * d2y - dq2 * d1y) * inv
     gy = (dq2 * d1x - dq1 * d2x) * inv
     return torch.cat([q0 - gx * x[0] - gy * y[0], gx, gy])  # (18, N*F)
@@ -78,26 +81,24 @@ def shade_pixels(table: torch.Tensor, rows: torch.Tensor, px: torch.Tensor, py: 
     return val[3:].mul_(light)
 
 
-def antialias_deltas(planes: torch.Tensor, pix: torch.Tensor, faces: torch.Tensor, face_id: torch.Tensor,
-                     pixel: torch.Tensor, rows: torch.Tensor, neighbors: torch.Tensor
-                     ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The silhouette antialiasing of :func:`avguide.render.antialias.antialias_planes` (orthographic),
-    as the changes it makes.
+def silhouette_pairs(pix: torch.Tensor, faces: torch.Tensor, face_id: torch.Tensor, pixel: torch.Tensor,
+                     rows: torch.Tensor, neighbors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The pixel pairs that :func:`avguide.render.antialias.antialias_planes` blends (orthographic).
 
-    The same pixel pairs: neighbours showing different faces where one of the two faces has a
-    silhouette edge in its image (a neighbour across an edge that is missing or back-facing).
-    They are found from the covered pixels that show such a face, and their neighbours, instead
-    of by comparing whole images.
+    The same pairs: neighbours showing different faces where one of the two faces has a
+    silhouette edge in its image (a neighbour across an edge that is missing or back-facing), and
+    whose segment leaves the nearer face through such an edge. They are looked for around the
+    covered pixels that show a face with a silhouette edge, instead of by comparing whole images.
 
     Args:
-        planes: (C, N*H*W) float linear colours (background filled in).
         pix: (N, V, 3) projected vertices; faces: (F, 3) int64; face_id: (N, H, W) int64 from
             :func:`avguide.render.fastraster.rasterize_video`; pixel: (P,) int64 the covered
             pixels; rows: (P,) int (image * F + face) of each; neighbors: (F, 3) int64 from
             :func:`avguide.render.antialias.face_neighbors`.
     Returns:
-        target (K,) int64 pixels and delta (C, K) float to add there (``planes.index_add_(1,
-        target, delta)``).
+        idx (4, K) int64: the nearer face's pixel, the other pixel and the rows of N*V of the
+        silhouette edge's ends; centres (4, K) float32 their pixel centres (ax, ay, bx, by); sign
+        (K,) float32 (inside the nearer face >= 0), as ``avguide.render.antialias._blend`` takes them.
     """
     n, h, w = face_id.shape
     nf = faces.shape[0]
@@ -113,7 +114,7 @@ def antialias_deltas(planes: torch.Tensor, pix: torch.Tensor, faces: torch.Tenso
     near[cand] = True
     flat = face_id.view(-1)
     col, row = cand % w, (cand // w) % h
-    targets, deltas = [], []
+    found = []
     for step, pos, last in ((1, col, w - 1), (w, row, h - 1)):  # pairs along rows, then along columns
         # pair (a, a + step) from a near pixel a, or from a + step when a is not near itself
         fwd, bwd = cand[pos < last], cand[pos > 0] - step
@@ -121,20 +122,25 @@ def antialias_deltas(planes: torch.Tensor, pix: torch.Tensor, faces: torch.Tenso
         first = first[flat[first] != flat[first + step]]
         if first.numel() == 0:
             continue
-        i = first // (h * w)
-        pair = torch.stack([i, (first // w) % h, first % w], 1)  # (K, 3) image, row, column
+        pair = torch.stack([first // (h * w), (first // w) % h, first % w], 1)  # (K, 3) image, row, column
         keep, idx, centres, sign = _exit_edges(pair, p, faces, face_id, front, slot, neighbors,
                                                torch.tensor(step == 1), True)
         sel = keep.nonzero().squeeze(1)
-        if sel.numel() == 0:
-            continue
-        idx, centres = idx.index_select(1, sel), centres.index_select(1, sel)
-        target, delta = _blend(p.reshape(-1, 3), planes, idx[0], idx[1], idx[2:], centres, sign.index_select(0, sel))
-        targets.append(target)
-        deltas.append(delta)
-    if not targets:
-        return pixel[:0], planes.new_zeros(planes.shape[0], 0)
-    return torch.cat(targets), torch.cat(deltas, 1)
+        found.append((idx.index_select(1, sel), centres.index_select(1, sel), sign.index_select(0, sel)))
+    if not found:
+        return pixel.new_zeros(4, 0), p.new_zeros(4, 0), p.new_zeros(0)
+    idx, centres, sign = zip(*found)
+    return torch.cat(idx, 1), torch.cat(centres, 1), torch.cat(sign)
+
+
+def _locate(pixel: torch.Tensor, face: torch.Tensor, size: tuple[int, int], n_faces: int
+            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """rows (P,) int32 image * F + face, and px, py (P,) float32 pixel centres of flat pixels."""
+    h, w = size
+    p32 = pixel.int()  # int32 division is cheaper (N*H*W < 2**31)
+    line = p32 // w  # row of N*H
+    img = line // h
+    return img * n_faces + face.int(), (p32 - line * w).float() + 0.5, (line - img * h).float() + 0.5
 
 
 @torch.no_grad()
@@ -171,23 +177,28 @@ def render_frames(verts: torch.Tensor, faces: torch.Tensor, cam: Camera, albedo:
     face_id = rasterize_video(pix, faces, cam.size, draw=drawn_faces(pix, faces, plan))  # (N, H, W)
     flat = face_id.view(-1)
     pixel = (flat >= 0).nonzero().squeeze(1)  # (P,) covered pixels
-    p32 = pixel.int()  # int32 division is cheaper (N*H*W < 2**31)
-    line = p32 // w  # (P,) row of N*H
-    px = (p32 - line * w).float() + 0.5
-    img = line // h
-    py = (line - img * h).float() + 0.5
-    rows = img * nf + flat.index_select(0, pixel).int()  # (P,) image * F + face
-    rgb = shade_pixels(face_planes(verts, pix, faces, cam, albedo), rows, px, py, lights)  # (3, P)
+    rows, px, py = _locate(pixel, flat.index_select(0, pixel), (h, w), nf)
+    table = face_planes(verts, pix, faces, cam, albedo)  # (18, N*F)
     bg = torch.as_tensor(background, dtype=torch.float32).expand(3)
-    touched = pixel
-    if neighbors is not None:
-        planes = bg[:, None].repeat(1, n * h * w)  # (3, N*H*W)
-        planes.index_copy_(1, pixel, rgb)
-        target, delta = antialias_deltas(planes, pix, faces, face_id, pixel, rows, neighbors)
-        planes.index_add_(1, target, delta)
-        touched = torch.cat([pixel, target])
-        rgb = planes.index_select(1, touched)
     to_byte = lambda c: (c.clamp(0, 1) ** (1 / gamma) * 255 + 0.5).to(torch.uint8)  # noqa: E731
     out = to_byte(bg).repeat(n * h * w, 1)  # (N*H*W, 3)
-    out.index_copy_(0, touched, to_byte(rgb).T)
+    out.index_copy_(0, pixel, to_byte(shade_pixels(table, rows, px, py, lights)).T)
+    if neighbors is None:
+        return out.view(n, h, w, 3)
+
+    def colour(q: torch.Tensor) -> torch.Tensor:  # (3, Q) linear colour of the flat pixels q
+        f = flat.index_select(0, q)
+        rgb = shade_pixels(table, *_locate(q, f.clamp_min(0), (h, w), nf), lights)
+        return torch.where(f >= 0, rgb, bg[:, None])
+
+    idx, centres, sign = silhouette_pairs(pix, faces, face_id, pixel, rows, neighbors)  # (4, K), (4, K), (K,)
+    if sign.numel() == 0:
+        return out.view(n, h, w, 3)
+    k = sign.numel()
+    ends = idx[:2].reshape(-1)  # (2K,) the nearer face's pixels, then the others
+    slot = torch.arange(2 * k)
+    # the blend of each pair reads the colours of its two pixels (gathered here: no full images)
+    local, delta = _blend(pix.reshape(-1, 3), colour(ends), slot[:k], slot[k:], idx[2:], centres, sign)
+    target, inverse = torch.unique(ends.index_select(0, local), return_inverse=True)  # a pixel may get several
+    out.index_copy_(0, target, to_byte(colour(target).index_add_(1, inverse, delta)).T)
     return out.view(n, h, w, 3)

@@ -18,17 +18,18 @@ serves pictures, not gradients) and at a fraction of its cost:
    whole. The argument needs an embedded (not self-intersecting) surface: where an animation
    pushes one part of the skin through another, a back face the full rasteriser would show there
    can be missing.
-2. **Scanline** (:func:`rasterize_video`). Every (face, pixel row) pair gets its covered column
-   interval from the crossings of the row with the face's edges. A crossing is computed from the
-   edge's end with the lower vertex index, so the two faces along an edge compute bit-identical
-   crossings and no pixel centre falls between them (no cracks); a pixel centre exactly on the
-   edge is covered by both (the inclusive test of the full rasteriser). Each triangle has at most
-   two edges bounding a row on the left and two on the right; four slots (unused ones far
-   outside) make that a few branch-free operations per pair.
-3. **One packed reduction.** Depth is normalised per image to [1, 2] (float32 bits of positive
-   values are ordered like the values) and packed with the face index into an int64 key,
-   ``(depth bits << 24) | face``; one ``scatter_reduce(amin)`` per batch finds the nearest face,
-   the lower face index on an exact tie.
+2. **Scanline** (:func:`rasterize_video`). Each face is split at its middle corner's height into
+   two trapezoids, each bounded by one left and one right edge (:func:`_trapezoids`); every
+   (trapezoid, pixel row) pair gets its covered columns from the crossings of the row with those
+   two edges. A crossing is computed from the edge's end with the lower vertex index, so the two
+   faces along an edge compute bit-identical crossings and no pixel centre falls between them
+   (no cracks); a pixel centre exactly on the edge is covered by both (the inclusive test of the
+   full rasteriser).
+3. **One packed reduction** (:func:`_splat_runs`). Depth is normalised per image to [4, 5]; the
+   runs of covered pixels are expanded densely, by powers of two of their length, into int64 keys:
+   the float64 depth's bits (positive doubles order like their bits) with ``face + 1`` in the
+   lowest 24 of them. One ``scatter_reduce(amin)`` per group finds the nearest face, the lower face
+   index on an exact tie.
 
 Orthographic cameras only (depth linear in screen space), the camera of
 :func:`avguide.render.video.render_video`.
@@ -223,26 +224,28 @@ def _splat_runs(zbuf: torch.Tensor, start: torch.Tensor, count: torch.Tensor, de
 
     Run r covers pixels ``start[r] + j`` for ``j < count[r]`` at depth ``depth[r] + slope[r] * j``.
     In step k the runs longer than 2**(k-1) expand their columns [2**(k-1), 2**k) densely (no
-    per-pixel gather); columns past a run's end get the empty key. The key is the float64 depth's
+    per-pixel gather); columns past a run's end repeat its last pixel. The key is the float64 depth's
     bits with ``face + 1`` in the lowest 24 of them (positive doubles order like their bits).
 
     Args:
-        zbuf: (N*H*W + pad,) int64 keys, pad >= the longest run.
+        zbuf: (N*H*W,) int64 keys.
         start: (R,) int64; count: (R,) int32 >= 0; depth, slope: (R,) float32; face: (R,) int32.
     """
-    table = torch.stack([start.double(), depth.double(), slope.double(), (face.double() + 1)], 1)  # (R, 4)
+    face = face + 1  # 0 marks empty entries
     sel = count.nonzero().squeeze(1)  # runs that cover a pixel
     width = 1  # step k expands columns [width // 2, width) of the runs longer than width // 2
     while sel.numel():
-        t = table.index_select(0, sel)  # (R_k, 4)
-        j = torch.arange(width // 2, width, dtype=torch.float64)  # (c,)
-        pixel = (t[:, :1] + j).long()  # (R_k, c)
-        key = torch.addcmul(t[:, 1:2], t[:, 2:3], j).view(torch.int64) & ~_FACE_MASK
-        key |= t[:, 3:4].long()
         n_pix = count.index_select(0, sel)  # (R_k,)
-        if width > 1:
-            key.masked_fill_(j >= n_pix[:, None], _EMPTY)
-        zbuf.scatter_reduce_(0, pixel.view(-1), key.view(-1), reduce="amin")
+        first = start.index_select(0, sel)[:, None]  # (R_k, 1) int64
+        z = depth.index_select(0, sel).double()[:, None]
+        dz = slope.index_select(0, sel).double()[:, None]
+        f = face.index_select(0, sel).long()[:, None]
+        # columns past a run's end repeat its last pixel and key (no effect on the minimum)
+        j = torch.minimum(torch.arange(width // 2, width)[None], (n_pix - 1).long()[:, None]) if width > 1 \
+            else torch.zeros(1, 1, dtype=torch.int64)  # (R_k, c)
+        key = torch.addcmul(z, dz, j).view(torch.int64) & ~_FACE_MASK
+        key |= f
+        zbuf.scatter_reduce_(0, (first + j).view(-1), key.view(-1), reduce="amin")
         sel = sel[n_pix > width]
         width *= 2
 
@@ -271,9 +274,9 @@ def rasterize_video(pix: torch.Tensor, faces: torch.Tensor, size: tuple[int, int
     assert faces.shape[0] < (1 << _FACE_BITS) and n * h * w < 2 ** 31
     nf = faces.shape[0]
     x, y, z = _corners(pix, faces)  # (3, N, F) each
-    # depth normalised per image to [1, 2]: positive float32, whose bits order like the values
+    # depth normalised per image to [4, 5]: far from 0, where rounding cannot make it negative
     zlo, zhi = z.amin((0, 2), keepdim=True), z.amax((0, 2), keepdim=True)  # (1, N, 1)
-    z = 1.0 + (z - zlo) / (zhi - zlo).clamp_min(1e-30)
+    z = 4.0 + (z - zlo) / (zhi - zlo).clamp_min(1e-30)
     area = _area(x, y)  # (N, F)
     row0, row1 = torch.ceil(y.amin(0) - 0.5), torch.floor(y.amax(0) - 0.5)
     col0, col1 = torch.ceil(x.amin(0) - 0.5), torch.floor(x.amax(0) - 0.5)
@@ -311,10 +314,12 @@ def rasterize_video(pix: torch.Tensor, faces: torch.Tensor, size: tuple[int, int
     count = (right - left + 1).clamp_min_(0).int()  # (R,) covered columns
     lo = left.int()
     z0, x0, y0, gx, gy = per_pair[6:11]
-    zrow = z0 + gx * ((left + 0.5) - x0) + gy * (py - y0)  # depth at the first covered pixel
+    # depth at the first covered pixel and its step along the row; a face seen edge-on can have
+    # any slope, but covers at most one pixel centre per row (a step of the whole depth range
+    # per pixel is as much as a covered run can have), and rounding must not take it far out
+    zrow = (z0 + gx * ((left + 0.5) - x0) + gy * (py - y0)).clamp_(4.0, 5.0)
     start = (base + row * w + lo).long()  # (R,) first covered pixel
-    zbuf = torch.full((n * h * w + w,), _EMPTY, dtype=torch.int64)  # + w: room for the padded runs
-    _splat_runs(zbuf, start, count, zrow, gx, pface)
-    zbuf = zbuf[: n * h * w]
+    zbuf = torch.full((n * h * w,), _EMPTY, dtype=torch.int64)
+    _splat_runs(zbuf, start, count, zrow, gx.clamp(-1.0, 1.0), pface)
     out = (zbuf & _FACE_MASK) - 1  # -1 where empty
     return out.view(n, h, w)

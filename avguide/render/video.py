@@ -102,7 +102,7 @@ def render_video(sequences: list[np.ndarray], faces: np.ndarray, out_path: str |
                  audio_path: str | Path | None = None, vertex_part: np.ndarray | None = None,
                  part_names: tuple[str, ...] = tuple(PART_COLORS), captions: list[str] | None = None,
                  size: int = 512, view: str = "three_quarter", max_mismatch_s: float = 0.2,
-                 chunk: int = 4, workers: int = 2, preset: str = "veryfast", crf: int = 18,
+                 chunk: int | None = None, workers: int = 2, preset: str = "veryfast", crf: int = 18,
                  renderer: str = "fast", progress: bool = True) -> dict:
     """Render vertex sequences to an MP4 (H.264, yuv420p), side by side, with optional audio.
 
@@ -121,7 +121,8 @@ def render_video(sequences: list[np.ndarray], faces: np.ndarray, out_path: str |
         size: panel side in pixels (even).
         view: "front" or "three_quarter".
         max_mismatch_s: largest accepted |audio duration - sequence duration| in seconds.
-        chunk: frames rendered per call (a few: larger chunks are slower per frame on CPU).
+        chunk: frames rendered per call; default about 2**20 pixels (4 frames at 512 x 512: larger
+            chunks are slower per frame on CPU, smaller ones pay the per-call cost more often).
         workers: threads rendering chunks at the same time (each with one PyTorch thread:
             ``torch.set_num_threads(1)`` for the duration of the call when ``workers > 1``).
         preset, crf: x264 speed preset (one of :data:`X264_PRESETS`) and constant rate factor
@@ -146,6 +147,8 @@ def render_video(sequences: list[np.ndarray], faces: np.ndarray, out_path: str |
         raise BadInputError(f"render_video: renderer={renderer!r}; allowed: {list(RENDERERS)}")
     if preset not in X264_PRESETS:
         raise BadInputError(f"render_video: preset={preset!r}; allowed: {list(X264_PRESETS)}")
+    if chunk is None:
+        chunk = min(64, max(1, 2 ** 20 // (size * size)))
     if not 0 <= crf <= 51 or chunk < 1 or workers < 1:
         raise BadInputError(f"render_video: crf={crf} must be in [0, 51], chunk={chunk} and workers={workers} >= 1")
     if not sequences:
@@ -209,7 +212,7 @@ def render_video(sequences: list[np.ndarray], faces: np.ndarray, out_path: str |
     top = np.concatenate([caption_image(c, size, cap_h) for c in captions], axis=1) if captions else None
     width, height = size * len(seqs), size + cap_h
 
-    def frames(s0: int) -> bytes:  # frames s0 .. s0 + chunk - 1, all panels, as raw RGB
+    def frames(s0: int) -> np.ndarray:  # (t, height, width, 3) uint8 frames s0 .. s0 + chunk - 1, all panels
         panels = []
         for s in seqs:
             v = torch.from_numpy(s[s0: s0 + chunk])  # (t, V, 3)
@@ -221,10 +224,10 @@ def render_video(sequences: list[np.ndarray], faces: np.ndarray, out_path: str |
                     img, _ = render_mesh(v, faces_t, cam, albedo, neighbors=nb, background=BACKGROUND,
                                          cull_backfaces=False)
                 panels.append(_to_bytes(img))
-        frame = np.concatenate(panels, axis=2)  # (t, size, width, 3)
+        frame = panels[0] if len(panels) == 1 else np.concatenate(panels, axis=2)  # (t, size, width, 3)
         if top is not None:
             frame = np.concatenate([np.broadcast_to(top, (frame.shape[0], *top.shape)), frame], axis=1)
-        return np.ascontiguousarray(frame).tobytes()
+        return np.ascontiguousarray(frame)
 
     ffmpeg = _ffmpeg_exe()
     out_path = Path(out_path)
@@ -253,7 +256,7 @@ def render_video(sequences: list[np.ndarray], faces: np.ndarray, out_path: str |
                         pending.append((pool.submit(frames, s0), min(chunk, n_frames - s0)))
                         while pending and (len(pending) > 2 * workers or s0 + chunk >= n_frames):
                             done, count = pending.popleft()
-                            proc.stdin.write(done.result())
+                            proc.stdin.write(memoryview(done.result()).cast("B"))
                             bar.update(count)
                 finally:
                     for done, _ in pending:
