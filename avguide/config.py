@@ -12,6 +12,7 @@ gives the resolved config that is saved in every checkpoint and result file.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import types
 import typing
@@ -51,7 +52,7 @@ def load_config(cls: type[C], path: str | Path | None = None, overrides: typing.
     data: dict = {}
     errors: list[str] = []
     if base:
-        merge_dicts(data, base)
+        merge_dicts(data, copy.deepcopy(base))  # overrides must not write into the caller's dict
     if path is not None:
         p = Path(path)
         loaded = load_yaml(p, "config file")

@@ -199,6 +199,8 @@ class Run:
             raise BadInputError(f"--out {self.path}: exists and is not a directory")
         self.path.mkdir(parents=True, exist_ok=True)
         self._take_lock()
+        for p in [*self.path.glob(".*.tmp*"), *self.path.glob("ckpt-*/.*.tmp*")]:  # writes cut by a kill
+            p.unlink(missing_ok=True)
         last = read_pointer(self.path, "last")
         if last is not None and not resume:
             raise BadInputError(f"--out {self.path}: already holds a run; use --resume {self.path} or another --out")
@@ -242,8 +244,6 @@ class Run:
         for p in self.path.glob("ckpt-*"):  # written after the commit: never counted
             if p.is_dir() and p.name > last:
                 shutil.rmtree(p, ignore_errors=True)
-        for p in [*self.path.glob(".*.tmp*"), *self.path.glob("ckpt-*/.*.tmp*")]:
-            p.unlink(missing_ok=True)
         if meta.get("best_checkpoint"):  # runs saved before the record held it trust best.json
             best = meta["best_checkpoint"]
             record = {"checkpoint": best, **_pointer_fields(load_meta(self.path / best))}

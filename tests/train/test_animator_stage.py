@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from avguide.cli import main
-from avguide.errors import TrainingDivergedError
+from avguide.errors import BadInputError, TrainingDivergedError
 from avguide.checkpoint import load_checkpoint
 from avguide.train.animator import load_train_config, train_animator
 
@@ -114,3 +114,45 @@ def test_cli_overrides_may_follow_options(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:  # animate takes no overrides
         main(["animate", "x.wav", "--checkpoint", "r", "-o", str(tmp_path), "a=1"])
     assert e.value.code == 2
+
+
+def test_resume_overrides_are_applied_or_refused(toy_dataset, tmp_path):
+    """``--resume RUN optim.lr=X`` trains the resumed epochs at X (the restored optimiser's rate);
+    a change of the model's shape, the data or the batch size is refused, naming the key."""
+    train_animator(_cfg(toy_dataset, "optim.epochs=1"), tmp_path / "r")
+    cfg = load_train_config(None, ["optim.epochs=2", "optim.lr=5e-4"], str(tmp_path / "r"))
+    train_animator(cfg, tmp_path / "r", resume=True)
+    _, meta, ckpt = load_checkpoint(tmp_path / "r")
+    from avguide.checkpoint import load_train_state
+
+    assert meta["epoch"] == 2 and meta["config"]["optim"]["lr"] == 5e-4
+    assert [g["lr"] for g in load_train_state(ckpt)["optimizer"]["param_groups"]] == [5e-4]
+    saved = json.loads((tmp_path / "r" / "config.json").read_text())["config"]
+    assert saved["optim"]["lr"] == 5e-4 and saved["optim"]["epochs"] == 2  # the next resume starts from these
+    for bad, key in ((["model.feature_dim=32"], "model.feature_dim"), (["optim.batch_size=1"], "optim.batch_size"),
+                     ([f"data={tmp_path}"], "data"), (["seed=5"], "seed"), (["stage=av", "av.expert=x"], "stage")):
+        with pytest.raises(BadInputError, match=rf"cannot change .*{key} \(") as e:
+            load_train_config(None, bad, str(tmp_path / "r"))
+        assert "--out" in str(e.value)
+
+
+def test_train_flags_are_overrides(toy_dataset, tmp_path, capsys):
+    """Each flag is its key=value; one the stage does not use, or one an override contradicts, is
+    refused in one line before any work."""
+    base = ["train", "--data", str(toy_dataset), "--out", str(tmp_path / "x")]
+    for argv, message in (
+            ([*base, "--stage", "baseline", "--modality", "video"], "--modality is not used by --stage baseline"),
+            ([*base, "--stage", "vq", "--animator", "codetalker", "--expert", "E"], "--expert is not used by --stage vq"),
+            ([*base, "--stage", "expert", "--animator", "faceformer"], "--animator is not used by --stage expert"),
+            ([*base, "--stage", "expert", "--expert", "E"], "--expert is not used by --stage expert"),
+            ([*base, "--stage", "baseline", "--seed", "1", "seed=2"], "--seed 1 and seed=2 set seed to different"),
+            ([*base, "--stage", "av", "--expert", "A", "av.expert=B"], "--expert A and av.expert=B set av.expert"),
+            ([*base, "--stage", "baseline", "stage=vq"], "--stage baseline and stage=vq set stage"),
+            ([*base, "--stage", "expert", "--modality", "av", "modality=video"], "--modality av and modality=video")):
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1, err
+        assert not (tmp_path / "x").exists()
+    # a flag and an override that agree are fine: this one fails later, on its config, not on the flags
+    assert main([*base, "--stage", "baseline", "--seed", "1", "seed=1", "optim.lr=-1"]) == 2
+    assert "optim.lr: must be > 0" in capsys.readouterr().err
