@@ -57,28 +57,28 @@ def face_planes(verts: torch.Tensor, pix: torch.Tensor, faces: torch.Tensor, cam
 
 
 def shade_pixels(table: torch.Tensor, rows: torch.Tensor, px: torch.Tensor, py: torch.Tensor,
-                 lights: Lights = Lights()) -> torch.Tensor:
+                 lights: Lights = Lights(), scale: float = 1.0) -> torch.Tensor:
     """Lambert shading of P covered pixels from their faces' planes (:func:`face_planes`).
 
-    ``albedo * (ambient + sum_k I_k max(0, n . -d_k))`` with the interpolated normal
+    ``scale * albedo * (ambient + sum_k I_k max(0, n . -d_k))`` with the interpolated normal
     re-normalised, as :func:`avguide.render.shading.shade`.
 
     Args:
         table: (18, N*F) planes; rows: (P,) int (image * F + face) of each pixel; px, py: (P,)
-            float32 pixel centres; lights: camera-space lights.
+            float32 pixel centres; lights: camera-space lights; scale: a factor on the result.
     Returns:
-        (3, P) float32 linear RGB.
+        (3, P) float32 linear RGB times ``scale``.
     """
     g = table.index_select(1, rows)  # (18, P)
     val = torch.addcmul(g[:6], g[6:12], px).addcmul_(g[12:], py)  # (6, P) normal, albedo
     del g
     n = val[:3]
-    inv = n.square().sum(0).clamp_min_(1e-24).rsqrt_()  # (P,)
+    inv = torch.linalg.vecdot(n, n, dim=0).clamp_min_(1e-24).rsqrt_()  # (P,) 1 / |n|
     d = torch.tensor(lights.directions, dtype=torch.float32)
     d = d / d.norm(dim=-1, keepdim=True)  # (L, 3)
-    cos = (-d @ n).mul_(inv).clamp_min_(0.0)  # (L, P)
-    light = (torch.tensor(lights.intensities, dtype=torch.float32) @ cos).add_(lights.ambient)  # (P,)
-    return val[3:].mul_(light)
+    cos = (-d @ n).clamp_min_(0.0)  # (L, P) the cosines times |n| > 0
+    light = (torch.tensor(lights.intensities, dtype=torch.float32) * scale) @ cos  # (P,)
+    return val[3:].mul_(light.mul_(inv).add_(lights.ambient * scale))
 
 
 def silhouette_pairs(pix: torch.Tensor, faces: torch.Tensor, face_id: torch.Tensor, pixel: torch.Tensor,
@@ -180,16 +180,17 @@ def render_frames(verts: torch.Tensor, faces: torch.Tensor, cam: Camera, albedo:
     rows, px, py = _locate(pixel, flat.index_select(0, pixel), (h, w), nf)
     table = face_planes(verts, pix, faces, cam, albedo)  # (18, N*F)
     bg = torch.as_tensor(background, dtype=torch.float32).expand(3)
-    to_byte = lambda c: (c.clamp(0, 1) ** (1 / gamma) * 255 + 0.5).to(torch.uint8)  # noqa: E731
-    out = to_byte(bg).repeat(n * h * w, 1)  # (N*H*W, 3)
-    out.index_copy_(0, pixel, to_byte(shade_pixels(table, rows, px, py, lights)).T)
+    full = 255.0 ** gamma  # colours scaled by it: 255 * c ** (1 / gamma) = (full * c) ** (1 / gamma)
+    to_byte = lambda c: c.clamp_(0, full).pow_(1 / gamma).add_(0.5).to(torch.uint8)  # noqa: E731  in place
+    out = to_byte(bg * full).repeat(n * h * w, 1)  # (N*H*W, 3)
+    out.index_copy_(0, pixel, to_byte(shade_pixels(table, rows, px, py, lights, full)).T)
     if neighbors is None:
         return out.view(n, h, w, 3)
 
-    def colour(q: torch.Tensor) -> torch.Tensor:  # (3, Q) linear colour of the flat pixels q
+    def colour(q: torch.Tensor) -> torch.Tensor:  # (3, Q) linear colour of the flat pixels q, times full
         f = flat.index_select(0, q)
-        rgb = shade_pixels(table, *_locate(q, f.clamp_min(0), (h, w), nf), lights)
-        return torch.where(f >= 0, rgb, bg[:, None])
+        rgb = shade_pixels(table, *_locate(q, f.clamp_min(0), (h, w), nf), lights, full)
+        return torch.where(f >= 0, rgb, bg[:, None] * full)
 
     idx, centres, sign = silhouette_pairs(pix, faces, face_id, pixel, rows, neighbors)  # (4, K), (4, K), (K,)
     if sign.numel() == 0:
@@ -198,7 +199,7 @@ def render_frames(verts: torch.Tensor, faces: torch.Tensor, cam: Camera, albedo:
     ends = idx[:2].reshape(-1)  # (2K,) the nearer face's pixels, then the others
     slot = torch.arange(2 * k)
     # the blend of each pair reads the colours of its two pixels (gathered here: no full images)
-    local, delta = _blend(pix.reshape(-1, 3), colour(ends), slot[:k], slot[k:], idx[2:], centres, sign)
+    local, delta = _blend(pix.reshape(-1, 3), colour(ends), slot[:k], slot[k:], idx[2:], centres, sign)  # linear
     target, inverse = torch.unique(ends.index_select(0, local), return_inverse=True)  # a pixel may get several
     out.index_copy_(0, target, to_byte(colour(target).index_add_(1, inverse, delta)).T)
     return out.view(n, h, w, 3)
