@@ -6,15 +6,17 @@ Endpoints (every error is a JSON ``{"error": "..."}`` with a 4xx status; the ser
   the vendored three.js.
 * ``GET /api/info``: fps, subjects, look-ahead, the 52 ARKit names and the limits.
 * ``GET /api/head.glb?subject=NAME``: the subject's face at rest, the page's first head.
-* ``POST /api/say``: JSON ``{"text": "...", "subject": null}`` -> a take (espeak-ng speech).
+* ``POST /api/say``: JSON ``{"text": "...", "subject": null, "voice": null}`` -> a take
+  (espeak-ng speech; ``voice`` one of ``/api/info``'s voices).
 * ``POST /api/animate?subject=NAME``: the body is one audio file (wav, flac, ogg or mp3; any rate
   and channel count) -> a take.
 * ``GET /api/jobs/{id}``: a take's JSON; ``GET /api/jobs/{id}/speech.wav | take.glb |
-  take.csv | take.mp4``: its files (the mp4 is rendered on the first request).
+  take_arkit.csv | take_arkit.json | take.mp4``: its files (the mp4 is rendered on the first
+  request).
 * ``WS /api/stream``: streaming animation (:mod:`avguide.serve.stream` gives the protocol).
 
 A take's JSON: ``{"id", "title", "subject", "fps", "frames", "seconds", "arkit_rms_mm",
-"files": {"wav"|"glb"|"csv"|"mp4": url}}``.
+"files": {"wav"|"glb"|"csv"|"json"|"mp4": url}}``.
 
 Status codes: 400 malformed input (bad JSON, empty or too long text, unknown subject, silent
 audio), 404 unknown take or file, 413 too large (upload bytes or audio seconds), 415 not a
@@ -175,7 +177,9 @@ def create_app(anim: Any, limits: Limits = Limits(), head: Any = None) -> FastAP
 
     @app.get("/api/info")
     async def info() -> dict:
-        return {"fps": engine.fps, "subjects": engine.subjects, "streaming": engine.streaming,
+        from avguide.speech.espeak import VARIANTS
+
+        return {"fps": engine.fps, "subjects": engine.subjects, "voices": list(VARIANTS), "streaming": engine.streaming,
                 "lookahead_s": engine.lookahead_s,
                 "names": list(ARKIT_NAMES), "n_vertices": engine.head.num_vertices,
                 "limits": asdict(limits)}
@@ -198,17 +202,18 @@ def create_app(anim: Any, limits: Limits = Limits(), head: Any = None) -> FastAP
             msg = json.loads(body)
         except ValueError:
             raise HTTPException(400, 'the body must be JSON: {"text": "...", "subject": null}') from None
-        text = msg.get("text") if isinstance(msg, dict) else None
-        subject = msg.get("subject") if isinstance(msg, dict) else None
+        msg = msg if isinstance(msg, dict) else {}
+        text, subject, voice = msg.get("text"), msg.get("subject"), msg.get("voice")
         if not isinstance(text, str) or not text.strip():
             raise HTTPException(400, '"text" must be a non-empty string')
         if len(text) > limits.max_text_chars:
             raise HTTPException(400, f"text of {len(text)} characters; at most {limits.max_text_chars}")
-        if subject is not None and not isinstance(subject, str):
-            raise HTTPException(400, '"subject" must be a name or null')
+        for key, value in (("subject", subject), ("voice", voice)):
+            if value is not None and not isinstance(value, str):
+                raise HTTPException(400, f'"{key}" must be a name or null')
         try:
             engine.subject(subject)
-            audio = await run_in_threadpool(engine.speak, text)
+            audio = await run_in_threadpool(engine.speak, text, voice)
         except AvguideError as e:
             raise HTTPException(400, str(e)) from None
         return await run_in_threadpool(_take, audio, subject, text.strip()[:80])

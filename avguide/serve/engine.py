@@ -2,11 +2,12 @@
 
 :class:`Engine` wraps a loaded animator (anything with ``.model``, ``.fps``, ``.train_subjects``,
 ``.templates`` {name: (V, 3)}: :class:`avguide.animate.LoadedAnimator`, or a test's tiny one) for
-the server: text to speech, speech to vertices, vertices to ARKit weights, and a take's files
-(16 kHz wav, glb with the head's 52 morph targets, Live Link Face CSV, and the mp4, rendered on
-request because it is the slow one). The head is the embedded CC0 head, so the animator must
-animate its 4742 vertices. :class:`ArkitProjector` is :func:`avguide.export.solve_arkit` with the
-blendshapes' Gram matrix factored once, for streams that fit a few frames at a time.
+the server, through the main job's library (:mod:`avguide.animate`): text to speech, speech to
+vertices, and a take's files (16 kHz wav, glb with the head's 52 morph targets, Live Link Face
+CSV and JSON, and the mp4, rendered on request because it is the slow one). The head is the
+embedded CC0 head, so the animator must animate its 4742 vertices. :class:`ArkitProjector` is
+:func:`avguide.export.solve_arkit` with the blendshapes' Gram matrix made once, for streams that
+fit a few frames at a time.
 """
 
 from __future__ import annotations
@@ -19,17 +20,13 @@ import numpy as np
 import torch
 
 from avguide import AUDIO_RATE
-from avguide.animators.stream import AnimationStream, animate_in_chunks, can_stream
+from avguide.animators.stream import AnimationStream, can_stream
 from avguide.assets.head import HeadAsset, load_head
 from avguide.audio.encoders import encoder_lookahead_s
 from avguide.errors import BadInputError
-from avguide.export import head_vertex_colors, solve_arkit, write_arkit_csv, write_glb
+from avguide.export import head_vertex_colors, write_glb
 from avguide.export.boxqp import solve_box_qp
 from avguide.io import save_wav
-
-VOICE = "m3"
-"""espeak-ng voice variant the studio speaks typed text with."""
-
 
 class ArkitProjector:
     """Per-frame ARKit weights in [0, 1] by bounded least squares on fixed blendshapes, equal to
@@ -61,30 +58,29 @@ class Take:
 
     Attributes:
         audio: (L,) float32 16 kHz speech. vertices: (T, V, 3) float32 animator output.
-        weights: (T, 52) ARKit weights of the vertices. subject: speaking style's name.
-        template: (V, 3) the subject's rest face. arkit_rms_mm: RMS error of the weights' mesh.
+        subject: the speaking style's name. template: (V, 3) the subject's rest face.
     """
 
     audio: np.ndarray
     vertices: np.ndarray
-    weights: np.ndarray
     subject: str
     template: np.ndarray
-    arkit_rms_mm: float
 
 
 class Engine:
     """The animator and the head, shared by every request (read-only after construction).
 
     Args:
-        anim: a loaded animator; ``anim.templates`` may lack a subject (then the head's rest
-            shape is its face).
+        anim: a loaded animator (:class:`avguide.animate.LoadedAnimator` or one with the same
+            ``model``, ``fps``, ``train_subjects``, ``templates``, ``checkpoint``); a subject
+            missing from ``anim.templates`` gets the head's rest shape as its face.
         head: the head asset (default :func:`avguide.assets.head.load_head`).
     Raises:
         ValueError: the animator does not animate the head's vertex count.
     """
 
     def __init__(self, anim: Any, head: HeadAsset | None = None):
+        self.anim = anim
         self.head = head if head is not None else load_head()
         self.model = anim.model.eval()
         if self.model.n_vertices != self.head.num_vertices:
@@ -111,33 +107,30 @@ class Engine:
             raise BadInputError(f"subject {name!r} is unknown; this model knows {', '.join(self.subjects)}")
         return self.subjects.index(name), name
 
-    def speak(self, text: str) -> np.ndarray:
-        """Typed text -> (L,) float32 16 kHz speech (espeak-ng, voice :data:`VOICE`).
+    @staticmethod
+    def speak(text: str, voice: str | None = None) -> np.ndarray:
+        """Typed text -> (L,) float32 16 kHz speech (:func:`avguide.animate.speak_text`).
 
         Raises:
-            BadInputError: empty text, or text espeak-ng makes no sound of.
+            BadInputError: empty text or an unknown voice.
         """
-        from avguide.speech.espeak import Voice, speak
+        from avguide.animate import speak_text
 
-        return speak(text, Voice(VOICE)).audio
+        return speak_text(text, voice)
 
-    @torch.no_grad()
     def animate(self, audio: np.ndarray, subject: str | None = None) -> Take:
-        """Speech -> a :class:`Take` (vertices at ``self.fps`` and their ARKit weights).
+        """Speech -> a :class:`Take` (:func:`avguide.animate.animate_speech`: streamed in blocks,
+        equal to ``model.generate``).
 
         Args:
             audio: (L,) float32 16 kHz mono. subject: speaking style (None: the first).
         """
+        from avguide.animate import animate_speech
+
         index, name = self.subject(subject)
         template = self.templates[name]
-        if self.streaming:  # bounded memory for any length; equal to model.generate
-            vertices = np.concatenate(list(animate_in_chunks(self.model, audio, template, index)))
-        else:
-            a = torch.from_numpy(np.ascontiguousarray(audio, np.float32))[None]
-            vertices = self.model.generate(a, torch.tensor([a.shape[1]]), torch.from_numpy(template)[None],
-                                           torch.tensor([index]))[0].numpy()
-        fit = solve_arkit(vertices, template, self.head.blendshapes)
-        return Take(audio, vertices.astype(np.float32), fit.weights, name, template, fit.rms_error_mm)
+        vertices = np.concatenate(list(animate_speech(self.anim, audio, template, index)))  # (T, V, 3)
+        return Take(audio, vertices.astype(np.float32), name, template)
 
     def stream(self, subject: str | None = None) -> tuple[AnimationStream, str]:
         """A new :class:`AnimationStream` for ``subject`` and the subject's name.
@@ -148,14 +141,18 @@ class Engine:
         index, name = self.subject(subject)
         return AnimationStream(self.model, self.templates[name], index), name
 
-    def write_take(self, take: Take, out_dir: Path) -> dict[str, Path]:
-        """The wav, glb and Live Link Face CSV of a take in ``out_dir``: {"wav"|"glb"|"csv": path}."""
-        out = {"wav": out_dir / "speech.wav", "glb": out_dir / "take.glb", "csv": out_dir / "take.csv"}
-        save_wav(out["wav"], take.audio, AUDIO_RATE)
-        write_glb(out["glb"], take.template, self.head.faces, self.head.blendshapes, take.weights, self.fps,
-                  vertex_colors=self.colors)
-        write_arkit_csv(out["csv"], take.weights, self.fps)
-        return out
+    def write_take(self, take: Take, folder: Path, formats: tuple[str, ...] = ("arkit", "glb", "npy")) -> dict:
+        """A take's files in ``folder`` by :func:`avguide.animate.write_outputs` (stem ``take``:
+        ``take.glb``, ``take_arkit.csv`` / ``.json``, ``take.npy`` (T, V*3), ``take.mp4``) and
+        ``speech.wav``. Returns {format: path}."""
+        from avguide.animate import write_outputs
+
+        wav = folder / "speech.wav"
+        if not wav.is_file():
+            save_wav(wav, take.audio, AUDIO_RATE)
+        out = write_outputs(folder, "take", [take.vertices], len(take.vertices), take.audio, self.anim,
+                            take.template, self.head.faces, formats)
+        return {"wav": wav, **{k: Path(v) for k, v in out.items()}}
 
     def write_rest_glb(self, path: Path, subject: str | None = None) -> Path:
         """The subject's face at rest (one frame, all weights 0) as a glb: the page's first head."""
@@ -163,11 +160,3 @@ class Engine:
         return write_glb(path, self.templates[name], self.head.faces, self.head.blendshapes,
                          np.zeros((1, len(self.head.blendshapes)), np.float32), self.fps,
                          vertex_colors=self.colors)
-
-    def render_mp4(self, vertices: np.ndarray, wav: Path, path: Path) -> Path:
-        """The take as an mp4 (the animator's meshes rendered, the speech muxed)."""
-        from avguide.render.video import render_video
-
-        render_video([vertices], self.head.faces, path, fps=self.fps, audio_path=wav,
-                     vertex_part=np.asarray(self.head.vertex_part), workers=1, progress=False)
-        return path

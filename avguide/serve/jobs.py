@@ -1,12 +1,14 @@
 """The studio's takes on disk: one folder per animated utterance, the oldest removed first.
 
 A :class:`JobStore` owns a temporary folder; :meth:`JobStore.add` writes a take's files (speech
-wav, glb, Live Link Face CSV, and the vertices for the mp4, which is rendered the first time it is
-asked for) under a new random id. At most ``keep`` takes are kept, so disk use is bounded.
+wav, glb, Live Link Face CSV and JSON, and the vertices for the mp4, which is rendered the first
+time it is asked for) under a new random id. At most ``keep`` takes are kept, so disk use is
+bounded.
 """
 
 from __future__ import annotations
 
+import json
 import secrets
 import shutil
 import tempfile
@@ -16,12 +18,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import soundfile as sf
 
-from avguide.io import save_npy_atomic
 from avguide.serve.engine import Engine, Take
 
 FILES = {"wav": ("speech.wav", "audio/wav"), "glb": ("take.glb", "model/gltf-binary"),
-         "csv": ("take.csv", "text/csv"), "mp4": ("take.mp4", "video/mp4")}
+         "csv": ("take_arkit.csv", "text/csv"), "json": ("take_arkit.json", "application/json"),
+         "mp4": ("take.mp4", "video/mp4")}
 """Format -> (file name in a take's folder and its URL, media type)."""
 
 
@@ -32,6 +35,7 @@ class Job:
     id: str
     folder: Path
     info: dict
+    template: np.ndarray  # (V, 3) the subject's face, for the mp4
     lock: threading.Lock = field(default_factory=threading.Lock)  # one mp4 render at a time
 
 
@@ -55,13 +59,13 @@ class JobStore:
         job_id = secrets.token_hex(8)
         folder = self.root / job_id
         folder.mkdir()
-        self.engine.write_take(take, folder)
-        save_npy_atomic(folder / "vertices.npy", take.vertices)  # for the mp4, rendered on request
+        paths = self.engine.write_take(take, folder)  # the vertices too, for the mp4 on request
+        fit = json.loads(paths["arkit"].with_suffix(".json").read_text())["reconstruction"]
         files = {fmt: f"/api/jobs/{job_id}/{name}" for fmt, (name, _) in FILES.items()}
         info = {"id": job_id, "title": title, "subject": take.subject, "fps": self.engine.fps,
                 "frames": int(len(take.vertices)), "seconds": round(len(take.audio) / 16000, 4),
-                "arkit_rms_mm": round(take.arkit_rms_mm, 4), "files": files}
-        job = Job(job_id, folder, info)
+                "arkit_rms_mm": round(fit["rms_error_mm"], 4), "files": files}
+        job = Job(job_id, folder, info, take.template)
         with self.lock:
             self.jobs[job_id] = job
             while len(self.jobs) > self.keep:
@@ -83,8 +87,10 @@ class JobStore:
         if known[name] == "mp4":
             with job.lock:
                 if not path.is_file() and job.folder.is_dir():
-                    vertices = np.load(job.folder / "vertices.npy")
-                    self.engine.render_mp4(vertices, job.folder / FILES["wav"][0], path)
+                    vertices = np.load(job.folder / "take.npy")  # (T, V*3)
+                    audio, _ = sf.read(job.folder / FILES["wav"][0], dtype="float32")
+                    take = Take(audio, vertices.reshape(len(vertices), -1, 3), job.info["subject"], job.template)
+                    self.engine.write_take(take, job.folder, ("mp4",))
         return path if path.is_file() else None
 
     def close(self) -> None:

@@ -7,6 +7,7 @@ import socket
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -24,6 +25,7 @@ class TinyAnimator:
     fps: float
     train_subjects: list[str]
     templates: dict[str, np.ndarray] = field(default_factory=dict)
+    checkpoint: Path = Path("tiny-random-animator")
 
 
 def tiny_animator() -> TinyAnimator:

@@ -118,7 +118,7 @@ function render() {
 renderer.setAnimationLoop(render);
 
 function setDownloads(take) {
-  const names = { mp4: 'mp4', glb: 'glb', csv: 'csv', wav: 'wav' };
+  const names = { mp4: 'mp4', glb: 'glb', csv: 'csv', wav: 'wav' };  // the ARKit JSON is in take.files too
   for (const [fmt, ext] of Object.entries(names)) {
     const a = $(`dl-${fmt}`);
     if (take) {
@@ -215,7 +215,7 @@ $('say-form').addEventListener('submit', (e) => {
   const text = $('text').value;
   run('Speaking and animating…', () => api('/api/say', {
     method: 'POST', headers: { 'Content-Type': 'application/json' },
-    body: JSON.stringify({ text, subject: subject() }),
+    body: JSON.stringify({ text, subject: subject(), voice: $('voice').value || null }),
   }));
 });
 
@@ -337,6 +337,7 @@ $('live').addEventListener('click', () => {
   try {
     const info = await api('/api/info');
     for (const s of info.subjects) $('subject').add(new Option(s, s));
+    for (const v of info.voices) $('voice').add(new Option(v, v));
     $('live').disabled = !info.streaming;
     $('subject').addEventListener('change', () => { if (!studio.take) loadGlb(`/api/head.glb?subject=${encodeURIComponent(subject())}`); });
     await loadGlb('/api/head.glb');
