@@ -35,6 +35,7 @@ import json
 from typing import Any
 
 import numpy as np
+import torch
 
 from avguide import AUDIO_RATE
 from avguide.assets.arkit import ARKIT_NAMES
@@ -141,18 +142,18 @@ class StreamSession:
                                          "per message")
         chunk = decode_pcm(data)
         self.samples += len(chunk)
-        return self._frames(self.stream.push(chunk).numpy())
+        return self._frames(self.stream.push(chunk))
 
     def _finish(self) -> list[str | bytes]:
         if self.stream is None:
             raise StreamError(MALFORMED, "'finish' before 'start'")
         if self.done:
             raise StreamError(MALFORMED, "'finish' sent twice")
-        out = self._frames(self.stream.finish().numpy()) if self.samples else []
+        out = self._frames(self.stream.finish()) if self.samples else []
         self.done = True
         return out + [json.dumps({"type": "done", "frames": self.frames, "audio_s": self.samples / AUDIO_RATE})]
 
-    def _frames(self, vertices: np.ndarray) -> list[str | bytes]:
+    def _frames(self, vertices: torch.Tensor) -> list[str | bytes]:
         """(k, V, 3) new frames -> a 'frames' message (+ the binary vertices)."""
         if len(vertices) == 0:
             return []
@@ -162,6 +163,6 @@ class StreamSession:
             "audio_s": self.samples / AUDIO_RATE,
             "weights": np.round(weights.astype(np.float64), 5).tolist()})]
         if self.with_vertices:
-            out.append(np.ascontiguousarray(vertices, dtype="<f4").tobytes())
+            out.append(np.ascontiguousarray(vertices.numpy(), dtype="<f4").tobytes())
         self.frames += len(vertices)
         return out

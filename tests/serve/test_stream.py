@@ -242,6 +242,6 @@ def test_projector_equals_solve_arkit():
     verts = head.vertices + np.einsum("tk,kvc->tvc", w, head.blendshapes) + rng.normal(0, 1e-4, (7, head.num_vertices, 3))
     got = ArkitProjector(head.blendshapes)(verts, head.vertices)
     want = solve_arkit(verts, head.vertices, head.blendshapes).weights
-    assert got.shape == (7, 52) and np.abs(got - want).max() < 1e-5
+    assert got.shape == (7, 52) and np.abs(got - want).max() < 5e-5  # float32 projections
     assert (got == 0).any() and (got == 1).any()
     assert ArkitProjector(head.blendshapes)(verts[:0], head.vertices).shape == (0, 52)
