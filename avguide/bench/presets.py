@@ -131,10 +131,6 @@ class BenchConfig:
         return errors
 
 
-TINY_EXPERT = configs.overrides("expert/tiny")
-"""Stage-1 overrides of the ``ci`` preset (``avguide/configs/expert/tiny.yaml``): plumbing only."""
-
-
 def bench_preset(name: str) -> dict[str, Any]:
     """The numbers of a preset, as a dict of :class:`BenchConfig` fields, read from
     ``avguide/configs/bench/<name>.yaml`` (each file says what its preset is for and what it costs).

@@ -1,9 +1,11 @@
 """Stage-1 targets, end to end: train the evaluation reader and the AV expert, then measure them.
 
-    python bench/expert_targets.py --data data/synth --out runs/targets            # the CPU recipe
-    python bench/expert_targets.py --data data/synth --out /tmp/t --recipe tiny    # plumbing only
+    python tools/train_experts.py --data data/synth --out runs/targets            # the CPU recipe
+    python tools/train_experts.py --data data/synth --out /tmp/t --recipe tiny    # plumbing only
 
-The ``cpu`` recipe (every run is ``avguide train --stage expert``). The reader reads characters;
+The chain that trains the shipped ``reader`` and ``expert-av``; every step is
+``avguide train --stage expert`` with its recipe file ``avguide/configs/expert/<step>.yaml``
+(the corpus: ``avguide/configs/corpus.yaml``). The reader reads characters;
 the AV expert reads SentencePiece units, but its audio encoder first learns on characters: a CTC
 over 30 outputs aligns within an epoch or two, one over 5049 units trained from scratch takes many
 more (see the README):
@@ -53,7 +55,7 @@ import numpy as np
 import torch
 
 import avguide
-from avguide.bench.presets import TINY_EXPERT
+from avguide import configs
 from avguide.data.layouts import open_dataset
 from avguide.data.samples import load_sample
 from avguide.io import write_json_atomic
@@ -63,57 +65,42 @@ from avguide.lipreader.render_cache import RenderCache
 from avguide.metrics.text import EditCounts, char_counts
 from avguide.train.expert import evaluate_split, run_expert_stage
 
-CORPUS = ["seed=3", "subjects=48", "sentences=60", "speakers_per_sentence=1", "rate_wpm_min=130",
-          "rate_wpm_max=240"]
-FROZEN_AV = ["freeze_audio=true", "freeze_heads=true", "expert.fusion_residual=true"]
-RECIPES = {
-    "cpu": {
-        "corpus": CORPUS,
-        "asr_char": ["tokenizer=char", "optim.epochs=10", "optim.lr=1e-3", "optim.warmup_epochs=1",
-                     "audio.speed_prob=0.5", "val_max=80"],
-        "asr_corpus": ["optim.epochs=6", "optim.lr=7e-4", "optim.warmup_epochs=0.5", "audio.speed_prob=0.5",
-                       "val_max=80"],
-        "vsr_char": ["tokenizer=char", "optim.epochs=8", "optim.lr=1e-3", "optim.warmup_epochs=1", "val_max=80"],
-        "asr_corpus_more": ["optim.epochs=12", "optim.lr=7e-4", "optim.warmup_epochs=0.5", "audio.speed_prob=0.5",
-                            "val_max=80"],
-        "asr_corpus_polish": ["optim.epochs=12", "optim.lr=3e-4", "optim.warmup_epochs=0.5", "audio.speed_prob=0.5",
-                              "val_max=80"],
-        "asr_bench": ["optim.epochs=20", "optim.lr=1e-4", "optim.warmup_epochs=1", "audio.speed_prob=0.5"],
-        "reader": ["tokenizer=char", "optim.epochs=10", "optim.lr=3e-4", "optim.warmup_epochs=0.5"],
-        "av_corpus": [*FROZEN_AV, "optim.epochs=2", "optim.lr=5e-4", "optim.warmup_epochs=0.3",
-                      "audio.dropout_prob=0.5", "val_max=80"],
-        "av_corpus_more": [*FROZEN_AV, "optim.epochs=3", "optim.lr=5e-4", "optim.warmup_epochs=0.3",
-                           "audio.dropout_prob=0.5", "val_max=80"],
-        "av": [*FROZEN_AV, "optim.epochs=12", "optim.lr=5e-4", "optim.warmup_epochs=0.5", "audio.dropout_prob=0.3"],
-    },
-    "tiny": {
-        "corpus": ["seed=3", "subjects=3", "sentences=4", "speakers_per_sentence=1"],
-        **{k: [*TINY_EXPERT, "tokenizer=char", "optim.epochs=1"] for k in ("asr_char", "vsr_char", "reader")},
-        **{k: [*TINY_EXPERT, "optim.epochs=1"] for k in ("asr_corpus", "asr_corpus_more", "asr_corpus_polish",
-                                                            "asr_bench")},
-        "av_corpus": [*TINY_EXPERT, *FROZEN_AV, "optim.epochs=1", "audio.dropout_prob=0.5"],
-        **{k: [*TINY_EXPERT, *FROZEN_AV, "optim.epochs=1", "audio.dropout_prob=0.5"] for k in ("av_corpus_more",
-                                                                                              "av")},
-    },
-}
-"""Per step: ``key=value`` overrides of the synthetic corpus (``corpus``) or of stage 1."""
+STEPS = ("asr_char", "asr_corpus", "vsr_char", "reader", "av_corpus", "asr_corpus_more", "av_corpus_more",
+         "asr_corpus_polish", "asr_bench", "av")
+"""The chain, in order; each step's recipe is ``avguide/configs/expert/<step>.yaml``."""
+
+
+def step_overrides(name: str, recipe: str) -> list[str]:
+    """A step's stage-1 overrides: its recipe file (after ``expert/tiny`` and one epoch for the tiny
+    recipe, which checks the plumbing in minutes)."""
+    own = configs.overrides(f"expert/{name}")
+    if recipe == "tiny":
+        return [*configs.overrides("expert/tiny"), *own, "optim.epochs=1", "optim.warmup_epochs=0"]
+    return own
+
+
+def corpus_overrides(recipe: str) -> list[str]:
+    """The pretraining corpus (``avguide/configs/corpus.yaml``; 3 x 4 for the tiny recipe)."""
+    own = configs.overrides("corpus")
+    return [*own, "subjects=3", "sentences=4"] if recipe == "tiny" else own
+
 
 WEIGHTS = (0.3, 0.5, 0.7, 1.0)
 BONUSES = (0.5, 1.0, 2.0, 3.0)
 PRUNE = 1e-4
 
 
-def _train(name: str, data: Path, out: Path, modality: str, recipe: dict, seed: int, device: str,
-           extra: list[str]) -> Path:
+def _train(name: str, data: Path, out: Path, recipe: str, seed: int, device: str, extra: list[str]) -> Path:
     """One stage-1 run of the recipe (resumed if interrupted, skipped if finished)."""
     run = out / name
-    over = [*recipe[name], *extra, f"seed={seed}", f"device={device}", f"cache_dir={out / 'render_cache'}"]
+    over = [*step_overrides(name, recipe), *extra, f"seed={seed}", f"device={device}",
+            f"cache_dir={out / 'render_cache'}"]
     resume = (run / "last.json").is_file()
     if run.exists() and not resume:
         shutil.rmtree(run)  # never reached its first checkpoint
     if not (run / "done.json").is_file():
         t0 = time.perf_counter()
-        run_expert_stage(str(data), run, modality=modality, overrides=over, resume=resume)
+        run_expert_stage(str(data), run, overrides=over, resume=resume)
         write_json_atomic(run / "done.json", {"seconds_this_call": round(time.perf_counter() - t0, 1)})
     return run
 
@@ -178,32 +165,33 @@ def main() -> None:
     ap.add_argument("--data", default="data/synth", help="the benchmark (avguide synth --out DIR)")
     ap.add_argument("--out", required=True, help="runs, render cache and targets.json")
     ap.add_argument("--corpus", default="", help="pretraining corpus (default: generated under OUT/corpus)")
-    ap.add_argument("--recipe", choices=sorted(RECIPES), default="cpu")
+    ap.add_argument("--recipe", choices=["cpu", "tiny"], default="cpu",
+                    help="cpu: the recipe files as they are; tiny: expert/tiny and one epoch each (plumbing)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default="auto")
     args = ap.parse_args()
     torch.manual_seed(args.seed)
-    recipe, out, data = RECIPES[args.recipe], Path(args.out), Path(args.data)
+    recipe, out, data = args.recipe, Path(args.out), Path(args.data)
     corpus = Path(args.corpus) if args.corpus else out / "corpus"
     if not (corpus / "manifest.json").is_file():
         from avguide.synth.generator import SynthConfig, generate
         from avguide.config import load_config
 
-        generate(load_config(SynthConfig, None, [*recipe["corpus"], f"exclude_texts_from={data}"]), corpus)
+        generate(load_config(SynthConfig, None, [*corpus_overrides(recipe), f"exclude_texts_from={data}"]), corpus)
 
-    def train(name: str, on: Path, modality: str, *extra: str) -> Path:
-        return _train(name, on, out, modality, recipe, args.seed, args.device, list(extra))
+    def train(name: str, on: Path, *extra: str) -> Path:
+        return _train(name, on, out, recipe, args.seed, args.device, list(extra))
 
-    asr_char = train("asr_char", corpus, "audio")
-    asr = train("asr_corpus", corpus, "audio", f"init={asr_char}")
-    vsr_char = train("vsr_char", corpus, "video")
-    reader = train("reader", data, "video", f"init={vsr_char}")
-    av_corpus = train("av_corpus", corpus, "av", f"init={vsr_char}", f"init_audio={asr}")
-    asr_more = train("asr_corpus_more", corpus, "audio", f"init={asr}")
-    av_more = train("av_corpus_more", corpus, "av", f"init={av_corpus}", f"init_audio={asr_more}")
-    asr_polish = train("asr_corpus_polish", corpus, "audio", f"init={asr_more}")
-    asr_bench = train("asr_bench", data, "audio", f"init={asr_polish}")
-    av = train("av", data, "av", f"init={av_more}", f"init_audio={asr_bench}")
+    asr_char = train("asr_char", corpus)
+    asr = train("asr_corpus", corpus, f"init={asr_char}")
+    vsr_char = train("vsr_char", corpus)
+    reader = train("reader", data, f"init={vsr_char}")
+    av_corpus = train("av_corpus", corpus, f"init={vsr_char}", f"init_audio={asr}")
+    asr_more = train("asr_corpus_more", corpus, f"init={asr}")
+    av_more = train("av_corpus_more", corpus, f"init={av_corpus}", f"init_audio={asr_more}")
+    asr_polish = train("asr_corpus_polish", corpus, f"init={asr_more}")
+    asr_bench = train("asr_bench", data, f"init={asr_polish}")
+    av = train("av", data, f"init={av_more}", f"init_audio={asr_bench}")
 
     rows = {"reader": measure(reader, data, "clean"), "av_clean": measure(av, data, "clean"),
             "av_dropped": measure(av, data, "dropped"), "audio_only": measure(asr_bench, data, "clean")}
@@ -213,7 +201,8 @@ def main() -> None:
     runs = (asr_char, asr, vsr_char, reader, av_corpus, asr_more, av_more, asr_polish, asr_bench, av)
     times = {r.name: _training_seconds(r) for r in runs}
     result = {"rows": rows, "static_template": {"chosen": static, "greedy": static_greedy}, "training_seconds": times,
-              "recipe": {"name": args.recipe, **recipe}, "data": str(data), "corpus": str(corpus), "seed": args.seed,
+              "recipe": {"name": recipe, **{n: step_overrides(n, recipe) for n in STEPS},
+                         "corpus": corpus_overrides(recipe)}, "data": str(data), "corpus": str(corpus), "seed": args.seed,
               "avguide_version": avguide.__version__}
     write_json_atomic(out / "targets.json", result)
 
