@@ -273,7 +273,8 @@ class AVGuidance:
         Args:
             pred: (B, T, V, 3) float the animator's prediction (with gradient).
             batch: the batch it predicts (see :meth:`losses`).
-            losses: the animator's own named terms ("mse", ...); "ctc", "ce" and "rlv" are added.
+            losses: the animator's own named terms ("mse", ...); "ctc", "ce" and "rlv" are added, and
+                "mse" (the masked vertex MSE) is computed again on ``pred``.
             step: optimiser steps done so far (gradient probes when ``step % probe_every == 0``).
         Returns:
             ``backward``: call it on zeroed gradients; it leaves in ``.grad`` the gradient of the
@@ -285,41 +286,53 @@ class AVGuidance:
         video, len25 = self.video(pred, batch.lengths, batch.template, batch.fps)  # (B, T25, 1, c, c)
         seen = video.detach().requires_grad_()  # the expert's input: its backward stops at the pixels
         av = self.read_video(seen, len25, batch, self.module)
-        losses = {**losses, **av, "rlv": lip_vertex_loss(pred, batch.vertices, batch.lengths, self.lips)}
+        # L_mse recomputed on ``pred`` (the animator's own term, the same value): with DDP the model's
+        # outputs leave it side by side, so its "mse" would have no gradient path from ``pred``
+        losses = {**losses, "mse": masked_mse(pred, batch.vertices, batch.lengths), **av,
+                  "rlv": lip_vertex_loss(pred, batch.vertices, batch.lengths, self.lips)}
         unit = cfg.l_ctc * av["ctc"] + cfg.l_ce * av["ce"]  # L_av
         probing = cfg.probe_every > 0 and step % cfg.probe_every == 0
         weights, l_av, extra = self.weights, cfg.l_av, {}
-        g_unit = None
+        g_unit, known = None, None
         if cfg.balance > 0 or probing:  # dL_av/d(pred): one backward through the expert, one through the renderer
             (g_video,) = torch.autograd.grad(unit, seen, retain_graph=self.trainable, allow_unused=True)
             g_unit = torch.zeros_like(pred) if g_video is None else torch.autograd.grad(video, pred, g_video)[0]
             if cfg.balance > 0:
-                l_av = D.mean_across({"l_av": balanced_l_av(pred, losses, cfg, self.params, weights, g_unit)},
+                keep = {} if cfg.balance_on == "parameters" and self._reusable(weights) else None
+                l_av = D.mean_across({"l_av": balanced_l_av(pred, losses, cfg, self.params, weights, g_unit, keep)},
                                      self.ctx)["l_av"]
                 weights = {**weights, **loss_weights(dataclasses.replace(cfg, l_av=l_av))}
                 extra["l_av"] = l_av
+                known = keep or None
             if probing:
                 extra.update(gradient_probe(pred, losses, dataclasses.replace(cfg, l_av=l_av), self.lips, g_unit))
         _, logs = combine(losses, weights)
-        own = [w * v for k, v in losses.items() if k not in AV_TERMS and (w := weights[k]) != 0.0]
 
         def backward() -> None:
+            own = [w * v for k, v in losses.items() if k not in AV_TERMS and (w := weights[k]) != 0.0]
             if g_unit is None:  # the AV gradient at the pixels, then renderer and animator in one pass
                 av_terms = [w * av[k] for k in AV_TERMS if (w := weights[k]) != 0.0]
                 if av_terms and sum(av_terms).requires_grad:
                     sum(av_terms).backward()
-                roots = [*own, video] if seen.grad is not None else own
-                grads = [None] * len(own) + ([seen.grad] if seen.grad is not None else [])
+                _backward([*own, video], [None] * len(own) + [seen.grad])
             else:  # the AV gradient is known at the prediction: the renderer is not traversed again
                 if self.trainable:
                     (l_av * unit).backward()  # the expert's parameters (and ``seen``, unused)
-                roots, grads = [*own, pred], [None] * len(own) + [l_av * g_unit]
-            torch.autograd.backward([r for r in roots if r.requires_grad],
-                                    [g for r, g in zip(roots, grads) if r.requires_grad])
+                if known is not None:  # the balance took both gradients on the parameters: add them
+                    _add_grads(self.params, known["own"], known["av"], l_av)
+                else:
+                    _backward([*own, pred], [None] * len(own) + [l_av * g_unit])
             if self.trainable and self.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(self.expert.parameters(), self.grad_clip)
 
         return backward, {**logs, **extra}
+
+    def _reusable(self, weights: dict[str, float]) -> bool:
+        """Whether the gradients ``balance_on=parameters`` takes make the step's whole gradient on
+        the animator: one process (DDP reduces gradients in a backward), no lip-vertex term (it is
+        not in the balance) and no negative weight."""
+        return (self.ctx.world_size == 1 and weights.get("rlv", 0.0) == 0.0
+                and all(w >= 0 for k, w in weights.items() if k not in AV_TERMS))
 
     # ---- what the loop saves, restores and logs ------------------------------------------------
     def param_groups(self) -> list[dict]:
@@ -366,6 +379,22 @@ class AVGuidance:
         return counts
 
 
+def _backward(roots: list, grads: list) -> None:
+    """``torch.autograd.backward`` of the roots that require a gradient (and have one given)."""
+    pairs = [(r, g) for r, g in zip(roots, grads) if r is not None and r.requires_grad
+             and (g is not None or r.dim() == 0)]
+    if pairs:
+        torch.autograd.backward([r for r, _ in pairs], [g for _, g in pairs])
+
+
+def _add_grads(params: list[torch.Tensor], own: tuple, av: tuple, l_av: float) -> None:
+    """``.grad`` of each parameter += own + l_av * av (None entries: no contribution)."""
+    for p, g_own, g_av in zip(params, own, av):
+        g = g_own if g_av is None else (l_av * g_av if g_own is None else g_own + l_av * g_av)
+        if g is not None:
+            p.grad = g if p.grad is None else p.grad + g
+
+
 def av_gradient(pred: torch.Tensor, losses: dict[str, torch.Tensor], cfg: AVGuidanceConfig) -> torch.Tensor:
     """dL_av/d(pred) with L_av = l_ctc L_ctc + l_ce L_ce (l_av not applied; graph kept): one
     backward through the expert and the renderer, shared by :func:`balanced_l_av` and
@@ -387,7 +416,7 @@ def _grad_on(value: torch.Tensor, pred: torch.Tensor) -> torch.Tensor:
 
 def balanced_l_av(pred: torch.Tensor, losses: dict[str, torch.Tensor], cfg: AVGuidanceConfig,
                   params: list[torch.Tensor] | None = None, weights: dict[str, float] | None = None,
-                  g_av: torch.Tensor | None = None) -> float:
+                  g_av: torch.Tensor | None = None, keep: dict | None = None) -> float:
     """The l_av that balances the AV gradient against the animator's (graph kept).
 
     ``cfg.balance_on`` "vertices": |d(l_av L_av)/d(pred)| = balance * |d(l_mse L_mse)/d(pred)|.
@@ -402,6 +431,8 @@ def balanced_l_av(pred: torch.Tensor, losses: dict[str, torch.Tensor], cfg: AVGu
         params: the animator's trainable parameters ("parameters" only).
         weights: the weights of the animator's own terms ("parameters" only).
         g_av: :func:`av_gradient` of this step, if already computed.
+        keep: "parameters" only: receives the two gradients on ``params`` (tuples, None where a
+            parameter gets none): "own" of the animator's terms and "av" of L_av (l_av not applied).
     Returns:
         l_av as a float (0 when the AV gradient is exactly zero).
     """
@@ -411,8 +442,11 @@ def balanced_l_av(pred: torch.Tensor, losses: dict[str, torch.Tensor], cfg: AVGu
         n_av, n_base = float(g_av.norm()), float(g_mse.norm())
     else:
         own = sum(weights[k] * v for k, v in losses.items() if k not in (*AV_TERMS, "rlv") and weights.get(k, 0) > 0)
-        n_av = _norm(torch.autograd.grad(pred, params, grad_outputs=g_av, retain_graph=True, allow_unused=True))
-        n_base = _norm(torch.autograd.grad(own, params, retain_graph=True, allow_unused=True))
+        g_params = torch.autograd.grad(pred, params, grad_outputs=g_av, retain_graph=True, allow_unused=True)
+        g_own = torch.autograd.grad(own, params, retain_graph=True, allow_unused=True)
+        n_av, n_base = _norm(g_params), _norm(g_own)
+        if keep is not None:
+            keep.update(own=g_own, av=g_params)
     return cfg.balance * n_base / n_av if n_av > 0 else 0.0
 
 

@@ -1,0 +1,114 @@
+"""Cost of one AV-stage training step against a baseline step (not a test).
+
+    python bench/train_step.py [--data data/synth] [--batch 8] [--reps 5] [--threads 2]
+
+The animator is FaceFormer at preset ``cpu`` (autoregressive training, as the shipped model), on
+a batch of ``--batch`` training recordings of ``--data`` (the real head, 4742 vertices, 30 fps).
+The expert is the stage-1 ``cpu_small`` AV preset (44x44 crops, SentencePiece units) with random
+weights: a step costs the same whatever the weights. Each row is one full optimiser step of the
+animator loop (forward, :meth:`objective.step`, backward, clip, Adam):
+
+    baseline              the vertex loss only (:class:`avguide.train.losses.WeightedSum`)
+    av fixed              + the AV loss at a fixed l_av (:class:`avguide.train.avguidance.AVGuidance`)
+    av fixed + probe      + the gradient probes (``av.probe_every`` steps; here every step)
+    av balanced vertices  l_av set every step from the gradient norms on the vertices
+    av balanced params    ... on the animator's parameters
+
+Every repetition runs each row once, in turn, so that a change of machine load hits them alike;
+the table gives the median wall-clock and process CPU seconds per step (all threads: torch's and
+the renderer's workers) and their ratios to the baseline's medians. On a machine shared with other
+work the CPU times are the steadier measure of what a step costs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import statistics
+import time
+
+import torch
+
+from avguide.config import load_config
+from avguide.data.batching import RecordingDataset, collate
+from avguide.lipreader.lipvideo import assets_from_dataset
+from avguide.lipreader.model import build_expert
+from avguide.lipreader.reader import TrainedExpert, make_tokenizer
+from avguide.presets import expert_preset
+from avguide.train.animator import AnimatorTrainConfig, _weights, build_model
+from avguide.train.avguidance import AVGuidance
+from avguide.train.losses import WeightedSum
+from avguide.train.optim import build_optimizer, clip_gradients
+from avguide.train.setup import open_training_data
+
+ROWS = {
+    "baseline": None,
+    "av fixed": {},
+    "av fixed + probe": {"probe_every": 1},
+    "av balanced vertices": {"balance": 0.2},
+    "av balanced params": {"balance": 0.2, "balance_on": "parameters"},
+}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", default="data/synth")
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=2)
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    torch.manual_seed(0)
+
+    over = [f"data={a.data}", "preset=cpu", f"optim.batch_size={a.batch}", "optim.lr=1e-3", "stage=av",
+            "av.expert=random", "av.l_av=1e-4", "av.probe_every=0"]
+    cfg = load_config(AnimatorTrainConfig, None, over)
+    index, train_refs, _ = open_training_data(cfg.data, cfg.layout)
+    model, _ = build_model(cfg, index)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt, _ = build_optimizer([{"params": params}], cfg.optim, 1)
+    ds = RecordingDataset(index, train_refs[: a.batch], need_text=True)
+    batch = collate([ds[i] for i in range(len(ds))])
+    tok = make_tokenizer("spm")
+    expert = build_expert(expert_preset("av", "cpu_small", tok.odim)).eval()
+    trained = TrainedExpert(expert, tok, 44, "template", assets_from_dataset(index), {"tokenizer": "spm"}, None)
+    lips = torch.as_tensor(index.regions["lips"])
+    weights = _weights(cfg)
+    objectives = {}
+    for name, av in ROWS.items():
+        if av is None:
+            objectives[name] = WeightedSum({k: v for k, v in weights.items() if k not in ("ctc", "ce", "rlv")})
+        else:
+            objectives[name] = AVGuidance(dataclasses.replace(cfg.av, **av), index.n_vertices, lips,
+                                          torch.device("cpu"), trained, weights=weights, params=params)
+
+    def step(objective) -> tuple[float, float]:
+        t0, c0 = time.perf_counter(), time.process_time()
+        out = model(batch.audio, batch.audio_lengths, batch.template, batch.vertices, batch.lengths, batch.subject)
+        backward, _ = objective.step(out["pred"], batch, dict(out["losses"]), 0)
+        opt.zero_grad(set_to_none=True)
+        backward()
+        clip_gradients([p for p in params if p.grad is not None], cfg.optim.grad_clip)
+        opt.step()
+        return time.perf_counter() - t0, time.process_time() - c0
+
+    model.train()
+    frames = int(batch.lengths.sum())
+    print(f"FaceFormer preset cpu, batch {len(batch.names)} ({frames} frames at {batch.fps:g} fps), "
+          f"expert av/cpu_small (random weights), {a.threads} threads, {a.reps} reps after one warm-up")
+    for objective in objectives.values():  # warm-up
+        step(objective)
+    times: dict[str, list[tuple[float, float]]] = {name: [] for name in objectives}
+    for _ in range(a.reps):
+        for name, objective in objectives.items():
+            times[name].append(step(objective))
+    wall0, cpu0 = (statistics.median(t[i] for t in times["baseline"]) for i in (0, 1))
+    print(f"{'step':24s} {'wall s':>7s} {'ratio':>6s} {'CPU s':>7s} {'ratio':>6s}   CPU s of each rep")
+    for name, ts in times.items():
+        wall, cpu = (statistics.median(t[i] for t in ts) for i in (0, 1))
+        print(f"{name:24s} {wall:7.2f} {wall / wall0:6.2f} {cpu:7.2f} {cpu / cpu0:6.2f}   "
+              + " ".join(f"{t[1]:.2f}" for t in ts))
+
+
+if __name__ == "__main__":
+    main()
