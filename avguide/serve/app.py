@@ -274,7 +274,7 @@ def create_app(anim: Any, limits: Limits = Limits(), head: Any = None) -> FastAP
             await ws.close(1000)
         except StreamError as e:
             await _close_with_error(ws, e)
-        except WebSocketDisconnect:
+        except (WebSocketDisconnect, OSError):  # the client has gone (uvicorn's ClientDisconnected is an OSError)
             pass
         finally:
             streams["open"] -= 1

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import socket
 import threading
 
 import numpy as np
@@ -216,6 +217,23 @@ def test_streams_beyond_the_limit_are_refused_with_4429(live_server):
         threading.Event().wait(0.1)
     else:
         raise AssertionError("closed streams were never released")
+
+
+def test_a_client_vanishing_mid_stream_frees_its_place(live_server):
+    for _ in range(6):  # more than max_streams (4): each vanished stream must have been let go
+        with connect(live_server.ws_url, open_timeout=TIMEOUT) as ws:
+            ws.send(START)
+            assert json.loads(ws.recv(timeout=TIMEOUT))["type"] == "ready"
+            ws.send(np.zeros(8000, "<i2").tobytes())
+            ws.socket.shutdown(socket.SHUT_RDWR)  # gone without 'finish' or a close frame
+    for _ in range(100):  # bounded: the server notices within a few seconds
+        with connect(live_server.ws_url, open_timeout=TIMEOUT) as ws:
+            ws.send(START)
+            if json.loads(ws.recv(timeout=TIMEOUT))["type"] == "ready":
+                break
+        threading.Event().wait(0.1)
+    else:
+        raise AssertionError("vanished streams were never released")
 
 
 def test_session_memory_is_constant_for_any_length(anim):
