@@ -73,8 +73,9 @@ def _parameter_names(meta: dict, kind: str) -> set[str]:
     return {n for n, _ in model.named_parameters()}
 
 
-def animator_metrics(model_dir: Path, data: Path) -> dict:
-    """LVE, MVE, FDD (and the reader's CER/WER/VER when a reader is shipped) on the test split."""
+def animator_metrics(model_dir: Path | None, data: Path) -> dict:
+    """LVE, MVE, FDD, articulation (and the reader's CER/WER/VER when a reader is shipped) on the
+    test split; ``model_dir`` None scores the static face (every frame the template: the floor)."""
     from avguide.animate import predict_split
     from avguide.metrics.evaluate import EvaluateConfig, evaluate_dataset
     from avguide.pretrained import canonical_name
@@ -85,21 +86,21 @@ def animator_metrics(model_dir: Path, data: Path) -> dict:
 
         reader = load_reader("reader")
     with tempfile.TemporaryDirectory() as tmp:
-        predict_split(model_dir, data, "test", tmp)
-        rep = evaluate_dataset(tmp, data, EvaluateConfig(split="test"), reader=reader)
-    keep = ("lve", "mve", "fdd", "cer", "wer", "ver", "lip_motion_ratio", "opening_corr", "bilabial_closure",
-            "open_vowel_aperture")
-    return {k: v for k, v in _flat(rep.get("summary", rep)).items() if k in keep}
+        if model_dir is None:
+            from avguide.bench.runner import _static_predictions
 
+            _static_predictions(data, Path(tmp))
+        else:
+            predict_split(model_dir, data, "test", tmp)
+        rep = evaluate_dataset(tmp, data, EvaluateConfig(split="test", read_ground_truth=reader is not None),
+                               reader=reader)
+    from avguide.bench.runner import summarize
 
-def _flat(d: dict) -> dict:
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict) and "mean" in v:
-            out[k] = v["mean"]
-        elif isinstance(v, (int, float)):
-            out[k] = v
-    return out
+    row = summarize(rep)
+    art = rep["summary"].get("articulation", {})
+    row.update({k: art[k] for k in ("lip_motion_ratio", "opening_corr", "bilabial_closure", "bilabial_closure_gt",
+                                    "open_vowel_aperture") if k in art})
+    return row
 
 
 def kind_of(name: str) -> str | None:
@@ -190,6 +191,8 @@ def main() -> None:
     fp16 = animator_metrics(folder, args.data) if args.kind == "animator" else reader_metrics(folder, args.data,
                                                                                                 decoding)
     manifest["models"][args.name]["test_metrics"] = fp16
+    if args.kind == "animator":  # the static face on the same split: the floor beside the model's rows
+        manifest["models"][args.name]["test_floor_static_face"] = animator_metrics(None, args.data)
     write_json_atomic(MANIFEST, manifest)
     print(json.dumps({"name": args.name, "fp32": fp32, "fp16": fp16, "files": files}, indent=2))
 
