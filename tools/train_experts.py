@@ -8,7 +8,7 @@ The chain that trains the shipped ``reader`` and ``expert-av``; every step is
 (the corpus: ``avguide/configs/corpus.yaml``). The reader reads characters;
 the AV expert reads SentencePiece units, but its audio encoder first learns on characters: a CTC
 over 30 outputs aligns within an epoch or two, one over 5049 units trained from scratch takes many
-more (see the README):
+more (docs/results.md):
 
     corpus      OUT/corpus: 48 other speakers x 60 sentences at 130..240 wpm, none of the
                 benchmark's texts (1920 training recordings); or --corpus DIR
@@ -19,8 +19,7 @@ more (see the README):
     reader      the evaluation reader: vsr_char fine-tuned on the benchmark's training split
     av_corpus   AV expert: visual encoder from vsr_char; audio encoder, CTC head and decoder
                 from asr_corpus, frozen; residual fusion; audio dropped for half of the recordings
-    asr_corpus_more  asr_corpus continued for 12 epochs on a new schedule (6 epochs leave the
-                SentencePiece model at validation CER 0.54; see the README)
+    asr_corpus_more  asr_corpus continued for 12 epochs on a new schedule (docs/results.md)
     av_corpus_more  av_corpus continued for 3 epochs, its audio encoder and heads replaced by
                 asr_corpus_more's (frozen): the visual stream learns to speak to the heads it
                 will meet on the benchmark
@@ -29,8 +28,7 @@ more (see the README):
                 sentences) at a low learning rate (1e-4; 5e-4 helps for one epoch, then hurts)
     av          av_corpus_more fine-tuned on the benchmark's training split, its audio encoder and
                 heads replaced by asr_bench's (frozen), the audio dropped for 30 % of the
-                recordings (with 50 % it read clean val audio worse, 3.1 % against 2.9 % CER,
-                in session 9 before asr_corpus_polish)
+                recordings (docs/results.md: why 30 % and not 50 %)
 
 Then, on the benchmark, for the reader (video), the AV expert with clean audio and with the audio
 dropped (zeros), and asr_bench alone (what the AV expert's frozen audio half reads): the decoding
