@@ -42,7 +42,7 @@ def face_planes(verts: torch.Tensor, pix: torch.Tensor, faces: torch.Tensor, cam
     n, nv, _ = verts.shape
     normals = vertex_normals(verts.float(), faces) @ cam.rotation.float().transpose(-1, -2)  # (N, V, 3) camera space
     attr = torch.cat([normals.reshape(n * nv, 3).T, albedo.float().T.repeat(1, n)])  # (6, N*V) channels first
-    corner = (faces.T[:, None, :] + (torch.arange(n) * nv)[None, :, None]).reshape(-1)  # (3*N*F,) rows of N*V, corner-major
+    corner = (faces.T[:, None, :] + (torch.arange(n, device=faces.device) * nv)[None, :, None]).reshape(-1)  # (3*N*F,)
     q = attr.index_select(1, corner).view(6, 3, -1)  # (6, 3 corners, N*F)
     p = pix.detach().float()
     x = p[..., 0].reshape(-1).index_select(0, corner).view(3, -1)  # (3, N*F)
@@ -74,10 +74,10 @@ def shade_pixels(table: torch.Tensor, rows: torch.Tensor, px: torch.Tensor, py: 
     del g
     n = val[:3]
     inv = torch.linalg.vecdot(n, n, dim=0).clamp_min_(1e-24).rsqrt_()  # (P,) 1 / |n|
-    d = torch.tensor(lights.directions, dtype=torch.float32)
+    d = torch.tensor(lights.directions, dtype=torch.float32, device=table.device)
     d = d / d.norm(dim=-1, keepdim=True)  # (L, 3)
     cos = (-d @ n).clamp_min_(0.0)  # (L, P) the cosines times |n| > 0
-    light = (torch.tensor(lights.intensities, dtype=torch.float32) * scale) @ cos  # (P,)
+    light = (torch.tensor(lights.intensities, dtype=torch.float32, device=table.device) * scale) @ cos  # (P,)
     return val[3:].mul_(light.mul_(inv).add_(lights.ambient * scale))
 
 
@@ -85,10 +85,11 @@ def silhouette_pairs(pix: torch.Tensor, faces: torch.Tensor, face_id: torch.Tens
                      rows: torch.Tensor, neighbors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The pixel pairs that :func:`avguide.render.antialias.antialias_planes` blends (orthographic).
 
-    The same pairs: neighbours showing different faces where one of the two faces has a
-    silhouette edge in its image (a neighbour across an edge that is missing or back-facing), and
-    whose segment leaves the nearer face through such an edge. They are looked for around the
-    covered pixels that show a face with a silhouette edge, instead of by comparing whole images.
+    The same pairs: neighbours showing different faces whose segment leaves the nearer face
+    through a silhouette edge (one whose neighbouring face is missing or back-facing in that
+    image) that is steep for a pair along a row, shallow for a pair along a column. They are
+    looked for only around the covered pixels that show a face with such an edge, instead of by
+    comparing whole images.
 
     Args:
         pix: (N, V, 3) projected vertices; faces: (F, 3) int64; face_id: (N, H, W) int64 from
@@ -106,16 +107,19 @@ def silhouette_pairs(pix: torch.Tensor, faces: torch.Tensor, face_id: torch.Tens
     x, y = (p[..., k].index_select(1, faces.T.reshape(-1)).view(n, 3, nf) for k in range(2))  # (N, 3, F)
     area = (x[:, 1] - x[:, 0]) * (y[:, 2] - y[:, 0]) - (y[:, 1] - y[:, 0]) * (x[:, 2] - x[:, 0])  # (N, F)
     front = torch.cat([area < 0, area.new_zeros(n, 1, dtype=torch.bool)], 1)  # (N, F + 1): column F = missing
-    slot = torch.arange(nf + 1)  # front's column of each face
+    slot = torch.arange(nf + 1, device=p.device)  # front's column of each face
     nb = torch.where(neighbors >= 0, neighbors, nf)  # (F, 3)
-    contour = ~front[:, nb].all(-1)  # (N, F) some edge has a missing or back-facing neighbour
-    cand = pixel[contour.view(-1).index_select(0, rows)]  # (P',) pixels showing a contour face
-    near = torch.zeros(n * h * w, dtype=torch.bool)
-    near[cand] = True
+    silhouette = ~front[:, nb.T]  # (N, 3, F) edge k (corner k -> k + 1) has a missing or back-facing neighbour
+    steep = (y.roll(-1, 1) - y).abs() > (x.roll(-1, 1) - x).abs()  # (N, 3, F) as the blend's axis test
     flat = face_id.view(-1)
-    col, row = cand % w, (cand // w) % h
     found = []
-    for step, pos, last in ((1, col, w - 1), (w, row, h - 1)):  # pairs along rows, then along columns
+    # pairs along rows blend across steep silhouette edges, pairs along columns across the others:
+    # a pair is only looked at when one of its pixels shows a face with such an edge
+    for step, edges in ((1, silhouette & steep), (w, silhouette & ~steep)):
+        cand = pixel[edges.any(1).view(-1).index_select(0, rows)]  # (P',) pixels showing such a face
+        near = torch.zeros(n * h * w, dtype=torch.bool, device=p.device)
+        near[cand] = True
+        pos, last = (cand % w, w - 1) if step == 1 else ((cand // w) % h, h - 1)
         # pair (a, a + step) from a near pixel a, or from a + step when a is not near itself
         fwd, bwd = cand[pos < last], cand[pos > 0] - step
         first = torch.cat([fwd, bwd[~near[bwd]]])  # (K,)
@@ -124,7 +128,7 @@ def silhouette_pairs(pix: torch.Tensor, faces: torch.Tensor, face_id: torch.Tens
             continue
         pair = torch.stack([first // (h * w), (first // w) % h, first % w], 1)  # (K, 3) image, row, column
         keep, idx, centres, sign = _exit_edges(pair, p, faces, face_id, front, slot, neighbors,
-                                               torch.tensor(step == 1), True)
+                                               torch.tensor(step == 1, device=p.device), True)
         sel = keep.nonzero().squeeze(1)
         found.append((idx.index_select(1, sel), centres.index_select(1, sel), sign.index_select(0, sel)))
     if not found:
@@ -179,7 +183,7 @@ def render_frames(verts: torch.Tensor, faces: torch.Tensor, cam: Camera, albedo:
     pixel = (flat >= 0).nonzero().squeeze(1)  # (P,) covered pixels
     rows, px, py = _locate(pixel, flat.index_select(0, pixel), (h, w), nf)
     table = face_planes(verts, pix, faces, cam, albedo)  # (18, N*F)
-    bg = torch.as_tensor(background, dtype=torch.float32).expand(3)
+    bg = torch.as_tensor(background, dtype=torch.float32, device=pix.device).expand(3)
     full = 255.0 ** gamma  # colours scaled by it: 255 * c ** (1 / gamma) = (full * c) ** (1 / gamma)
     to_byte = lambda c: c.clamp_(0, full).pow_(1 / gamma).add_(0.5).to(torch.uint8)  # noqa: E731  in place
     out = to_byte(bg * full).repeat(n * h * w, 1)  # (N*H*W, 3)
@@ -197,7 +201,7 @@ def render_frames(verts: torch.Tensor, faces: torch.Tensor, cam: Camera, albedo:
         return out.view(n, h, w, 3)
     k = sign.numel()
     ends = idx[:2].reshape(-1)  # (2K,) the nearer face's pixels, then the others
-    slot = torch.arange(2 * k)
+    slot = torch.arange(2 * k, device=ends.device)
     # the blend of each pair reads the colours of its two pixels (gathered here: no full images)
     local, delta = _blend(pix.reshape(-1, 3), colour(ends), slot[:k], slot[k:], idx[2:], centres, sign)  # linear
     target, inverse = torch.unique(ends.index_select(0, local), return_inverse=True)  # a pixel may get several

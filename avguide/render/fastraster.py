@@ -45,7 +45,6 @@ import torch
 _FACE_BITS = 24
 _FACE_MASK = (1 << _FACE_BITS) - 1
 _EMPTY = torch.iinfo(torch.int64).max & ~_FACE_MASK  # above every key, face bits 0 (-1 after the - 1)
-_FAR = -1.0e9  # x of an unused edge slot: bounds no row
 
 
 class CullPlan(NamedTuple):
@@ -66,12 +65,23 @@ class CullPlan(NamedTuple):
 
 
 def _labels(n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Connected-component label in [0, k) of each of ``n`` nodes joined by the edges ``a``--``b``."""
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
+    """Connected-component label in [0, k) of each of ``n`` nodes joined by the edges ``a``--``b``.
 
-    graph = coo_matrix((np.ones(a.size, np.int8), (a, b)), shape=(n, n))
-    return connected_components(graph, directed=False)[1]
+    Union-find in rounds: every edge between two trees hooks the larger root under the smaller,
+    then every node jumps to its root (no scipy import: it would cost a video 0.4 s).
+    """
+    parent = np.arange(n)
+    while True:
+        ra, rb = parent[a], parent[b]
+        apart = ra != rb
+        if not apart.any():
+            return np.unique(parent, return_inverse=True)[1].reshape(-1)
+        np.minimum.at(parent, np.maximum(ra, rb)[apart], np.minimum(ra, rb)[apart])  # parent[i] <= i: a forest
+        while True:
+            up = parent[parent]
+            if np.array_equal(up, parent):
+                break
+            parent = up
 
 
 def cull_plan(verts: torch.Tensor | np.ndarray, faces: torch.Tensor | np.ndarray) -> CullPlan:
@@ -145,13 +155,12 @@ def drawn_faces(pix: torch.Tensor, faces: torch.Tensor, plan: CullPlan) -> torch
     x, y, _ = _corners(pix, faces)  # (3, N, F) each
     draw = (_area(x, y) < 0) | ~plan.cullable.to(pix.device)  # (N, F)
     if plan.n_loops:
-        p = pix.detach().float()[:, plan.rim]  # (N, B, 3)
+        p = pix.detach().float()[:, plan.rim.to(pix.device)]  # (N, B, 3)
         n = p.shape[0]
-        rl = plan.rim_loop.expand(n, -1)
-        lo = torch.full((n, plan.n_loops, 2), float("inf")).scatter_reduce(1, rl[..., None].expand(-1, -1, 2),
-                                                                             p[..., :2], "amin")
-        hi = torch.full((n, plan.n_loops, 2), float("-inf")).scatter_reduce(1, rl[..., None].expand(-1, -1, 2),
-                                                                              p[..., :2], "amax")
+        at = plan.rim_loop.to(pix.device)[None, :, None].expand(n, -1, 2)  # (N, B, 2) loop of each rim vertex
+        box = p.new_empty(n, plan.n_loops, 2)
+        lo = box.fill_(float("inf")).scatter_reduce(1, at, p[..., :2], "amin")  # (N, L, 2)
+        hi = box.clone().fill_(float("-inf")).scatter_reduce(1, at, p[..., :2], "amax")
         fx0, fx1 = x.amin(0)[..., None], x.amax(0)[..., None]  # (N, F, 1)
         fy0, fy1 = y.amin(0)[..., None], y.amax(0)[..., None]
         overlap = ((fx1 >= lo[:, None, :, 0]) & (fx0 <= hi[:, None, :, 0]) &
@@ -170,7 +179,7 @@ def _segment_ids(count: torch.Tensor) -> torch.Tensor:
     """
     ends = count.cumsum(0)
     total = int(ends[-1]) if count.numel() else 0
-    mark = torch.zeros(total + 1, dtype=torch.int32)
+    mark = torch.zeros(total + 1, dtype=torch.int32, device=count.device)
     mark.index_add_(0, ends, torch.ones_like(ends, dtype=torch.int32))
     return mark[:total].cumsum(0, dtype=torch.int32)
 
@@ -241,8 +250,8 @@ def _splat_runs(zbuf: torch.Tensor, start: torch.Tensor, count: torch.Tensor, de
         dz = slope.index_select(0, sel).double()[:, None]
         f = face.index_select(0, sel).long()[:, None]
         # columns past a run's end repeat its last pixel and key (no effect on the minimum)
-        j = torch.minimum(torch.arange(width // 2, width)[None], (n_pix - 1).long()[:, None]) if width > 1 \
-            else torch.zeros(1, 1, dtype=torch.int64)  # (R_k, c)
+        j = torch.minimum(torch.arange(width // 2, width, device=zbuf.device)[None], (n_pix - 1).long()[:, None]) \
+            if width > 1 else first.new_zeros(1, 1)  # (R_k, c)
         key = torch.addcmul(z, dz, j).view(torch.int64) & ~_FACE_MASK
         key |= f
         zbuf.scatter_reduce_(0, (first + j).view(-1), key.view(-1), reduce="amin")
@@ -286,12 +295,12 @@ def rasterize_video(pix: torch.Tensor, faces: torch.Tensor, size: tuple[int, int
         keep &= draw
     idx = keep.view(-1).nonzero().squeeze(1)  # (M,) into N*F
     if idx.numel() == 0:
-        return torch.full((n, h, w), -1, dtype=torch.int64)
+        return torch.full((n, h, w), -1, dtype=torch.int64, device=pix.device)
     take = lambda t: t.reshape(-1, n * nf).index_select(1, idx)  # noqa: E731  (..., N, F) -> (..., M)
     x, y, z = take(x), take(y), take(z)  # (3, M) each
     img = idx // nf
     face = idx - img * nf
-    vid = faces.T.index_select(1, face)  # (3, M)
+    vid = faces.to(pix.device).T.index_select(1, face)  # (3, M)
     # depth plane of each face: z = z0 + gx (px - x0) + gy (py - y0)
     d1x, d1y, d2x, d2y = x[1] - x[0], y[1] - y[0], x[2] - x[0], y[2] - y[0]
     dz1, dz2 = z[1] - z[0], z[2] - z[0]
@@ -305,7 +314,7 @@ def rasterize_video(pix: torch.Tensor, faces: torch.Tensor, size: tuple[int, int
                           ints.view(torch.float32)])  # (14, 2M)
     per_pair = per_trap.index_select(1, _segment_ids(rows))  # (14, R)
     row_off, base, pface = per_pair[11:].view(torch.int32)  # (R,) each
-    row = torch.arange(per_pair.shape[1], dtype=torch.int32) + row_off  # (R,) pixel row
+    row = torch.arange(per_pair.shape[1], dtype=torch.int32, device=pix.device) + row_off  # (R,) pixel row
     py = row.float() + 0.5
     xu, yu, slope = per_pair[:6].view(3, 2, -1)  # (2, R) each: left and right edge
     cross = torch.addcmul(xu, py - yu, slope)  # (2, R) the edges' crossings of the row
@@ -319,7 +328,7 @@ def rasterize_video(pix: torch.Tensor, faces: torch.Tensor, size: tuple[int, int
     # per pixel is as much as a covered run can have), and rounding must not take it far out
     zrow = (z0 + gx * ((left + 0.5) - x0) + gy * (py - y0)).clamp_(4.0, 5.0)
     start = (base + row * w + lo).long()  # (R,) first covered pixel
-    zbuf = torch.full((n * h * w,), _EMPTY, dtype=torch.int64)
+    zbuf = torch.full((n * h * w,), _EMPTY, dtype=torch.int64, device=pix.device)
     _splat_runs(zbuf, start, count, zrow, gx.clamp(-1.0, 1.0), pface)
     out = (zbuf & _FACE_MASK) - 1  # -1 where empty
     return out.view(n, h, w)
