@@ -15,6 +15,14 @@
 ``examples/stream_client.py`` streams a wav file to a running server.
 """
 
-from avguide.serve.app import Limits, create_app, serve
-
 __all__ = ["Limits", "create_app", "serve"]
+
+
+def __getattr__(name: str):
+    """The application's names, imported on first use: ``avguide.serve.cli`` (which the
+    ``avguide`` command imports) stays cheap and works without fastapi installed."""
+    if name in __all__:
+        from avguide.serve import app
+
+        return getattr(app, name)
+    raise AttributeError(f"module 'avguide.serve' has no attribute {name!r}")

@@ -13,8 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-pytest.importorskip("fastapi", reason="the studio needs fastapi (pip install fastapi uvicorn)")
-pytest.importorskip("uvicorn", reason="the studio needs uvicorn (pip install fastapi uvicorn)")
+SERVER_PACKAGES = "the studio needs fastapi and uvicorn (pip install fastapi uvicorn)"
 
 
 @dataclass
@@ -88,6 +87,8 @@ class LiveServer:
 @pytest.fixture(scope="module")
 def live_server(anim):
     """The studio with small limits (1 MB uploads, 20 s of speech, 4 streams) on a free port."""
+    pytest.importorskip("fastapi", reason=SERVER_PACKAGES)
+    pytest.importorskip("uvicorn", reason=SERVER_PACKAGES)
     from avguide.serve import Limits, create_app
 
     limits = Limits(max_upload_bytes=2 ** 20, max_seconds=20.0, max_chunk_bytes=16000, max_streams=4, keep_jobs=4)

@@ -18,6 +18,8 @@ import torch
 
 httpx = pytest.importorskip("httpx", reason="the API tests need the httpx client")
 
+pytest.importorskip("fastapi", reason="the studio needs fastapi and uvicorn (pip install fastapi uvicorn)")
+
 from avguide.assets.arkit import ARKIT_NAMES  # noqa: E402
 from avguide.assets.head import load_head  # noqa: E402
 from avguide.export import read_arkit_csv, solve_arkit  # noqa: E402

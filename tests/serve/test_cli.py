@@ -19,6 +19,8 @@ import soundfile as sf
 
 httpx = pytest.importorskip("httpx", reason="the CLI tests need the httpx client")
 
+pytest.importorskip("fastapi", reason="the studio needs fastapi and uvicorn (pip install fastapi uvicorn)")
+
 from avguide.errors import BadInputError  # noqa: E402
 from avguide.serve.cli import _serve_args, _serve_run  # noqa: E402
 

@@ -17,6 +17,8 @@ websockets = pytest.importorskip("websockets", reason="the stream tests need the
 from websockets.exceptions import ConnectionClosed  # noqa: E402
 from websockets.sync.client import connect  # noqa: E402
 
+pytest.importorskip("fastapi", reason="the studio needs fastapi and uvicorn (pip install fastapi uvicorn)")
+
 from avguide.assets.head import load_head  # noqa: E402
 from avguide.export import solve_arkit  # noqa: E402
 from avguide.serve.engine import ArkitProjector  # noqa: E402
