@@ -25,10 +25,10 @@ readable audio file.
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import re
-import threading
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -131,7 +131,7 @@ def create_app(anim: Any, limits: Limits = Limits(), head: Any = None) -> FastAP
     """
     engine = Engine(anim, head)
     jobs = JobStore(engine, limits.keep_jobs)
-    busy = threading.BoundedSemaphore(limits.busy_jobs)
+    busy = asyncio.Semaphore(limits.busy_jobs)
     streams = {"open": 0}
 
     @asynccontextmanager
@@ -152,8 +152,17 @@ def create_app(anim: Any, limits: Limits = Limits(), head: Any = None) -> FastAP
         where = ".".join(str(p) for p in first.get("loc", ()))
         return JSONResponse({"error": f"{where}: {first.get('msg', 'invalid request')}"}, status_code=400)
 
-    def _take(audio: np.ndarray, subject: str | None, title: str) -> dict:
-        """Animate (one take at a time) and store; the take's JSON."""
+    def _make_take(audio: np.ndarray, subject: str | None, title: str) -> dict:
+        """Animate and store (in a worker thread); the take's JSON."""
+        try:
+            take = engine.animate(audio, subject)
+        except AvguideError as e:
+            raise HTTPException(400, str(e)) from None
+        return jobs.add(take, title).info
+
+    async def _take(audio: np.ndarray, subject: str | None, title: str) -> dict:
+        """Check the speech, then animate it when a place is free (waiting requests hold no
+        worker thread, so streams keep theirs); the take's JSON."""
         seconds = len(audio) / AUDIO_RATE
         if seconds > limits.max_seconds:
             raise HTTPException(413, f"{seconds:.1f} s of speech; the studio animates at most {limits.max_seconds:g} s")
@@ -162,12 +171,8 @@ def create_app(anim: Any, limits: Limits = Limits(), head: Any = None) -> FastAP
         rms = float(np.sqrt(np.mean(audio.astype(np.float64) ** 2)))
         if rms < SILENCE_RMS:
             raise HTTPException(400, f"the audio is silent (RMS {rms:.1e}); nothing to animate")
-        with busy:
-            try:
-                take = engine.animate(audio, subject)
-            except AvguideError as e:
-                raise HTTPException(400, str(e)) from None
-            return jobs.add(take, title).info
+        async with busy:
+            return await run_in_threadpool(_make_take, audio, subject, title)
 
     @app.get("/", include_in_schema=False)
     async def index() -> FileResponse:
@@ -216,7 +221,7 @@ def create_app(anim: Any, limits: Limits = Limits(), head: Any = None) -> FastAP
             audio = await run_in_threadpool(engine.speak, text, voice)
         except AvguideError as e:
             raise HTTPException(400, str(e)) from None
-        return await run_in_threadpool(_take, audio, subject, text.strip()[:80])
+        return await _take(audio, subject, text.strip()[:80])
 
     @app.post("/api/animate")
     async def animate(request: Request, subject: str | None = None, name: str = "upload") -> dict:
@@ -232,7 +237,7 @@ def create_app(anim: Any, limits: Limits = Limits(), head: Any = None) -> FastAP
         except AvguideError as e:
             raise HTTPException(400, str(e)) from None
         audio = await run_in_threadpool(_decode_audio, data)
-        return await run_in_threadpool(_take, audio, subject, name[:80])
+        return await _take(audio, subject, name[:80])
 
     @app.get("/api/jobs/{job_id}")
     async def job_info(job_id: str) -> dict:

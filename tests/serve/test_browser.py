@@ -26,7 +26,8 @@ import soundfile as sf
 CHROMIUM = os.environ.get("AVGUIDE_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 if not Path(CHROMIUM).is_file():
     pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install -y chromium)", allow_module_level=True)
-playwright_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install playwright)")
+playwright_api = pytest.importorskip("playwright.sync_api",
+                                     reason="playwright is not installed (pip install playwright)")
 httpx = pytest.importorskip("httpx", reason="the browser tests read takes with httpx")
 
 from avguide.assets.head import load_head  # noqa: E402
@@ -133,7 +134,7 @@ def test_typed_sentence_moves_the_lips_in_sync_with_the_take(page, live_server, 
     # playing: the head follows the audio clock (within a few frames of its time)
     page.evaluate("window.studio.seek(0)")
     page.click("#play")
-    page.wait_for_function("!document.getElementById('audio').paused && document.getElementById('audio').currentTime > 0.3")
+    page.wait_for_function("(a => !a.paused && a.currentTime > 0.3)(document.getElementById('audio'))")
     t, shown = page.evaluate("""() => new Promise((resolve) => requestAnimationFrame(() => resolve([
         document.getElementById('audio').currentTime, Array.from(window.studio.mesh.morphTargetInfluences)])))""")
     def at(time):  # the take's weights at a time, linear between frames as the glb plays them
@@ -207,7 +208,8 @@ def test_bad_upload_shows_the_servers_message(page, tmp_path):
     page.click("#upload")
     page.wait_for_function("document.getElementById('status').classList.contains('error')")
     assert "not a readable audio file" in page.text_content("#status")
-    assert page.errors == ["Failed to load resource: the server responded with a status of 415 (Unsupported Media Type)"]
+    assert page.errors == ["Failed to load resource: the server responded with a status of 415 "
+                           "(Unsupported Media Type)"]
     page.errors.clear()
     page.evaluate("window.studio.seek(0)")  # still usable
     assert page.evaluate("window.studio.state") in ("ready", "idle")
