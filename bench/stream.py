@@ -28,7 +28,6 @@ import argparse
 import json
 import os
 import statistics
-import sys
 import threading
 import time
 from pathlib import Path
@@ -154,6 +153,26 @@ def over_websocket(url: str, pcm: np.ndarray, chunk: int) -> dict:
     return {"latency_ms": _stats([1e3 * v for v in lat]), "n": len(lat)}
 
 
+def _start_server(anim):
+    """uvicorn serving the studio on 127.0.0.1 (a free port) in a daemon thread; ``.ws_url``."""
+    import socket
+
+    import uvicorn
+
+    from avguide.serve import Limits, create_app
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(create_app(anim, Limits(max_chunk_bytes=2 ** 22)), log_level="warning"))
+    server.ws_url = f"ws://127.0.0.1:{sock.getsockname()[1]}/api/stream"
+    threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True).start()
+    for _ in range(200):
+        if server.started:
+            return server
+        time.sleep(0.1)
+    raise RuntimeError("the server did not start in 20 s")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="default", help="shipped name or run; 'random': the preset, random weights")
@@ -163,7 +182,6 @@ def main() -> None:
     ap.add_argument("--no-websocket", action="store_true", help="skip the loopback server runs")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
     from avguide.serve.engine import Engine
 
@@ -171,12 +189,7 @@ def main() -> None:
     engine = Engine(anim)
     pcm = _speech(a.seconds)
     algo, measured = lookahead(engine, pcm[: 5 * 16000])
-    server = None
-    if not a.no_websocket:
-        from avguide.serve import Limits, create_app
-        from tests.serve.conftest import LiveServer
-
-        server = LiveServer(create_app(anim, Limits(max_chunk_bytes=2 ** 22))).__enter__()
+    server = None if a.no_websocket else _start_server(anim)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"model: {name}, {engine.fps:g} fps | torch threads {a.threads} | {os.cpu_count()} cores, "
           f"load average {load:.1f} | {len(pcm) / 16000:.0f} s of speech per run")
@@ -199,7 +212,7 @@ def main() -> None:
     print(f"targets: latency < {TARGETS['latency_ms']:.0f} ms, look-ahead <= {TARGETS['lookahead_ms']:.0f} ms, "
           f"RTF < {TARGETS['rtf']}; sound->frame = chunk/2 + look-ahead + websocket latency (median)")
     if server:
-        server.__exit__(None, None, None)
+        server.should_exit = True
 
 
 if __name__ == "__main__":

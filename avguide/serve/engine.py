@@ -91,7 +91,7 @@ class Engine:
                              f"this animator animates {self.model.n_vertices}")
         self.fps = float(anim.fps)
         self.subjects = list(anim.train_subjects)
-        self.templates = {s: np.asarray(anim.templates.get(s, self.head.vertices), np.float32)
+        self.templates = {s: np.array(anim.templates.get(s, self.head.vertices), np.float32)  # own copies
                           for s in self.subjects}
         self.colors = head_vertex_colors(self.head)
         self.projector = ArkitProjector(self.head.blendshapes)
