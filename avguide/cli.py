@@ -285,6 +285,8 @@ def _bench_run(a: argparse.Namespace) -> int:
     return 0
 
 
+from avguide.serve.cli import _serve_args, _serve_run  # noqa: E402  (cheap: no fastapi import)
+
 COMMANDS: list[Command] = [
     ("synth", _synth_args, _synth_run),
     ("render", _render_args, _render_run),
@@ -294,6 +296,7 @@ COMMANDS: list[Command] = [
     ("evaluate", _evaluate_args, _evaluate_run),
     ("bench", _bench_args, _bench_run),
     ("models", _models_args, _models_run),
+    ("serve", _serve_args, _serve_run),
 ]
 
 
