@@ -4,7 +4,8 @@ Endpoints (every error is a JSON ``{"error": "..."}`` with a 4xx status; the ser
 
 * ``GET /``: the studio page (``static/index.html``); ``/static/...`` its scripts, styles and
   the vendored three.js.
-* ``GET /api/info``: fps, subjects, look-ahead, the 52 ARKit names and the limits.
+* ``GET /api/info``: fps, subjects, voices, look-ahead, the 52 ARKit names, the streams open
+  now and the limits.
 * ``GET /api/head.glb?subject=NAME``: the subject's face at rest, the page's first head.
 * ``POST /api/say``: JSON ``{"text": "...", "subject": null, "voice": null}`` -> a take
   (espeak-ng speech; ``voice`` one of ``/api/info``'s voices).
@@ -187,7 +188,7 @@ def create_app(anim: Any, limits: Limits = Limits(), head: Any = None) -> FastAP
         return {"fps": engine.fps, "subjects": engine.subjects, "voices": list(VARIANTS), "streaming": engine.streaming,
                 "lookahead_s": engine.lookahead_s,
                 "names": list(ARKIT_NAMES), "n_vertices": engine.head.num_vertices,
-                "limits": asdict(limits)}
+                "streams_open": streams["open"], "limits": asdict(limits)}
 
     @app.get("/api/head.glb")
     async def head_glb(subject: str | None = None) -> FileResponse:

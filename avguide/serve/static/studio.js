@@ -32,6 +32,7 @@ const studio = {
   weights: null,      // Float32Array (T * K) from the glb's morph-weight animation
   K: 52, frames: 0, fps: 30,
   pausedAt: 0,        // the time shown while the audio is paused
+  shownAt: 0,         // the time the last drawn frame shows
   liveWeights: null,  // the last streamed frame
   framed: false,
 };
@@ -109,6 +110,7 @@ function render() {
   resize();
   const t = now();
   apply(t);
+  studio.shownAt = t;
   if (studio.take && !studio.liveWeights) {
     $('scrub').value = String(duration() ? t / duration() : 0);
     $('clock').textContent = `${t.toFixed(2)} s`;
