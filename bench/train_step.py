@@ -1,12 +1,15 @@
 """Cost of one AV-stage training step against a baseline step (not a test).
 
     python bench/train_step.py [--data data/synth] [--batch 8] [--reps 5] [--threads 2]
+                               [--expert cpu_small|narrow]
 
 The animator is FaceFormer at preset ``cpu`` (autoregressive training, as the shipped model), on
 a batch of ``--batch`` training recordings of ``--data`` (the real head, 4742 vertices, 30 fps).
-The expert is the stage-1 ``cpu_small`` AV preset (44x44 crops, SentencePiece units) with random
-weights: a step costs the same whatever the weights. Each row is one full optimiser step of the
-animator loop (forward, :meth:`objective.step`, backward, clip, Adam):
+The expert is the stage-1 ``cpu_small`` AV preset (44x44 crops, SentencePiece units), or with
+``--expert narrow`` the narrowed one of the ``cpu`` bench preset (``avguide/configs/expert/narrow.yaml``:
+32x32 crops, a third of the cost), with random weights: a step costs the same whatever the
+weights. Each row is one full optimiser step of the animator loop (forward,
+:meth:`objective.step`, backward, clip, Adam):
 
     baseline              the vertex loss only (:class:`avguide.train.losses.WeightedSum`)
     av fixed              + the AV loss at a fixed l_av (:class:`avguide.train.avguidance.AVGuidance`)
@@ -17,7 +20,8 @@ animator loop (forward, :meth:`objective.step`, backward, clip, Adam):
 Every repetition runs each row once, in turn, so that a change of machine load hits them alike;
 the table gives the median wall-clock and process CPU seconds per step (all threads: torch's and
 the renderer's workers) and their ratios to the baseline's medians. On a machine shared with other
-work the CPU times are the steadier measure of what a step costs.
+work, run it with ``--threads 1``: the CPU times are then the steady measure of what a step costs
+(with more torch threads than free cores, their spin-waiting inflates the CPU times).
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import time
 
 import torch
 
+from avguide import configs
 from avguide.config import load_config
 from avguide.data.batching import RecordingDataset, collate
 from avguide.lipreader.lipvideo import assets_from_dataset
@@ -56,6 +61,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--expert", choices=["cpu_small", "narrow"], default="cpu_small")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
@@ -70,8 +76,14 @@ def main() -> None:
     ds = RecordingDataset(index, train_refs[: a.batch], need_text=True)
     batch = collate([ds[i] for i in range(len(ds))])
     tok = make_tokenizer("spm")
-    expert = build_expert(expert_preset("av", "cpu_small", tok.odim)).eval()
-    trained = TrainedExpert(expert, tok, 44, "template", assets_from_dataset(index), {"tokenizer": "spm"}, None)
+    ecfg, crop = expert_preset("av", "cpu_small", tok.odim), 44
+    if a.expert == "narrow":
+        recipe = configs.load("expert/narrow")
+        widths = ("visual_widths", "audio_widths")
+        ecfg = dataclasses.replace(ecfg, **{k: tuple(v) if k in widths else v for k, v in recipe["expert"].items()})
+        crop = recipe["crop"]
+    expert = build_expert(ecfg).eval()
+    trained = TrainedExpert(expert, tok, crop, "template", assets_from_dataset(index), {"tokenizer": "spm"}, None)
     lips = torch.as_tensor(index.regions["lips"])
     weights = _weights(cfg)
     objectives = {}
@@ -95,7 +107,8 @@ def main() -> None:
     model.train()
     frames = int(batch.lengths.sum())
     print(f"FaceFormer preset cpu, batch {len(batch.names)} ({frames} frames at {batch.fps:g} fps), "
-          f"expert av/cpu_small (random weights), {a.threads} threads, {a.reps} reps after one warm-up")
+          f"expert av/{a.expert} ({crop}x{crop} crops, random weights), {a.threads} threads, {a.reps} reps after "
+          "one warm-up")
     for objective in objectives.values():  # warm-up
         step(objective)
     times: dict[str, list[tuple[float, float]]] = {name: [] for name in objectives}

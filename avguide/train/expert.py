@@ -30,7 +30,7 @@ from typing import Any, Literal
 
 import torch
 
-from avguide.config import config_to_dict, flag_overrides, load_config
+from avguide.config import config_to_dict, flag_overrides
 from avguide.data.batching import Batch, RecordingDataset, collate, make_loader
 from avguide.data.layouts import open_dataset
 from avguide.errors import BadInputError

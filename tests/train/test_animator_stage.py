@@ -142,7 +142,8 @@ def test_train_flags_are_overrides(toy_dataset, tmp_path, capsys):
     base = ["train", "--data", str(toy_dataset), "--out", str(tmp_path / "x")]
     for argv, message in (
             ([*base, "--stage", "baseline", "--modality", "video"], "--modality is not used by --stage baseline"),
-            ([*base, "--stage", "vq", "--animator", "codetalker", "--expert", "E"], "--expert is not used by --stage vq"),
+            ([*base, "--stage", "vq", "--animator", "codetalker", "--expert", "E"],
+             "--expert is not used by --stage vq"),
             ([*base, "--stage", "expert", "--animator", "faceformer"], "--animator is not used by --stage expert"),
             ([*base, "--stage", "expert", "--expert", "E"], "--expert is not used by --stage expert"),
             ([*base, "--stage", "baseline", "--seed", "1", "seed=2"], "--seed 1 and seed=2 set seed to different"),

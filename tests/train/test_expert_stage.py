@@ -170,7 +170,8 @@ def test_audio_modality_pretrains_the_av_audio_encoder(synth3x2, tmp_path):
     assert math.isfinite(line["train_total"]) and line["val_cer"] >= 0 and line["render_s"] == 0
 
     av = run_expert_stage(str(synth3x2), tmp_path / "av", modality="av",
-                          overrides=TINY + ["optim.epochs=1", "optim.lr=1e-12", f"init_audio={asr}", f"cache_dir={tmp_path / 'c'}"])
+                          overrides=TINY + ["optim.epochs=1", "optim.lr=1e-12", f"init_audio={asr}",
+                                            f"cache_dir={tmp_path / 'c'}"])
     first, _, _ = load_checkpoint(av, "last")  # lr 1e-12: one step leaves the loaded parameters as they were
     params = dict(a.named_parameters())  # (batch-norm running statistics move in any training step)
     assert sum(k.startswith("encoder.") for k in params) > 10
@@ -241,7 +242,8 @@ def test_ctc_unfit_share_is_logged_and_explained(tmp_path, capsys):
     runs = {}
     for tokenizer, extra in (("char", []), ("spm", [f"init={tmp_path / 'char'}", "optim.lr=1e-12"])):
         runs[tokenizer] = run_expert_stage(str(data), tmp_path / tokenizer, modality="audio",
-                                           overrides=TINY + ["optim.epochs=1", "optim.batch_size=8", f"tokenizer={tokenizer}"] + extra)
+                                           overrides=TINY + ["optim.epochs=1", "optim.batch_size=8",
+                                                             f"tokenizer={tokenizer}"] + extra)
         line = json.loads((runs[tokenizer] / "metrics.jsonl").read_text().splitlines()[-1])
         assert line["train_ctc_unfit"] == pytest.approx(share(tokenizer))
         out = capsys.readouterr().out
