@@ -13,17 +13,13 @@ from avguide.errors import BadInputError
 from avguide.lipreader.reader import load_trained_expert
 import dataclasses
 
+from avguide import configs
 from avguide.train.avguidance import AVGuidance, AVGuidanceConfig, balanced_l_av, gradient_probe, loss_weights
 from avguide.train.animator import load_train_config, train_animator
 from avguide.checkpoint import load_checkpoint, load_train_state
 from avguide.train.expert import run_expert_stage
 
-EXPERT_TINY = ["expert.adim=16", "expert.aheads=2", "expert.eunits=32", "expert.elayers=1", "expert.aux_adim=16",
-               "expert.aux_aheads=2", "expert.aux_eunits=32", "expert.aux_elayers=1", "expert.fusion_hdim=32",
-               "expert.ddim=16", "expert.dheads=2", "expert.dunits=32", "expert.dlayers=1",
-               "expert.visual_widths=[4,4,8,8]", "expert.audio_widths=[4,4,8,8]", "expert.cnn_module_kernel=3",
-               "expert.aux_cnn_module_kernel=3", "crop=16", "optim.batch_size=2", "optim.epochs=1",
-               "optim.lr=3e-3", "optim.warmup_epochs=0"]
+EXPERT_TINY = [*configs.overrides("expert/tiny"), "optim.epochs=1"]  # avguide/configs/expert/tiny.yaml
 AV_TINY = ["preset=tiny", "optim.batch_size=2", "optim.lr=1e-3", "seed=3", "stage=av", "av.l_av=1e-3",
            "av.l_rlv=1", "av.probe_every=1"]
 
