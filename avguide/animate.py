@@ -141,9 +141,9 @@ def face_template(anim: LoadedAnimator, subject: str | None = None,
         from avguide.io import load_array
 
         verts = load_array(tpath, "template")
-        if verts.ndim not in (2, 3) or verts.size != n_v * 3:
-            raise BadInputError(f"{tpath}: template must hold {n_v} x 3 coordinates, got shape {verts.shape}")
-        verts = verts.reshape(n_v, 3)
+        if verts.ndim not in (2, 3) or verts.size % 3 or verts.size == 0:
+            raise BadInputError(f"{tpath}: template must be (V, 3) coordinates, got shape {verts.shape}")
+        verts = verts.reshape(-1, 3)
     else:
         from avguide.data.meshfile import read_mesh
 
@@ -329,6 +329,20 @@ def _parts(n_vertices: int):
     return np.asarray(head.vertex_part) if head.vertices.shape[0] == n_vertices else None
 
 
+def check_formats(anim: LoadedAnimator, template: np.ndarray, faces: np.ndarray | None, formats: Sequence[str]) -> None:
+    """Before any work: every requested format can be made for this model and face.
+
+    Raises:
+        BadInputError: mp4, glb or obj without a mesh topology; arkit or glb for a mesh other than
+            the embedded head.
+    """
+    for fmt in formats:
+        if fmt in ("mp4", "glb", "obj"):
+            _need_faces(faces, fmt)
+    if "arkit" in formats or "glb" in formats:
+        _head_for(template.shape[0], formats)
+
+
 def _check_outputs(out_dir: str | Path, names: Sequence[str], formats: Sequence[str]) -> Path:
     """Before any work: the folder can be written and no output path is in the way."""
     from avguide.io import check_output_dir, check_output_file
@@ -378,10 +392,12 @@ def animate_files(speech: Sequence[str | Path], out_dir: str | Path, *, checkpoi
     _check_outputs(out_dir, names, formats)
     anim = load_animator(checkpoint)
     base, faces, style = face_template(anim, subject, template)
+    check_formats(anim, base, faces, formats)
+    for path in speech:  # every input readable and not silent before anything is written
+        check_speech(load_audio(path), str(path))
     results = []
     for path, name in tqdm(list(zip(speech, names)), desc="animate", unit="file", disable=not progress or len(speech) < 2):
         wav = load_audio(path)
-        check_speech(wav, str(path))
         n = n_frames_of(anim, len(wav))
         frames = animate_speech(anim, wav, base, style)
         outputs = write_outputs(out_dir, name, frames, n, wav, anim, base, faces, formats,
@@ -437,9 +453,10 @@ def say(text: str, out_dir: str | Path, *, voice: str | None = None, rate_wpm: i
     from avguide.io import check_output_file
 
     check_output_file(out / f"{stem}.wav", "-o")
-    wav = speak_text(text, voice, rate_wpm)
     anim = load_animator(checkpoint)
     base, faces, style = face_template(anim, subject)
+    check_formats(anim, base, faces, formats)
+    wav = speak_text(text, voice, rate_wpm)
     n = n_frames_of(anim, len(wav))
     outputs = write_outputs(out, stem, animate_speech(anim, wav, base, style), n, wav, anim, base, faces, formats,
                             caption=text if len(text) <= 60 else text[:57] + "...", progress=progress)

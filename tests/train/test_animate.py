@@ -1,10 +1,10 @@
-"""avguide animate / predict_split on a tiny trained run."""
+"""avguide animate / say / predict_split on a tiny trained run and on the shipped default."""
 
 import numpy as np
 import pytest
 import soundfile as sf
 
-from avguide.animate import animate_file, load_animator, predict_split
+from avguide.animate import animate_files, load_animator, output_names, predict_split, say
 from avguide.cli import main
 from avguide.errors import BadInputError
 from avguide.train.animator import load_train_config, train_animator
@@ -23,9 +23,8 @@ def test_animate_any_rate_and_channels(run, tmp_path, toy_dataset):
     sf.write(tmp_path / "s.wav", np.stack([x, x], 1), 16000)          # stereo
     import soxr
     sf.write(tmp_path / "r.wav", soxr.resample(x, 16000, 44100), 44100)  # 44.1 kHz
-    a = animate_file(run, tmp_path / "s.wav", tmp_path / "o", video=False)
-    b = animate_file(run, tmp_path / "r.wav", tmp_path / "o", video=False)
-    va, vb = np.load(a["npy"]), np.load(b["npy"])
+    a, b = animate_files([tmp_path / "s.wav", tmp_path / "r.wav"], tmp_path / "o", checkpoint=run, formats=["npy"])
+    va, vb = np.load(a["outputs"]["npy"]), np.load(b["outputs"]["npy"])
     assert va.shape == (20, 24 * 3) and a["frames"] == 20 and a["fps"] == 25  # 0.8 s at 25 fps
     assert vb.shape == va.shape and np.abs(va - vb).max() < 1e-3            # resampling barely matters
     # the output is exactly what the model's cached generate gives for the template
@@ -36,13 +35,22 @@ def test_animate_any_rate_and_channels(run, tmp_path, toy_dataset):
 def test_animate_errors(run, tmp_path):
     sf.write(tmp_path / "quiet.wav", np.zeros(16000), 16000)
     with pytest.raises(BadInputError, match="silent"):
-        animate_file(run, tmp_path / "quiet.wav", tmp_path / "o", video=False)
+        animate_files([tmp_path / "quiet.wav"], tmp_path / "o", checkpoint=run, formats=["npy"])
     sf.write(tmp_path / "ok.wav", 0.1 * np.sin(np.arange(16000) / 5.0), 16000)
     with pytest.raises(BadInputError, match="unknown; this model knows the speaking styles of Toy01"):
-        animate_file(run, tmp_path / "ok.wav", tmp_path / "o", subject="Nobody", video=False)
+        animate_files([tmp_path / "ok.wav"], tmp_path / "o", checkpoint=run, subject="Nobody", formats=["npy"])
     np.save(tmp_path / "t.npy", np.zeros((5, 3), np.float32))
     with pytest.raises(BadInputError, match="template has 5 vertices, the model animates 24"):
-        animate_file(run, tmp_path / "ok.wav", tmp_path / "o", template=tmp_path / "t.npy", video=False)
+        animate_files([tmp_path / "ok.wav"], tmp_path / "o", checkpoint=run, template=tmp_path / "t.npy",
+                      formats=["npy"])
+    with pytest.raises(BadInputError, match="ARKit weights and glb morph targets come from the embedded head"):
+        animate_files([tmp_path / "ok.wav"], tmp_path / "o", checkpoint=run, formats=["arkit"])
+    with pytest.raises(BadInputError, match="unknown format"):
+        animate_files([tmp_path / "ok.wav"], tmp_path / "o", checkpoint=run, formats=["gif"])
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(BadInputError, match="not a directory"):  # checked before any work
+        animate_files([tmp_path / "ok.wav"], tmp_path / "afile", checkpoint=run, formats=["npy"])
+    assert not (tmp_path / "o").exists()  # every refusal above came before anything was written
     assert main(["animate", str(tmp_path / "ok.wav"), "--checkpoint", str(tmp_path / "none"), "-o", str(tmp_path)]) == 2
 
 
@@ -56,3 +64,43 @@ def test_predict_split_then_evaluate(run, tmp_path, toy_dataset):
     assert rep["summary"]["lve"]["count"] == 3 and rep["summary"]["count_sequences"] == 3
     assert rep["config"]["reader_decode"] == {"decode": "greedy", "beam": 10, "ctc_weight": 0.1, "ctc_prune": None,
                                            "length_bonus": 0.0}
+
+
+def test_inputs_with_one_stem_get_their_own_outputs(run, tmp_path):
+    assert output_names(["x/a.wav", "y/a.mp3", "b.wav", "z/a.wav"]) == ["a_wav", "a_mp3", "b", "a_wav_2"]
+    sf.write(tmp_path / "a.wav", 0.1 * np.sin(np.arange(16000) / 5.0), 16000)
+    sf.write(tmp_path / "a.flac", 0.1 * np.sin(np.arange(24000) / 3.0), 16000)
+    r = animate_files([tmp_path / "a.wav", tmp_path / "a.flac"], tmp_path / "o", checkpoint=run, formats=["npy"])
+    assert [x["name"] for x in r] == ["a_wav", "a_flac"]
+    assert [np.load(x["outputs"]["npy"]).shape[0] for x in r] == [25, 38]
+
+
+def test_a_codetalker_stage1_run_is_refused(toy_dataset, tmp_path):
+    out = tmp_path / "vq"
+    cfg = load_train_config(None, [f"data={toy_dataset}", "preset=tiny", "animator=codetalker", "stage=vq",
+                                   "optim.epochs=1", "optim.batch_size=2"], None)
+    train_animator(cfg, out)
+    sf.write(tmp_path / "ok.wav", 0.1 * np.sin(np.arange(16000) / 5.0), 16000)
+    with pytest.raises(BadInputError, match="stage-1 .* cannot animate speech"):
+        animate_files([tmp_path / "ok.wav"], tmp_path / "o", checkpoint=out, formats=["npy"])
+
+
+def test_say_with_the_shipped_default(tmp_path):
+    """The shipped model loads (sha256 checked) and animates espeak-ng speech; its ARKit CSV reads
+    back to weights that rebuild the vertices within the fit's reported error."""
+    from avguide.assets.head import load_head
+    from avguide.export import read_arkit_csv
+
+    r = say("Hello there.", tmp_path, formats=["npy", "arkit"], progress=False)
+    verts = np.load(r["outputs"]["npy"]).reshape(r["frames"], -1, 3)
+    assert r["fps"] == 30 and r["frames"] == round(r["seconds"] * 30) and np.isfinite(verts).all()
+    weights, fps = read_arkit_csv(r["outputs"]["arkit"], fps=30)
+    head = load_head()
+    anim = load_animator("default")
+    template = anim.templates[anim.train_subjects[0]]
+    rebuilt = template + np.einsum("tk,kvc->tvc", weights, head.blendshapes)
+    import json
+    fit = json.loads((tmp_path / f"{r['name']}_arkit.json").read_text())["reconstruction"]
+    rms_mm = 1e3 * np.sqrt(((rebuilt - verts) ** 2).sum(-1).mean())
+    assert weights.shape == (r["frames"], 52) and 0 <= weights.min() and weights.max() <= 1
+    assert rms_mm == pytest.approx(fit["rms_error_mm"], rel=0.05, abs=1e-3)  # CSV keeps 6 decimals
