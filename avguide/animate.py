@@ -245,7 +245,7 @@ def write_outputs(out_dir: str | Path, name: str, frames, n_frames: int, audio: 
         BadInputError: a format that needs the topology (mp4, glb, obj) without faces; ARKit/glb for
             a mesh other than the embedded head (its blendshapes define them).
     """
-    from numpy.lib.format import open_memmap
+    from numpy.lib.format import write_array_header_1_0
 
     from avguide.io import atomic_path
 
@@ -255,16 +255,19 @@ def write_outputs(out_dir: str | Path, name: str, frames, n_frames: int, audio: 
     result: dict[str, str] = {}
     with tempfile.TemporaryDirectory(dir=out, prefix=f".{name}.") as tmp:
         npy_tmp = Path(tmp) / "vertices.npy"
-        verts = open_memmap(npy_tmp, mode="w+", dtype=np.float32, shape=(n_frames, template.shape[0] * 3))
-        t = 0
-        for block in frames:
-            verts[t: t + len(block)] = block.reshape(len(block), -1)
-            t += len(block)
+        with open(npy_tmp, "wb") as f:  # blocks appended as they come: one block in memory at a time
+            write_array_header_1_0(f, {"descr": "<f4", "fortran_order": False,
+                                       "shape": (n_frames, template.shape[0] * 3)})
+            t = 0
+            for block in frames:
+                block = np.ascontiguousarray(block.reshape(len(block), -1), dtype="<f4")
+                if not np.isfinite(block).all():  # a bug of ours or a corrupt model: never write NaN meshes
+                    raise BadInputError(f"{anim.checkpoint}: the animator produced NaN or inf for {name}; the "
+                                        "model is corrupt or does not fit this face")
+                f.write(block.tobytes())
+                t += len(block)
         assert t == n_frames, (t, n_frames)
-        verts.flush()
-        if not np.isfinite(verts).all():  # a bug of ours or a corrupt model: never write NaN meshes
-            raise BadInputError(f"{anim.checkpoint}: the animator produced NaN or inf for {name}; the model is "
-                                "corrupt or does not fit this face")
+        verts = np.load(npy_tmp, mmap_mode="r")  # read-only map: clean pages the system may drop
         seq = verts.reshape(n_frames, -1, 3)  # (T, V, 3) view of the memory map
         if "arkit" in formats or "glb" in formats:
             from avguide.export import solve_arkit, write_arkit_csv, write_arkit_json
@@ -296,9 +299,7 @@ def write_outputs(out_dir: str | Path, name: str, frames, n_frames: int, audio: 
                          vertex_part=_parts(template.shape[0]), captions=[caption] if caption else None)
             result["mp4"] = str(paths["mp4"])
         if "npy" in formats:
-            del seq
-            verts.flush()
-            del verts
+            del seq, verts
             with atomic_path(paths["npy"]) as final:
                 Path(npy_tmp).replace(final)
             result["npy"] = str(paths["npy"])
