@@ -296,7 +296,8 @@ def write_outputs(out_dir: str | Path, name: str, frames, n_frames: int, audio: 
             wav = Path(tmp) / "speech.wav"
             save_wav(wav, audio, AUDIO_RATE)
             render_video([seq], _need_faces(faces, "mp4"), paths["mp4"], fps=anim.fps, audio_path=wav,
-                         vertex_part=_parts(template.shape[0]), captions=[caption] if caption else None)
+                         vertex_part=_parts(template.shape[0]), captions=[caption] if caption else None,
+                         progress=progress)
             result["mp4"] = str(paths["mp4"])
         if "npy" in formats:
             del seq, verts

@@ -198,7 +198,7 @@ def render_video(sequences: list[np.ndarray], faces: np.ndarray, out_path: str |
         seqs[i] = s[:n_frames] if s.shape[0] >= n_frames else np.concatenate(
             [s, np.repeat(s[-1:], n_frames - s.shape[0], 0)])
 
-    v0 = torch.from_numpy(seqs[0][0])
+    v0 = torch.from_numpy(np.array(seqs[0][0]))  # a copy: the sequences may be read-only maps
     cam = video_camera(v0, view, size)
     if vertex_part is None:
         albedo = torch.tensor(PART_COLORS["skin"]).expand(v0.shape[0], 3)
@@ -215,7 +215,7 @@ def render_video(sequences: list[np.ndarray], faces: np.ndarray, out_path: str |
     def frames(s0: int) -> np.ndarray:  # (t, height, width, 3) uint8 frames s0 .. s0 + chunk - 1, all panels
         panels = []
         for s in seqs:
-            v = torch.from_numpy(s[s0: s0 + chunk])  # (t, V, 3)
+            v = torch.from_numpy(np.array(s[s0: s0 + chunk]))  # (t, V, 3), a copy of a (read-only) block
             if renderer == "fast":
                 panels.append(render_frames(v, faces_t, cam, albedo, plan=plan, neighbors=nb, background=BACKGROUND,
                                             gamma=GAMMA).numpy())
