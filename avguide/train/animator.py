@@ -130,7 +130,7 @@ def train_animator(cfg: AnimatorTrainConfig, out: str | Path, *, resume: bool = 
     index, train_refs, val_refs = open_training_data(cfg.data, cfg.layout, max_sequences=cfg.max_sequences)
     model, model_cfg = build_model(cfg, index)
     resolved = config_to_dict(cfg) | {"model": model_cfg, "dataset": _dataset_meta(index)}
-    with Run(out, resolved, ctx, resume=resume) as run:
+    with Run(out, resolved, ctx, resume=resume, min_improvement=cfg.optim.min_improvement) as run:
         lips = torch.as_tensor(index.regions["lips"]) if "lips" in index.regions else None
         objective = _objective(cfg, index, lips, ctx, [p for p in model.parameters() if p.requires_grad])
         if run.step == 0:  # a fresh start
@@ -156,6 +156,8 @@ def train_animator(cfg: AnimatorTrainConfig, out: str | Path, *, resume: bool = 
 
         # ---- train
         for epoch in range(run.epoch + 1, cfg.optim.epochs + 1):
+            if D.from_main(run.stalled(cfg.optim.patience), ctx):
+                break
             t0 = time.perf_counter()
             shuffle_for_epoch(train_loader, epoch, cfg.seed)
             model.train()
@@ -199,7 +201,7 @@ def train_animator(cfg: AnimatorTrainConfig, out: str | Path, *, resume: bool = 
                          score=val_logs["val_total"], seconds=time.perf_counter() - t0, extra={"best_val": best})
             D.barrier(ctx)
     D.shutdown(ctx)
-    return {"epochs": cfg.optim.epochs, "best_val": best, "run": str(run.path)}
+    return {"epochs": run.epoch, "best_val": best, "run": str(run.path)}
 
 
 def _objective(cfg: AnimatorTrainConfig, index, lips: torch.Tensor | None, ctx: D.DistContext,
@@ -275,8 +277,8 @@ def _dataset_meta(index) -> dict:
 
 
 RESUMABLE = ("optim.lr", "optim.betas", "optim.weight_decay", "optim.epochs", "optim.grad_clip",
-             "optim.warmup_epochs", "loss_weights.", "av.l_mse", "av.l_av", "av.l_ctc", "av.l_ce", "av.l_rlv",
-             "av.expert_lr", "av.balance", "av.balance_on", "av.probe_every", "av.face_slack", "av.render_workers",
+             "optim.warmup_epochs", "optim.patience", "optim.min_improvement", "loss_weights.", "av.l_mse", "av.l_av",
+             "av.l_ctc", "av.l_ce", "av.l_rlv", "av.expert_lr", "av.balance", "av.balance_on", "av.probe_every", "av.face_slack", "av.render_workers",
              "av.render_compile", "device", "workers", "cache")
 """What a resumed run may change (applied from its first step); anything else (the model, the data,
 the seed, the stage, the expert, the batch size, the optimiser or schedule kind) is refused."""

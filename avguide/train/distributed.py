@@ -66,6 +66,15 @@ def mean_across(values: dict[str, float], ctx: DistContext) -> dict[str, float]:
     return {k: float(v) / ctx.world_size for k, v in zip(keys, t.tolist())}
 
 
+def from_main(flag: bool, ctx: DistContext) -> bool:
+    """The main process's ``flag`` on every process (identity with one process)."""
+    if ctx.world_size == 1:
+        return flag
+    t = torch.tensor([float(flag)], device=ctx.device)
+    dist.broadcast(t, src=0)
+    return bool(t.item())
+
+
 def barrier(ctx: DistContext) -> None:
     if ctx.world_size > 1:
         dist.barrier()

@@ -344,7 +344,7 @@ def train_expert(cfg: ExpertStageConfig, out_dir: str | Path, resume: bool = Fal
     tok = make_tokenizer(cfg.tokenizer_name())
     ecfg = cfg.expert_config(tok.odim)
     crop, rule = cfg.crop_size(), cfg.camera_rule()
-    with Run(out_dir, config_to_dict(cfg), ctx, resume=resume) as run:
+    with Run(out_dir, config_to_dict(cfg), ctx, resume=resume, min_improvement=cfg.optim.min_improvement) as run:
         if run.step == 0 and ctx.is_main:
             save_assets(run.path / "render_assets.npz", assets)
         train_refs, val_refs = index.split(cfg.train_split), index.split(cfg.val_split)
@@ -382,6 +382,8 @@ def train_expert(cfg: ExpertStageConfig, out_dir: str | Path, resume: bool = Fal
 
         # ---- train
         for epoch in range(run.epoch + 1, cfg.optim.epochs + 1):
+            if dist.from_main(run.stalled(cfg.optim.patience), ctx):
+                break
             t0, rs0 = time.perf_counter(), cache.render_seconds if cache else 0.0
             shuffle_for_epoch(loader, epoch, cfg.seed)
             model.train()
@@ -434,7 +436,7 @@ def train_expert(cfg: ExpertStageConfig, out_dir: str | Path, resume: bool = Fal
 
 
 RESUMABLE = ("optim.lr", "optim.betas", "optim.weight_decay", "optim.epochs", "optim.grad_clip",
-             "optim.warmup_epochs", "audio.", "device", "cache_dir")
+             "optim.warmup_epochs", "optim.patience", "optim.min_improvement", "audio.", "device", "cache_dir")
 """What a resumed expert run may change (applied from its first step): the optimiser's rates and
 budget, the audio augmentation, where it runs and where renders are cached. Anything else (the
 expert's shape, the tokeniser, the data and splits, the crop and camera, the seed, the batch

@@ -4,6 +4,8 @@
     optim.schedule    none | cosine         cosine: linear warm-up over optim.warmup_epochs, then
                                             half a cosine down to 0 at the last step
     optim.epochs, optim.batch_size, optim.grad_clip (max gradient norm; 0: no clipping)
+    optim.patience    stop early once this many epochs passed without the validation score
+                      improving by more than optim.min_improvement (relative); 0: run every epoch
 
 The schedule is a per-step factor of the learning rate (``LambdaLR``); "none" keeps the rate
 constant and builds no scheduler. The animator loop defaults to Adam without a schedule, the
@@ -38,6 +40,8 @@ class OptimConfig:
     grad_clip: float = 1.0          # max gradient norm; 0 disables clipping
     schedule: Literal["none", "cosine"] = "none"
     warmup_epochs: float = 0.0      # cosine only: linear warm-up, in epochs (fractions allowed)
+    patience: int = 0               # epochs without improvement before stopping early; 0: never stop early
+    min_improvement: float = 0.0    # relative: a score counts as improved below (1 - this) x the last improvement
 
     def check(self) -> list[str]:
         errors = []
@@ -51,6 +55,10 @@ class OptimConfig:
             errors.append(f"batch_size: must be >= 1, got {self.batch_size}")
         if not (self.weight_decay >= 0 and self.grad_clip >= 0 and self.warmup_epochs >= 0):
             errors.append("weight_decay, grad_clip and warmup_epochs: must be >= 0")
+        if self.patience < 0:
+            errors.append(f"patience: must be >= 0 (0: no early stopping), got {self.patience}")
+        if not 0 <= self.min_improvement < 1:
+            errors.append(f"min_improvement: a fraction in [0, 1), got {self.min_improvement}")
         if self.warmup_epochs and self.schedule == "none":
             errors.append("warmup_epochs: only with schedule=cosine")
         return errors

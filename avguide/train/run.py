@@ -10,6 +10,7 @@ Each loop is a recipe (setup -> train -> save) around these pieces::
             shuffle_for_epoch(loader, epoch, cfg.seed)
             ...
             run.save(model, train_state, epoch=, step=, metrics=, score=, seconds=)
+            if run.stalled(patience): break                    # early stopping (optim.patience)
 
 **Run state.** A checkpoint's ``meta.json`` is the one record of the run's state: epoch, step,
 metrics, the name and score of the best checkpoint so far and the epoch's ``metrics.jsonl``
@@ -29,6 +30,11 @@ it: a second one gets one clear error, whatever the order of their starts.
 applies the overrides; a key that changed must be one the loop applies on resume
 (``may_change``: learning rate, epochs, loss weights, ...), anything else (the model's shape,
 the data, the seed) is refused, naming the key.
+
+**Early stopping.** Besides the best score, the record keeps the last *improvement*: the epoch
+whose score first fell below ``(1 - min_improvement)`` times the previous improvement's score.
+:meth:`Run.stalled` is true once ``patience`` epochs have passed since it; the loops stop there,
+and a resumed run that has already stalled stops before its first step.
 """
 
 from __future__ import annotations
@@ -158,9 +164,12 @@ class Run:
         ctx: the process context (None: one process); only rank 0 writes.
         resume: continue the run in ``path`` (a run without a checkpoint starts again).
         keep: how many latest checkpoints to keep (the best one is always kept).
+        min_improvement: the relative gain over the last improvement that counts as a new one
+            (early stopping, :meth:`stalled`).
     Attributes:
         epoch, step: of the last checkpoint (0, 0 on a fresh start).
         best_score, best_checkpoint: the lowest score saved so far and its checkpoint.
+        improved: (score, epoch) of the last improvement (``(inf, 0)`` on a fresh start).
         log: the :class:`~avguide.train.logging.RunLogger` (progress bars, TensorBoard).
     Raises:
         BadInputError: another process holds the run; ``--out`` names a run that has a
@@ -168,12 +177,13 @@ class Run:
     """
 
     def __init__(self, path: str | Path, config: dict, ctx: D.DistContext | None = None, *, resume: bool = False,
-                 keep: int = 2):
-        self.path, self.config, self.keep = Path(path), config, keep
+                 keep: int = 2, min_improvement: float = 0.0):
+        self.path, self.config, self.keep, self.min_improvement = Path(path), config, keep, min_improvement
         self.main = ctx is None or ctx.is_main
         self.ctx = ctx
         self._lock = None
         self.epoch, self.step, self.best_score, self.best_checkpoint = 0, 0, math.inf, None
+        self.improved: tuple[float, int] = (math.inf, 0)
         self.meta: dict | None = None
         try:
             if self.main:
@@ -186,6 +196,7 @@ class Run:
                 self.epoch, self.step = self.meta["epoch"], self.meta["step"]
                 self.best_checkpoint = self.meta.get("best_checkpoint") or read_pointer(self.path, "best") or last
                 self.best_score = float(self.meta.get("best_score", self.meta.get("best_val", math.inf)))
+                self.improved = self._saved_improvement()
             self.log = RunLogger(self.path, enabled=self.main, start_step=self.step)
         except BaseException:
             self._unlock()
@@ -283,6 +294,25 @@ class Run:
             self.best_score = float(state["best"])
         return state
 
+    def _saved_improvement(self) -> tuple[float, int]:
+        """The record's last improvement; runs saved before it was recorded: the best checkpoint."""
+        if "improved" in self.meta:
+            score, epoch = self.meta["improved"]
+            return float(score), int(epoch)
+        best = self.path / str(self.best_checkpoint)
+        epoch = load_meta(best)["epoch"] if (best / "meta.json").is_file() else self.epoch
+        return self.best_score, int(epoch)
+
+    def stalled(self, patience: int) -> bool:
+        """Whether ``patience`` (> 0) epochs have passed since the last improvement; prints why
+        training stops when it is so. Always False for ``patience`` 0."""
+        if patience <= 0 or self.epoch - self.improved[1] < patience:
+            return False
+        if self.main:
+            print(f"{self.path}: stopping early at epoch {self.epoch}: no improvement since epoch {self.improved[1]} "
+                  f"(score {self.improved[0]:.6g}) for {patience} epochs (optim.patience)", flush=True)
+        return True
+
     @property
     def checkpoint(self) -> Path | None:
         """The last checkpoint directory (None before the first)."""
@@ -303,9 +333,11 @@ class Run:
         name = checkpoint_name(step)
         if score < self.best_score:
             self.best_score, self.best_checkpoint = score, name
+        if score < self.improved[0] * (1 - self.min_improvement):
+            self.improved = (score, epoch)
         line = {"epoch": epoch, "step": step, "seconds": round(seconds, 3), **metrics}
         meta = {"epoch": epoch, "step": step, **metrics, **(extra or {}), "best_checkpoint": self.best_checkpoint,
-                "best_score": self.best_score, "log": line}
+                "best_score": self.best_score, "improved": list(self.improved), "log": line}
         save_checkpoint(self.path, model, train_state, meta, self.config)
         write_json_atomic(self.path / "last.json", {"checkpoint": name})  # the commit
         if self.best_checkpoint == name:

@@ -157,3 +157,11 @@ def test_train_flags_are_overrides(toy_dataset, tmp_path, capsys):
     # a flag and an override that agree are fine: this one fails later, on its config, not on the flags
     assert main([*base, "--stage", "baseline", "--seed", "1", "seed=1", "optim.lr=-1"]) == 2
     assert "optim.lr: must be > 0" in capsys.readouterr().err
+
+
+def test_patience_stops_the_loop_early(toy_dataset, tmp_path, capsys):
+    """No epoch can be 99 % better than the first: with patience 1 the loop ends after epoch 2."""
+    out = train_animator(_cfg(toy_dataset, "optim.epochs=5", "optim.patience=1", "optim.min_improvement=0.99"),
+                         tmp_path / "r")
+    assert out["epochs"] == 2 and len((tmp_path / "r" / "metrics.jsonl").read_text().splitlines()) == 2
+    assert "stopping early at epoch 2" in capsys.readouterr().out

@@ -205,3 +205,41 @@ def test_train_state_keeps_rng_and_optimizer(tmp_path):
     state = load_train_state(checkpoint_dir(tmp_path / "r"))
     assert set(state) == {"optimizer"}
     shutil.rmtree(tmp_path / "r")
+
+
+def _scores(run, scores, min_improvement=0.0, patience=0, resume=False):
+    """Save one checkpoint per score (epochs counted on from the run's last), the loops' way:
+    stop at the top of an epoch once the run has stalled. Returns the epochs trained."""
+    model = torch.nn.Linear(2, 1)
+    trained = []
+    with Run(run, {}, resume=resume, min_improvement=min_improvement) as r:
+        for epoch, score in enumerate(scores, r.epoch + 1):
+            if r.stalled(patience):
+                break
+            r.save(model, {}, epoch=epoch, step=epoch, metrics={"val": score}, score=score, seconds=0.0)
+            trained.append(epoch)
+    return trained
+
+
+@pytest.mark.parametrize("min_improvement, patience, expected", [
+    (0.0, 2, [1, 2, 3, 4]),        # epoch 2 improves (2.0); 3 and 4 do not: stop before 5
+    (0.0, 3, [1, 2, 3, 4, 5]),     # 5 improves (1.9 < 2.0), the budget ends first
+    (0.1, 2, [1, 2, 3, 4]),        # 1.9 is not 10 % below 2.0 either
+    (0.4, 2, [1, 2, 3]),           # 2.0 is not 40 % below 3.0: the last improvement is epoch 1
+    (0.0, 0, [1, 2, 3, 4, 5]),     # no early stopping
+])
+def test_early_stopping_counts_epochs_since_the_last_improvement(tmp_path, min_improvement, patience, expected):
+    assert _scores(tmp_path / "r", [3.0, 2.0, 2.5, 2.2, 1.9], min_improvement, patience) == expected
+
+
+def test_early_stopping_survives_resume_and_old_records(tmp_path):
+    run = tmp_path / "r"
+    assert _scores(run, [3.0, 2.0, 2.5]) == [1, 2, 3]
+    assert _scores(run, [2.4, 1.0], patience=2, resume=True) == [4]  # stalled after epoch 4: 5 never runs
+    # a record written before "improved" existed: the best checkpoint's epoch stands in
+    last = run / json.loads((run / "last.json").read_text())["checkpoint"]
+    meta = json.loads((last / "meta.json").read_text())
+    del meta["improved"]
+    (last / "meta.json").write_text(json.dumps(meta))
+    with Run(run, {}, resume=True) as r:
+        assert r.improved == (2.0, 2) and r.stalled(2) and not r.stalled(3)
