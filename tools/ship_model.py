@@ -117,7 +117,7 @@ def reader_metrics(model_dir: Path, data: Path, decoding: dict) -> dict:
     from avguide.train.expert import evaluate_split
 
     expert = load_trained_expert(model_dir, "best")
-    modality = {"v": "video", "av": "av", "a": "audio"}[expert.model.cfg.modality]
+    modality = expert.model.cfg.modality
     index = open_dataset(data)
     with tempfile.TemporaryDirectory() as tmp:
         cache = RenderCache(assets_from_dataset(index), expert.crop, expert.camera, Path(tmp))

@@ -124,7 +124,7 @@ def measure(run: Path, data: Path, audio_mode: str) -> dict:
         {"val": {decoding: cer}, "chosen", "test_greedy", "test_chosen", "hyps_chosen"}.
     """
     expert = load_trained_expert(run, "best")
-    modality = {"v": "video", "av": "av", "a": "audio"}[expert.model.cfg.modality]
+    modality = expert.model.cfg.modality
     index = open_dataset(data)
     cache = RenderCache(assets_from_dataset(index), expert.crop, expert.camera, run.parent / "render_cache")
 

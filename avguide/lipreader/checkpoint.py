@@ -17,12 +17,11 @@ Files are read with ``torch.load(weights_only=True)``: tensors only, no arbitrar
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
 
 import torch
 
 from avguide.errors import BadInputError, MissingFileError
-from avguide.lipreader.config import avsr_base, vsr_base
+from avguide.lipreader.config import avsr_base, modality_name, vsr_base
 from avguide.lipreader.model import LipReadingExpert, build_expert
 
 _PREFIXES = ("model.", "module.")
@@ -96,21 +95,22 @@ def _check_fits(state: dict[str, torch.Tensor], model: LipReadingExpert, source:
                             f"{model.cfg.odim}): " + "; ".join(problems))
 
 
-def expert_from_auto_avsr(path: str | Path, modality: Literal["av", "v"]) -> LipReadingExpert:
+def expert_from_auto_avsr(path: str | Path, modality: str) -> LipReadingExpert:
     """Base-size expert with the weights of a published Auto-AVSR checkpoint, in eval mode.
 
     Args:
         path: ``avsr_trlrwlrs2lrs3vox2avsp_base.pth`` (modality "av") or
-            ``vsr_trlrs3vox2_base.pth`` (modality "v"), or a fine-tuned file of that shape.
-        modality: "av" or "v".
+            ``vsr_trlrs3vox2_base.pth`` (modality "video"), or a fine-tuned file of that shape.
+        modality: "av" or "video" (the short "v" is accepted too:
+            :func:`avguide.lipreader.config.modality_name`).
     Returns:
         :class:`LipReadingExpert` built from :func:`avsr_base` / :func:`vsr_base`, with odim
         read from the checkpoint's CTC head (5049 for the published files).
     Raises:
         MissingFileError, BadInputError: see :func:`load_auto_avsr_checkpoint`.
     """
-    if modality not in ("av", "v"):
-        raise BadInputError(f"modality: must be 'av' or 'v', got {modality!r}")
+    if modality_name(modality) not in ("av", "video"):
+        raise BadInputError(f"modality: must be 'av' or 'video', got {modality!r}")
     state = read_auto_avsr_state_dict(path)
     cfg = avsr_base() if modality == "av" else vsr_base()
     head = state.get("ctc.ctc_lo.bias", state.get("decoder.output_layer.bias"))

@@ -17,15 +17,36 @@ Presets only fill in numbers:
   vocabulary (Auto-AVSR's 5000 units by default, or 30 characters).
 - :func:`asr_cpu_small`: the audio-only model whose encoder has exactly the shape of
   ``avsr_cpu_small``'s audio encoder, to pretrain it cheaply (no rendering, no video front-end).
+
+Modalities have one set of names everywhere in avguide: "av", "video", "audio" (:data:`MODALITIES`).
+The short names "v" / "a" are accepted only where they come from outside: the Auto-AVSR import
+(:func:`config_from_auto_avsr`, :func:`avguide.lipreader.checkpoint.expert_from_auto_avsr`) and
+expert checkpoints saved before avguide used one vocabulary (:func:`modality_name`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from avguide.errors import BadInputError
+
+Modality = Literal["av", "video", "audio"]
+MODALITIES: tuple[str, ...] = get_args(Modality)
+_SHORT_NAMES = {"v": "video", "a": "audio"}  # the names ExpertConfig used before it said "video" / "audio"
+
+
+def modality_name(name: str) -> str:
+    """avguide's name of an expert modality, given ours or a short one from outside.
+
+    Args:
+        name: "av", "video", "audio", or the short "v" / "a" (as the Auto-AVSR import took them,
+            and as the ``expert`` settings of stage-1 checkpoints saved before the rename say them).
+    Returns:
+        "av", "video" or "audio"; any other value unchanged (:meth:`ExpertConfig.check` reports it).
+    """
+    return _SHORT_NAMES.get(name, name)
 
 
 @dataclass
@@ -33,12 +54,12 @@ class ExpertConfig:
     """Every hyper-parameter of an Auto-AVSR-style expert.
 
     ``modality`` "av" builds the audio-visual model (video ``encoder`` + audio ``aux_encoder``
-    + ``fusion``), "v" the visual-only model (``encoder`` only), "a" the audio-only model: its
+    + ``fusion``), "video" the visual-only model (``encoder`` only), "audio" the audio-only model: its
     ``encoder`` is an audio encoder built from the ``aux_*`` fields and ``audio_widths``, so its
     weights fit an AV expert's ``aux_encoder`` of the same config (audio pretraining).
     """
 
-    modality: Literal["av", "v", "a"] = "av"
+    modality: Modality = "av"
     odim: int = 5049
     # visual encoder (Auto-AVSR names)
     adim: int = 768
@@ -91,9 +112,9 @@ class ExpertConfig:
                 errs.append(f"{name}: must be odd and positive, got {k}")
         if self.audio_frontend not in ("resnet1d", "mel"):
             errs.append(f"audio_frontend: 'resnet1d' or 'mel', got {self.audio_frontend!r}")
-        if self.modality not in ("av", "v", "a"):
-            errs.append(f"modality: 'av', 'v' or 'a', got {self.modality!r}")
-        if self.modality in ("av", "a") and self.aux_adim != self.adim:
+        if self.modality not in MODALITIES:
+            errs.append(f"modality: 'av', 'video' or 'audio', got {self.modality!r}")
+        if self.modality in ("av", "audio") and self.aux_adim != self.adim:
             errs.append(f"aux_adim: must equal adim ({self.adim}) for fusion, got {self.aux_adim}")
         if not 0.0 <= self.mtlalpha <= 1.0:
             errs.append(f"mtlalpha: must be in [0, 1], got {self.mtlalpha}")
@@ -138,20 +159,22 @@ _FIXED_OPTIONS: dict[str, Any] = {
 _IGNORED_OPTIONS = {"aux_dunits", "aux_dlayers", "aux_lsm_weight", "aux_mtlalpha"}
 
 
-def config_from_auto_avsr(args: dict, odim: int, modality: Literal["av", "v"]) -> ExpertConfig:
+def config_from_auto_avsr(args: dict, odim: int, modality: str) -> ExpertConfig:
     """Expert config from an Auto-AVSR hyper-parameter dict (its ``args`` namespace as a dict).
 
     Args:
         args: Auto-AVSR keys such as ``adim``, ``aheads``, ``aux_elayers``, ``fusion_hdim``.
         odim: output vocabulary size (blank + units + sos/eos).
-        modality: "av" or "v".
+        modality: "av" or "video" (the short "v" is accepted too: :func:`modality_name`).
     Returns:
-        A validated :class:`ExpertConfig` (front-end widths are Auto-AVSR's 64..512).
+        A validated :class:`ExpertConfig` (front-end widths are Auto-AVSR's 64..512), whose
+        ``modality`` is avguide's name.
     Raises:
         BadInputError: an option avguide does not implement (e.g. ``zero_triu: True``), an
             unknown key, or invalid values; all listed in one message.
     """
     names = {f.name for f in dataclasses.fields(ExpertConfig)}
+    modality = modality_name(modality)
     errs, kwargs = [], {"odim": odim, "modality": modality}
     for key, value in args.items():
         if key in _FIXED_OPTIONS:
@@ -163,7 +186,7 @@ def config_from_auto_avsr(args: dict, odim: int, modality: Literal["av", "v"]) -
             errs.append(f"{key}: unknown Auto-AVSR option")
     if errs:
         raise BadInputError("Auto-AVSR config: " + "; ".join(errs))
-    if modality == "v":  # no audio encoder: keep its (unused) fields consistent with adim
+    if modality == "video":  # no audio encoder: keep its (unused) fields consistent with adim
         kwargs.setdefault("aux_adim", kwargs.get("adim", ExpertConfig.adim))
         kwargs.setdefault("aux_aheads", kwargs.get("aheads", ExpertConfig.aheads))
     return ExpertConfig(**kwargs).validate()
@@ -176,10 +199,10 @@ def avsr_base() -> ExpertConfig:
 
 def vsr_base() -> ExpertConfig:
     """The published Auto-AVSR base visual-only model (250,383,410 parameters)."""
-    return ExpertConfig(modality="v")
+    return ExpertConfig(modality="video")
 
 
-def _cpu_small(modality: Literal["av", "v", "a"], odim: int) -> ExpertConfig:
+def _cpu_small(modality: Modality, odim: int) -> ExpertConfig:
     return ExpertConfig(
         modality=modality, odim=odim,
         adim=192, aheads=4, eunits=768, elayers=4, cnn_module_kernel=15,
@@ -200,15 +223,15 @@ def avsr_cpu_small(odim: int = 30) -> ExpertConfig:
 
 def vsr_cpu_small(odim: int = 30) -> ExpertConfig:
     """Small visual-only expert for CPU training (the evaluation reader's default size)."""
-    return _cpu_small("v", odim)
+    return _cpu_small("video", odim)
 
 
 def asr_cpu_small(odim: int = 30) -> ExpertConfig:
     """Audio-only model whose encoder is ``avsr_cpu_small``'s audio encoder (log-mel front-end,
     3 Conformer layers, widths 16..128), for pretraining it (``--modality audio``)."""
-    return _cpu_small("a", odim)
+    return _cpu_small("audio", odim)
 
 
 def asr_base() -> ExpertConfig:
     """Audio-only model whose encoder is :func:`avsr_base`'s audio encoder (12 layers, 768 wide)."""
-    return ExpertConfig(modality="a")
+    return ExpertConfig(modality="audio")

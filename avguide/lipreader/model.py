@@ -1,5 +1,5 @@
 """The Auto-AVSR lip-reading expert: audio-visual (``build_avsr``) or visual-only (``build_vsr``);
-also audio-only (``modality="a"``), to pretrain the AV expert's audio encoder.
+also audio-only (``modality="audio"``), to pretrain the AV expert's audio encoder.
 
     video (B,T,1,H,W) -> encoder ------------------------.
                                                           +-> fusion MLP -> x (B,T,adim)
@@ -91,7 +91,7 @@ class LipReadingExpert(nn.Module):
         cfg.validate()
         self.cfg = cfg
         self.aux_encoder = self.fusion = None
-        if cfg.modality == "a":  # audio-only: the audio encoder is the main one
+        if cfg.modality == "audio":  # audio-only: the audio encoder is the main one
             self.encoder = _audio_encoder(cfg)
         else:
             self.encoder = ConformerEncoder(
@@ -131,7 +131,7 @@ class LipReadingExpert(nn.Module):
             BadInputError: wrong shapes, lengths out of range, audio given to a visual-only
                 model or missing for an AV model, or audio/video frame counts that differ.
         """
-        if self.cfg.modality == "a":
+        if self.cfg.modality == "audio":
             return self._encode_audio_only(video, video_lengths, audio, audio_lengths)
         if video is None or video.dim() != 5 or video.shape[2] != 1:
             raise BadInputError(f"video: expected (B, T, 1, H, W) grayscale frames, "
@@ -254,7 +254,7 @@ def _audio_encoder(cfg: ExpertConfig) -> ConformerEncoder:
 
 
 def build_expert(cfg: ExpertConfig) -> LipReadingExpert:
-    """Expert of ``cfg.modality`` ("av", "v" or "a") with every hyper-parameter from ``cfg``."""
+    """Expert of ``cfg.modality`` ("av", "video" or "audio") with every hyper-parameter from ``cfg``."""
     return LipReadingExpert(cfg)
 
 
@@ -270,11 +270,11 @@ def build_avsr(cfg: ExpertConfig) -> LipReadingExpert:
 
 
 def build_vsr(cfg: ExpertConfig) -> LipReadingExpert:
-    """Visual-only expert (``cfg.modality`` must be "v").
+    """Visual-only expert (``cfg.modality`` must be "video").
 
     Raises:
         BadInputError: the config is invalid or not visual-only.
     """
-    if cfg.modality != "v":
-        raise BadInputError(f"build_vsr: config modality must be 'v', got {cfg.modality!r}")
+    if cfg.modality != "video":
+        raise BadInputError(f"build_vsr: config modality must be 'video', got {cfg.modality!r}")
     return LipReadingExpert(cfg)

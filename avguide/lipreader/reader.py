@@ -29,7 +29,7 @@ import torch
 
 from avguide.errors import BadInputError
 from avguide.lipreader.beam_search import ctc_greedy, recognize
-from avguide.lipreader.config import ExpertConfig
+from avguide.lipreader.config import ExpertConfig, modality_name
 from avguide.lipreader.lipvideo import RenderAssets, dequantize, load_assets
 from avguide.lipreader.model import LipReadingExpert, build_expert
 from avguide.lipreader.render_cache import render_video
@@ -83,12 +83,17 @@ class TrainedExpert:
 def expert_from_meta(meta: dict) -> LipReadingExpert:
     """The (untrained) expert a stage-1 checkpoint's meta describes (its ``expert`` settings).
 
+    Checkpoints saved before the expert config said "video" / "audio" name the modality "v" / "a":
+    they load as today's names (:func:`avguide.lipreader.config.modality_name`).
+
     Raises:
         KeyError / TypeError / ValueError: settings missing or malformed (the caller names the file).
     """
     e = dict(meta["expert"])
     for k in ("visual_widths", "audio_widths"):
         e[k] = tuple(e[k])
+    if "modality" in e:
+        e["modality"] = modality_name(e["modality"])
     return build_expert(ExpertConfig(**e))
 
 
@@ -162,7 +167,7 @@ class LipReader:
 
     def __init__(self, expert: TrainedExpert, decode: Decode = "greedy", beam_size: int = 10,
                  ctc_weight: float = 0.1, batch: int = 8, ctc_prune: float | None = None, length_bonus: float = 0.0):
-        if expert.model.cfg.modality != "v":
+        if expert.model.cfg.modality != "video":
             raise BadInputError(f"{expert.checkpoint}: the evaluation reader must be visual-only "
                                 "(train it with --modality video)")
         bad_prune = ctc_prune is not None and not (0 < ctc_prune < 1 and ctc_weight > 0)

@@ -172,7 +172,7 @@ class AVGuidance:
         if te.assets.n_vertices != n_vertices:
             raise BadInputError(f"av.expert={cfg.expert}: the expert was trained on meshes of "
                                 f"{te.assets.n_vertices} vertices, the animator's have {n_vertices}")
-        if te.model.cfg.modality == "a":
+        if te.model.cfg.modality == "audio":
             raise BadInputError(f"av.expert={cfg.expert}: an audio-only model never sees the lips, so it "
                                 "cannot guide them; use an audio-visual or visual-only stage-1 run")
         self.expert = te.model.to(device)

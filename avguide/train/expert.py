@@ -35,7 +35,7 @@ from avguide.data.batching import Batch, RecordingDataset, collate, make_loader
 from avguide.data.layouts import open_dataset
 from avguide.errors import BadInputError
 from avguide.lipreader.checkpoint import load_auto_avsr_checkpoint
-from avguide.lipreader.config import ExpertConfig
+from avguide.lipreader.config import ExpertConfig, Modality
 from avguide.lipreader.lipvideo import assets_from_dataset, save_assets
 from avguide.lipreader.losses import warn_ctc_unfit
 from avguide.lipreader.model import LipReadingExpert, build_expert
@@ -107,7 +107,7 @@ class ExpertStageConfig:
     """
 
     data: str = ""
-    modality: Literal["av", "video", "audio"] = "av"
+    modality: Modality = "av"
     size: Literal["cpu_small", "base"] = "cpu_small"
     expert: dict[str, Any] = field(default_factory=dict)
     tokenizer: Literal["auto", "char", "spm"] = "spm"
@@ -223,7 +223,7 @@ def _load_init(model: LipReadingExpert, init: str) -> None:
     src = load_trained_expert(path, "best").model
     if dataclasses.asdict(src.cfg) != dataclasses.asdict(model.cfg):
         state = src.state_dict()
-        if src.cfg.modality == "a" and model.cfg.modality != "a":  # an audio encoder is no visual one
+        if src.cfg.modality == "audio" and model.cfg.modality != "audio":  # an audio encoder is no visual one
             state = {k: v for k, v in state.items() if not k.startswith("encoder.")}
         if src.cfg.fusion_residual != model.cfg.fusion_residual:  # a fusion of the other kind does not fit
             state = {k: v for k, v in state.items() if not k.startswith("fusion.")}
@@ -254,7 +254,7 @@ def _load_init_audio(model: LipReadingExpert, init_audio: str, with_heads: bool)
     """An audio-only run's encoder into an AV expert's ``aux_encoder`` (all of it, or an error),
     and with ``with_heads`` its CTC head, decoder projection and decoder where they fit."""
     src = load_trained_expert(init_audio, "best").model
-    if src.cfg.modality != "a":
+    if src.cfg.modality != "audio":
         raise BadInputError(f"init_audio={init_audio}: not an audio-only run (its modality is "
                             f"{src.cfg.modality!r}; train one with --modality audio)")
     enc = {f"aux_encoder.{k[len('encoder.'):]}": v for k, v in src.state_dict().items() if k.startswith("encoder.")}

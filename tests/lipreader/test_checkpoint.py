@@ -36,12 +36,12 @@ def test_load_roundtrip(tmp_path, wrap):
 
 
 def test_wrong_modality_lists_missing_keys(tmp_path):
-    torch.save(build_expert(_tiny("v")).state_dict(), tmp_path / "vsr.pth")
+    torch.save(build_expert(_tiny("video")).state_dict(), tmp_path / "vsr.pth")
     with pytest.raises(BadInputError, match=r"missing keys: aux_encoder\..*in all\)"):
         load_auto_avsr_checkpoint(tmp_path / "vsr.pth", build_expert(_tiny("av")))
     torch.save(build_expert(_tiny("av")).state_dict(), tmp_path / "av.pth")
     with pytest.raises(BadInputError, match=r"unexpected keys: aux_encoder\."):
-        load_auto_avsr_checkpoint(tmp_path / "av.pth", build_expert(_tiny("v")))
+        load_auto_avsr_checkpoint(tmp_path / "av.pth", build_expert(_tiny("video")))
 
 
 def test_shape_mismatch_is_reported(tmp_path):
@@ -51,10 +51,13 @@ def test_shape_mismatch_is_reported(tmp_path):
         load_auto_avsr_checkpoint(tmp_path / "small.pth", build_expert(_tiny(adim=32)))
 
 
-def test_expert_from_auto_avsr_rejects_a_tiny_file_without_building(tmp_path):
-    torch.save(build_expert(_tiny("v")).state_dict(), tmp_path / "tiny.pth")
-    with pytest.raises(BadInputError, match="shape mismatches"):
-        expert_from_auto_avsr(tmp_path / "tiny.pth", "v")
+@pytest.mark.parametrize("modality", ["video", "v"])  # the import also takes the short name
+def test_expert_from_auto_avsr_rejects_a_tiny_file_without_building(tmp_path, modality):
+    torch.save(build_expert(_tiny("video")).state_dict(), tmp_path / "tiny.pth")
+    with pytest.raises(BadInputError, match=r"\(video, adim 768.*shape mismatches"):
+        expert_from_auto_avsr(tmp_path / "tiny.pth", modality)
+    with pytest.raises(BadInputError, match="modality: must be 'av' or 'video', got 'audio'"):
+        expert_from_auto_avsr(tmp_path / "tiny.pth", "audio")
 
 
 def test_unreadable_files(tmp_path):

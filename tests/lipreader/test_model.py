@@ -9,7 +9,8 @@ import torch.nn.functional as F
 
 from avguide.errors import BadInputError
 from avguide.lipreader.attention import MultiHeadedAttention, relative_position_table
-from avguide.lipreader.config import ExpertConfig, asr_cpu_small, avsr_cpu_small, vsr_cpu_small
+from avguide.lipreader.config import (MODALITIES, ExpertConfig, asr_cpu_small, avsr_cpu_small, config_from_auto_avsr,
+                                      modality_name, vsr_cpu_small)
 from avguide.lipreader.decoder import TransformerDecoder
 from avguide.lipreader.frontends import MelFrontend
 from avguide.lipreader.losses import add_sos_eos, ctc_frames_needed, ctc_unfit, label_smoothing_loss
@@ -235,3 +236,14 @@ def test_config_check_lists_every_problem():
     assert len(errors) == 5 and any("adim/aheads" in e for e in errors) and any("audio_frontend" in e for e in errors)
     with pytest.raises(BadInputError, match="cnn_module_kernel.*mtlalpha"):
         cfg.validate()
+
+
+def test_one_modality_vocabulary_with_short_names_only_from_outside():
+    """Inside avguide a modality is "av", "video" or "audio"; the Auto-AVSR import also takes "v"."""
+    assert MODALITIES == ("av", "video", "audio")
+    assert ExpertConfig(modality="v").check() == ["modality: 'av', 'video' or 'audio', got 'v'"]
+    args = {"adim": 16, "aheads": 2, "eunits": 32, "elayers": 1}
+    short, ours = config_from_auto_avsr(args, 9, "v"), config_from_auto_avsr(args, 9, "video")
+    assert short == ours and ours.modality == "video" and (ours.aux_adim, ours.aux_aheads) == (16, 2)
+    assert config_from_auto_avsr(args | {"aux_adim": 16, "aux_aheads": 2}, 9, "av").modality == "av"
+    assert [modality_name(m) for m in ("av", "video", "audio", "v", "a")] == ["av", "video", "audio", "video", "audio"]

@@ -1,6 +1,8 @@
 """Lip video at any crop size, the GT render cache, and the evaluation reader."""
 
 import dataclasses
+import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,11 +13,12 @@ from avguide.assets.head import load_head
 from avguide.data.batching import collate
 from avguide.data.samples import Sample
 from avguide.errors import BadInputError
-from avguide.lipreader.config import vsr_cpu_small
+from avguide.lipreader.config import asr_cpu_small, vsr_cpu_small
 from avguide.lipreader.lipvideo import (assets_from_dataset, dequantize, gray_to_video, lip_cameras, lip_gray,
                                         make_assets, quantize, render_size, rest_shapes, save_assets)
 from avguide.lipreader.model import Encoded, build_expert
-from avguide.lipreader.reader import LipReader, TrainedExpert, expert_meta, load_reader, load_trained_expert
+from avguide.lipreader.reader import (LipReader, TrainedExpert, expert_from_meta, expert_meta, load_reader,
+                                      load_trained_expert)
 from avguide.lipreader.render_cache import RenderCache
 from avguide.lipreader.tokenizers import CharTokenizer
 from avguide.render import expert_input, lip_camera
@@ -121,7 +124,7 @@ class _FakeExpert(torch.nn.Module):
 
     def __init__(self):
         super().__init__()
-        self.cfg = dataclasses.replace(vsr_cpu_small(), modality="v")
+        self.cfg = vsr_cpu_small()
         self.blank = 0
         self.seen = []
 
@@ -188,6 +191,23 @@ def test_trained_expert_round_trip_and_batching(head, tmp_path):
     assert len(load_reader(tmp_path, decode="beam", beam_size=2)(seqs[:1], 30.0)) == 1
     pure = load_reader(tmp_path, decode="beam", beam_size=3, ctc_weight=1.0)(seqs, 30.0)
     assert load_reader(tmp_path, decode="beam", beam_size=3, ctc_weight=1.0, ctc_prune=1e-9)(seqs, 30.0) == pure
+
+
+# meta.json of an audio-only stage-1 checkpoint (asr_cpu_small, character tokeniser) saved before the
+# expert config said "video" / "audio": its expert settings name the modality "a"
+OLD_META = Path(__file__).parent / "data" / "asr_meta_before_rename.json"
+
+
+@pytest.mark.parametrize("old, new, preset", [("a", "audio", asr_cpu_small), ("v", "video", vsr_cpu_small)])
+def test_checkpoints_saved_with_the_old_modality_names_load(old, new, preset):
+    meta = json.loads(OLD_META.read_text())
+    assert meta["expert"]["modality"] == "a" and meta["config"]["modality"] == "audio"
+    meta["expert"]["modality"] = old
+    model = expert_from_meta(meta)
+    assert model.cfg == preset(30)  # today's name, and every other setting as saved
+    assert model.cfg.modality == new
+    shapes = {k: v.shape for k, v in model.state_dict().items()}
+    assert shapes == {k: v.shape for k, v in build_expert(preset(30)).state_dict().items()}
 
 
 def test_reader_rejects_av_experts_and_bad_settings(head):

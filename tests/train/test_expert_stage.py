@@ -134,7 +134,8 @@ def test_flat_optimiser_layout_is_translated():
     cfg = load_config(ExpertStageConfig, base=new)
     assert dataclasses.asdict(cfg.optim) == {"optimizer": "adamw", "lr": 0.001, "betas": (0.9, 0.98),
                                              "weight_decay": 0.03, "epochs": 10, "batch_size": 8, "grad_clip": 5.0,
-                                             "schedule": "cosine", "warmup_epochs": 1.0}
+                                             "schedule": "cosine", "warmup_epochs": 1.0,
+                                             "patience": 0, "min_improvement": 0.0}  # saved before early stopping
     assert upgrade_saved_optim(new, "expert") == new  # today's layout is left as it is
     # animator runs saved before optim.optimizer: Adam, or AdamW with weight decay
     assert upgrade_saved_optim({"optim": {"lr": 1e-3}}, "animator")["optim"]["optimizer"] == "adam"
@@ -147,7 +148,7 @@ def test_video_modality_and_bad_config(synth3x2, tmp_path):
     run = run_expert_stage(str(synth3x2), tmp_path / "v", modality="video",
                            overrides=TINY + ["optim.epochs=1", f"cache_dir={tmp_path / 'c'}"])
     expert = load_trained_expert(run)
-    assert expert.model.cfg.modality == "v" and expert.model.aux_encoder is None
+    assert expert.model.cfg.modality == "video" and expert.model.aux_encoder is None
     assert expert.camera == "sequence_mean" and expert.crop == 16
     with pytest.raises(BadInputError, match="already holds a run"):
         run_expert_stage(str(synth3x2), tmp_path / "v", modality="video", overrides=TINY)
@@ -164,7 +165,7 @@ def test_audio_modality_pretrains_the_av_audio_encoder(synth3x2, tmp_path):
                            overrides=TINY + ["optim.epochs=1", f"cache_dir={tmp_path / 'c'}"])
     assert not (tmp_path / "c").exists() and not (asr / "render_cache").exists()
     a = load_trained_expert(asr).model
-    assert a.cfg.modality == "a" and a.aux_encoder is None and a.fusion is None
+    assert a.cfg.modality == "audio" and a.aux_encoder is None and a.fusion is None
     assert type(a.encoder.frontend).__name__ == "MelFrontend"  # the cpu_small presets read log-mel audio
     line = json.loads((asr / "metrics.jsonl").read_text().splitlines()[-1])
     assert math.isfinite(line["train_total"]) and line["val_cer"] >= 0 and line["render_s"] == 0
@@ -257,10 +258,31 @@ def test_ctc_unfit_share_is_logged_and_explained(tmp_path, capsys):
             torch.testing.assert_close(dict(spm.named_parameters())[k], v, rtol=0, atol=1e-9)
 
 
+def test_runs_saved_with_the_old_modality_names_load_and_resume(synth3x2, tmp_path):
+    """Stage-1 checkpoints saved before the expert config said "video" / "audio" name the modality
+    "v" / "a" in their meta.json (e.g. an audio-only run: its stage config says "audio", its expert
+    settings "a"); today's code loads them under today's names and resumes the run."""
+    torch.set_num_threads(1)
+    asr = run_expert_stage(str(synth3x2), tmp_path / "asr", modality="audio", overrides=TINY + ["optim.epochs=1"])
+    old = [p for p in [*asr.glob("ckpt-*/meta.json"), asr / "best.json"]
+           if "expert" in json.loads(p.read_text())]
+    assert old
+    for path in old:  # as the run would have been written before the rename
+        meta = json.loads(path.read_text())
+        assert meta["expert"]["modality"] == "audio"
+        meta["expert"]["modality"] = "a"
+        path.write_text(json.dumps(meta))
+    assert load_trained_expert(asr).model.cfg.modality == "audio"
+    run_expert_stage(None, asr, overrides=["optim.epochs=2"], resume=True)
+    _, meta, ckpt = load_checkpoint(asr, "last")
+    assert meta["epoch"] == 2 and ckpt.name == f"ckpt-{meta['step']:08d}"
+    assert meta["expert"]["modality"] == "audio"  # what it saves from now on is today's name
+
+
 def test_expert_config_from_preset_and_overrides():
     cfg = ExpertStageConfig(data="x", modality="video", expert={"elayers": 2, "visual_widths": [8, 8, 16, 16]})
     e = cfg.expert_config(30)
-    assert (e.modality, e.elayers, e.visual_widths, e.adim, e.odim) == ("v", 2, (8, 8, 16, 16), 192, 30)
+    assert (e.modality, e.elayers, e.visual_widths, e.adim, e.odim) == ("video", 2, (8, 8, 16, 16), 192, 30)
     assert cfg.crop_size() == 44 and cfg.camera_rule() == "sequence_mean" and cfg.tokenizer_name() == "spm"
     base = ExpertStageConfig(data="x", size="base")
     assert base.crop_size() == 88 and base.camera_rule() == "template" and base.tokenizer_name() == "spm"
