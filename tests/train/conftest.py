@@ -4,6 +4,12 @@ import pickle
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
+
+from avguide.train.losses import combine
+from avguide.train.run import Run, seed_everything
+
+TOY_SCORES = {1: 2.0, 2: 4.0, 3: 1.0, 4: 3.0}  # the best epoch is 3, not the last
 
 
 def make_toy_dataset(root, n_vertices=24, fps=25, seconds=(0.8, 1.0, 1.2), seed=0):
@@ -44,3 +50,31 @@ def make_toy_dataset(root, n_vertices=24, fps=25, seconds=(0.8, 1.0, 1.2), seed=
 @pytest.fixture(scope="session")
 def toy_dataset(tmp_path_factory):
     return make_toy_dataset(tmp_path_factory.mktemp("toy") / "data")
+
+
+def _train_toy(run, epochs=4, resume=False):
+    """A tiny loop on the run core, the way every stage uses it (dropout and random batches: the
+    RNG state matters). Epoch e saves step 2e with validation score ``TOY_SCORES[e]`` (logged as
+    "val"; epochs past 4 score e). Returns the model."""
+    seed_everything(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Dropout(0.3), torch.nn.Linear(8, 1))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    with Run(run, {"lr": 1e-2}, resume=resume) as r:
+        state = r.restore(model)
+        if state is not None:
+            opt.load_state_dict(state["optimizer"])
+        for epoch in range(r.epoch + 1, epochs + 1):
+            loss, logs = combine({"mse": model(torch.randn(16, 4)).pow(2).mean()}, {"mse": 1.0})
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            score = TOY_SCORES.get(epoch, float(epoch))
+            r.save(model, {"optimizer": opt.state_dict()}, epoch=epoch, step=2 * epoch,
+                   metrics={**logs, "val": score}, score=score, seconds=0.0)
+    return model
+
+
+@pytest.fixture(scope="session")
+def train_toy():
+    """``train_toy(run, epochs=4, resume=False) -> model``: the toy loop above (shared by the run-core tests)."""
+    return _train_toy

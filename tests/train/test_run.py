@@ -12,34 +12,13 @@ import avguide.checkpoint as checkpoint_module
 import avguide.train.run as run_module
 from avguide.checkpoint import checkpoint_dir, load_checkpoint, load_train_state
 from avguide.errors import BadInputError, MissingFileError
-from avguide.train.losses import combine
-from avguide.train.run import Run, seed_everything
+from avguide.train.run import Run
 
-EPOCHS = 4
-SCORES = {1: 2.0, 2: 4.0, 3: 1.0, 4: 3.0}  # the best epoch is 3, not the last
+EPOCHS = 4  # train_toy's (tests/train/conftest.py) default; its best epoch is 3, not the last
 
 
 class Killed(BaseException):
     """Stands for SIGKILL: nothing catches it."""
-
-
-def _train(run, resume=False, epochs=EPOCHS):
-    """A tiny loop on the run core (dropout and random batches: the RNG state matters)."""
-    seed_everything(0)
-    model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Dropout(0.3), torch.nn.Linear(8, 1))
-    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
-    with Run(run, {"lr": 1e-2}, resume=resume) as r:
-        state = r.restore(model)
-        if state is not None:
-            opt.load_state_dict(state["optimizer"])
-        for epoch in range(r.epoch + 1, epochs + 1):
-            loss, logs = combine({"mse": model(torch.randn(16, 4)).pow(2).mean()}, {"mse": 1.0})
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            r.save(model, {"optimizer": opt.state_dict()}, epoch=epoch, step=2 * epoch,
-                   metrics={**logs, "val": SCORES[epoch]}, score=SCORES[epoch], seconds=0.0)
-    return model
 
 
 def _rows(run):
@@ -61,9 +40,9 @@ def assert_consistent(run):
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory):
+def reference(tmp_path_factory, train_toy):
     run = tmp_path_factory.mktemp("ref") / "run"
-    model = _train(run)
+    model = train_toy(run)
     assert_consistent(run)
     return model.state_dict(), _rows(run)
 
@@ -96,22 +75,22 @@ def _writes(monkeypatch, kill_at):
     return count
 
 
-def test_a_kill_at_every_write_resumes_exactly_and_consistently(tmp_path, monkeypatch, reference):
+def test_a_kill_at_every_write_resumes_exactly_and_consistently(tmp_path, monkeypatch, reference, train_toy):
     weights, rows = reference
     with monkeypatch.context() as m:
         total = _writes(m, kill_at=0)
-        _train(tmp_path / "count")
+        train_toy(tmp_path / "count")
     assert total[0] >= 5 * EPOCHS  # config, weights, train state, meta, last (+ best, metrics line) per epoch
     for kill_at in range(1, total[0] + 1):
         run = tmp_path / f"k{kill_at}"
         with monkeypatch.context() as m, pytest.raises(Killed):
             _writes(m, kill_at)
-            _train(run)
+            train_toy(run)
         if (run / "last.json").is_file():  # readers follow the committed record, repaired or not
             last = json.loads((run / "last.json").read_text())["checkpoint"]
             recorded = json.loads((run / last / "meta.json").read_text())["best_checkpoint"]
             assert checkpoint_dir(run, "best").name == recorded
-        resumed = _train(run, resume=(run / "config.json").is_file())  # killed before config.json: no run yet
+        resumed = train_toy(run, resume=(run / "config.json").is_file())  # killed before config.json: no run yet
         assert_consistent(run)
         assert _rows(run) == rows, kill_at
         for k, v in weights.items():
@@ -119,36 +98,36 @@ def test_a_kill_at_every_write_resumes_exactly_and_consistently(tmp_path, monkey
         assert not list(run.glob("**/.*.tmp")), kill_at
 
 
-def test_lock_refuses_a_second_process(tmp_path):
+def test_lock_refuses_a_second_process(tmp_path, train_toy):
     with Run(tmp_path / "r", {"a": 1}):
         with pytest.raises(BadInputError, match="another process is training this run"):
             Run(tmp_path / "r", {"a": 1}, resume=True)
-    _train(tmp_path / "r2", epochs=1)
+    train_toy(tmp_path / "r2", epochs=1)
     with Run(tmp_path / "r2", {"lr": 1e-2}, resume=True):  # released when a run ends
         pass
 
 
-def test_a_run_killed_before_its_first_checkpoint_restarts(tmp_path, monkeypatch, reference):
+def test_a_run_killed_before_its_first_checkpoint_restarts(tmp_path, monkeypatch, reference, train_toy):
     weights, rows = reference
     for flag in ("resume", "out"):
         run = tmp_path / flag
         with monkeypatch.context() as m, pytest.raises(Killed):
             _writes(m, kill_at=3)  # config.json, weights and train state written; meta.json is not
-            _train(run)
+            train_toy(run)
         assert (run / "config.json").is_file() and not (run / "last.json").exists()
-        model = _train(run, resume=flag == "resume")
+        model = train_toy(run, resume=flag == "resume")
         assert _rows(run) == rows
         for k, v in weights.items():
             torch.testing.assert_close(model.state_dict()[k], v, rtol=0, atol=0)
 
 
-def test_partial_metrics_line_is_repaired(tmp_path, reference):
+def test_partial_metrics_line_is_repaired(tmp_path, reference, train_toy):
     _, rows = reference
     run = tmp_path / "r"
-    _train(run, epochs=2)
+    train_toy(run, epochs=2)
     with open(run / "metrics.jsonl", "a") as f:
         f.write('{"epoch": 3, "st')  # a write cut by a kill
-    _train(run, resume=True)
+    train_toy(run, resume=True)
     assert _rows(run) == rows
 
 
@@ -163,32 +142,32 @@ def test_partial_metrics_line_is_repaired(tmp_path, reference):
     ("last.json", b"[1, 2]"),
     ("config.json", b"\xff\xfe binary"),
 ])
-def test_corrupt_run_files_are_one_line_naming_the_file(tmp_path, reference, name, damage):
+def test_corrupt_run_files_are_one_line_naming_the_file(tmp_path, reference, name, damage, train_toy):
     run = tmp_path / "r"
-    _train(run)
+    train_toy(run)
     (run / name).write_bytes(damage)
     with pytest.raises(BadInputError) as e:
         if name == "config.json":
             run_module.saved_config(run)
         else:
-            _train(run, resume=True, epochs=EPOCHS + 1)
+            train_toy(run, resume=True, epochs=EPOCHS + 1)
     assert str(run / name) in str(e.value) and "\n" not in str(e.value)
     if name.startswith("ckpt-") and name.endswith("model.safetensors"):
         with pytest.raises(BadInputError, match="model.safetensors"):
             load_checkpoint(run)
 
 
-def test_a_broken_metrics_line_or_best_pointer(tmp_path, reference):
+def test_a_broken_metrics_line_or_best_pointer(tmp_path, reference, train_toy):
     _, rows = reference
     run = tmp_path / "r"
-    _train(run)
+    train_toy(run)
     (run / "best.json").write_text("{")  # derived from the record: rewritten on resume
     text = (run / "metrics.jsonl").read_text().splitlines()
     (run / "metrics.jsonl").write_text("\n".join([text[0], "garbage", *text[1:]]) + "\n")
     with pytest.raises(BadInputError, match="metrics.jsonl: corrupt metrics log: line 2"):
-        _train(run, resume=True)
+        train_toy(run, resume=True)
     (run / "metrics.jsonl").write_text("\n".join(text) + "\n")
-    _train(run, resume=True, epochs=EPOCHS)
+    train_toy(run, resume=True, epochs=EPOCHS)
     assert_consistent(run) is None and _rows(run) == rows
 
 
@@ -200,8 +179,8 @@ def test_resume_without_a_run(tmp_path):
         Run(tmp_path / "file", {})
 
 
-def test_train_state_keeps_rng_and_optimizer(tmp_path):
-    _train(tmp_path / "r", epochs=1)
+def test_train_state_keeps_rng_and_optimizer(tmp_path, train_toy):
+    train_toy(tmp_path / "r", epochs=1)
     state = load_train_state(checkpoint_dir(tmp_path / "r"))
     assert set(state) == {"optimizer"}
     shutil.rmtree(tmp_path / "r")
