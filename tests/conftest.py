@@ -26,3 +26,21 @@ def _torch_threads():
     except ImportError:
         pass
     yield
+
+
+@pytest.fixture(scope="session")
+def synth_av(tmp_path_factory):
+    """A generated 3-subject x 2-sentence synthetic set and a tiny 1-epoch AV expert on it
+    (``avguide/configs/expert/tiny.yaml``): (data directory, expert run)."""
+    from avguide import configs
+    from avguide.config import load_config
+    from avguide.synth.generator import SynthConfig, generate
+    from avguide.train.expert import run_expert_stage
+
+    base = tmp_path_factory.mktemp("avg")
+    data = base / "data"
+    generate(load_config(SynthConfig, None, ["subjects=3", "sentences=2", "workers=1"]), data)
+    expert = run_expert_stage(str(data), base / "expert", modality="av",
+                              overrides=[*configs.overrides("expert/tiny"), "optim.epochs=1",
+                                         f"cache_dir={base / 'cache'}"])
+    return data, expert

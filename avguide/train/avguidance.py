@@ -48,6 +48,7 @@ from avguide.lipreader.reader import TrainedExpert, load_trained_expert
 from avguide.lipreader.tokenizers import pad_targets
 from avguide.render import lip_face_mask
 from avguide.train import distributed as D
+from avguide.train.audio_augment import AudioAugmentConfig, augment_audio
 from avguide.train.losses import combine
 
 AV_TERMS = ("ctc", "ce")
@@ -90,6 +91,13 @@ class AVGuidanceConfig:
         render_workers: threads rendering chunks of the predicted frames at once
             (:func:`avguide.render.parallel.map_batch`; same images and gradients, ~1.5x faster
             on 2 cores, see ``bench/render.py``).
+        audio_drop, audio_noise_prob, audio_snr_db: AV experts only, training steps only: the
+            audio the expert hears is zeroed for a random ``audio_drop`` share of the recordings,
+            and white noise at ``audio_snr_db`` dB (over the valid samples) is added to a random
+            ``audio_noise_prob`` share (:func:`avguide.train.audio_augment.augment_audio`). With
+            clean audio a strong AV expert reads the transcript from the audio, and its loss then
+            says little about the lips; these variants make the lips matter (issue 18's
+            mechanism). Both 0 (the default): the clean audio, and no random draws.
         render_compile: render with ``torch.compile``'d kernels (:func:`avguide.render.render_mesh`:
             the same images and gradients up to float32 rounding, ~1.3x faster renders after a
             first call that compiles for ~50 s per process, ~6 s with inductor's disk cache;
@@ -111,6 +119,9 @@ class AVGuidanceConfig:
     face_slack: float = 0.5
     render_workers: int = 2
     render_compile: bool = False
+    audio_drop: float = 0.0
+    audio_noise_prob: float = 0.0
+    audio_snr_db: float = 10.0
 
     def check(self) -> list[str]:
         errors = []
@@ -123,6 +134,9 @@ class AVGuidanceConfig:
             errors.append("av.probe_every, av.face_slack and av.balance: must be >= 0")
         if self.balance_on not in ("vertices", "parameters"):
             errors.append(f"av.balance_on: 'vertices' or 'parameters', got {self.balance_on!r}")
+        for name in ("audio_drop", "audio_noise_prob"):
+            if not 0 <= getattr(self, name) <= 1:
+                errors.append(f"av.{name}: a share in [0, 1], got {getattr(self, name)}")
         if self.render_workers < 1:
             errors.append(f"av.render_workers: must be >= 1, got {self.render_workers}")
         return errors
@@ -191,6 +205,7 @@ class AVGuidance:
         # the module the training step calls: the expert, in DDP when fine-tuned on several processes
         self.module = D.wrap_model(self.expert, self.ctx) if trainable else self.expert
         self.read = self.unfit = 0  # recordings read by :meth:`losses`; those whose CTC target does not fit
+        self.training = False
         self.train(False)
 
     @property
@@ -198,7 +213,9 @@ class AVGuidance:
         return self.cfg.expert_mode == "finetune"
 
     def train(self, mode: bool) -> None:
-        """Expert in train mode only when fine-tuned and ``mode`` (dropout, batch-norm updates)."""
+        """Training steps (``mode``: the audio variants apply) or evaluation; the expert is in train
+        mode only when fine-tuned and ``mode`` (dropout, batch-norm updates)."""
+        self.training = mode
         self.expert.train(mode and self.trainable)
 
     def targets(self, texts: list[str | None]) -> torch.Tensor:
@@ -244,6 +261,11 @@ class AVGuidance:
         audio = alen = None
         if self.audio_visual:
             audio, alen = align_audio(batch.audio, batch.audio_lengths, len25)
+            if self.training and (self.cfg.audio_drop or self.cfg.audio_noise_prob):
+                variant = AudioAugmentConfig(noise_prob=self.cfg.audio_noise_prob, snr_min_db=self.cfg.audio_snr_db,
+                                             snr_max_db=self.cfg.audio_snr_db, time_masks=0,
+                                             dropout_prob=self.cfg.audio_drop)
+                audio, _ = augment_audio(audio, alen, variant)
             audio = normalize_audio(audio, alen)
         out = (expert or self.expert)(video, len25, audio, alen, self.targets(batch.texts))
         self.read += len(batch.texts)

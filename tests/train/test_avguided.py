@@ -13,29 +13,12 @@ from avguide.errors import BadInputError
 from avguide.lipreader.reader import load_trained_expert
 import dataclasses
 
-from avguide import configs
 from avguide.train.avguidance import AVGuidance, AVGuidanceConfig, balanced_l_av, gradient_probe, loss_weights
 from avguide.train.animator import load_train_config, train_animator
 from avguide.checkpoint import load_checkpoint, load_train_state
-from avguide.train.expert import run_expert_stage
 
-EXPERT_TINY = [*configs.overrides("expert/tiny"), "optim.epochs=1"]  # avguide/configs/expert/tiny.yaml
 AV_TINY = ["preset=tiny", "optim.batch_size=2", "optim.lr=1e-3", "seed=3", "stage=av", "av.l_av=1e-3",
            "av.l_rlv=1", "av.probe_every=1"]
-
-
-@pytest.fixture(scope="module")
-def synth_av(tmp_path_factory):
-    """A generated 3-subject x 2-sentence synthetic set and a tiny 1-epoch AV expert on it."""
-    from avguide.config import load_config
-    from avguide.synth.generator import SynthConfig, generate
-
-    base = tmp_path_factory.mktemp("avg")
-    data = base / "data"
-    generate(load_config(SynthConfig, None, ["subjects=3", "sentences=2", "workers=1"]), data)
-    expert = run_expert_stage(str(data), base / "expert", modality="av",
-                              overrides=EXPERT_TINY + [f"cache_dir={base / 'cache'}"])
-    return data, expert
 
 
 def _batch(data):
@@ -238,3 +221,28 @@ def test_av_stage_config_errors(synth_av):
         load_train_config(None, [f"data={data}", "stage=av"], None)
     with pytest.raises(BadInputError, match="av.l_av"):
         load_train_config(None, [f"data={data}", "stage=av", "av.expert=x", "av.l_av=-1"], None)
+
+
+def test_audio_variants_apply_to_training_steps_only(synth_av):
+    """av.audio_drop=1: in training steps the expert hears zeros (as when it reads silence by
+    itself), in evaluation the clean audio; noise gives a third reading."""
+    from avguide.lipreader.preprocess import align_audio, normalize_audio
+
+    data, expert_run = synth_av
+    index, batch = _batch(data)
+    dropped_guide, noisy_guide = _guide(index, expert_run, audio_drop=1.0), _guide(index, expert_run, audio_noise_prob=1.0)
+    with torch.no_grad():
+        clean = dropped_guide.losses(batch.vertices, batch)  # a new guidance evaluates
+        dropped_guide.train(True)
+        dropped = dropped_guide.losses(batch.vertices, batch)
+        noisy_guide.train(True)
+        noisy = noisy_guide.losses(batch.vertices, batch)
+        video, len25 = dropped_guide.video(batch.vertices, batch.lengths, batch.template, batch.fps)
+        audio, alen = align_audio(batch.audio, batch.audio_lengths, len25)
+        silent = dropped_guide.expert(video, len25, normalize_audio(torch.zeros_like(audio), alen), alen,
+                                      dropped_guide.targets(batch.texts))
+    assert float(dropped["ctc"]) == pytest.approx(float(silent["loss_ctc"]), rel=1e-6)
+    assert float(dropped["ce"]) == pytest.approx(float(silent["loss_att"]), rel=1e-6)
+    assert len({float(clean["ctc"]), float(dropped["ctc"]), float(noisy["ctc"])}) == 3
+    with pytest.raises(BadInputError, match="av.audio_drop"):
+        load_train_config(None, [f"data={data}", *AV_TINY, f"av.expert={expert_run}", "av.audio_drop=2"], None)
