@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from avguide.io import atomic_path
+from avguide.io import atomic_path, load_vertices
 
 PLOTTED = (("cer", "CER (%)", 100.0), ("ver", "VER (%)", 100.0), ("lve", "LVE (x1e-5 m²)", 1e5))
 
@@ -76,7 +76,7 @@ def side_by_side_video(data: str | Path, baseline_dir: str | Path, guided_dir: s
     written = []
     for ref in index.split("test")[:n_sentences]:
         s = load_sample(index, ref)
-        seqs = [s.vertices] + [np.load(Path(d) / f"{ref.name}.npy").reshape(-1, index.n_vertices, 3)
+        seqs = [s.vertices] + [load_vertices(Path(d) / f"{ref.name}.npy", index.n_vertices, what="prediction")
                                for d in (baseline_dir, guided_dir)]
         path = Path(out_dir) / f"{ref.name}.mp4"
         kw = {"vertex_part": part, "part_names": names} if part is not None else {}

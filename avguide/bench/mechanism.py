@@ -84,7 +84,7 @@ def lip_dependence(expert: str | Path, data: str | Path, split: str = "test", *,
         batch_size: recordings per batch; "other" partners are drawn within a batch, so the
             recordings are grouped by subject first.
         seed: the draw of partners. max_recordings: 0 for all of the split.
-        device: where the expert runs.
+        device: where the expert runs ("auto": CUDA when there is one).
     Returns:
         {"expert", "split", "n", "modality", "rows": {"<lips>/<audio>": {"cer", "wer", "ctc",
         "ce", "grad_lips", "grad_mesh"}}}.
@@ -95,7 +95,7 @@ def lip_dependence(expert: str | Path, data: str | Path, split: str = "test", *,
     refs = sorted(index.split(split), key=lambda r: (r.subject, r.sentence))
     if max_recordings:
         refs = refs[:max_recordings]
-    dev = torch.device(device)
+    dev = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device)
     trained = load_trained_expert(expert)
     lips = torch.as_tensor(index.regions["lips"])
     guide = AVGuidance(AVGuidanceConfig(expert=str(expert)), index.n_vertices, lips, dev, expert=trained)

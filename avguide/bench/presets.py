@@ -57,6 +57,12 @@ class BenchConfig:
             with the vertex loss only (the claim is then checked against that control).
         finetune_lr: learning rate of those continued runs (0 = ``lr``). Their optimiser starts
             afresh, so a smaller rate avoids Adam's first large steps undoing the baseline.
+        audio_variants: more AV conditions (first animator, like the ablations): name -> the
+            stage-2 audio the expert hears (``av.audio_drop``, ``av.audio_noise_prob``,
+            ``av.audio_snr_db``) on top of the tuned condition; they make the lips matter to an
+            expert that reads clean audio by itself.
+        mechanism: measure how much the AV (and visual-only) expert's reading depends on the lips
+            (:func:`avguide.bench.mechanism.lip_dependence` on the test split).
         skip: condition names not to train (quick experiments, e.g. ["av_paper"]).
         ablations: also run the visual-only expert and the no-stage-1 (untrained) expert
             (first animator only).
@@ -95,6 +101,8 @@ class BenchConfig:
     probe_every: int = 5
     finetune_epochs: int = 0
     finetune_lr: float = 0.0
+    audio_variants: dict[str, dict[str, float]] = field(default_factory=dict)
+    mechanism: bool = True
     skip: list[str] = field(default_factory=list)
     ablations: bool = True
     ablation_seeds: int = 0
@@ -125,6 +133,11 @@ class BenchConfig:
             errors.append(f"tuned_balance_on: 'vertices' or 'parameters', got {self.tuned_balance_on!r}")
         if self.expert_recipe and self.expert_recipe not in configs.names():
             errors.append(f"expert_recipe: {self.expert_recipe!r} is not a recipe in avguide/configs")
+        for name, variant in self.audio_variants.items():
+            unknown = sorted(set(variant) - {"audio_drop", "audio_noise_prob", "audio_snr_db"})
+            if unknown or not name.startswith("av_"):
+                errors.append(f"audio_variants.{name}: a name starting with av_ and keys audio_drop, "
+                              f"audio_noise_prob, audio_snr_db; got {sorted(variant)}")
         bad = [o for o in self.expert_overrides if "=" not in o]
         if bad:
             errors.append(f"expert_overrides: key=value strings; got {bad}")

@@ -12,6 +12,9 @@ from avguide.io import write_json_atomic, write_text_atomic
 
 METRICS = ("lve", "fdd", "mve", "cer", "wer", "ver")
 """Tabulated metrics: LVE / FDD in m^2 (shown x1e-5), MVE in m (shown in mm), reading rates."""
+ARTICULATION = ("lip_motion_ratio", "opening_corr", "bilabial_closure", "open_vowel_aperture")
+"""Articulation metrics (:mod:`avguide.metrics.articulation`; the paper's Figure 2: lip closure
+and opening), where the data has timed phones."""
 GRAD_KEYS = ("gnorm_av_first", "gnorm_mse_first", "gnorm_av_last", "gnorm_mse_last", "gnorm_av_lips_last")
 
 
@@ -39,7 +42,7 @@ def aggregate(results: list[dict]) -> dict:
         for name, entry in conds.items():
             rows = entry.pop("rows")
             entry["seeds"] = [r["seed"] for r in rows]
-            for key in METRICS + GRAD_KEYS:
+            for key in METRICS + ARTICULATION + GRAD_KEYS:
                 if any(key in r for r in rows):
                     entry[key] = mean_std([r.get(key) for r in rows])
     return table
@@ -74,7 +77,7 @@ def check_claim(table: dict, guided: str = "av_tuned", control: str = "baseline"
 
 
 def build_report(config: dict, results: list[dict], static: dict, timings: dict[str, float],
-                 control: str = "baseline") -> dict:
+                 control: str = "baseline", mechanism: dict | None = None) -> dict:
     """The report dict (written by :func:`write_bench_report`).
 
     Args:
@@ -83,13 +86,19 @@ def build_report(config: dict, results: list[dict], static: dict, timings: dict[
             reader's ceiling on ground truth as ``gt_cer``/``gt_wer``/``gt_ver``.
         timings: seconds per step.
         control: the condition the claim is checked against (see :func:`check_claim`).
+        mechanism: {expert name: :func:`avguide.bench.mechanism.lip_dependence` result}.
     """
     table = aggregate(results)
     gt = {"lve": 0.0, "fdd": 0.0, "mve": 0.0, **{m: static[f"gt_{m}"] for m in ("cer", "wer", "ver") if f"gt_{m}" in static}}
+    if "bilabial_closure_gt" in static:  # the ground truth against itself: ratios and correlation 1
+        gt |= {"lip_motion_ratio": 1.0, "opening_corr": 1.0, "bilabial_closure": static["bilabial_closure_gt"],
+               "open_vowel_aperture": 1.0}
     return {"avguide_version": avguide.__version__, "config": config, "ground_truth": gt,
-            "static": {k: v for k, v in static.items() if not k.startswith("gt_")}, "table": table,
+            "static": {k: v for k, v in static.items() if not k.startswith("gt_") and not k.endswith("_gt")},
+            "table": table,
             "order": ordered(table),
-            "claim": check_claim(table, control=control), "runs": results, "timings_s": timings}
+            "claim": check_claim(table, control=control), "mechanism": mechanism or {}, "runs": results,
+            "timings_s": timings}
 
 
 def ordered(table: dict) -> list[list]:
@@ -113,6 +122,7 @@ def _cell(entry: dict | None, scale: float, digits: int = 3) -> str:
 
 
 SCALES = {"lve": 1e5, "fdd": 1e5, "mve": 1e3, "cer": 100.0, "wer": 100.0, "ver": 100.0}
+ARTICULATION_HEADERS = ["lip-motion ratio", "opening corr.", "bilabial closure", "open-vowel aperture"]
 HEADERS = ["LVE (x1e-5 m²)", "FDD (x1e-5 m²)", "MVE (mm)", "CER (%)", "WER (%)", "VER (%)"]
 
 
@@ -131,6 +141,19 @@ def format_markdown(report: dict) -> str:
     for animator, name, entry in rows_in_order(report):
         lines.append(f"| {animator} | {name} | {len(entry['seeds'])} | "
                      + " | ".join(_cell(entry.get(m), SCALES[m]) for m in METRICS) + " |")
+    if any(m in e for _, _, e in rows_in_order(report) for m in ARTICULATION):
+        lines += ["", "## Articulation (lip closure and opening, the paper's Figure 2)", "",
+                  "Lip-motion ratio: temporal std of the lip vertices, prediction / ground truth; opening "
+                  "correlation with the ground truth; share of /p b m/ segments whose lips close; aperture at "
+                  "open vowels, prediction / ground truth.", "",
+                  "| animator | condition | seeds | " + " | ".join(ARTICULATION_HEADERS) + " |",
+                  "|---" * (len(ARTICULATION) + 3) + "|"]
+        for name, row in fixed.items():
+            cells = [f"{row[m]:.3f}" if m in row else "-" for m in ARTICULATION]
+            lines.append(f"| - | {name} | - | " + " | ".join(cells) + " |")
+        for animator, name, entry in rows_in_order(report):
+            lines.append(f"| {animator} | {name} | {len(entry['seeds'])} | "
+                         + " | ".join(_cell(entry.get(m), 1.0) for m in ARTICULATION) + " |")
     lines += ["", "## The claim (av_tuned vs its control)", ""]
     if not report["claim"]:
         lines.append("Not checked (no reading metrics or missing conditions).")
@@ -146,6 +169,12 @@ def format_markdown(report: dict) -> str:
             lines.append(f"| {animator} | {name} | {e['gnorm_av_first']['mean']:.3g} / {e['gnorm_av_last']['mean']:.3g} | "
                          f"{e['gnorm_mse_first']['mean']:.3g} / {e['gnorm_mse_last']['mean']:.3g} | "
                          f"{e['gnorm_av_lips_last']['mean']:.3g} |")
+    if report.get("mechanism"):
+        from avguide.bench.mechanism import dependence_table
+
+        lines += ["", "## The mechanism: how much the experts' reading depends on the lips", ""]
+        for result in report["mechanism"].values():
+            lines += [dependence_table(result)]
     total = sum(report["timings_s"].values())
     lines += ["", f"## Step times (s): {total:.0f} s in all ({total / 60:.1f} min)", ""]
     lines += [f"- {k}: {v}" for k, v in report["timings_s"].items()]

@@ -23,7 +23,6 @@ resolved benchmark config and the avguide version.
 from __future__ import annotations
 
 import dataclasses
-import json
 import shutil
 import time
 from pathlib import Path
@@ -33,10 +32,11 @@ import numpy as np
 
 import avguide
 from avguide.bench.presets import PRESET_NAMES, BenchConfig, bench_preset
+from avguide.bench.report import ARTICULATION
 from avguide.pretrained import resolve
 from avguide.config import config_to_dict, load_config
 from avguide.errors import BadInputError
-from avguide.io import save_npy_atomic, write_json_atomic
+from avguide.io import load_json, load_jsonl, save_npy_atomic, write_json_atomic
 
 AV_CONDITIONS = ("av_paper", "av_tuned")
 
@@ -72,6 +72,7 @@ def conditions(cfg: BenchConfig, experts: dict[str, Path], first_animator: bool,
             out += [Condition("av_visual_only", "av", {**tuned, "expert": str(experts["visual"])}),
                     Condition("av_no_stage1", "av", {**tuned, "expert": str(experts["untrained"])})]
         out += [Condition(f"av_l_av={x:g}", "av", {**av, "l_av": x}) for x in cfg.sweep_l_av]
+        out += [Condition(name, "av", {**tuned, **variant}) for name, variant in cfg.audio_variants.items()]
     if cfg.finetune_epochs:
         out = [out[0]] + [dataclasses.replace(c, from_baseline=True) for c in out[1:]]
     return [c for c in out if c.name not in cfg.skip or c.name == "baseline"]
@@ -81,7 +82,7 @@ def _once(step_dir: Path, fn: Callable[[], dict], resolved: dict) -> dict:
     """Run ``fn`` unless ``step_dir/done.json`` says it has finished; record its result there."""
     done = step_dir / "done.json"
     if done.is_file():
-        return json.loads(done.read_text())["result"]
+        return _done(step_dir)["result"]
     t0 = time.perf_counter()
     result = fn()
     write_json_atomic(done, {"result": result, "seconds": round(time.perf_counter() - t0, 1),
@@ -89,9 +90,23 @@ def _once(step_dir: Path, fn: Callable[[], dict], resolved: dict) -> dict:
     return result
 
 
+def _done(step_dir: Path) -> dict:
+    """A finished step's record ``done.json``, checked: {"result": dict, "seconds": number, ...}.
+
+    Raises:
+        BadInputError: unreadable, not JSON, or without those keys (the file named).
+    """
+    path = step_dir / "done.json"
+    rec = load_json(path, "bench step record")
+    if not isinstance(rec.get("result"), dict) or not isinstance(rec.get("seconds"), (int, float)):
+        raise BadInputError(f"{path}: corrupt bench step record (needs 'result' and 'seconds'); delete it to run "
+                            "the step again")
+    return rec
+
+
 def _step_seconds(step_dir: Path) -> float:
     """The time a finished step took when it ran (recorded in its ``done.json``)."""
-    return json.loads((step_dir / "done.json").read_text())["seconds"]
+    return float(_done(step_dir)["seconds"])
 
 
 def _fresh_or_resume(run: Path) -> bool:
@@ -191,8 +206,9 @@ def _evaluate(pred_dir: Path, data: Path, reader, out_json: Path, resolved: dict
 
 def summarize(report: dict) -> dict:
     """The numbers the benchmark tabulates from an :func:`avguide.metrics.evaluate.evaluate` report:
-    lve, mve (mean over frames), fdd (signed mean), cer, wer, ver (corpus rates), and the
-    reader's ceiling on ground truth (``gt_cer`` ...) when present."""
+    lve, mve (mean over frames), fdd (signed mean), cer, wer, ver (corpus rates), the reader's
+    ceiling on ground truth (``gt_cer`` ...) when present, and the articulation metrics (with the
+    ground truth's own bilabial closure, ``bilabial_closure_gt``) where the data has timed phones."""
     s = report["summary"]
     row = {"lve": s["lve"]["mean_over_frames"], "mve": s["mve"]["mean_over_frames"], "fdd": s["fdd"]["mean"]}
     for m in ("cer", "wer", "ver"):
@@ -200,6 +216,8 @@ def summarize(report: dict) -> dict:
             row[m] = s[m]["corpus"]
         if report.get("ceiling") and m in report["ceiling"]:
             row[f"gt_{m}"] = report["ceiling"][m]["corpus"]
+    if s.get("articulation"):
+        row |= {k: s["articulation"][k] for k in (*ARTICULATION, "bilabial_closure_gt")}
     return row
 
 
@@ -251,7 +269,7 @@ def run_bench(preset: str, out: str | Path, overrides: list[str] | tuple[str, ..
     out.mkdir(parents=True, exist_ok=True)
     resolved = config_to_dict(cfg)
     saved = out / "bench_config.json"
-    if saved.is_file() and json.loads(saved.read_text())["config"] != resolved:
+    if saved.is_file() and load_json(saved, "bench config record").get("config") != resolved:
         raise BadInputError(f"--out {out}: holds a benchmark with another config ({saved}); use a new --out")
     write_json_atomic(saved, {"config": resolved, "avguide_version": avguide.__version__})
     timings: dict[str, float] = {}
@@ -286,6 +304,15 @@ def run_bench(preset: str, out: str | Path, overrides: list[str] | tuple[str, ..
         timed("expert_untrained", experts["untrained"],
               lambda: _untrained_expert(cfg, data, experts["untrained"], base_seed,
                                         experts["av"] if cfg.expert else None) or {})
+    mechanism = {}
+    if cfg.mechanism:
+        from avguide.bench.mechanism import lip_dependence
+
+        for name in ("av", "visual"):
+            if name in experts:
+                mechanism[name] = timed(f"mechanism_{name}", out / "mechanism" / name,
+                                        lambda name=name: lip_dependence(experts[name], data, "test",
+                                                                         seed=base_seed, device=cfg.device))
     reader = load_reader(experts["reader"])
     extra = {"reader": str(experts["reader"])}
 
@@ -327,7 +354,7 @@ def run_bench(preset: str, out: str | Path, overrides: list[str] | tuple[str, ..
                 results.append({"animator": animator, "seed": seed, "condition": cond.name, **res,
                                 **_gradient_norms(cdir / "run")})
     report = build_report(resolved, results, rows["static"], timings,
-                          control="baseline_more" if cfg.finetune_epochs else "baseline")
+                          control="baseline_more" if cfg.finetune_epochs else "baseline", mechanism=mechanism)
     figures = {}
     figures["plots"] = plot_conditions(report, out / "plots.png")
     if cfg.video_sentences:
@@ -345,7 +372,7 @@ def _gradient_norms(run: Path) -> dict:
     path = run / "metrics.jsonl"
     if not path.is_file():
         return {}
-    lines = [json.loads(x) for x in path.read_text().splitlines() if x]
+    lines = load_jsonl(path, "run metrics", partial_tail="drop")
     out = {}
     for k in ("train_gnorm_av", "train_gnorm_av_lips", "train_gnorm_mse", "train_gnorm_av_unit"):
         probed = [ln[k] for ln in lines if k in ln]  # epochs in which a probe ran

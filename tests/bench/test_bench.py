@@ -82,6 +82,31 @@ def test_ablations_and_sweep_run_for_the_first_seeds_only():
     assert [c.name for c in conditions(every, experts, True, 2)] == main + extra
     # every continued condition starts from the seed's baseline, which trains from scratch
     assert [c.from_baseline for c in conditions(cfg, experts, True, 0)] == [False] + [True] * 7
+    # the stage-2 audio variants: ablations on top of the tuned condition
+    variants = resolve_bench_config("cpu", ["audio_variants={av_half: {audio_drop: 0.5}}"])
+    half = conditions(variants, experts, True, 0)[-1]
+    assert half.name == "av_half" and half.av == {**by_name["av_tuned"].av, "audio_drop": 0.5}
+    assert "av_half" not in [c.name for c in conditions(variants, experts, False, 0)]
+    with pytest.raises(BadInputError, match="audio_variants.half"):
+        resolve_bench_config("cpu", ["audio_variants={half: {audio_drp: 0.5}}"])
+
+
+def test_articulation_rows_and_mechanism_in_the_report(tmp_path):
+    rows = [_row("baseline", s, 0.5, 0.4, 2e-5, lip_motion_ratio=r, opening_corr=0.5, bilabial_closure=0.2,
+                 open_vowel_aperture=0.6) for s, r in ((0, 0.4), (1, 0.6))]
+    static = {"lve": 8e-5, "mve": 2e-3, "fdd": 1e-6, "cer": 0.9, "wer": 1.0, "ver": 0.8, "lip_motion_ratio": 0.0,
+              "bilabial_closure": 0.0, "bilabial_closure_gt": 0.9, "open_vowel_aperture": 0.0}
+    mech = {"av": {"expert": "expert-av", "modality": "av", "split": "test", "n": 2,
+                   "rows": {"true/clean": {"cer": 0.03, "wer": 0.1, "ctc": 1.5, "ce": 2.0, "grad_lips": 0.25,
+                                           "grad_mesh": 0.5}}}}
+    report = build_report({"preset": "ci", "seeds": [0, 1]}, rows, static, {}, mechanism=mech)
+    assert report["ground_truth"]["bilabial_closure"] == 0.9 and "bilabial_closure_gt" not in report["static"]
+    md = format_markdown(report)
+    # ratios 0.4 and 0.6: mean 0.5, sample std 0.141
+    assert "| faceformer | baseline | 2 | 0.500 ± 0.141 | 0.500 ± 0.000 | 0.200 ± 0.000 | 0.600 ± 0.000 |" in md
+    assert "| - | ground truth (reader ceiling) | - | 1.000 | 1.000 | 0.900 | 1.000 |" in md
+    assert "| - | static face (floor) | - | 0.000 | - | 0.000 | 0.000 |" in md
+    assert "| true/clean | 3.0 | 10.0 | 1.5 | 2 | 0.25 | 0.5 |" in md
 
 
 def _check_outputs(out, conditions):
@@ -109,6 +134,11 @@ def test_ci_preset_faceformer_plumbing_and_resume(tmp_path):
     over = ["animators=[faceformer]", "ablations=false", "sweep_l_av=[]", "video_sentences=0"]
     first = run_bench("ci", out, over)
     _check_outputs(out, ["baseline", "av_paper", "av_tuned"])
+    assert set(first["mechanism"]["av"]["rows"]) == {f"{v}/{a}" for v in ("true", "static", "other")
+                                                     for a in ("clean", "dropped")}
+    md = (out / "report.md").read_text()
+    assert "## The mechanism" in md and "## Articulation" in md
+    assert 0 < first["table"]["faceformer"]["baseline"]["lip_motion_ratio"]["mean"]
     last = out / "runs" / "faceformer" / "seed0" / "av_tuned" / "run" / "last.json"
     stamp = last.stat().st_mtime_ns
     again = run_bench("ci", out, over)  # every step done: nothing retrained, same numbers
