@@ -56,7 +56,7 @@ def test_claim_and_report_files(tmp_path):
 
 
 def test_config_errors_are_listed():
-    with pytest.raises(BadInputError, match="allowed: ci, cpu, default, full"):
+    with pytest.raises(BadInputError, match="allowed: ci, cpu, default, full, realism"):
         resolve_bench_config("huge")
     with pytest.raises(BadInputError) as e:
         resolve_bench_config("ci", ["animators=[pix2pix]", "seeds=[1,1]"])
