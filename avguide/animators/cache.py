@@ -28,13 +28,16 @@ class KVCache:
             (keeps the autograd graph; use when training through the cache).
         window: > 0: keep only the latest ``window`` frames (the attention window plus the
             current frame); older ones slide out, so memory stays constant. 0: keep all.
+            Preallocated, the buffer holds twice the window: the kept frames move back to its
+            start once per ``window`` frames instead of shifting by one every frame.
     """
 
     def __init__(self, capacity: int | None = None, window: int = 0):
         self.capacity = min(capacity, window) if capacity is not None and window else capacity
         self.window = window
-        self.k: torch.Tensor | None = None  # (B, H, cap or n, dh)
+        self.k: torch.Tensor | None = None  # (B, H, cap or 2 cap or n, dh)
         self.v: torch.Tensor | None = None
+        self.start = 0  # preallocated: the kept frames are k[:, :, start: start + n]
         self.n = 0
 
     def append(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -48,18 +51,38 @@ class KVCache:
             self.n = self.k.shape[2]
             return self.k, self.v
         if self.k is None:
-            shape = (k.shape[0], k.shape[1], self.capacity, k.shape[3])
+            shape = (k.shape[0], k.shape[1], self.capacity * (2 if self.window else 1), k.shape[3])
             self.k = k.new_empty(shape)
             self.v = v.new_empty(shape)
         if self.n == self.capacity:
             assert self.window, "KVCache full"
-            self.k[:, :, :-1] = self.k[:, :, 1:].clone()  # slide the window by one frame
-            self.v[:, :, :-1] = self.v[:, :, 1:].clone()
+            self.start += 1  # the oldest frame leaves the window
             self.n -= 1
-        self.k[:, :, self.n] = k[:, :, 0]
-        self.v[:, :, self.n] = v[:, :, 0]
+        end = self.start + self.n
+        if end == self.k.shape[2]:  # no room after the window: move it to the buffer's start
+            self.k[:, :, : self.n] = self.k[:, :, self.start: end].clone()
+            self.v[:, :, : self.n] = self.v[:, :, self.start: end].clone()
+            self.start, end = 0, self.n
+        self.k[:, :, end] = k[:, :, 0]
+        self.v[:, :, end] = v[:, :, 0]
         self.n += 1
-        return self.k[:, :, : self.n], self.v[:, :, : self.n]
+        return self.k[:, :, self.start: end + 1], self.v[:, :, self.start: end + 1]
+
+
+def _dropout(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``module(x)`` for a layer's dropout; in eval mode the identity, without the module call
+    (the steps run once per frame, where a module call costs more than the layer's arithmetic)."""
+    return module(x) if module.training else x
+
+
+def _norm(norm: nn.LayerNorm, x: torch.Tensor) -> torch.Tensor:
+    """``norm(x)``, functionally (the same computation, no module call)."""
+    return F.layer_norm(x, norm.normalized_shape, norm.weight, norm.bias, norm.eps)
+
+
+def _linear(linear: nn.Linear, x: torch.Tensor) -> torch.Tensor:
+    """``linear(x)``, functionally."""
+    return F.linear(x, linear.weight, linear.bias)
 
 
 def _project(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, heads: int) -> torch.Tensor:
@@ -80,7 +103,7 @@ def _attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tenso
     out = weights @ v  # (B, H, 1, dh)
     b, h, _, dh = out.shape
     out = out.transpose(1, 2).reshape(b, 1, h * dh)  # (B, 1, D)
-    return attn.out_proj(out)
+    return _linear(attn.out_proj, out)
 
 
 def self_attention_step(attn: nn.MultiheadAttention, x: torch.Tensor, cache: KVCache,
@@ -143,7 +166,7 @@ def cross_attention_step(attn: nn.MultiheadAttention, x: torch.Tensor, mem_k: to
 
 
 def _feed_forward(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    return layer.linear2(layer.dropout(layer.activation(layer.linear1(x))))
+    return _linear(layer.linear2, _dropout(layer.dropout, layer.activation(_linear(layer.linear1, x))))
 
 
 def decoder_layer_step(layer: nn.TransformerDecoderLayer, x: torch.Tensor, cache: KVCache,
@@ -160,9 +183,9 @@ def decoder_layer_step(layer: nn.TransformerDecoderLayer, x: torch.Tensor, cache
         ``(B, 1, D)`` the layer's output for this frame.
     """
     assert not layer.norm_first and layer.self_attn.batch_first
-    x = layer.norm1(x + layer.dropout1(self_attention_step(layer.self_attn, x, cache, bias)))
-    x = layer.norm2(x + layer.dropout2(cross_attention_step(layer.multihead_attn, x, mem_k, mem_v)))
-    return layer.norm3(x + layer.dropout3(_feed_forward(layer, x)))
+    x = _norm(layer.norm1, x + _dropout(layer.dropout1, self_attention_step(layer.self_attn, x, cache, bias)))
+    x = _norm(layer.norm2, x + _dropout(layer.dropout2, cross_attention_step(layer.multihead_attn, x, mem_k, mem_v)))
+    return _norm(layer.norm3, x + _dropout(layer.dropout3, _feed_forward(layer, x)))
 
 
 def encoder_layer_step(layer: nn.TransformerEncoderLayer, x: torch.Tensor, cache: KVCache,
@@ -178,8 +201,8 @@ def encoder_layer_step(layer: nn.TransformerEncoderLayer, x: torch.Tensor, cache
         ``(B, 1, D)``.
     """
     assert not layer.norm_first and layer.self_attn.batch_first
-    x = layer.norm1(x + layer.dropout1(self_attention_step(layer.self_attn, x, cache, bias)))
-    return layer.norm2(x + layer.dropout2(_feed_forward(layer, x)))
+    x = _norm(layer.norm1, x + _dropout(layer.dropout1, self_attention_step(layer.self_attn, x, cache, bias)))
+    return _norm(layer.norm2, x + _dropout(layer.dropout2, _feed_forward(layer, x)))
 
 
 def bias_row(table: torch.Tensor, n: int) -> torch.Tensor:

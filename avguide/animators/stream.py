@@ -15,6 +15,11 @@ field, the decoder its attention window.
 
 Offline animation of long audio uses it too (:func:`animate_in_chunks`), so a 10-minute file
 never holds more than a chunk of frames in memory.
+
+A reader that only wants a linear function of the offsets (the ARKit weights of the studio's
+stream) can skip the ``V*3``-wide readout: a FaceFormer's offsets are affine in its decoder
+outputs (:func:`affine_readout`), and ``push(chunk, hidden=True)`` returns those ``(k, D)``
+outputs instead of the meshes, to be folded into the reader's own map.
 """
 
 from __future__ import annotations
@@ -36,6 +41,16 @@ def can_stream(model: torch.nn.Module) -> bool:
     cfg = model.cfg
     windows = cfg.context > 0 and (cfg.kind != "codetalker" or cfg.vq.context > 0)
     return isinstance(model.audio_encoder, MelEncoder) and model.audio_encoder.lookahead >= 0 and windows
+
+
+def affine_readout(model: torch.nn.Module) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """The map from a frame's decoder output to its offsets, where it is affine (FaceFormer):
+    ``(W, b)``, ``W`` (V*3, D) and ``b`` (V*3,) float32 with ``offsets = h @ W.T + b`` for the
+    ``(D,)`` output ``h`` of :meth:`AnimationStream.push` with ``hidden=True``. None for an
+    animator whose offsets are not an affine function of one vector per frame (CodeTalker)."""
+    if model.cfg.kind != "faceformer":
+        return None
+    return model.vertice_map_r.weight.detach(), model.vertice_map_r.bias.detach()
 
 
 class AnimationStream:
@@ -61,10 +76,12 @@ class AnimationStream:
             raise BadInputError(f"subject: {subject} is not in [0, {model.n_subjects})")
         self.model, self.template = model.eval(), template
         self.fps, self.ratio = float(model.cfg.fps), model.cfg.audio_ratio
+        self.readout = affine_readout(model)
         self.features = FeatureStream(model.audio_encoder, self.fps * self.ratio)
-        style = model.style(torch.tensor([subject])) if hasattr(model, "obj_vector") else \
-            model.style_emb(torch.tensor([subject]))[:, None]
-        self.decoding = model.decoding(style, None, template[None])
+        with torch.inference_mode():  # the decoder's state never needs gradients
+            style = model.style(torch.tensor([subject])) if hasattr(model, "obj_vector") else \
+                model.style_emb(torch.tensor([subject]))[:, None]
+            self.decoding = model.decoding(style, None, template[None])
         self.pending = torch.zeros(0, model.audio_feature_map.in_features)  # features of a partial frame
         self.n_samples = 0
         self.frames = 0
@@ -74,39 +91,52 @@ class AnimationStream:
         """Seconds of speech after a frame's time needed before the frame comes out."""
         return encoder_lookahead_s(self.model.cfg.audio)
 
-    @torch.no_grad()
-    def _decode(self, feats: torch.Tensor) -> torch.Tensor:
-        """Decode every whole frame in ``pending + feats``; ``(k, V, 3)`` meshes."""
+    @torch.inference_mode()
+    def _decode(self, feats: torch.Tensor, hidden: bool) -> torch.Tensor:
+        """Decode every whole frame in ``pending + feats``; ``(k, V, 3)`` meshes, or with
+        ``hidden`` the ``(k, D)`` decoder outputs (FaceFormer)."""
         feats = torch.cat([self.pending, feats])
         k = len(feats) // self.ratio
         self.pending = feats[k * self.ratio:]
         if k == 0:
-            return self.template.new_zeros(0, *self.template.shape)
+            return self.template.new_zeros(0, self.model.cfg.feature_dim) if hidden else \
+                self.template.new_zeros(0, *self.template.shape)
         memory = self.model.audio_feature_map(feats[: k * self.ratio])[None]  # (1, k*r, D)
         outs = [self.decoding.step(memory[:, i * self.ratio:(i + 1) * self.ratio]) for i in range(k)]
+        self.frames += k
+        if hidden:
+            return torch.cat(outs, 1)[0]  # (k, D)
         if isinstance(outs[0], tuple):  # CodeTalker: offsets per step
             offsets = torch.cat([o for o, _ in outs], 1)
         else:  # FaceFormer: hidden states, read out at once
             offsets = self.decoding.offsets(torch.cat(outs, 1))
-        self.frames += k
         return offsets[0].view(k, -1, 3) + self.template  # (k, V, 3)
 
-    def push(self, chunk: torch.Tensor | np.ndarray) -> torch.Tensor:
-        """Add ``(n,)`` float32 samples of 16 kHz mono speech; return the ``(k, V, 3)`` new frames.
+    def push(self, chunk: torch.Tensor | np.ndarray, hidden: bool = False) -> torch.Tensor:
+        """Add ``(n,)`` float32 samples of 16 kHz mono speech; return the ``(k, V, 3)`` new frames
+        (``hidden``: their ``(k, D)`` decoder outputs instead, see :func:`affine_readout`).
 
         Raises:
             BadInputError: not a 1-D finite float array.
+            ValueError: ``hidden`` for an animator without an affine readout (:func:`affine_readout`).
         """
         chunk = torch.as_tensor(np.asarray(chunk, np.float32))
         if chunk.dim() != 1 or not torch.isfinite(chunk).all():
             raise BadInputError(f"audio chunk: expected finite (n,) float32 samples, got shape {tuple(chunk.shape)}")
+        self._check_hidden(hidden)
         self.n_samples += len(chunk)
-        return self._decode(self.features.push(chunk))
+        return self._decode(self.features.push(chunk), hidden)
 
-    def finish(self) -> torch.Tensor:
-        """The remaining frames: the clip has ``round(samples / 16000 * fps)`` frames in all."""
+    def finish(self, hidden: bool = False) -> torch.Tensor:
+        """The remaining frames (as :meth:`push`): the clip has ``round(samples / 16000 * fps)``
+        frames in all."""
+        self._check_hidden(hidden)
         total = int(frame_counts(torch.tensor([max(self.n_samples, 1)]), self.fps)[0])
-        return self._decode(self.features.finish(total * self.ratio))
+        return self._decode(self.features.finish(total * self.ratio), hidden)
+
+    def _check_hidden(self, hidden: bool) -> None:
+        if hidden and self.readout is None:
+            raise ValueError(f"hidden=True needs an affine readout (FaceFormer); this is a {self.model.cfg.kind}")
 
 
 def animate_in_chunks(model: torch.nn.Module, audio: np.ndarray, template: np.ndarray, subject: int,

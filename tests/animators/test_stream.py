@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from avguide.animators import build_animator, codetalker_tiny, faceformer_tiny
-from avguide.animators.stream import AnimationStream, animate_in_chunks, can_stream
+from avguide.animators.stream import AnimationStream, affine_readout, animate_in_chunks, can_stream
 from avguide.errors import BadInputError
 
 V, S = 30, 3
@@ -51,6 +51,29 @@ def test_streamed_frames_equal_offline_generation(kind):
     assert (streamed - offline).abs().max() < 1e-4
     blocks = list(animate_in_chunks(m, audio.numpy(), template.numpy(), 1, chunk_s=0.5))
     assert np.abs(np.concatenate(blocks) - offline.numpy()).max() < 1e-4
+
+
+def test_decoder_outputs_read_out_to_the_streamed_frames():
+    """``hidden=True`` gives each frame's decoder output; the affine readout of it is the frame
+    (FaceFormer). CodeTalker has no such readout and says so, before taking the chunk."""
+    m = _model("faceformer")
+    g = torch.Generator().manual_seed(2)
+    audio, template = torch.randn(20_000, generator=g) * 0.1, torch.randn(V, 3, generator=g)
+    meshes, hidden = AnimationStream(m, template, 1), AnimationStream(m, template, 1)
+    got_v = [meshes.push(audio[i: i + 1500]) for i in range(0, len(audio), 1500)] + [meshes.finish()]
+    got_h = [hidden.push(audio[i: i + 1500], hidden=True) for i in range(0, len(audio), 1500)] + \
+        [hidden.finish(hidden=True)]
+    assert [len(v) for v in got_v] == [len(h) for h in got_h]
+    w, b = affine_readout(m)
+    h = torch.cat(got_h)  # (T, D)
+    assert h.shape == (len(torch.cat(got_v)), m.cfg.feature_dim)
+    assert ((h @ w.T + b).view(-1, V, 3) + template - torch.cat(got_v)).abs().max() < 1e-5
+    ct = _model("codetalker")
+    assert affine_readout(ct) is None
+    stream = AnimationStream(ct, template, 1)
+    with pytest.raises(ValueError, match="affine readout"):
+        stream.push(audio[:1600], hidden=True)
+    assert stream.n_samples == 0
 
 
 def test_stream_memory_is_bounded():
