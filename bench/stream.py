@@ -1,13 +1,14 @@
 """Streaming animation speed (not a test): latency, real-time factor and look-ahead of /api/stream.
 
     python bench/stream.py [--model default] [--seconds 20] [--chunk-ms 20 40 100] [--threads 1]
+    python bench/stream.py --compare REV [--repeats 5]     # this tree's RTF against git revision REV
 
 Speech: espeak-ng sentences (several voices) to ``--seconds`` s. For each chunk size, three runs:
 
 * **in-process**: the server's per-connection work (:class:`avguide.serve.stream.StreamSession`:
   PCM decode, :class:`AnimationStream` push, ARKit weights of the new frames, the JSON reply)
   chunk after chunk as fast as it goes. *latency*: wall time from a chunk handed in to its reply
-  ready; *RTF*: the time of all chunks and the finish over the speech's duration (wall, and
+  ready, over the chunks that complete a frame (the others only keep their samples); *RTF*: the time of all chunks and the finish over the speech's duration (wall, and
   process CPU: the fairer figure on a shared machine).
 * **websocket**: a real server (uvicorn, 127.0.0.1) and a client sending the chunks **in real
   time** (one every chunk duration); *latency*: from a chunk's send to the receipt of the frames
@@ -15,6 +16,12 @@ Speech: espeak-ng sentences (several voices) to ``--seconds`` s. For each chunk 
 * **look-ahead**: the algorithmic bound (the encoder's ``lookahead_s``) and the one measured: for
   each frame, the speech received when it came out minus its own time, at 10 ms chunks (max
   over frames, minus the 10 ms granularity).
+
+``--compare REV`` measures a change instead: the in-process run of this tree and of the package
+at git revision ``REV`` (``git archive``), alternating in fresh subprocesses (old, new, new, old,
+...) so that both see the same load; medians over ``--repeats`` runs of each, and the ratios
+new / old. On a machine shared with other work, the process-CPU figures and the ratios are the
+ones to trust; wall time there is pessimistic.
 
 Figures are medians (p95 beside). The model: a shipped animator (``--model default``); where none
 is shipped, the same architecture (:func:`avguide.animators.faceformer_cpu`) randomly
@@ -28,6 +35,9 @@ import argparse
 import json
 import os
 import statistics
+import subprocess
+import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -40,6 +50,7 @@ SENTENCES = ["The studio streams speech to a talking head, chunk by chunk.",
              "Bright vowels and closed lips: papa, mama, bob, and the moon.",
              "A streaming server keeps its memory constant for any length of speech."]
 TARGETS = {"latency_ms": 150.0, "lookahead_ms": 100.0, "rtf": 0.1}
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _animator(name: str):
@@ -94,9 +105,10 @@ def in_process(engine, pcm: np.ndarray, chunk: int) -> dict:
     lat = []
     t_all, c_all = time.perf_counter(), time.process_time()
     for s in range(0, len(pcm), chunk):
-        t0 = time.perf_counter()
+        t0, frames = time.perf_counter(), session.frames
         session.handle(data=pcm[s: s + chunk].tobytes())
-        lat.append(time.perf_counter() - t0)
+        if session.frames > frames:
+            lat.append(time.perf_counter() - t0)
     session.handle(text=json.dumps({"type": "finish"}))
     wall, cpu = time.perf_counter() - t_all, time.process_time() - c_all
     seconds = len(pcm) / 16000
@@ -173,6 +185,52 @@ def _start_server(anim):
     raise RuntimeError("the server did not start in 20 s")
 
 
+def worker(a: argparse.Namespace) -> None:
+    """One in-process run per chunk size with the ``avguide`` first on the path; JSON on stdout."""
+    import avguide
+    from avguide.serve.engine import Engine
+
+    engine = Engine(_animator(a.model)[0])
+    pcm = _speech(a.seconds)
+    in_process(engine, pcm[:16000], 320)  # warm-up: first calls, allocator
+    runs = {str(ms): in_process(engine, pcm, int(round(ms * 16))) for ms in a.chunk_ms}
+    print(json.dumps({"package": str(Path(avguide.__file__).parent), "runs": runs}))
+
+
+def compare(a: argparse.Namespace) -> None:
+    """This tree against the package at git revision ``a.compare``, interleaved subprocesses."""
+    with tempfile.TemporaryDirectory() as old:
+        archive = subprocess.run(["git", "archive", a.compare, "avguide"], cwd=ROOT, capture_output=True, check=True)
+        subprocess.run(["tar", "-x", "-C", old], input=archive.stdout, check=True)
+        trees = {"old": old, "new": str(ROOT)}
+        runs: dict[str, list[dict]] = {"old": [], "new": []}
+        args = [sys.executable, __file__, "--worker", "--model", a.model, "--seconds", str(a.seconds),
+                "--threads", str(a.threads), "--chunk-ms", *map(str, a.chunk_ms)]
+        for r in range(a.repeats):
+            for name in ("old", "new") if r % 2 == 0 else ("new", "old"):
+                env = {**os.environ, "PYTHONPATH": trees[name]}
+                done = subprocess.run(args, env=env, capture_output=True, text=True, check=True)
+                out = json.loads(done.stdout.strip().splitlines()[-1])
+                assert Path(out["package"]).resolve() == (Path(trees[name]) / "avguide").resolve(), out["package"]
+                runs[name].append(out["runs"])
+                print(f"  run {r + 1}/{a.repeats} {name}: RTF cpu " +
+                      " ".join(f"{ms:g} ms {out['runs'][str(ms)]['rtf_cpu']:.3f}" for ms in a.chunk_ms), flush=True)
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"old: git {a.compare}, new: this tree | torch threads {a.threads} | {os.cpu_count()} cores, load average "
+          f"{load:.1f} | {a.seconds:g} s of speech | medians of {a.repeats} interleaved runs each")
+    header = (f"{'chunk':>7} | {'RTF cpu old':>11} | {'new':>6} | {'new/old':>7} | {'RTF wall old':>12} | {'new':>6} | "
+              f"{'new/old':>7} | {'latency ms old':>14} | {'new':>5}")
+    print(header)
+    print("-" * len(header))
+    for ms in a.chunk_ms:
+        med = {(n, k): statistics.median(r[str(ms)][k] if k != "latency_ms" else r[str(ms)][k][0] for r in runs[n])
+               for n in runs for k in ("rtf_cpu", "rtf", "latency_ms")}
+        print(f"{ms:5.0f} ms | {med['old', 'rtf_cpu']:11.3f} | {med['new', 'rtf_cpu']:6.3f} | "
+              f"{med['new', 'rtf_cpu'] / med['old', 'rtf_cpu']:7.2f} | {med['old', 'rtf']:12.3f} | {med['new', 'rtf']:6.3f} | "
+              f"{med['new', 'rtf'] / med['old', 'rtf']:7.2f} | {med['old', 'latency_ms']:14.1f} | {med['new', 'latency_ms']:5.1f}")
+    print(f"target: RTF < {TARGETS['rtf']} (issue 20, 2 cores)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="default", help="shipped name or run; 'random': the preset, random weights")
@@ -180,8 +238,15 @@ def main() -> None:
     ap.add_argument("--chunk-ms", type=float, nargs="+", default=[20.0, 40.0, 100.0])
     ap.add_argument("--threads", type=int, default=1, help="torch threads (the server uses 1)")
     ap.add_argument("--no-websocket", action="store_true", help="skip the loopback server runs")
+    ap.add_argument("--compare", metavar="REV", help="time this tree against git revision REV (in-process RTF)")
+    ap.add_argument("--repeats", type=int, default=5, help="runs of each tree with --compare")
+    ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)  # one run of --compare
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
+    if a.worker:
+        return worker(a)
+    if a.compare:
+        return compare(a)
 
     from avguide.serve.engine import Engine
 

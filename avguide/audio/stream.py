@@ -63,7 +63,7 @@ class FeatureStream:
         self.history = [torch.zeros((encoder.kernel - 1) * c.dilation[0], c.in_channels)  # padding:
                         for c in convs]                                                   # ((k-1) d, C_in)
         # time-major taps: (n, k C_in) @ (k C_in, C_out) is several times faster than the
-        # channel-major product for the few frames of a chunk (and gives the same numbers)
+        # channel-major product for the few frames of a chunk (the same dot products)
         self.taps = [(c.weight.detach().permute(2, 1, 0).reshape(-1, c.out_channels).contiguous(),  # (k C_in, C_out)
                       c.bias.detach(), c.dilation[0]) for c in convs]
         self.hann = torch.hann_window(WINDOW, periodic=True)  # the STFT window, made once

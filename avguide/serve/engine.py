@@ -20,13 +20,14 @@ import numpy as np
 import torch
 
 from avguide import AUDIO_RATE
-from avguide.animators.stream import AnimationStream, can_stream
+from avguide.animators.stream import AnimationStream, affine_readout, can_stream
 from avguide.assets.head import HeadAsset, load_head
 from avguide.audio.encoders import encoder_lookahead_s
 from avguide.errors import BadInputError
 from avguide.export import head_vertex_colors, write_glb
-from avguide.export.boxqp import solve_box_qp
+from avguide.export.boxqp import solve_box_qp, solve_box_qp_warm
 from avguide.io import save_wav
+
 
 class ArkitProjector:
     """Per-frame ARKit weights in [0, 1] by bounded least squares on fixed blendshapes: the box
@@ -34,25 +35,63 @@ class ArkitProjector:
     instead of per call, and the per-frame projections ``blendshapes . (vertices - template)`` in
     float32 (the weights agree with ``solve_arkit`` to about 1e-5).
 
+    Two shortcuts for streams, each equal to the plain computation to round-off:
+
+    * a stream passes its own ``active`` set: each frame's QP then starts from the bounds the frame
+      before held (:func:`avguide.export.boxqp.solve_box_qp_warm`; consecutive frames share most
+      of their bounds, so this costs a fraction of a fresh solve);
+    * with the animator's affine ``readout`` (FaceFormer, :func:`avguide.animators.stream.affine_readout`)
+      the projections of a frame come straight from its (D,) decoder output through the folded
+      (K, D) map ``blendshapes . W`` (:meth:`from_hidden`): no ``V*3``-wide product per frame.
+
     Args:
         blendshapes: (K, V, 3) deltas at weight 1 (the head's 52 ARKit shapes).
+        readout: optional ``(W, b)``, ``W`` (V*3, D), ``b`` (V*3,): offsets ``= h @ W.T + b``.
     """
 
-    def __init__(self, blendshapes: np.ndarray):
+    def __init__(self, blendshapes: np.ndarray, readout: tuple[torch.Tensor, torch.Tensor] | None = None):
         # torch, not numpy, for the products: numpy's BLAS threads spin on a busy 2-core machine
         basis = torch.from_numpy(np.asarray(blendshapes, np.float64).reshape(len(blendshapes), -1))  # (K, V*3)
         self.gram = (basis @ basis.T).numpy()                                                       # (K, K)
         self.basis = basis.float()
+        self.fold = None
+        if readout is not None:
+            w, bias = (torch.as_tensor(t).detach().double() for t in readout)
+            self.fold = (basis @ w).numpy(), (basis @ bias).numpy()                      # (K, D), (K,)
 
-    def __call__(self, vertices: np.ndarray | torch.Tensor, template: np.ndarray) -> np.ndarray:
+    def new_active(self) -> np.ndarray:
+        """A stream's warm start for :meth:`__call__`: (K,) int8, no bound held yet."""
+        return np.zeros(len(self.basis), np.int8)
+
+    def _solve(self, b: np.ndarray, active: np.ndarray | None) -> np.ndarray:
+        if active is None:
+            return solve_box_qp(self.gram, b, 0.0, 1.0).x.astype(np.float32)
+        return solve_box_qp_warm(self.gram, b, 0.0, 1.0, active).astype(np.float32)
+
+    def __call__(self, vertices: np.ndarray | torch.Tensor, template: np.ndarray,
+                 active: np.ndarray | None = None) -> np.ndarray:
         """(k, V, 3) vertices of a face whose rest shape is ``template`` (V, 3) -> (k, K) float32
-        weights (k may be 0)."""
+        weights (k may be 0). ``active``: the stream's (K,) int8 active set (:meth:`new_active`),
+        updated in place; None: each call solved from scratch (:func:`solve_box_qp`)."""
         if len(vertices) == 0:
             return np.zeros((0, len(self.basis)), np.float32)
         motion = torch.as_tensor(vertices, dtype=torch.float32).reshape(len(vertices), -1) - \
             torch.from_numpy(np.array(template, np.float32)).reshape(-1)                   # (k, V*3)
-        b = (motion @ self.basis.T).double().numpy()                                      # (k, K)
-        return solve_box_qp(self.gram, b, 0.0, 1.0).x.astype(np.float32)
+        return self._solve((motion @ self.basis.T).double().numpy(), active)             # b: (k, K)
+
+    def from_hidden(self, hidden: np.ndarray | torch.Tensor, active: np.ndarray | None = None) -> np.ndarray:
+        """(k, D) decoder outputs (``AnimationStream.push(..., hidden=True)``) -> (k, K) float32
+        weights of the frames they read out to, by the folded readout in float64: closer to
+        ``solve_arkit`` of those frames (a few 1e-6) than :meth:`__call__` on the float32 meshes
+        (up to about 6e-5).
+
+        Raises:
+            ValueError: the projector was made without a ``readout``.
+        """
+        if self.fold is None:
+            raise ValueError("from_hidden needs the projector made with the animator's affine readout")
+        fold, bias = self.fold
+        return self._solve(np.asarray(hidden, np.float64).reshape(-1, fold.shape[1]) @ fold.T + bias, active)
 
 
 @dataclass(frozen=True)
@@ -94,7 +133,7 @@ class Engine:
         self.templates = {s: np.array(anim.templates.get(s, self.head.vertices), np.float32)  # own copies
                           for s in self.subjects}
         self.colors = head_vertex_colors(self.head)
-        self.projector = ArkitProjector(self.head.blendshapes)
+        self.projector = ArkitProjector(self.head.blendshapes, affine_readout(self.model))
         self.streaming = can_stream(self.model)
         self.lookahead_s = encoder_lookahead_s(self.model.cfg.audio) if self.streaming else None
 

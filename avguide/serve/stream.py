@@ -81,7 +81,9 @@ class StreamSession:
         self.engine, self.max_chunk_bytes = engine, max_chunk_bytes
         self.stream = None
         self.template = None
+        self.active = None  # the ARKit QP's active set, carried from frame to frame
         self.with_vertices = False
+        self.hidden = False  # weights straight from the decoder outputs (no meshes made)
         self.frames = 0
         self.samples = 0
         self.done = False
@@ -127,7 +129,10 @@ class StreamSession:
         except AvguideError as e:
             raise StreamError(MALFORMED, str(e)) from None
         self.template = self.engine.templates[name]
+        self.active = self.engine.projector.new_active()
         self.with_vertices = bool(msg.get("vertices", False))
+        self.hidden = (not self.with_vertices and self.stream.readout is not None
+                       and self.engine.projector.fold is not None)
         return [json.dumps({"type": "ready", "fps": self.engine.fps, "lookahead_s": self.stream.lookahead_s,
                             "subject": name, "names": list(ARKIT_NAMES),
                             "n_vertices": int(self.template.shape[0]), "vertices": self.with_vertices})]
@@ -142,27 +147,31 @@ class StreamSession:
                                          "per message")
         chunk = decode_pcm(data)
         self.samples += len(chunk)
-        return self._frames(self.stream.push(chunk))
+        return self._frames(self.stream.push(chunk, hidden=self.hidden))
 
     def _finish(self) -> list[str | bytes]:
         if self.stream is None:
             raise StreamError(MALFORMED, "'finish' before 'start'")
         if self.done:
             raise StreamError(MALFORMED, "'finish' sent twice")
-        out = self._frames(self.stream.finish()) if self.samples else []
+        out = self._frames(self.stream.finish(hidden=self.hidden)) if self.samples else []
         self.done = True
         return out + [json.dumps({"type": "done", "frames": self.frames, "audio_s": self.samples / AUDIO_RATE})]
 
-    def _frames(self, vertices: torch.Tensor) -> list[str | bytes]:
-        """(k, V, 3) new frames -> a 'frames' message (+ the binary vertices)."""
-        if len(vertices) == 0:
+    def _frames(self, frames: torch.Tensor) -> list[str | bytes]:
+        """(k, V, 3) new frames, or their (k, D) decoder outputs (``self.hidden``) -> a 'frames'
+        message (+ the binary vertices)."""
+        if len(frames) == 0:
             return []
-        weights = self.engine.projector(vertices, self.template)  # (k, 52)
+        if self.hidden:
+            weights = self.engine.projector.from_hidden(frames, self.active)  # (k, 52)
+        else:
+            weights = self.engine.projector(frames, self.template, self.active)
         out: list[str | bytes] = [json.dumps({
-            "type": "frames", "start": self.frames, "count": len(vertices),
+            "type": "frames", "start": self.frames, "count": len(frames),
             "audio_s": self.samples / AUDIO_RATE,
             "weights": np.round(weights.astype(np.float64), 5).tolist()})]
         if self.with_vertices:
-            out.append(np.ascontiguousarray(vertices.numpy(), dtype="<f4").tobytes())
-        self.frames += len(vertices)
+            out.append(np.ascontiguousarray(frames.numpy(), dtype="<f4").tobytes())
+        self.frames += len(frames)
         return out

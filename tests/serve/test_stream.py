@@ -253,7 +253,7 @@ def test_session_memory_is_constant_for_any_length(anim):
         session.handle(data=chunk)
         if i in (50, 249):
             f = session.stream.features
-            sizes.append((len(f.samples), len(f.mel), len(f.feats), [len(h[0]) for h in f.history],
+            sizes.append((len(f.samples), len(f.mel), len(f.feats), [tuple(h.shape) for h in f.history],
                           session.stream.decoding.stepper.caches[0].k.shape[2]))
     assert sizes[0] == sizes[1]
     assert abs(session.frames - (25.0 - session.stream.lookahead_s) * anim.fps) <= 2
@@ -270,3 +270,60 @@ def test_projector_equals_solve_arkit():
     assert got.shape == (7, 52) and np.abs(got - want).max() < 5e-5  # float32 projections
     assert (got == 0).any() and (got == 1).any()
     assert ArkitProjector(head.blendshapes)(verts[:0], head.vertices).shape == (0, 52)
+
+
+def test_projector_warm_start_and_folded_readout_equal_the_plain_solve(anim):
+    """The stream's shortcuts: each frame's QP warm-started from the frame before equals a fresh
+    solve; the weights straight from the decoder outputs (the readout folded into the projection)
+    equal those of the meshes they read out to, within the float32 rounding of the meshes."""
+    from avguide.animators.stream import AnimationStream, affine_readout
+    from avguide.serve.engine import Engine
+
+    head = load_head()
+    rng = np.random.default_rng(1)
+    t = np.linspace(0, 3, 40)[:, None]
+    w = 0.5 + 0.8 * np.sin(t * rng.uniform(0.5, 3, 52) + rng.uniform(0, 6, 52))  # (40, 52), beyond both bounds
+    verts = head.vertices + np.einsum("tk,kvc->tvc", w, head.blendshapes) + rng.normal(0, 1e-4, (40, head.num_vertices, 3))
+    projector = ArkitProjector(head.blendshapes)
+    active = projector.new_active()
+    blocks = [verts[i: i + 3] for i in range(0, 40, 3)]  # the same blocks: the same float32 projections
+    cold = np.concatenate([projector(v, head.vertices) for v in blocks])
+    warm = np.concatenate([projector(v, head.vertices, active) for v in blocks])
+    assert (cold == 0).any() and (cold == 1).any()
+    assert np.abs(warm - cold).max() < 1e-6
+
+    engine = Engine(anim)
+    assert engine.projector.fold is not None and affine_readout(anim.model) is not None
+    pcm = _speech("Folded weights.").astype(np.float32) / 32768.0
+    meshes, hidden = AnimationStream(anim.model, engine.templates["alice"], 0), AnimationStream(anim.model, engine.templates["alice"], 0)
+    got_v = [meshes.push(pcm[i: i + 4000]) for i in range(0, len(pcm), 4000)] + [meshes.finish()]
+    got_h = [hidden.push(pcm[i: i + 4000], hidden=True) for i in range(0, len(pcm), 4000)] + [hidden.finish(hidden=True)]
+    assert [len(v) for v in got_v] == [len(h) for h in got_h]
+    v, h = torch.cat(got_v), torch.cat(got_h)  # (T, V, 3), (T, D)
+    from_meshes = engine.projector(v, engine.templates["alice"])
+    from_hidden = engine.projector.from_hidden(h)
+    assert from_meshes.std(0).max() > 0.05 and np.abs(from_hidden - from_meshes).max() < 1e-4
+    exact = solve_arkit(v.numpy(), engine.templates["alice"], head.blendshapes).weights  # float64 fit
+    assert np.abs(from_hidden - exact).max() < 2e-5  # closer than the float32 projections of the meshes
+    with pytest.raises(ValueError, match="readout"):
+        ArkitProjector(head.blendshapes).from_hidden(h)
+
+
+def test_session_weights_with_and_without_vertices_agree(anim):
+    """Without vertices the session computes the weights from the decoder outputs (no meshes);
+    with them, from the meshes: the same weights within the rounding of the meshes."""
+    from avguide.serve.engine import Engine
+
+    engine = Engine(anim)
+    pcm = _speech("With and without the meshes.")
+    weights = {}
+    for vertices in (False, True):
+        session = StreamSession(engine)
+        session.handle(text=json.dumps({"type": "start", "vertices": vertices}))
+        assert session.hidden is not vertices
+        out = [m for i in range(0, len(pcm), 1600) for m in session.handle(data=pcm[i: i + 1600].tobytes())]
+        out += session.handle(text=json.dumps({"type": "finish"}))
+        weights[vertices] = np.concatenate([json.loads(m)["weights"] for m in out
+                                            if isinstance(m, str) and json.loads(m)["type"] == "frames"])
+    assert weights[False].shape == weights[True].shape and weights[False].std(0).max() > 0.05
+    assert np.abs(weights[False] - weights[True]).max() <= 1e-4
