@@ -204,8 +204,11 @@ def solve_box_qp_warm(G: np.ndarray, b: np.ndarray, lo: float, hi: float, active
         tol: KKT violation accepted (:func:`kkt_violation`, units of x).
     Returns:
         (N, K) float64 minimisers.
+    Raises:
+        numpy.linalg.LinAlgError: ``G`` is not positive definite.
     """
     assert lo < hi, (lo, hi)
+    G, b = np.asarray(G, dtype=np.float64), np.asarray(b, dtype=np.float64)
     assert active.shape == (G.shape[0],) and active.dtype == np.int8, (active.shape, active.dtype)
     diag = np.diag(G)
     held = np.array([lo, 0.0, hi])                                         # value by active + 1
