@@ -169,6 +169,14 @@ def drawn_faces(pix: torch.Tensor, faces: torch.Tensor, plan: CullPlan) -> torch
     return draw
 
 
+def _nonzero(mask: torch.Tensor) -> torch.Tensor:
+    """(K,) int64 indices of the True entries of a 1-D bool tensor (on CPU numpy's, several times
+    faster than ``torch.nonzero``)."""
+    if mask.device.type == "cpu":
+        return torch.from_numpy(np.flatnonzero(mask.numpy()))
+    return mask.nonzero().squeeze(1)
+
+
 def _segment_ids(count: torch.Tensor) -> torch.Tensor:
     """``arange(M).repeat_interleave(count)`` as int32 (a +1 at every segment end, a prefix sum).
 
@@ -241,7 +249,7 @@ def _splat_runs(zbuf: torch.Tensor, start: torch.Tensor, count: torch.Tensor, de
         start: (R,) int64; count: (R,) int32 >= 0; depth, slope: (R,) float32; face: (R,) int32.
     """
     face = face + 1  # 0 marks empty entries
-    sel = count.nonzero().squeeze(1)  # runs that cover a pixel
+    sel = _nonzero(count > 0)  # runs that cover a pixel
     width = 1  # step k expands columns [width // 2, width) of the runs longer than width // 2
     while sel.numel():
         n_pix = count.index_select(0, sel)  # (R_k,)
@@ -255,7 +263,7 @@ def _splat_runs(zbuf: torch.Tensor, start: torch.Tensor, count: torch.Tensor, de
         key = torch.addcmul(z, dz, j).view(torch.int64) & ~_FACE_MASK
         key |= f
         zbuf.scatter_reduce_(0, (first + j).view(-1), key.view(-1), reduce="amin")
-        sel = sel[n_pix > width]
+        sel = sel.index_select(0, _nonzero(n_pix > width))
         width *= 2
 
 
@@ -293,7 +301,7 @@ def rasterize_video(pix: torch.Tensor, faces: torch.Tensor, size: tuple[int, int
     keep &= (area != 0) & area.isfinite() & z.isfinite().all(0)
     if draw is not None:
         keep &= draw
-    idx = keep.view(-1).nonzero().squeeze(1)  # (M,) into N*F
+    idx = _nonzero(keep.view(-1))  # (M,) into N*F
     if idx.numel() == 0:
         return torch.full((n, h, w), -1, dtype=torch.int64, device=pix.device)
     take = lambda t: t.reshape(-1, n * nf).index_select(1, idx)  # noqa: E731  (..., N, F) -> (..., M)
