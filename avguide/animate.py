@@ -23,10 +23,15 @@ import numpy as np
 import torch
 
 from avguide import AUDIO_RATE
-from avguide.errors import BadInputError, MissingFileError
+from avguide.errors import BadInputError
 
 SILENCE_RMS = 1e-4
 """Audio quieter than this (RMS, full scale 1) is refused as silent."""
+MAX_SCALE_RATIO = 5.0
+"""A ``--template`` whose size differs from the model's training faces by more than this factor
+is refused (another unit: millimetres for metres)."""
+MAX_STEM = 120
+"""Longest ``--name`` accepted (characters)."""
 FORMATS = ("mp4", "npy", "arkit", "glb", "obj")
 """Output formats: video with the audio, (T, V*3) vertices, ARKit weights (Live Link Face CSV and
 JSON), glTF 2.0 binary with morph targets and their animation, one OBJ per frame."""
@@ -152,7 +157,21 @@ def face_template(anim: LoadedAnimator, subject: str | None = None,
         raise BadInputError(f"{tpath}: template has {verts.shape[0]} vertices, the model animates {n_v}")
     if not np.isfinite(verts).all():
         raise BadInputError(f"{tpath}: template contains NaN or inf")
+    _check_scale(anim, np.asarray(verts, np.float64), tpath)
     return np.asarray(verts, np.float32), faces, style
+
+
+def _check_scale(anim: LoadedAnimator, verts: np.ndarray, path: Path) -> None:
+    """A face of about the size of the model's training faces: the model adds offsets in their
+    unit (metres for the shipped ones), so a template in millimetres would barely move."""
+    if not anim.templates:
+        return
+    ref = float(np.median([np.ptp(t, axis=0).max() for t in anim.templates.values()]))
+    size = float(np.ptp(verts, axis=0).max())
+    if not ref / MAX_SCALE_RATIO <= size <= ref * MAX_SCALE_RATIO:
+        raise BadInputError(f"{path}: template is {size:.3g} units across, the model's faces {ref:.3g}; "
+                            f"give it in the model's unit (more than {MAX_SCALE_RATIO:g} times off: "
+                            "another unit, or not a face)")
 
 
 def check_speech(wav: np.ndarray, what: str) -> None:
@@ -201,9 +220,10 @@ def parse_formats(text: str | Sequence[str]) -> tuple[str, ...]:
     """
     items = [f.strip().lower() for f in (text.split(",") if isinstance(text, str) else text) if f.strip()]
     bad = [f for f in items if f not in FORMATS]
-    if bad or not items:
-        raise BadInputError(f"--formats {','.join(items) or repr(text)}: unknown format(s) {bad}; choose from "
-                            f"{', '.join(FORMATS)}")
+    if not items:
+        raise BadInputError(f"--formats {text!r}: no format given; choose from {', '.join(FORMATS)}")
+    if bad:
+        raise BadInputError(f"--formats {','.join(items)}: unknown format(s) {bad}; choose from {', '.join(FORMATS)}")
     return tuple(dict.fromkeys(items))
 
 
@@ -382,14 +402,14 @@ def animate_files(speech: Sequence[str | Path], out_dir: str | Path, *, checkpoi
     from tqdm import tqdm
 
     from avguide.audio.io import load_audio
+    from avguide.io import existing_file
 
     torch.manual_seed(seed)
     formats = parse_formats(formats)
     if not speech:
         raise BadInputError("no speech file given")
     for p in speech:
-        if not Path(p).is_file():
-            raise MissingFileError(f"{p}: speech file not found")
+        existing_file(p, "speech file")  # missing, or a directory
     names = output_names(speech)
     _check_outputs(out_dir, names, formats)
     anim = load_animator(checkpoint)
@@ -416,8 +436,9 @@ def speak_text(text: str, voice: str | None = None, rate_wpm: int | None = None)
         voice: an espeak-ng voice variant (:data:`avguide.speech.espeak.VARIANTS`, e.g. "m3", "f4",
             "Annie"; default "m1"). rate_wpm: words per minute (80..450; default 175).
     Raises:
-        BadInputError: empty text, unknown voice, rate out of range.
+        BadInputError: empty text or one that gives no speech ("..."), unknown voice, rate out of range.
     """
+    from avguide.io import MIN_SECONDS
     from avguide.speech.espeak import VARIANTS, Voice, speak
 
     if not text or not text.strip():
@@ -428,7 +449,11 @@ def speak_text(text: str, voice: str | None = None, rate_wpm: int | None = None)
     errors = v.check()
     if errors:
         raise BadInputError("--rate: " + "; ".join(errors))
-    return speak(text.strip(), v).audio
+    audio = speak(text.strip(), v).audio
+    rms = float(np.sqrt(np.mean(audio.astype(np.float64) ** 2))) if len(audio) else 0.0
+    if len(audio) < MIN_SECONDS * AUDIO_RATE or rms < SILENCE_RMS:
+        raise BadInputError(f"say: {text.strip()[:60]!r} gives no speech (espeak-ng pronounces nothing in it)")
+    return audio
 
 
 def slug(text: str, limit: int = 40) -> str:
@@ -436,6 +461,15 @@ def slug(text: str, limit: int = 40) -> str:
     words = re.findall(r"[a-z0-9]+", text.lower())
     out = "_".join(words)[:limit].rstrip("_")
     return out or "say"
+
+
+def _check_stem(name: str) -> str:
+    """``--name``: a file stem, never a path (no separator, no leading dot), at most
+    :data:`MAX_STEM` characters."""
+    if not re.fullmatch(r"[^/\\\x00-\x1f]+", name) or name.startswith(".") or len(name) > MAX_STEM:
+        raise BadInputError(f"--name {name[:80]!r}: must be a file name stem of at most {MAX_STEM} characters, "
+                            "without '/', control characters or a leading '.'")
+    return name
 
 
 def say(text: str, out_dir: str | Path, *, voice: str | None = None, rate_wpm: int | None = None,
@@ -450,7 +484,7 @@ def say(text: str, out_dir: str | Path, *, voice: str | None = None, rate_wpm: i
 
     torch.manual_seed(seed)
     formats = parse_formats(formats)
-    stem = name or slug(text)
+    stem = _check_stem(name) if name else slug(text)
     out = _check_outputs(out_dir, [stem], formats)
     from avguide.io import check_output_file
 

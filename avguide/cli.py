@@ -8,12 +8,21 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Callable
+from typing import Callable, NoReturn
 
 from avguide import __version__
 from avguide.errors import AvguideError, BadInputError
 
 Command = tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int | None]]
+
+
+class Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose usage errors are one line, ``avguide <command>: error: ...``,
+    naming the argument (argparse prints the whole usage first), with exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        message = " ".join(message.split())  # argparse's own messages are one line; be sure
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def _add_common(p: argparse.ArgumentParser, example: str = "optim.lr=1e-4") -> None:
@@ -27,8 +36,21 @@ def _add_out(p: argparse.ArgumentParser, what: str, required: bool = True) -> No
     p.add_argument("-o", "--out", required=required, help=what)
 
 
+def _seed(text: str) -> int:
+    """``--seed``'s type: an integer in [0, MAX_SEED]."""
+    from avguide.config import MAX_SEED
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if not 0 <= value <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"must be in [0, {MAX_SEED}], got {value}")
+    return value
+
+
 def _add_seed(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--seed", type=int, default=None, help="random seed (default 0; the same as seed=N)")
+    p.add_argument("--seed", type=_seed, default=None, help="random seed (default 0; the same as seed=N)")
 
 
 def with_seed(a: argparse.Namespace) -> list[str]:
@@ -247,6 +269,10 @@ def _evaluate_run(a: argparse.Namespace) -> int:
     from avguide.io import check_output_file
 
     cfg = load_config(EvaluateConfig, a.config, a.overrides)
+    given = ["--" + k.replace("_", "-") for k in ("decode", "beam", "ctc_weight", "ctc_prune", "length_bonus")
+             if getattr(a, k) != a._parser.get_default(k)]
+    if given and not a.reader:  # they would be ignored: the reading metrics need --reader
+        raise BadInputError(f"{', '.join(given)}: used only with --reader (the reading metrics)")
     check_output_file(a.out, "-o")
     if a.markdown:
         check_output_file(a.markdown, "--markdown")
@@ -301,13 +327,13 @@ COMMANDS: list[Command] = [
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="avguide", description=__doc__.splitlines()[0])
+    parser = Parser(prog="avguide", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"avguide {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     for name, add_args, run in COMMANDS:
         p = sub.add_parser(name, help=(run.__doc__ or "").strip().splitlines()[0] if run.__doc__ else None)
         add_args(p)
-        p.set_defaults(_run=run)
+        p.set_defaults(_run=run, _parser=p)
     return parser
 
 
@@ -319,7 +345,7 @@ def main(argv: list[str] | None = None) -> int:
     takes_overrides = hasattr(args, "overrides")
     bad = [x for x in extra if x.startswith("-") or "=" not in x or not takes_overrides]
     if bad:
-        parser.error(f"unrecognized arguments: {' '.join(bad)}")
+        args._parser.error(f"unrecognized arguments: {' '.join(bad)}")
     if extra:
         args.overrides = list(args.overrides) + extra
     try:

@@ -6,7 +6,8 @@ Every command builds its config the same way::
 
 :func:`load_config` merges the YAML file and the overrides into the dataclass defaults, checks
 every field's type, runs each (nested) dataclass's optional ``check() -> list[str]`` method, and
-reports *all* problems in one :class:`~avguide.errors.BadInputError`. :func:`config_to_dict`
+reports *all* problems in one :class:`~avguide.errors.BadInputError`. Two rules hold for every
+config: numbers are finite (no NaN or inf), and a ``seed`` lies in [0, :data:`MAX_SEED`]. :func:`config_to_dict`
 gives the resolved config that is saved in every checkpoint and result file.
 """
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 import types
 import typing
 from pathlib import Path
@@ -25,6 +27,9 @@ from avguide.errors import BadInputError
 from avguide.io.files import load_yaml
 
 C = TypeVar("C")
+
+MAX_SEED = 2 ** 32 - 1
+"""Seeds (every config's ``seed`` and ``seeds``, ``--seed``) lie in [0, MAX_SEED]."""
 
 
 def config_to_dict(cfg: Any) -> dict:
@@ -160,6 +165,8 @@ def _build(cls: type, data: dict, prefix: str, errors: list[str]) -> Any:
             ok, coerced = _coerce(value, tp)
             if not ok:
                 errors.append(f"{prefix}{name}: expected {_type_name(tp)}, got {value!r}")
+            elif _has_nonfinite(coerced):
+                errors.append(f"{prefix}{name}: must be a finite number, got {value!r}")
             else:
                 kwargs[name] = coerced
     try:
@@ -215,6 +222,26 @@ def _coerce(value: Any, tp: Any) -> tuple[bool, Any]:
     return isinstance(value, tp) if isinstance(tp, type) else True, value
 
 
+def _has_nonfinite(value: Any) -> bool:
+    """A float (or a list of floats) that is NaN or infinite: no config number may be."""
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    return isinstance(value, (list, tuple)) and any(_has_nonfinite(v) for v in value)
+
+
+def _seed_errors(cfg: Any) -> list[str]:
+    """``seed`` / ``seeds`` fields outside [0, MAX_SEED] (numpy refuses negative seeds, torch
+    those of 64 bits and more)."""
+    errors = []
+    for name in ("seed", "seeds"):
+        value = getattr(cfg, name, None)
+        values = value if isinstance(value, (list, tuple)) else [value]
+        if any(isinstance(v, int) and not 0 <= v <= MAX_SEED for v in values):
+            errors.append(f"{name}: must be {'integers' if name == 'seeds' else 'an integer'} in [0, {MAX_SEED}], "
+                          f"got {value}")
+    return errors
+
+
 def _type_name(tp: Any) -> str:
     if get_origin(tp) is Literal:
         return "one of " + ", ".join(repr(a) for a in get_args(tp))
@@ -226,6 +253,7 @@ def _check(cfg: Any, prefix: str, errors: list[str]) -> None:
         value = getattr(cfg, f.name)
         if dataclasses.is_dataclass(value):
             _check(value, f"{prefix}{f.name}.", errors)
+    errors.extend(f"{prefix}{msg}" for msg in _seed_errors(cfg))
     check = getattr(cfg, "check", None)
     if callable(check):
         errors.extend(f"{prefix}{msg}" for msg in check())

@@ -13,7 +13,6 @@ from avguide import AUDIO_RATE
 from avguide.animators.cache import KVCache, bias_row, decoder_layer_step, encoder_layer_step, \
     memory_keys_values
 from avguide.animators.masks import alignment_mask, biased_mask, distance_bias, repeat_for_batch
-from avguide.errors import BadInputError
 
 
 def check_decoder_fields(cfg) -> list[str]:
@@ -70,19 +69,19 @@ def check_batch(audio: torch.Tensor, audio_lengths: torch.Tensor, template: torc
             host: a device sync). ``generate``, the public entry, does; the training ``forward``
             checks shapes only, its batches having been checked where the data loader read them.
     Raises:
-        BadInputError: naming the argument, its shape/values and what is expected.
+        ValueError: naming the argument, its shape/values and what is expected.
     """
     b = audio.shape[0] if audio.dim() == 2 else -1
     if audio.dim() != 2 or audio.dtype != torch.float32:
-        raise BadInputError(f"audio: expected (B, L) float32 16 kHz, got {tuple(audio.shape)} {audio.dtype}")
+        raise ValueError(f"audio: expected (B, L) float32 16 kHz, got {tuple(audio.shape)} {audio.dtype}")
     if audio_lengths.shape != (b,) or (values and (int(audio_lengths.min()) < 1
                                                    or int(audio_lengths.max()) > audio.shape[1])):
-        raise BadInputError(f"audio_lengths: expected ({b},) in [1, {audio.shape[1]}], got "
-                            f"{audio_lengths.tolist()}")
+        raise ValueError(f"audio_lengths: expected ({b},) in [1, {audio.shape[1]}], got "
+                         f"{audio_lengths.tolist()}")
     if template.shape != (b, n_vertices, 3):
-        raise BadInputError(f"template: expected ({b}, {n_vertices}, 3), got {tuple(template.shape)}")
+        raise ValueError(f"template: expected ({b}, {n_vertices}, 3), got {tuple(template.shape)}")
     if subject.shape != (b,) or (values and (int(subject.min()) < 0 or int(subject.max()) >= n_subjects)):
-        raise BadInputError(f"subject: expected ({b},) ids in [0, {n_subjects}), got {subject.tolist()}")
+        raise ValueError(f"subject: expected ({b},) ids in [0, {n_subjects}), got {subject.tolist()}")
 
 
 def generate_meshes(model: nn.Module, audio: torch.Tensor, audio_lengths: torch.Tensor, template: torch.Tensor,
@@ -101,7 +100,7 @@ def generate_meshes(model: nn.Module, audio: torch.Tensor, audio_lengths: torch.
     Returns:
         ``(B, T, V, 3)`` meshes, ``T = max frames``; frames past a clip's own count are its template.
     Raises:
-        BadInputError: malformed inputs.
+        ValueError: malformed inputs.
     """
     check_batch(audio, audio_lengths, template, subject, model.n_vertices, model.n_subjects)
     fps = model.cfg.fps if fps is None else fps

@@ -266,8 +266,8 @@ class HFAudioEncoder(nn.Module):
             x = (x - mean) / torch.sqrt(var + 1e-7) * keep
         n_feat = self.model._get_feat_extract_output_lengths(audio_lengths).long()
         if int(n_feat.min()) < 1:
-            raise BadInputError(f"audio: clips shorter than one {self.model.config.model_type} frame "
-                                f"(got lengths {audio_lengths.tolist()} samples)")
+            raise ValueError(f"audio: clips shorter than one {self.model.config.model_type} frame "
+                             f"(got lengths {audio_lengths.tolist()} samples)")
         feats = self._conv_features(x, audio_lengths, n_feat)
         feats = resample_features(feats, n_feat, self.native_rate, rate, n_out)
         hidden = self.model.feature_projection(feats)

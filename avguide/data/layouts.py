@@ -15,7 +15,6 @@ warning and counted (``DatasetIndex.skipped``), or is an error with ``strict=Tru
 from __future__ import annotations
 
 import logging
-import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +30,8 @@ log = logging.getLogger(__name__)
 
 Layout = Literal["vocaset", "biwi", "synthetic"]
 
+MAX_FPS = 1000
+"""Highest motion frame rate a manifest may state."""
 _VOCASET_NAME = re.compile(r"^(?P<subject>.+)_sentence(?P<num>\d+)$")
 _BIWI_NAME = re.compile(r"^(?P<subject>[FM]\d+)_e(?P<num>\d+)$")
 
@@ -186,8 +187,8 @@ def _read_manifest(root: Path) -> dict | None:
         if key not in manifest:
             raise BadInputError(f"{path}: missing key {key!r}")
     fps = manifest["fps"]
-    if isinstance(fps, bool) or not isinstance(fps, (int, float)) or not math.isfinite(fps) or fps <= 0:
-        raise BadInputError(f"{path}: 'fps' must be a positive number, got {fps!r}")
+    if isinstance(fps, bool) or not isinstance(fps, (int, float)) or not 1 <= fps <= MAX_FPS:
+        raise BadInputError(f"{path}: 'fps' must be a number of frames per second in [1, {MAX_FPS}], got {fps!r}")
     split_map = manifest["splits"]
     if not isinstance(split_map, dict):
         raise BadInputError(f"{path}: 'splits' must be an object {{split: [recording names]}}, got "

@@ -74,6 +74,30 @@ def load_vertices(path: str | Path, n_vertices: int, stride: int = 1) -> np.ndar
     return io.load_vertices(path, n_vertices, stride=stride, min_frames=2)
 
 
+def check_recordings(index: DatasetIndex, refs: list[SampleRef]) -> None:
+    """Check every recording's files from their headers only, before a long job reads them: the
+    vertex array's shape and dtype, the audio's readability (16 kHz mono for a strict dataset)
+    and the two durations (:func:`reconcile_lengths`). Values (NaN) are checked when a recording
+    is loaded.
+
+    Raises:
+        MissingFileError / BadInputError naming the first bad file.
+    """
+    for ref in refs:
+        v = index.templates[ref.subject].shape[0]
+        shape, dtype = io.array_header(ref.vertices, "vertex file")
+        if not np.issubdtype(dtype, np.floating) or not (
+                (len(shape) == 2 and shape[1] == 3 * v) or (len(shape) == 3 and shape[1:] == (v, 3))):
+            io.load_vertices(ref.vertices, v, stride=index.stride, min_frames=2)  # names the problem
+        n_frames = -(-shape[0] // index.stride)  # frames kept by the stride
+        if n_frames < 2:
+            raise BadInputError(f"{ref.vertices}: {n_frames} frame(s), need at least 2")
+        n_samples, rate, channels = io.audio_info(ref.wav)
+        if index.audio_strict and (rate != AUDIO_RATE or channels != 1):
+            raise BadInputError(f"{ref.wav}: expected {AUDIO_RATE} Hz mono audio, got {rate} Hz, {channels} channel(s)")
+        reconcile_lengths(n_frames, round(n_samples * AUDIO_RATE / rate), index.fps, f"{ref.vertices} / {ref.wav.name}")
+
+
 def load_sample(index: DatasetIndex, ref: SampleRef, *, need_text: bool = False) -> Sample:
     """Load and validate one recording of ``index``.
 
@@ -96,3 +120,39 @@ def load_sample(index: DatasetIndex, ref: SampleRef, *, need_text: bool = False)
     return Sample(name=ref.name, subject=ref.subject, subject_index=index.subject_index(ref.subject),
                   audio=audio[:n_samples], vertices=verts[:n], template=template, fps=index.fps,
                   text=ref.text)
+
+
+def load_phones(path: str | Path) -> list[tuple[str, float, float]]:
+    """The timed phones of a recording's alignment file (``alignments/<name>.json`` of the
+    synthetic layout: ``{"phones": [[ipa, start_s, end_s], ...], ...}``), checked.
+
+    Args:
+        path: the alignment file.
+    Returns:
+        ``[(ipa, start_s, end_s), ...]`` with finite ``0 <= start <= end``; silence is ``"_"``,
+        every other phone has a viseme class.
+    Raises:
+        MissingFileError / BadInputError naming the file: unreadable or not JSON, no ``phones``
+            list, or a malformed entry (its index given).
+    """
+    from avguide.speech.visemes import phoneme_to_viseme
+
+    obj = io.load_json(path, "alignment")
+    phones = obj.get("phones")
+    if not isinstance(phones, list):
+        raise BadInputError(f"{path}: expected a 'phones' list of [ipa, start_s, end_s], got "
+                            f"{type(phones).__name__}")
+    out = []
+    for i, p in enumerate(phones):
+        ok = (isinstance(p, list) and len(p) >= 3 and isinstance(p[0], str)
+              and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in p[1:3]))
+        if not ok or not (math.isfinite(p[1]) and math.isfinite(p[2]) and 0 <= p[1] <= p[2]):
+            raise BadInputError(f"{path}: phones[{i}] = {str(p)[:60]}; expected [ipa, start_s, end_s] with "
+                                "finite 0 <= start <= end")
+        if p[0] != "_":
+            try:
+                phoneme_to_viseme(p[0])
+            except ValueError:
+                raise BadInputError(f"{path}: phones[{i}]: phoneme {p[0]!r} has no viseme class") from None
+        out.append((p[0], float(p[1]), float(p[2])))
+    return out

@@ -30,8 +30,10 @@ Example (the embedded head; ``vertices`` (T, 4742, 3) in metres from an animator
     write_glb("take.glb", head.vertices, head.faces, head.blendshapes, fit.weights, fps=30,
               vertex_colors=head_vertex_colors(head))
 
-Every writer is atomic (:mod:`avguide.io`) and raises one :class:`avguide.errors.BadInputError`
-naming the argument for wrong shapes, NaN/inf, T = 0, fps <= 0 or face indices out of range.
+Every writer is atomic (:mod:`avguide.io`) and raises one ``ValueError`` naming the function and
+the argument for wrong shapes, NaN/inf, T = 0, fps <= 0 or face indices out of range: arrays are
+the caller's, so a wrong one is a programming error that keeps its traceback (files a user gives
+are checked where they are read, :mod:`avguide.io`; a CSV by :func:`read_arkit_csv`).
 """
 
 from avguide.export.arkit import (ArkitFit, read_arkit_csv, solve_arkit, write_arkit_csv,

@@ -90,21 +90,21 @@ def solve_arkit(vertices: Any, template: Any, blendshapes: Any, *,
         :class:`ArkitFit` with (T, 52) float32 weights and the reconstruction error of those
         (float32) weights.
     Raises:
-        BadInputError: a shape does not match, T = 0, a value is NaN/inf, ``chunk_frames`` < 1,
+        ValueError: a shape does not match, T = 0, a value is NaN/inf, ``chunk_frames`` < 1,
             or the 52 blendshapes are linearly dependent (the weights would not be unique).
     """
     where = "solve_arkit"
     t, bs = check_mesh(where, template, blendshapes, n_shapes=len(ARKIT_NAMES))
     v = check_vertices(where, vertices, t.shape[0])                    # (T, V*3) view
     if int(chunk_frames) < 1:
-        raise BadInputError(f"{where}: chunk_frames must be >= 1, got {chunk_frames}")
+        raise ValueError(f"{where}: chunk_frames must be >= 1, got {chunk_frames}")
     d64 = bs.reshape(len(ARKIT_NAMES), -1).astype(np.float64)           # (52, V*3)
     gram = d64 @ d64.T                                                  # (52, 52)
     eig = np.linalg.eigvalsh(gram)                                      # ascending
     if not eig[0] > MIN_CONDITION * eig[-1]:
-        raise BadInputError(f"{where}: the 52 blendshapes are linearly dependent (numerical rank "
-                            f"{int((eig > MIN_CONDITION * eig[-1]).sum())}), so the weights are "
-                            "not unique")
+        raise ValueError(f"{where}: the 52 blendshapes are linearly dependent (numerical rank "
+                         f"{int((eig > MIN_CONDITION * eig[-1]).sum())}), so the weights are "
+                         "not unique")
     t64 = t.reshape(-1).astype(np.float64)                              # (V*3,)
     n_frames, n_vert = v.shape[0], t.shape[0]
     weights = np.empty((n_frames, len(ARKIT_NAMES)), dtype=np.float32)
@@ -196,7 +196,7 @@ def write_arkit_csv(path: str | os.PathLike, weights: Any, fps: float) -> Path:
     Returns:
         ``path`` as a Path.
     Raises:
-        BadInputError: weights not (T, 52), T = 0, NaN/inf, or fps not a finite number > 0.
+        ValueError: weights not (T, 52), T = 0, NaN/inf, or fps not a finite number > 0.
     """
     w = check_weights("write_arkit_csv", weights, len(ARKIT_NAMES))
     rate = check_fps("write_arkit_csv", fps)
@@ -301,7 +301,7 @@ def write_arkit_json(path: str | os.PathLike, weights: Any, fps: float,
     Returns:
         ``path`` as a Path.
     Raises:
-        BadInputError: weights not (T, 52), T = 0, NaN/inf, or fps not a finite number > 0.
+        ValueError: weights not (T, 52), T = 0, NaN/inf, or fps not a finite number > 0.
     """
     w = check_weights("write_arkit_json", weights, len(ARKIT_NAMES))
     rate = check_fps("write_arkit_json", fps)

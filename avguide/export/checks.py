@@ -1,5 +1,6 @@
-"""Argument checks shared by the exporters: each raises one :class:`BadInputError` naming the
-function and the argument, with the shape or value that is wrong and what is allowed."""
+"""Argument checks shared by the exporters: each raises one ``ValueError`` naming the function
+and the argument, with the shape or value that is wrong and what is allowed (a programming error
+of the caller, which keeps its traceback; see :mod:`avguide.errors`)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,6 @@ import math
 from typing import Any
 
 import numpy as np
-
-from avguide.errors import BadInputError
 
 
 def to_numpy(x: Any) -> np.ndarray:
@@ -26,8 +25,8 @@ def check_finite(where: str, name: str, a: np.ndarray) -> None:
         return
     if a.ndim >= 2:
         bad = int(np.flatnonzero(~ok.reshape(a.shape[0], -1).all(axis=1))[0])
-        raise BadInputError(f"{where}: {name} contains NaN or inf (first at frame {bad})")
-    raise BadInputError(f"{where}: {name} contains NaN or inf")
+        raise ValueError(f"{where}: {name} contains NaN or inf (first at frame {bad})")
+    raise ValueError(f"{where}: {name} contains NaN or inf")
 
 
 def check_mesh(where: str, template: Any, blendshapes: Any | None = None,
@@ -42,19 +41,19 @@ def check_mesh(where: str, template: Any, blendshapes: Any | None = None,
     Returns:
         ``template`` as (V, 3) float32 and ``blendshapes`` as (K, V, 3) float32 (or None).
     Raises:
-        BadInputError: a shape is wrong or a value is not finite.
+        ValueError: a shape is wrong or a value is not finite.
     """
     t = to_numpy(template)
     if t.ndim != 2 or t.shape[1] != 3 or t.shape[0] == 0:
-        raise BadInputError(f"{where}: template must be (V, 3) with V >= 1, got shape {t.shape}")
+        raise ValueError(f"{where}: template must be (V, 3) with V >= 1, got shape {t.shape}")
     check_finite(where, "template", t)
     if blendshapes is None:
         return t.astype(np.float32, copy=False), None
     b = to_numpy(blendshapes)
     k = n_shapes if n_shapes is not None else (b.shape[0] if b.ndim == 3 else "K")
     if b.ndim != 3 or b.shape[1:] != t.shape or b.shape[0] == 0 or (n_shapes and b.shape[0] != n_shapes):
-        raise BadInputError(f"{where}: blendshapes must be ({k}, {t.shape[0]}, 3) to match the "
-                            f"template's {t.shape[0]} vertices, got shape {b.shape}")
+        raise ValueError(f"{where}: blendshapes must be ({k}, {t.shape[0]}, 3) to match the "
+                         f"template's {t.shape[0]} vertices, got shape {b.shape}")
     check_finite(where, "blendshapes", b)
     return t.astype(np.float32, copy=False), b.astype(np.float32, copy=False)
 
@@ -68,17 +67,17 @@ def check_vertices(where: str, vertices: Any, n_vertices: int) -> np.ndarray:
     Returns:
         (T, V*3) view (no copy) of ``vertices``, any float dtype.
     Raises:
-        BadInputError: wrong rank or vertex count, T = 0, or not a float / integer array.
+        ValueError: wrong rank or vertex count, T = 0, or not a float / integer array.
     """
     v = to_numpy(vertices)
     if v.dtype.kind not in "fiu":
-        raise BadInputError(f"{where}: vertices must be a numeric array, got dtype {v.dtype}")
+        raise ValueError(f"{where}: vertices must be a numeric array, got dtype {v.dtype}")
     if not ((v.ndim == 3 and v.shape[1:] == (n_vertices, 3))
             or (v.ndim == 2 and v.shape[1] == 3 * n_vertices)):
-        raise BadInputError(f"{where}: vertices must be (T, {n_vertices}, 3) or "
-                            f"(T, {3 * n_vertices}), got shape {v.shape}")
+        raise ValueError(f"{where}: vertices must be (T, {n_vertices}, 3) or "
+                         f"(T, {3 * n_vertices}), got shape {v.shape}")
     if v.shape[0] == 0:
-        raise BadInputError(f"{where}: vertices has no frames (T = 0)")
+        raise ValueError(f"{where}: vertices has no frames (T = 0)")
     return v.reshape(v.shape[0], 3 * n_vertices)
 
 
@@ -91,19 +90,19 @@ def check_faces(where: str, faces: Any, n_vertices: int) -> np.ndarray:
     Returns:
         (F, 3) int64 array.
     Raises:
-        BadInputError: wrong shape, non-integer values or an index outside [0, V).
+        ValueError: wrong shape, non-integer values or an index outside [0, V).
     """
     f = to_numpy(faces)
     if f.ndim != 2 or f.shape[1] != 3 or f.shape[0] == 0:
-        raise BadInputError(f"{where}: faces must be (F, 3) with F >= 1, got shape {f.shape}")
+        raise ValueError(f"{where}: faces must be (F, 3) with F >= 1, got shape {f.shape}")
     if f.dtype.kind not in "iu":
         if f.dtype.kind != "f" or not np.isfinite(f).all() or (f != np.round(f)).any():
-            raise BadInputError(f"{where}: faces must hold integer vertex indices, got dtype {f.dtype}")
+            raise ValueError(f"{where}: faces must hold integer vertex indices, got dtype {f.dtype}")
     f = f.astype(np.int64)
     lo, hi = int(f.min()), int(f.max())
     if lo < 0 or hi >= n_vertices:
-        raise BadInputError(f"{where}: faces index vertices {lo}..{hi}, outside [0, {n_vertices}) "
-                            f"(faces are 0-based indices into the {n_vertices} vertices)")
+        raise ValueError(f"{where}: faces index vertices {lo}..{hi}, outside [0, {n_vertices}) "
+                         f"(faces are 0-based indices into the {n_vertices} vertices)")
     return f
 
 
@@ -112,9 +111,9 @@ def check_fps(where: str, fps: Any) -> float:
     try:
         value = float(fps)
     except (TypeError, ValueError):
-        raise BadInputError(f"{where}: fps must be a number > 0, got {fps!r}") from None
+        raise ValueError(f"{where}: fps must be a number > 0, got {fps!r}") from None
     if not math.isfinite(value) or value <= 0:
-        raise BadInputError(f"{where}: fps must be a finite number > 0, got {fps!r}")
+        raise ValueError(f"{where}: fps must be a finite number > 0, got {fps!r}")
     return value
 
 
@@ -127,14 +126,14 @@ def check_weights(where: str, weights: Any, n_shapes: int) -> np.ndarray:
     Returns:
         (T, K) float32 array.
     Raises:
-        BadInputError: wrong shape, T = 0, NaN or inf.
+        ValueError: wrong shape, T = 0, NaN or inf.
     """
     w = to_numpy(weights)
     if w.ndim != 2 or w.shape[1] != n_shapes:
-        raise BadInputError(f"{where}: weights must be (T, {n_shapes}), got shape {w.shape}")
+        raise ValueError(f"{where}: weights must be (T, {n_shapes}), got shape {w.shape}")
     if w.shape[0] == 0:
-        raise BadInputError(f"{where}: weights has no frames (T = 0)")
+        raise ValueError(f"{where}: weights has no frames (T = 0)")
     if w.dtype.kind not in "fiu":
-        raise BadInputError(f"{where}: weights must be numeric, got dtype {w.dtype}")
+        raise ValueError(f"{where}: weights must be numeric, got dtype {w.dtype}")
     check_finite(where, "weights", w)
     return w.astype(np.float32, copy=False)

@@ -24,7 +24,6 @@ import numpy as np
 
 import avguide
 from avguide.assets.arkit import ARKIT_NAMES
-from avguide.errors import BadInputError
 from avguide.export.checks import (check_faces, check_finite, check_fps, check_mesh,
                                    check_weights, to_numpy)
 from avguide.io import write_bytes_atomic
@@ -146,7 +145,7 @@ def write_glb(path: str | os.PathLike, template: Any, faces: Any, blendshapes: A
     Returns:
         ``path`` as a Path.
     Raises:
-        BadInputError: a shape does not match, T = 0, NaN/inf, fps not > 0, a face index outside
+        ValueError: a shape does not match, T = 0, NaN/inf, fps not > 0, a face index outside
             [0, V), colours outside [0, 1], or names not K distinct strings.
     """
     where = "write_glb"
@@ -158,17 +157,17 @@ def write_glb(path: str | os.PathLike, template: Any, faces: Any, blendshapes: A
     names = list(names)
     if len(names) != n_targets or len(set(names)) != n_targets or not all(
             isinstance(n, str) and n for n in names):
-        raise BadInputError(f"{where}: names must be {n_targets} distinct non-empty strings (one "
-                            f"per blendshape), got {len(names)}")
+        raise ValueError(f"{where}: names must be {n_targets} distinct non-empty strings (one "
+                         f"per blendshape), got {len(names)}")
     colors = None
     if vertex_colors is not None:
         colors = to_numpy(vertex_colors)
         if colors.shape != (n_vert, 3):
-            raise BadInputError(f"{where}: vertex_colors must be ({n_vert}, 3), got {colors.shape}")
+            raise ValueError(f"{where}: vertex_colors must be ({n_vert}, 3), got {colors.shape}")
         check_finite(where, "vertex_colors", colors)
         if colors.min() < 0 or colors.max() > 1:
-            raise BadInputError(f"{where}: vertex_colors must lie in [0, 1] (linear RGB), got "
-                                f"[{colors.min():g}, {colors.max():g}]")
+            raise ValueError(f"{where}: vertex_colors must lie in [0, 1] (linear RGB), got "
+                             f"[{colors.min():g}, {colors.max():g}]")
         colors = colors.astype(np.float32)
 
     normals = vertex_normals(base, tri)                                  # (V, 3)
@@ -191,8 +190,8 @@ def write_glb(path: str | os.PathLike, template: Any, faces: Any, blendshapes: A
         })
     times = (np.arange(len(w), dtype=np.float64) / rate).astype(np.float32)   # (T,)
     if len(times) > 1 and not np.all(np.diff(times) > 0):
-        raise BadInputError(f"{where}: {len(w)} frames at {rate:g} fps give frame times that "
-                            "float32 cannot keep apart")
+        raise ValueError(f"{where}: {len(w)} frames at {rate:g} fps give frame times that "
+                         "float32 cannot keep apart")
     time_acc = buf.add(times, FLOAT, "SCALAR", min_max=True)
     weight_acc = buf.add(w.reshape(-1), FLOAT, "SCALAR")                 # T*K, frame-major
 

@@ -35,15 +35,16 @@ def write_obj_sequence(out_dir: str | os.PathLike, vertices: Any, faces: Any, *,
     Returns:
         The T paths written, in frame order.
     Raises:
-        BadInputError: a shape is wrong, T = 0, NaN/inf, a face index outside [0, V), a bad
-            ``stem``, or ``out_dir`` is an existing file.
+        ValueError: a shape is wrong, T = 0, NaN/inf, a face index outside [0, V), or a bad
+            ``stem``.
+        BadInputError: ``out_dir`` is an existing file (or cannot be written).
     """
     where = "write_obj_sequence"
     if not stem or not all(c.isalnum() or c in "-_" for c in stem):
-        raise BadInputError(f"{where}: stem must be non-empty letters, digits, '-' or '_', got {stem!r}")
+        raise ValueError(f"{where}: stem must be non-empty letters, digits, '-' or '_', got {stem!r}")
     raw = to_numpy(vertices)
     if raw.ndim not in (2, 3) or raw.shape[-1] % 3 or (raw.ndim == 3 and raw.shape[-1] != 3):
-        raise BadInputError(f"{where}: vertices must be (T, V, 3) or (T, V*3), got shape {raw.shape}")
+        raise ValueError(f"{where}: vertices must be (T, V, 3) or (T, V*3), got shape {raw.shape}")
     n_vert = raw.shape[1] if raw.ndim == 3 else raw.shape[1] // 3
     v = check_vertices(where, raw, n_vert)                              # (T, V*3)
     check_finite(where, "vertices", v)

@@ -13,7 +13,8 @@ Reading (:mod:`avguide.io.files`, :mod:`avguide.io.arrays`, :mod:`avguide.io.med
     load_json, load_jsonl, load_yaml        JSON (top-level type checked), JSON lines, YAML
     safe_load_pickle                        numpy arrays and plain containers only
     load_safetensors, load_torch_state      tensors (weights_only=True for torch files)
-    load_array                              .npy / .npz, never pickled objects
+    load_array, load_npz                    .npy / .npz, never pickled objects; named arrays of a .npz
+    array_header, audio_info                shape and dtype / samples, rate and channels, headers only
     load_vertices, load_faces, load_indices vertex sequences, (F, 3) faces, index lists
     load_audio, audio_duration              16 kHz mono float32; duration of a valid file
 
@@ -27,19 +28,20 @@ Writing (:mod:`avguide.io.output`, :mod:`avguide.io.media`)::
     video_writer                            ffmpeg MP4 writer: progress, never an orphan ffmpeg
 """
 
-from avguide.io.arrays import load_array, load_faces, load_indices, load_vertices
+from avguide.io.arrays import array_header, load_array, load_faces, load_indices, load_npz, load_vertices
 from avguide.io.files import (existing_file, load_json, load_jsonl, load_safetensors, load_torch_state,
                               load_yaml, one_line, read_bytes, read_text, safe_load_pickle)
-from avguide.io.media import MIN_SECONDS, audio_duration, load_audio, save_wav, video_writer
+from avguide.io.media import MIN_SECONDS, audio_duration, audio_info, load_audio, save_wav, video_writer
 from avguide.io.output import (append_jsonl, atomic_path, check_output_dir, check_output_file,
                                os_reason, save_npy_atomic, save_safetensors_atomic, save_torch_atomic,
                                write_bytes_atomic, write_json_atomic, write_text_atomic)
 
 __all__ = [
-    "append_jsonl", "atomic_path", "audio_duration", "check_output_dir", "check_output_file",
-    "existing_file", "load_array", "load_audio", "load_faces", "load_indices", "load_json",
-    "load_jsonl", "load_safetensors", "load_torch_state", "load_vertices", "load_yaml", "MIN_SECONDS",
-    "one_line", "os_reason", "read_bytes", "read_text", "safe_load_pickle", "save_npy_atomic",
-    "save_safetensors_atomic", "save_torch_atomic", "save_wav", "video_writer", "write_bytes_atomic",
-    "write_json_atomic", "write_text_atomic",
+    "append_jsonl", "array_header", "atomic_path", "audio_duration", "audio_info",
+    "check_output_dir", "check_output_file", "existing_file", "load_array", "load_audio",
+    "load_faces", "load_indices", "load_json", "load_jsonl", "load_npz", "load_safetensors",
+    "load_torch_state", "load_vertices", "load_yaml", "MIN_SECONDS", "one_line", "os_reason",
+    "read_bytes", "read_text", "safe_load_pickle", "save_npy_atomic", "save_safetensors_atomic",
+    "save_torch_atomic", "save_wav", "video_writer", "write_bytes_atomic", "write_json_atomic",
+    "write_text_atomic",
 ]

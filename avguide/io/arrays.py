@@ -1,7 +1,8 @@
 """Reading arrays: vertex sequences, face lists and vertex-index lists, validated.
 
-:func:`load_array` reads a ``.npy`` or ``.npz`` file (never a pickle); the others check the
-content a caller needs and name the file and the problem in one line:
+:func:`load_array` reads a ``.npy`` or ``.npz`` file (never a pickle), :func:`load_npz` the named
+arrays of an archive; the others check the content a caller needs and name the file and the
+problem in one line:
 
 * :func:`load_vertices` -> (T, V, 3) float32: float dtype, (T, V*3) or (T, V, 3), the expected
   V, at least ``min_frames`` frames, only finite values (the first bad frame named).
@@ -70,6 +71,63 @@ def load_array(path: str | os.PathLike, what: str = "array file", *,
     except (EOFError, zipfile.BadZipFile, KeyError, MemoryError) as e:
         raise BadInputError(f"{path}: truncated or corrupt {what} ({type(e).__name__}: "
                             f"{one_line(e, 160)})") from None
+
+
+def array_header(path: str | os.PathLike, what: str = "array file") -> tuple[tuple[int, ...], np.dtype]:
+    """Shape and dtype of the array in a ``.npy`` file, from its header only (a cheap check
+    before a long job reads the data); a ``.npz`` is read (:func:`load_array`).
+
+    Raises:
+        MissingFileError / BadInputError: as :func:`load_array`, or a damaged header.
+    """
+    path = existing_file(path, what)
+    try:
+        with open(path, "rb") as f:
+            magic = f.read(6)
+        if magic == _NPY_MAGIC:
+            arr = np.load(path, mmap_mode="r", allow_pickle=False)  # a map: the header only is read
+            return arr.shape, arr.dtype
+    except (ValueError, EOFError, OSError):
+        pass  # load_array names the problem
+    arr = load_array(path, what)
+    return arr.shape, arr.dtype
+
+
+def load_npz(path: str | os.PathLike, keys: tuple[str, ...], what: str = "array archive") -> dict[str, np.ndarray]:
+    """The named arrays of a ``.npz`` archive (never pickled objects).
+
+    Args:
+        path: the archive.
+        keys: the arrays it must hold (others are ignored).
+        what: its role, used in messages.
+    Returns:
+        ``{key: array}`` for every key of ``keys``, as stored.
+    Raises:
+        MissingFileError / BadInputError: missing, a directory, unreadable, empty, not a zip
+            archive, truncated, pickled objects, or an array of ``keys`` missing.
+    """
+    path = existing_file(path, what)
+    try:
+        with open(path, "rb") as f:
+            magic = f.read(4)
+        if magic != _ZIP_MAGIC:
+            raise BadInputError(f"{path}: not a .npz {what} ({'empty file' if not magic else f'starts with {magic!r}'})")
+        with np.load(path, allow_pickle=False) as z:
+            missing = [k for k in keys if k not in z.files]
+            if missing:
+                raise BadInputError(f"{path}: {what} lacks the array(s) {', '.join(missing)} (has "
+                                    f"{', '.join(z.files) or 'none'})")
+            return {k: z[k] for k in keys}
+    except BadInputError:
+        raise
+    except ValueError as e:
+        if "allow_pickle" in str(e):
+            raise BadInputError(f"{path}: holds pickled Python objects, not numeric arrays (refused)") from None
+        raise BadInputError(f"{path}: not a readable {what} ({one_line(e, 160)})") from None
+    except OSError as e:
+        raise BadInputError(f"{path}: cannot read {what} ({one_line(e.strerror or e, 160)})") from None
+    except (EOFError, zipfile.BadZipFile, KeyError, MemoryError) as e:
+        raise BadInputError(f"{path}: truncated or corrupt {what} ({type(e).__name__}: {one_line(e, 160)})") from None
 
 
 def load_vertices(path: str | os.PathLike, n_vertices: int | None = None, *, stride: int = 1,

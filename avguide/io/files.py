@@ -8,6 +8,7 @@ file is a :class:`~avguide.errors.MissingFileError`.
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import os
@@ -135,20 +136,43 @@ def load_jsonl(path: str | os.PathLike, what: str = "JSON-lines file", *,
     return out
 
 
+@functools.lru_cache(maxsize=None)
+def _unique_key_loader():
+    """A ``yaml.SafeLoader`` that refuses a key given twice in one mapping (plain YAML keeps the
+    last one silently: ``lr: 1e-3`` then ``lr: 1e-4`` would train with a value the user may not see)."""
+    import yaml
+
+    class UniqueKeyLoader(yaml.SafeLoader):
+        def construct_mapping(self, node, deep=False):
+            seen = set()
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":  # "<<: *anchor": its keys may be overridden
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                if isinstance(key, (str, int, float, bool)) and key in seen:
+                    raise yaml.constructor.ConstructorError(None, None, f"key {key!r} given twice",
+                                                            key_node.start_mark)
+                seen.add(key)
+            return super().construct_mapping(node, deep)
+
+    return UniqueKeyLoader
+
+
 def load_yaml(path: str | os.PathLike, what: str = "YAML file") -> Any:
-    """Parse a YAML file with ``yaml.safe_load`` (no tags that build Python objects).
+    """Parse a YAML file like ``yaml.safe_load`` (no tags that build Python objects), refusing a
+    key given twice in one mapping.
 
     Returns:
         The parsed value (None for an empty file).
     Raises:
-        MissingFileError / BadInputError: missing, unreadable, not UTF-8 (a binary file), or
-            invalid YAML (line and column given).
+        MissingFileError / BadInputError: missing, unreadable, not UTF-8 (a binary file),
+            invalid YAML or a duplicate key (line and column given).
     """
     import yaml
 
     text = read_text(path, what)
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_unique_key_loader())  # noqa: S506 (a SafeLoader)
     except yaml.MarkedYAMLError as e:
         where = f" at line {e.problem_mark.line + 1} column {e.problem_mark.column + 1}" if e.problem_mark else ""
         raise BadInputError(f"{path}: invalid {what}{where}: {one_line(e.problem or e.context or '')}") from None

@@ -12,6 +12,7 @@ import contextlib
 import io
 import math
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -29,15 +30,20 @@ MIN_SECONDS = 0.1
 """Shorter audio (after conversion) is rejected as empty."""
 
 
-def _read_audio(path: Path) -> tuple[np.ndarray, int]:
-    """(L, channels) float32 samples and the rate, checked non-empty and finite."""
+def _read_audio(path: Path, *, ffmpeg: bool = True) -> tuple[np.ndarray, int]:
+    """(L, channels) float32 samples and the rate, checked non-empty and finite.
+
+    libsndfile reads wav, flac, ogg, mp3...; with ``ffmpeg`` any other file ffmpeg can decode
+    (m4a, the sound of a video) is decoded by ffmpeg to 16 kHz mono."""
     import soundfile as sf
 
     path = existing_file(path, "audio file")
     try:
         data, sr = sf.read(str(path), dtype="float32", always_2d=True)  # (L, channels)
     except (sf.LibsndfileError, RuntimeError, ValueError, TypeError) as e:
-        raise BadInputError(f"{path}: not a readable audio file ({one_line(e, 160)})") from None
+        if not ffmpeg:
+            raise BadInputError(f"{path}: not a readable audio file ({one_line(e, 160)})") from None
+        data, sr = _decode_with_ffmpeg(path), AUDIO_RATE
     except OSError as e:
         raise BadInputError(f"{path}: cannot read audio file ({os_reason(e)})") from None
     if data.shape[0] == 0:
@@ -47,11 +53,29 @@ def _read_audio(path: Path) -> tuple[np.ndarray, int]:
     return data, sr
 
 
+def _decode_with_ffmpeg(path: Path) -> np.ndarray:
+    """(L, 1) float32 samples at 16 kHz of any file with a sound stream ffmpeg decodes.
+
+    Raises:
+        BadInputError: ffmpeg cannot decode it (its first error line given), or it has no sound.
+    """
+    cmd = [_ffmpeg_exe(), "-nostdin", "-v", "error", "-i", str(path), "-vn", "-ac", "1", "-ar", str(AUDIO_RATE),
+           "-f", "f32le", "-"]
+    proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True)
+    if proc.returncode != 0:
+        why = next((ln for ln in proc.stderr.decode(errors="replace").splitlines() if ln.strip()), "")
+        why = re.sub(r"^\[[^]]*\]\s*", "", why)  # "[in#0 @ 0x55...] Error opening input: ..."
+        raise BadInputError(f"{path}: not a readable audio file (neither libsndfile nor ffmpeg decodes it: "
+                            f"{one_line(why.replace(str(path), 'it'), 160)})")
+    return np.frombuffer(proc.stdout, dtype="<f4").astype(np.float32).reshape(-1, 1)
+
+
 def load_audio(path: str | os.PathLike, *, strict: bool = False, rate: int = AUDIO_RATE) -> np.ndarray:
     """Load a sound file as a mono float32 waveform at ``rate`` Hz.
 
     Args:
-        path: any format libsndfile reads (wav, flac, ogg, ...).
+        path: any format libsndfile reads (wav, flac, ogg, mp3, ...) or, but with ``strict``,
+            any file with a sound stream ffmpeg decodes (m4a, mp4, ...).
         strict: if True, the file must already be mono at ``rate`` (used for datasets whose
             manifest promises 16 kHz mono; a mismatch there means a corrupt or foreign file).
             If False, several channels are averaged and other rates are resampled.
@@ -66,7 +90,7 @@ def load_audio(path: str | os.PathLike, *, strict: bool = False, rate: int = AUD
     import soxr
 
     path = Path(path)
-    data, sr = _read_audio(path)
+    data, sr = _read_audio(path, ffmpeg=not strict)
     if strict and data.shape[1] != 1:
         raise BadInputError(f"{path}: expected mono audio, got {data.shape[1]} channels")
     if strict and sr != rate:
@@ -91,6 +115,28 @@ def audio_duration(path: str | os.PathLike) -> float:
     if seconds < MIN_SECONDS:
         raise BadInputError(f"{path}: audio is too short ({seconds:.3f} s < {MIN_SECONDS} s)")
     return seconds
+
+
+def audio_info(path: str | os.PathLike) -> tuple[int, int, int]:
+    """(samples, rate in Hz, channels) of a sound file, from its header only (a cheap check before
+    a long job reads the data).
+
+    Raises:
+        MissingFileError / BadInputError: missing, a directory, not a readable sound file, or
+            an empty one.
+    """
+    import soundfile as sf
+
+    path = existing_file(path, "audio file")
+    try:
+        info = sf.info(str(path))
+    except (sf.LibsndfileError, RuntimeError, ValueError, TypeError) as e:
+        raise BadInputError(f"{path}: not a readable audio file ({one_line(e, 160)})") from None
+    except OSError as e:
+        raise BadInputError(f"{path}: cannot read audio file ({os_reason(e)})") from None
+    if info.frames <= 0 or info.samplerate <= 0:
+        raise BadInputError(f"{path}: audio is empty (0 samples)")
+    return int(info.frames), int(info.samplerate), int(info.channels)
 
 
 def save_wav(path: str | os.PathLike, wav: np.ndarray, rate: int = AUDIO_RATE) -> None:

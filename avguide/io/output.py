@@ -32,6 +32,18 @@ def os_reason(e: OSError) -> str:
 
 
 # ------------------------------------------------------------------------- checks before work
+MAX_NAME_BYTES = 200
+"""Longest output file name (bytes, last path component) accepted: file systems allow 255, and
+the temporary files written beside an output add up to ~40 bytes to its name."""
+
+
+def _check_name(path: Path, arg: str) -> None:
+    """The last component of ``path`` is short enough (see :data:`MAX_NAME_BYTES`)."""
+    n = len(os.fsencode(path.name))
+    if n > MAX_NAME_BYTES:
+        raise BadInputError(f"{arg} {path}: file name of {n} bytes; at most {MAX_NAME_BYTES}")
+
+
 def _nearest_existing(path: Path) -> Path:
     """``path`` or its closest existing ancestor."""
     p = path
@@ -66,13 +78,17 @@ def check_output_file(path: str | os.PathLike, arg: str = "-o", *, overwrite: bo
     Returns:
         ``path`` as a Path.
     Raises:
-        BadInputError: ``path`` is a directory (or ends with a separator), exists while
-            ``overwrite`` is False, lies under a regular file, or its directory is not writable.
+        BadInputError: ``path`` is empty or a directory (or ends with a separator), its name is
+            longer than :data:`MAX_NAME_BYTES`, it exists while ``overwrite`` is False, lies
+            under a regular file, or its directory is not writable.
     """
     text = os.fspath(path)
+    if not text.strip():
+        raise BadInputError(f"{arg}: empty path; give a file name")
     path = Path(path)
     if path.is_dir() or text.endswith(os.sep):
         raise BadInputError(f"{arg} {text}: is a directory; give a file name")
+    _check_name(path, arg)
     if path.exists() and not overwrite:
         raise BadInputError(f"{arg} {path}: already exists; remove it or choose another name")
     _check_can_create_in(path.parent, arg, path)
@@ -88,9 +104,13 @@ def check_output_dir(path: str | os.PathLike, arg: str = "--out") -> Path:
     Returns:
         ``path`` as a Path (not created).
     Raises:
-        BadInputError: ``path`` or an ancestor is a regular file, or it is not writable.
+        BadInputError: ``path`` is empty or its name longer than :data:`MAX_NAME_BYTES`, ``path``
+            or an ancestor is a regular file, or it is not writable.
     """
+    if not os.fspath(path).strip():
+        raise BadInputError(f"{arg}: empty path; give a directory")
     path = Path(path)
+    _check_name(path, arg)
     if path.exists() and not path.is_dir():
         raise BadInputError(f"{arg} {path}: exists and is not a directory")
     _check_can_create_in(path, arg, path)

@@ -65,16 +65,17 @@ def make_assets(faces: np.ndarray, lips: np.ndarray, albedo: np.ndarray) -> Rend
     Args:
         faces: (F, 3) int vertex indices. lips: (Lv,) int. albedo: (V, 3) float in [0, 1].
     Raises:
-        BadInputError: indices out of range for V = len(albedo).
+        ValueError: indices out of range for V = len(albedo) (files are checked where they are
+            read: :func:`load_assets`, the dataset loaders).
     """
     f = torch.from_numpy(np.array(faces, dtype=np.int64))
     lp = torch.from_numpy(np.array(lips, dtype=np.int64))
     alb = torch.from_numpy(np.array(albedo, dtype=np.float32))
     v = alb.shape[0]
     if f.dim() != 2 or f.shape[1] != 3 or int(f.min()) < 0 or int(f.max()) >= v:
-        raise BadInputError(f"faces: expected (F, 3) indices in [0, {v}), got shape {tuple(f.shape)}")
+        raise ValueError(f"faces: expected (F, 3) indices in [0, {v}), got shape {tuple(f.shape)}")
     if lp.numel() == 0 or int(lp.min()) < 0 or int(lp.max()) >= v:
-        raise BadInputError(f"lips: expected a non-empty set of indices in [0, {v})")
+        raise ValueError(f"lips: expected a non-empty set of indices in [0, {v})")
     return RenderAssets(f, lp, alb, face_neighbors(f))
 
 
@@ -123,16 +124,30 @@ def load_assets(path: str | Path) -> RenderAssets:
     """Read what :func:`save_assets` wrote.
 
     Raises:
-        MissingFileError: no such file. BadInputError: not a render-assets file.
+        MissingFileError / BadInputError naming the file: missing, not a render-assets .npz
+            (unreadable, an array missing), or arrays that do not fit together.
     """
+    from avguide.io import load_npz
+
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise MissingFileError(f"{path}: render assets not found (written by stage-1 expert training)")
-    try:
-        with np.load(path, allow_pickle=False) as d:
-            return make_assets(d["faces"], d["lips"], d["albedo"])
-    except (KeyError, ValueError, OSError) as e:
-        raise BadInputError(f"{path}: not a render-assets file ({e})") from None
+    d = load_npz(path, ("faces", "lips", "albedo"), "render-assets file")
+    faces, lips, albedo = d["faces"], d["lips"], d["albedo"]
+    problems = []
+    if albedo.ndim != 2 or albedo.shape[1:] != (3,) or albedo.shape[0] == 0 or albedo.dtype.kind != "f" \
+            or not (np.isfinite(albedo).all() and albedo.min() >= 0 and albedo.max() <= 1):
+        problems.append(f"albedo must be (V, 3) floats in [0, 1], got {albedo.shape} {albedo.dtype}")
+    v = albedo.shape[0] if albedo.ndim == 2 else 0
+    for name, a, shape in (("faces", faces, "(F, 3)"), ("lips", lips, "(Lv,)")):
+        if a.dtype.kind not in "iu" or a.size == 0 or a.ndim != (2 if name == "faces" else 1) \
+                or (name == "faces" and a.shape[1] != 3):
+            problems.append(f"{name} must be a non-empty {shape} integer array, got {a.shape} {a.dtype}")
+        elif v and (a.min() < 0 or a.max() >= v):
+            problems.append(f"{name} index vertices outside [0, {v})")
+    if problems:
+        raise BadInputError(f"{path}: corrupt render-assets file: " + "; ".join(problems))
+    return make_assets(faces, lips, albedo)
 
 
 def render_size(crop: int) -> int:
@@ -152,14 +167,15 @@ def rest_shapes(verts: torch.Tensor, lengths: torch.Tensor, rule: CameraRule,
     Returns:
         (B, V, 3) float, no gradient.
     Raises:
-        BadInputError: unknown rule, or "template" without a template.
+        ValueError: unknown rule, or "template" without a template (the rule comes from a config
+            checked when it was read).
     """
     if rule == "template":
         if template is None:
-            raise BadInputError("camera rule 'template' needs the subjects' templates")
+            raise ValueError("camera rule 'template' needs the subjects' templates")
         return template.detach()
     if rule != "sequence_mean":
-        raise BadInputError(f"camera rule: {rule!r}; allowed: template, sequence_mean")
+        raise ValueError(f"camera rule: {rule!r}; allowed: template, sequence_mean")
     t = torch.arange(verts.shape[1], device=verts.device)
     w = (t[None, :] < lengths[:, None]).to(verts.dtype)  # (B, T)
     return (verts.detach() * w[:, :, None, None]).sum(1) / w.sum(1)[:, None, None]  # (B, V, 3)

@@ -4,7 +4,9 @@ Ground-truth meshes do not change while the expert trains, so each recording is 
 (no gradient) and kept as uint8 grayscale frames (T25, c, c): in memory, and, with a directory,
 as ``<dir>/<key>/<name>-<hash>.npy`` (written atomically), where ``key`` identifies the render
 settings (crop size, camera rule, faces, lips, albedo) and ``hash`` the recording's vertices, so
-a cache directory can be shared by runs and never serves a stale video. Training on the synthetic
+a cache directory can be shared by runs and never serves a stale video. A file there that cannot
+be read, or is not the video it should be (a damaged or foreign file), is rendered again and
+replaced. Training on the synthetic
 benchmark renders ~20k frames per epoch (tens of minutes on 2 CPU cores); with the cache every
 epoch after the first spends no time rendering.
 
@@ -24,10 +26,12 @@ import torch
 
 from avguide.data.batching import Batch
 from avguide.data.samples import Sample
-from avguide.io import save_npy_atomic
+from avguide.errors import BadInputError
+from avguide.io import check_output_dir, load_array, save_npy_atomic
 from avguide.lipreader.lipvideo import (CameraRule, RenderAssets, dequantize, lip_cameras, lip_gray,
                                         quantize, rest_shapes)
 from avguide.render import lip_face_mask, resample_fps
+from avguide.render.lipcam import resampled_length
 
 FACE_MASK_SLACK = 0.05
 
@@ -73,6 +77,8 @@ class RenderCache:
         assets: render assets. crop: crop side. rule: camera rule.
         directory: optional cache root on disk (shared by runs with the same settings); None keeps
             the videos in memory only.
+    Raises:
+        BadInputError: ``directory`` cannot hold the cache (a file in the way, not writable).
     Attributes:
         rendered, hits: counts of renders and of videos served without rendering.
         render_seconds: wall time spent rendering.
@@ -81,6 +87,8 @@ class RenderCache:
     def __init__(self, assets: RenderAssets, crop: int, rule: CameraRule, directory: str | Path | None = None):
         self.assets, self.crop, self.rule = assets, crop, rule
         self.dir = Path(directory) / settings_key(assets, crop, rule) if directory is not None else None
+        if self.dir is not None:  # before any render: a file in the way or a read-only folder
+            check_output_dir(self.dir, "render cache")
         self._mem: dict[str, np.ndarray] = {}
         self.rendered = self.hits = 0
         self.render_seconds = 0.0
@@ -103,8 +111,8 @@ class RenderCache:
             self.hits += 1
             return self._mem[key]
         path = self.dir / f"{key}.npy" if self.dir is not None else None
-        if path is not None and path.is_file():
-            video = np.load(path, allow_pickle=False)
+        video = self._read(path, vertices.shape[0], fps) if path is not None and path.exists() else None
+        if video is not None:
             self.hits += 1
         else:
             t0 = time.perf_counter()
@@ -115,6 +123,17 @@ class RenderCache:
                 save_npy_atomic(path, video)
         self._mem[key] = video
         return video
+
+    def _read(self, path: Path, n_frames: int, fps: float) -> np.ndarray | None:
+        """The cached video at ``path``, or None when it cannot serve (unreadable, truncated, or
+        not the (T25, crop, crop) uint8 video of ``n_frames`` frames at ``fps``): a cache entry is
+        then rendered again and replaced, never trusted."""
+        try:
+            video = load_array(path, "render-cache video")
+        except BadInputError:
+            return None
+        t25 = int(resampled_length(torch.tensor([n_frames]), fps)[0])
+        return video if video.dtype == np.uint8 and video.shape == (t25, self.crop, self.crop) else None
 
     def video(self, batch: Batch, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
         """The expert's input for a padded batch of recordings.

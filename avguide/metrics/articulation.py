@@ -76,20 +76,20 @@ def _vertices(x: Any, name: str) -> np.ndarray:
         x = x.detach().cpu().numpy()
     x = np.asarray(x)
     if x.ndim != 3 or x.shape[-1] != 3 or x.shape[0] < 1:
-        raise BadInputError(f"{name}: expected vertices of shape (T, V, 3) with T >= 1, got {x.shape}")
+        raise ValueError(f"{name}: expected vertices of shape (T, V, 3) with T >= 1, got {x.shape}")
     if not np.issubdtype(x.dtype, np.floating):
-        raise BadInputError(f"{name}: expected floating-point vertices, got dtype {x.dtype}")
+        raise ValueError(f"{name}: expected floating-point vertices, got dtype {x.dtype}")
     if not np.isfinite(x).all():
-        raise BadInputError(f"{name}: contains NaN or inf")
+        raise ValueError(f"{name}: contains NaN or inf")
     return x.astype(np.float64)
 
 
 def _pair(pred: Any, gt: Any) -> tuple[np.ndarray, np.ndarray]:
     pred, gt = _vertices(pred, "pred"), _vertices(gt, "gt")
     if pred.shape != gt.shape:
-        raise BadInputError(f"pred and gt must have the same shape (T, V, 3), got {pred.shape} and "
-                            f"{gt.shape} (cut both to the shorter length first, e.g. "
-                            "avguide.metrics.evaluate.truncate_to_common_length)")
+        raise ValueError(f"pred and gt must have the same shape (T, V, 3), got {pred.shape} and "
+                         f"{gt.shape} (cut both to the shorter length first, e.g. "
+                         "avguide.metrics.evaluate.truncate_to_common_length)")
     return pred, gt
 
 
@@ -100,13 +100,13 @@ def _segments(phones: Iterable[Any]) -> list[tuple[str, float, float]]:
         ipa, start, end = (p.ipa, p.start, p.end) if hasattr(p, "ipa") else tuple(p)[:3]
         start, end = float(start), float(end)
         if not (math.isfinite(start) and math.isfinite(end) and end >= start):
-            raise BadInputError(f"phones[{i}] = {ipa!r}: need finite start <= end, got {start}, {end}")
+            raise ValueError(f"phones[{i}] = {ipa!r}: need finite start <= end, got {start}, {end}")
         if ipa == "_":
             continue
         try:
             out.append((phoneme_to_viseme(ipa), start, end))
-        except BadInputError as e:
-            raise BadInputError(f"phones[{i}]: {e}") from None
+        except ValueError as e:
+            raise ValueError(f"phones[{i}]: {e}") from None
     return out
 
 
@@ -127,7 +127,7 @@ def lip_motion_std(vertices: Any, lip_idx: Sequence[int] | np.ndarray) -> float:
         ``sqrt(mean over lip vertices and xyz of the variance over time)`` (population
         variance, each coordinate about its own mean), in the vertices' unit.
     Raises:
-        BadInputError: bad shape, non-finite values or bad indices.
+        ValueError: bad shape, non-finite values or bad indices.
     """
     v = _vertices(vertices, "vertices")
     lips = check_indices(lip_idx, v.shape[1], "lip_idx")
@@ -144,7 +144,7 @@ def lip_motion_ratio(pred: Any, gt: Any, lip_idx: Sequence[int] | np.ndarray) ->
         ``lip_motion_std(pred) / lip_motion_std(gt)`` (1 = as much motion as the truth; NaN if
         the ground truth's lips never move).
     Raises:
-        BadInputError: shapes differ, bad values or indices.
+        ValueError: shapes differ, bad values or indices.
     """
     pred, gt = _pair(pred, gt)
     s_gt = lip_motion_std(gt, lip_idx)
@@ -166,13 +166,13 @@ def opening_vertices(reference: Any, lip_idx: Sequence[int] | np.ndarray,
         (upper (n,), lower (m,)) int64 indices: the lowest upper-lip and the highest lower-lip
         vertices (by y) within the band.
     Raises:
-        BadInputError: bad shapes, indices or parameters, or a lip with no vertex in the band.
+        ValueError: bad shapes, indices or parameters, or a lip with no vertex in the band.
     """
     ref = np.asarray(reference, dtype=np.float64)
     if ref.ndim != 2 or ref.shape[1] != 3:
-        raise BadInputError(f"reference: expected a (V, 3) shape, got {ref.shape}")
+        raise ValueError(f"reference: expected a (V, 3) shape, got {ref.shape}")
     if not band > 0 or int(n_inner) < 1:
-        raise BadInputError(f"band must be > 0 and n_inner >= 1, got {band}, {n_inner}")
+        raise ValueError(f"band must be > 0 and n_inner >= 1, got {band}, {n_inner}")
     lips = check_indices(lip_idx, ref.shape[0], "lip_idx")
     x = ref[lips, 0]
     centre, width = 0.5 * (x.min() + x.max()), x.max() - x.min()
@@ -181,8 +181,8 @@ def opening_vertices(reference: Any, lip_idx: Sequence[int] | np.ndarray,
         idx = check_indices(idx, ref.shape[0], name)
         near = idx[np.abs(ref[idx, 0] - centre) <= band * width]
         if near.size == 0:
-            raise BadInputError(f"{name}: no vertex within {band} x the mouth width of the mid-line "
-                                f"(x = {centre:.4g}); wrong region or lateral axis?")
+            raise ValueError(f"{name}: no vertex within {band} x the mouth width of the mid-line "
+                             f"(x = {centre:.4g}); wrong region or lateral axis?")
         order = np.argsort(sign * ref[near, 1], kind="stable")  # upper: lowest first; lower: highest
         chosen.append(near[order[:int(n_inner)]])
     return chosen[0], chosen[1]
@@ -212,14 +212,14 @@ def opening_correlation(pred_opening: Any, gt_opening: Any) -> float:
     Returns:
         r in [-1, 1]; 0 when the prediction is constant; NaN when the ground truth is.
     Raises:
-        BadInputError: different lengths, fewer than 2 frames, or non-finite values.
+        ValueError: different lengths, fewer than 2 frames, or non-finite values.
     """
     p, g = np.asarray(pred_opening, np.float64), np.asarray(gt_opening, np.float64)
     if p.ndim != 1 or p.shape != g.shape or p.size < 2:
-        raise BadInputError(f"pred_opening and gt_opening must be (T,) curves of equal length "
-                            f">= 2, got {p.shape} and {g.shape}")
+        raise ValueError(f"pred_opening and gt_opening must be (T,) curves of equal length "
+                         f">= 2, got {p.shape} and {g.shape}")
     if not (np.isfinite(p).all() and np.isfinite(g).all()):
-        raise BadInputError("pred_opening / gt_opening: contain NaN or inf")
+        raise ValueError("pred_opening / gt_opening: contain NaN or inf")
     p, g = p - p.mean(), g - g.mean()
     sp, sg = np.sqrt((p * p).mean()), np.sqrt((g * g).mean())
     if not sg > 0:
@@ -250,11 +250,11 @@ def bilabial_closures(opening: Any, phones: Iterable[Any], fps: float, threshold
         (closed, segments): segments with at least one frame in the sequence, and how many of
         them reach the threshold.
     Raises:
-        BadInputError: fps <= 0, tol_s < 0, bad phones.
+        ValueError: fps <= 0, tol_s < 0, bad phones.
     """
     o = np.asarray(opening, np.float64)
     if not fps > 0 or not tol_s >= 0:
-        raise BadInputError(f"fps must be > 0 and tol_s >= 0, got {fps}, {tol_s}")
+        raise ValueError(f"fps must be > 0 and tol_s >= 0, got {fps}, {tol_s}")
     closed = total = 0
     for code, start, end in _segments(phones):
         if code != "p":
@@ -273,10 +273,10 @@ def open_vowel_frames(n_frames: int, phones: Iterable[Any], fps: float) -> np.nd
     (a frame counted once per segment that holds it); segments past the last frame are skipped.
 
     Raises:
-        BadInputError: fps <= 0 or bad phones.
+        ValueError: fps <= 0 or bad phones.
     """
     if not fps > 0:
-        raise BadInputError(f"fps must be > 0, got {fps}")
+        raise ValueError(f"fps must be > 0, got {fps}")
     out = []
     for code, start, end in _segments(phones):
         if code != "a":
@@ -311,13 +311,13 @@ def articulation_metrics(pred: Any, gt: Any, phones: Iterable[Any], fps: float,
         "bilabial_closed", "bilabial_closed_gt", "open_vowel_frames", "open_vowel_pred_sum",
         "open_vowel_gt_sum", "closure_threshold"}.
     Raises:
-        BadInputError: shapes differ, bad values, indices, phones or parameters.
+        ValueError: shapes differ, bad values, indices, phones or parameters.
     """
     pred, gt = _pair(pred, gt)
     lips = check_indices(lip_idx, gt.shape[1], "lip_idx")
     reference = gt.mean(axis=0) if template is None else np.asarray(template, np.float64)
     if reference.shape != gt.shape[1:]:
-        raise BadInputError(f"template: expected shape {gt.shape[1:]}, got {reference.shape}")
+        raise ValueError(f"template: expected shape {gt.shape[1:]}, got {reference.shape}")
     up, lo = opening_vertices(reference, lips, upper_idx, lower_idx, band, n_inner)
     o_pred, o_gt = mouth_opening(pred, up, lo), mouth_opening(gt, up, lo)  # (T,), (T,)
     var_pred = float(pred[:, lips].var(axis=0).mean())
@@ -359,18 +359,18 @@ def aggregate_articulation(rows: Iterable[dict]) -> dict:
         {the :data:`SUMMARY_KEYS` (NaN where nothing counts), "sequences", "frames",
         "bilabial_segments", "open_vowel_frames"}.
     Raises:
-        BadInputError: no rows, or a row without the needed keys.
+        ValueError: no rows, or a row without the needed keys.
     """
     rows = list(rows)
     if not rows:
-        raise BadInputError("rows: need at least one sequence")
+        raise ValueError("rows: need at least one sequence")
     need = ("frames", "lip_var_pred", "lip_var_gt", "opening_corr", "bilabial_segments",
             "bilabial_closed", "bilabial_closed_gt", "open_vowel_frames", "open_vowel_pred_sum",
             "open_vowel_gt_sum")
     for i, r in enumerate(rows):
         missing = [k for k in need if k not in r]
         if missing:
-            raise BadInputError(f"rows[{i}]: missing {', '.join(missing)} (not from articulation_metrics?)")
+            raise ValueError(f"rows[{i}]: missing {', '.join(missing)} (not from articulation_metrics?)")
     frames = np.array([r["frames"] for r in rows], np.float64)
     var_pred = float((frames * [r["lip_var_pred"] for r in rows]).sum())
     var_gt = float((frames * [r["lip_var_gt"] for r in rows]).sum())
@@ -406,8 +406,7 @@ def articulation_of_split(pred_dir: str | Path, data_root: str | Path, split: st
         MissingFileError / BadInputError: a missing prediction or alignment, no lip regions.
     """
     from avguide.data.layouts import open_dataset
-    from avguide.data.samples import load_vertices
-    from avguide.io import load_json
+    from avguide.data.samples import load_phones, load_vertices
 
     index = open_dataset(data_root)
     missing = [r for r in ("lips", "upper_lip", "lower_lip") if r not in index.regions]
@@ -418,7 +417,7 @@ def articulation_of_split(pred_dir: str | Path, data_root: str | Path, split: st
         pred = load_vertices(Path(pred_dir) / f"{ref.name}.npy", index.n_vertices)
         gt = load_vertices(ref.vertices, index.n_vertices, index.stride)
         n = min(len(pred), len(gt))
-        phones = load_json(Path(data_root) / "alignments" / f"{ref.name}.json", "alignment")["phones"]
+        phones = load_phones(Path(data_root) / "alignments" / f"{ref.name}.json")
         rows.append(articulation_metrics(pred[:n], gt[:n], phones, index.fps, index.regions["lips"],
                                          index.regions["upper_lip"], index.regions["lower_lip"],
                                          index.templates[ref.subject]))

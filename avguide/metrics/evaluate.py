@@ -479,21 +479,27 @@ def evaluate_dataset(pred_dir: str | Path, data_root: str | Path,
 def _articulation(index, refs: dict, matches: list, load_prediction) -> dict | None:
     """Pooled articulation metrics (:mod:`avguide.metrics.articulation`) where the dataset has
     timed phones (``alignments/``, the synthetic layout) and upper / lower lip regions; else None."""
-    from avguide.io import load_json
-    from avguide.metrics.articulation import aggregate_articulation, articulation_metrics
+    from avguide.metrics.articulation import aggregate_articulation, articulation_metrics, opening_vertices
 
     folder = Path(index.root) / "alignments"
     if not folder.is_dir() or not all(r in index.regions for r in ("upper_lip", "lower_lip")):
         return None
-    from avguide.data.samples import load_vertices
+    from avguide.data.samples import load_phones, load_vertices
 
     rows = []
+    for subject in sorted({refs[m.gt_name].subject for m in matches}):  # the regions fit each face
+        try:
+            opening_vertices(index.templates[subject], index.regions["lips"], index.regions["upper_lip"],
+                             index.regions["lower_lip"])
+        except ValueError as e:
+            raise BadInputError(f"{Path(index.root) / 'regions'}: the upper_lip / lower_lip regions do not fit "
+                                f"the template of {subject} ({e})") from None
     for m in matches:
         ref = refs[m.gt_name]
         pred = load_prediction(m.pred_path, index.n_vertices, what="prediction")
         gt = load_vertices(ref.vertices, index.n_vertices, index.stride)
         n = min(len(pred), len(gt))
-        phones = load_json(folder / f"{m.gt_name}.json", "alignment")["phones"]
+        phones = load_phones(folder / f"{m.gt_name}.json")
         rows.append(articulation_metrics(pred[:n], gt[:n], phones, index.fps, index.regions["lips"],
                                          index.regions["upper_lip"], index.regions["lower_lip"],
                                          index.templates[ref.subject]))

@@ -30,7 +30,6 @@ from typing import Any
 
 import numpy as np
 
-from avguide.errors import BadInputError
 
 
 def _as_vertices(x: Any, name: str) -> np.ndarray:
@@ -39,9 +38,9 @@ def _as_vertices(x: Any, name: str) -> np.ndarray:
         x = x.detach().cpu().numpy()
     x = np.asarray(x)
     if x.ndim < 2 or x.shape[-1] != 3:
-        raise BadInputError(f"{name}: expected vertices of shape (..., V, 3), got {x.shape}")
+        raise ValueError(f"{name}: expected vertices of shape (..., V, 3), got {x.shape}")
     if not np.issubdtype(x.dtype, np.floating):
-        raise BadInputError(f"{name}: expected floating-point vertices, got dtype {x.dtype}")
+        raise ValueError(f"{name}: expected floating-point vertices, got dtype {x.dtype}")
     return x
 
 
@@ -50,8 +49,8 @@ def _check_pair(pred: Any, gt: Any) -> tuple[np.ndarray, np.ndarray]:
     pred = _as_vertices(pred, "pred")
     gt = _as_vertices(gt, "gt")
     if pred.shape != gt.shape:
-        raise BadInputError(f"pred and gt must have the same shape, got {pred.shape} and "
-                            f"{gt.shape} (truncate to a common length first)")
+        raise ValueError(f"pred and gt must have the same shape, got {pred.shape} and "
+                         f"{gt.shape} (truncate to a common length first)")
     return pred, gt
 
 
@@ -65,17 +64,17 @@ def check_indices(idx: Any, n_vertices: int, name: str) -> np.ndarray:
     Returns:
         (R,) int64 array.
     Raises:
-        BadInputError: empty, not 1-D, not integer, or any index outside [0, V).
+        ValueError: empty, not 1-D, not integer, or any index outside [0, V).
     """
     arr = np.asarray(idx)
     if arr.ndim != 1 or arr.size == 0:
-        raise BadInputError(f"{name}: expected a non-empty 1-D array of vertex indices, "
-                            f"got shape {arr.shape}")
+        raise ValueError(f"{name}: expected a non-empty 1-D array of vertex indices, "
+                         f"got shape {arr.shape}")
     if not np.issubdtype(arr.dtype, np.integer):
-        raise BadInputError(f"{name}: vertex indices must be integers, got dtype {arr.dtype}")
+        raise ValueError(f"{name}: vertex indices must be integers, got dtype {arr.dtype}")
     if arr.min() < 0 or arr.max() >= n_vertices:
-        raise BadInputError(f"{name}: vertex indices must lie in [0, {n_vertices}), got range "
-                            f"[{arr.min()}, {arr.max()}]")
+        raise ValueError(f"{name}: vertex indices must lie in [0, {n_vertices}), got range "
+                         f"[{arr.min()}, {arr.max()}]")
     return arr.astype(np.int64)
 
 
@@ -89,7 +88,7 @@ def lip_max_sq_error(pred: Any, gt: Any, lip_idx: Any) -> np.ndarray:
     Returns:
         (...) float64 array, squared input units (m^2 for metres); one value per frame.
     Raises:
-        BadInputError: shapes differ, not (..., V, 3), or indices out of range.
+        ValueError: shapes differ, not (..., V, 3), or indices out of range.
     """
     pred, gt = _check_pair(pred, gt)
     idx = check_indices(lip_idx, pred.shape[-2], "lip_idx")
@@ -107,7 +106,7 @@ def lve(pred: Any, gt: Any, lip_idx: Any) -> float:
     Returns:
         LVE in squared input units (m^2 for metres) as a Python float.
     Raises:
-        BadInputError: as :func:`lip_max_sq_error`, or T == 0.
+        ValueError: as :func:`lip_max_sq_error`, or T == 0.
 
     Example:
         >>> gt = np.zeros((2, 3, 3)); pred = gt.copy(); pred[:, 0, 0] = [1.0, 3.0]
@@ -116,7 +115,7 @@ def lve(pred: Any, gt: Any, lip_idx: Any) -> float:
     """
     per_frame = lip_max_sq_error(pred, gt, lip_idx)
     if per_frame.size == 0:
-        raise BadInputError("lve: the sequences have no frames")
+        raise ValueError("lve: the sequences have no frames")
     return float(per_frame.mean())
 
 
@@ -129,7 +128,7 @@ def vertex_l2_error(pred: Any, gt: Any) -> np.ndarray:
     Returns:
         (...) float64 array in input units (m for metres).
     Raises:
-        BadInputError: shapes differ or are not (..., V, 3).
+        ValueError: shapes differ or are not (..., V, 3).
     """
     pred, gt = _check_pair(pred, gt)
     diff = pred.astype(np.float64) - gt  # (..., V, 3)
@@ -145,25 +144,25 @@ def mve(pred: Any, gt: Any) -> float:
     Returns:
         MVE in input units (m for metres).
     Raises:
-        BadInputError: as :func:`vertex_l2_error`, or T == 0.
+        ValueError: as :func:`vertex_l2_error`, or T == 0.
     """
     per_frame = vertex_l2_error(pred, gt)
     if per_frame.size == 0:
-        raise BadInputError("mve: the sequences have no frames")
+        raise ValueError("mve: the sequences have no frames")
     return float(per_frame.mean())
 
 
 def _mean_valid_frames(per_frame: np.ndarray, lengths: Any | None) -> float:
     """Mean of (B, T) per-frame values over the first ``lengths[b]`` frames of each row."""
     if per_frame.ndim != 2:
-        raise BadInputError(f"expected batched vertices (B, T, V, 3), got per-frame shape "
-                            f"{per_frame.shape}")
+        raise ValueError(f"expected batched vertices (B, T, V, 3), got per-frame shape "
+                         f"{per_frame.shape}")
     n_seq, n_frames = per_frame.shape
     if lengths is None:
         lengths = np.full(n_seq, n_frames)
     lengths = np.asarray(lengths)
     if lengths.shape != (n_seq,) or lengths.min(initial=1) < 1 or lengths.max(initial=0) > n_frames:
-        raise BadInputError(f"lengths: expected {n_seq} integers in [1, {n_frames}], got {lengths}")
+        raise ValueError(f"lengths: expected {n_seq} integers in [1, {n_frames}], got {lengths}")
     valid = np.arange(n_frames)[None, :] < lengths[:, None]  # (B, T)
     return float(per_frame[valid].mean())
 
@@ -179,7 +178,7 @@ def lve_batch(pred: Any, gt: Any, lip_idx: Any, lengths: Any | None = None) -> f
     Returns:
         Mean of :func:`lip_max_sq_error` over the valid frames, squared input units.
     Raises:
-        BadInputError: bad shapes, indices or lengths.
+        ValueError: bad shapes, indices or lengths.
     """
     return _mean_valid_frames(lip_max_sq_error(pred, gt, lip_idx), lengths)
 
@@ -194,7 +193,7 @@ def mve_batch(pred: Any, gt: Any, lengths: Any | None = None) -> float:
     Returns:
         Mean of :func:`vertex_l2_error` over the valid frames, input units.
     Raises:
-        BadInputError: bad shapes or lengths.
+        ValueError: bad shapes or lengths.
     """
     return _mean_valid_frames(vertex_l2_error(pred, gt), lengths)
 
@@ -210,15 +209,15 @@ def motion_std(vertices: Any, template: Any, upper_idx: Any) -> np.ndarray:
         (U,) float64: ``std_t ||vertices[t, v] - template[v]||^2`` (population std, ddof=0),
         squared input units.
     Raises:
-        BadInputError: bad shapes, T == 0, or indices out of range.
+        ValueError: bad shapes, T == 0, or indices out of range.
     """
     vertices = _as_vertices(vertices, "vertices")
     template = _as_vertices(template, "template")
     if vertices.ndim != 3 or template.shape != vertices.shape[1:]:
-        raise BadInputError(f"motion_std: expected vertices (T, V, 3) and template (V, 3), got "
-                            f"{vertices.shape} and {template.shape}")
+        raise ValueError(f"motion_std: expected vertices (T, V, 3) and template (V, 3), got "
+                         f"{vertices.shape} and {template.shape}")
     if vertices.shape[0] == 0:
-        raise BadInputError("motion_std: the sequence has no frames")
+        raise ValueError("motion_std: the sequence has no frames")
     idx = check_indices(upper_idx, vertices.shape[1], "upper_idx")
     disp = vertices[:, idx, :].astype(np.float64) - template[idx]  # (T, U, 3)
     sq_norm = np.sum(disp * disp, axis=-1)  # (T, U)
@@ -236,7 +235,7 @@ def fdd(pred: Any, gt: Any, template: Any, upper_idx: Any) -> float:
     Returns:
         ``mean_v motion_std(gt) - mean_v motion_std(pred)`` in squared input units.
     Raises:
-        BadInputError: as :func:`motion_std`, or pred and gt shapes differ.
+        ValueError: as :func:`motion_std`, or pred and gt shapes differ.
     """
     pred, gt = _check_pair(pred, gt)
     return float(motion_std(gt, template, upper_idx).mean()

@@ -17,7 +17,6 @@ followed by ``_`` (so ``F2_e3`` never captures ``F2_e37``); any other suffix is 
 from __future__ import annotations
 
 import dataclasses
-import zipfile
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -175,22 +174,8 @@ def match_predictions(pred_files: dict[str, Path], gt_names: Sequence[str],
     return [matches[k] for k in sorted(matches, key=lambda k: (k[0], k[1] or ""))]
 
 
-def _read_array(path: Path) -> np.ndarray:
-    """The array in a .npy file, or the ``vertices`` / only array in a .npz file."""
-    try:
-        if path.suffix != ".npz":
-            return np.load(path, allow_pickle=False)
-        with np.load(path, allow_pickle=False) as z:
-            keys = list(z.keys())
-            if "vertices" in keys or len(keys) == 1:
-                return z["vertices" if "vertices" in keys else keys[0]]
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
-        raise BadInputError(f"{path}: cannot read vertex array ({e})") from None
-    raise BadInputError(f"{path}: expected a 'vertices' array or a single array, found {keys}")
-
-
 def load_vertex_file(path: str | Path, n_vertices: int | None = None) -> np.ndarray:
-    """Load a vertex sequence from ``.npy`` or ``.npz`` (no pickles).
+    """Load a vertex sequence from ``.npy`` or ``.npz`` (no pickles): :func:`avguide.io.load_vertices`.
 
     ``.npz`` files must hold a ``vertices`` array or exactly one array.
 
@@ -204,19 +189,9 @@ def load_vertex_file(path: str | Path, n_vertices: int | None = None) -> np.ndar
         BadInputError: unreadable, wrong shape, wrong V, not floating point, or NaN/inf
             (the message names the file and the first bad frame).
     """
-    path = Path(path)
-    if not path.is_file():
-        raise MissingFileError(f"{path}: file not found")
-    arr = _read_array(path)
-    if not np.issubdtype(arr.dtype, np.floating):
-        raise BadInputError(f"{path}: expected floating-point vertices, got dtype {arr.dtype}")
-    if arr.ndim == 2 and arr.shape[1] % 3 == 0:
-        arr = arr.reshape(arr.shape[0], arr.shape[1] // 3, 3)  # (T, V, 3)
-    check_vertices(arr, str(path))
-    if n_vertices is not None and arr.shape[1] != n_vertices:
-        raise BadInputError(f"{path}: expected {n_vertices} vertices per frame, got "
-                            f"{arr.shape[1]}")
-    return arr.astype(np.float32, copy=False)
+    from avguide.io import load_vertices
+
+    return load_vertices(path, n_vertices)
 
 
 def check_vertices(arr: np.ndarray, source: str) -> None:

@@ -25,7 +25,6 @@ from typing import Callable, Hashable, Sequence
 
 import numpy as np
 
-from avguide.errors import BadInputError
 
 _SPACES = re.compile(r"\s+")
 
@@ -175,10 +174,10 @@ def corpus_counts(refs: Sequence[str], hyps: Sequence[str],
     Returns:
         Total edits and total reference length; ``.rate`` is the corpus-level rate.
     Raises:
-        BadInputError: ``refs`` and ``hyps`` differ in length.
+        ValueError: ``refs`` and ``hyps`` differ in length.
     """
     if len(refs) != len(hyps):
-        raise BadInputError(f"corpus_counts: {len(refs)} references but {len(hyps)} hypotheses")
+        raise ValueError(f"corpus_counts: {len(refs)} references but {len(hyps)} hypotheses")
     total = EditCounts()
     for r, h in zip(refs, hyps):
         total = total + counter(r, h)

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 
 import torch
 
-from avguide.errors import BadInputError
 
 
 @dataclass(frozen=True)
@@ -85,18 +84,18 @@ def look_at(eye: torch.Tensor, target: torch.Tensor, up: tuple[float, float, flo
     Returns:
         rotation (N, 3, 3) and translation (N, 3), see :class:`Camera`.
     Raises:
-        BadInputError: ``eye`` equals ``target`` or ``up`` is parallel to the viewing direction.
+        ValueError: ``eye`` equals ``target`` or ``up`` is parallel to the viewing direction.
     """
     fwd = target - eye  # (N, 3) camera +z
     norm = fwd.norm(dim=-1, keepdim=True)
     if bool((norm < 1e-12).any()):
-        raise BadInputError("look_at: eye and target coincide; the viewing direction is undefined")
+        raise ValueError("look_at: eye and target coincide; the viewing direction is undefined")
     fwd = fwd / norm
     up_t = torch.tensor(up, dtype=eye.dtype, device=eye.device).expand_as(fwd)
     right = torch.linalg.cross(fwd, up_t, dim=-1)  # camera +x (image right)
     rn = right.norm(dim=-1, keepdim=True)
     if bool((rn < 1e-9).any()):
-        raise BadInputError(f"look_at: up={up} is parallel to the viewing direction")
+        raise ValueError(f"look_at: up={up} is parallel to the viewing direction")
     right = right / rn
     down = torch.linalg.cross(fwd, right, dim=-1)  # camera +y (image down)
     rotation = torch.stack([right, down, fwd], dim=-2)  # (N, 3, 3)
@@ -141,10 +140,10 @@ def perspective_camera(eye: torch.Tensor, target: torch.Tensor, fov_deg: float, 
     Returns:
         A :class:`Camera` with ``orthographic=False``.
     Raises:
-        BadInputError: ``fov_deg`` outside (0, 180).
+        ValueError: ``fov_deg`` outside (0, 180).
     """
     if not 0.0 < fov_deg < 180.0:
-        raise BadInputError(f"perspective_camera: fov_deg={fov_deg} must be in (0, 180)")
+        raise ValueError(f"perspective_camera: fov_deg={fov_deg} must be in (0, 180)")
     rot, trans = look_at(eye, target, up)
     h, w = size
     n = eye.shape[0]

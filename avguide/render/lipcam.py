@@ -16,7 +16,6 @@ from __future__ import annotations
 import torch
 
 from avguide import EXPERT_FPS
-from avguide.errors import BadInputError
 from avguide.render.camera import Camera, orthographic_camera, perspective_camera, project
 from avguide.render.mesh import render_mesh
 from avguide.render.parallel import map_batch
@@ -65,14 +64,14 @@ def resample_fps(verts: torch.Tensor, lengths: torch.Tensor, fps_in: float, fps_
         verts_out (B, T_out, V, 3) with ``T_out = max(lengths_out)``; frames past a sequence's
         length repeat its last valid frame. lengths_out (B,) int64 from :func:`resampled_length`.
     Raises:
-        BadInputError: non-positive frame rate or lengths outside [1, T].
+        ValueError: non-positive frame rate or lengths outside [1, T].
     """
     if fps_in <= 0 or fps_out <= 0:
-        raise BadInputError(f"resample_fps: frame rates must be > 0, got fps_in={fps_in}, fps_out={fps_out}")
+        raise ValueError(f"resample_fps: frame rates must be > 0, got fps_in={fps_in}, fps_out={fps_out}")
     b, t = verts.shape[:2]
     lengths = torch.as_tensor(lengths, device=verts.device).long()
     if lengths.shape != (b,) or bool((lengths < 1).any()) or bool((lengths > t).any()):
-        raise BadInputError(f"resample_fps: lengths must be (B,)={b} values in [1, {t}], got {lengths.tolist()}")
+        raise ValueError(f"resample_fps: lengths must be (B,)={b} values in [1, {t}], got {lengths.tolist()}")
     out_len = resampled_length(lengths, fps_in, fps_out)
     t_out = int(out_len.max())
     k = torch.arange(t_out, device=verts.device, dtype=torch.float64)
@@ -109,17 +108,17 @@ def lip_camera(template: torch.Tensor, lip_idx: torch.Tensor, *, size: int = LIP
     Returns:
         A :class:`Camera` with B cameras of size (size, size).
     Raises:
-        BadInputError: empty or out-of-range ``lip_idx``, negative margin.
+        ValueError: empty or out-of-range ``lip_idx``, negative margin.
     """
     if template.dim() == 2:
         template = template.unsqueeze(0)
     v = template.shape[1]
     lip_idx = torch.as_tensor(lip_idx, device=template.device).long()
     if lip_idx.numel() == 0 or int(lip_idx.min()) < 0 or int(lip_idx.max()) >= v:
-        raise BadInputError(f"lip_camera: lip indices must be a non-empty subset of [0, {v}) "
-                            f"(template has {v} vertices)")
+        raise ValueError(f"lip_camera: lip indices must be a non-empty subset of [0, {v}) "
+                         f"(template has {v} vertices)")
     if margin < 0:
-        raise BadInputError(f"lip_camera: margin={margin} must be >= 0")
+        raise ValueError(f"lip_camera: margin={margin} must be >= 0")
     lips = template[:, lip_idx]  # (B, Lv, 3)
     fwd = torch.tensor(forward, dtype=template.dtype, device=template.device)
     fwd = fwd / fwd.norm()

@@ -13,7 +13,6 @@ import numpy as np
 
 import torch
 
-from avguide.errors import BadInputError
 
 PART_COLORS: dict[str, tuple[float, float, float]] = {
     "skin": (0.80, 0.62, 0.52),
@@ -97,16 +96,16 @@ def albedo_from_parts(vertex_part: torch.Tensor, part_names: tuple[str, ...] | l
     Returns:
         (V, 3) float32 albedo.
     Raises:
-        BadInputError: a label is out of range or a part name has no colour.
+        ValueError: a label is out of range or a part name has no colour.
     """
     colors = PART_COLORS if colors is None else colors
     missing = [p for p in part_names if p not in colors]
     if missing:
-        raise BadInputError(f"albedo_from_parts: no colour for part(s) {missing}; known: {sorted(colors)}")
+        raise ValueError(f"albedo_from_parts: no colour for part(s) {missing}; known: {sorted(colors)}")
     vp = torch.as_tensor(vertex_part).long()
     if vp.numel() and (int(vp.min()) < 0 or int(vp.max()) >= len(part_names)):
-        raise BadInputError(f"albedo_from_parts: part labels must be in [0, {len(part_names)}), "
-                            f"got [{int(vp.min())}, {int(vp.max())}]")
+        raise ValueError(f"albedo_from_parts: part labels must be in [0, {len(part_names)}), "
+                         f"got [{int(vp.min())}, {int(vp.max())}]")
     table = torch.tensor([colors[p] for p in part_names], dtype=torch.float32)  # (P, 3)
     return table[vp]
 

@@ -23,8 +23,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from avguide.errors import BadInputError, MissingFileError
-from avguide.io import atomic_path
+from avguide.errors import BadInputError
+from avguide.io import atomic_path, audio_duration
 from avguide.render.antialias import face_neighbors
 from avguide.render.camera import Camera, orthographic_camera
 from avguide.render.fastframes import render_frames
@@ -63,18 +63,6 @@ def caption_image(text: str, width: int, height: int = 28) -> np.ndarray:
     fig.text(0.5, 0.5, text, color="white", ha="center", va="center", fontsize=height * 0.45)
     fig.canvas.draw()
     return np.asarray(fig.canvas.buffer_rgba())[:height, :width, :3].copy()
-
-
-def _audio_duration(path: Path) -> float:
-    import soundfile as sf
-
-    if not path.is_file():
-        raise MissingFileError(f"{path}: audio file not found")
-    try:
-        info = sf.info(str(path))
-    except RuntimeError as e:
-        raise BadInputError(f"{path}: cannot read audio ({e})") from None
-    return info.frames / info.samplerate
 
 
 def video_camera(verts: torch.Tensor, view: str = "three_quarter", size: int = 512) -> Camera:
@@ -134,64 +122,66 @@ def render_video(sequences: list[np.ndarray], faces: np.ndarray, out_path: str |
         {"frames": n, "fps": fps, "duration_s": n / fps, "trimmed_frames": [...], "padded_frames": [...]}
         per sequence, so the caller can state what was adjusted.
     Raises:
-        BadInputError: bad shapes, vertex count not matching the faces, unknown view, odd size,
+        ValueError: bad shapes, vertex count not matching the faces, unknown view, odd size,
             caption count mismatch, audio/sequence mismatch above ``max_mismatch_s``, unknown
-            renderer or preset, crf, chunk or workers out of range.
-        MissingFileError: the audio file does not exist.
+            renderer or preset, crf, chunk or workers out of range: arguments are checked by the
+            callers that read them from the user (:func:`render_video_files`, ``avguide
+            animate``), so a wrong one here is a caller's bug.
+        MissingFileError / BadInputError: the audio file is missing or unreadable.
     """
     if view not in VIEWS:
-        raise BadInputError(f"render_video: view={view!r}; allowed: {sorted(VIEWS)}")
+        raise ValueError(f"render_video: view={view!r}; allowed: {sorted(VIEWS)}")
     if size % 2 or size < 16:
-        raise BadInputError(f"render_video: size={size} must be an even number >= 16")
+        raise ValueError(f"render_video: size={size} must be an even number >= 16")
     if renderer not in RENDERERS:
-        raise BadInputError(f"render_video: renderer={renderer!r}; allowed: {list(RENDERERS)}")
+        raise ValueError(f"render_video: renderer={renderer!r}; allowed: {list(RENDERERS)}")
     if preset not in X264_PRESETS:
-        raise BadInputError(f"render_video: preset={preset!r}; allowed: {list(X264_PRESETS)}")
+        raise ValueError(f"render_video: preset={preset!r}; allowed: {list(X264_PRESETS)}")
     if chunk is None:
         chunk = min(64, max(1, 2 ** 20 // (size * size)))
     if not 0 <= crf <= 51 or chunk < 1 or workers < 1:
-        raise BadInputError(f"render_video: crf={crf} must be in [0, 51], chunk={chunk} and workers={workers} >= 1")
+        raise ValueError(f"render_video: crf={crf} must be in [0, 51], chunk={chunk} and workers={workers} >= 1")
     if not sequences:
-        raise BadInputError("render_video: no sequence given")
+        raise ValueError("render_video: no sequence given")
     if captions is not None and len(captions) != len(sequences):
-        raise BadInputError(f"render_video: {len(captions)} captions for {len(sequences)} sequences")
+        raise ValueError(f"render_video: {len(captions)} captions for {len(sequences)} sequences")
     if not math.isfinite(fps) or fps <= 0:
-        raise BadInputError(f"render_video: fps={fps} must be a finite number > 0")
+        raise ValueError(f"render_video: fps={fps} must be a finite number > 0")
     faces_t = torch.tensor(np.array(faces, np.int64))
     if faces_t.dim() != 2 or faces_t.shape[1] != 3:
-        raise BadInputError(f"render_video: faces must be (F, 3), got {tuple(faces_t.shape)}")
+        raise ValueError(f"render_video: faces must be (F, 3), got {tuple(faces_t.shape)}")
     seqs = []
     for i, s in enumerate(sequences):
         s = np.asarray(s, np.float32)
         if s.ndim == 2 and s.shape[1] % 3 == 0:
             s = s.reshape(s.shape[0], -1, 3)  # (T, V, 3)
         if s.ndim != 3 or s.shape[2] != 3 or s.shape[0] == 0:
-            raise BadInputError(f"render_video: sequence {i} must be (T, V, 3) or (T, V*3), got {s.shape}")
+            raise ValueError(f"render_video: sequence {i} must be (T, V, 3) or (T, V*3), got {s.shape}")
         if faces_t.numel() == 0 or int(faces_t.min()) < 0:
-            raise BadInputError(f"render_video: faces must be a non-empty list of indices >= 0, got min "
-                                f"{int(faces_t.min()) if faces_t.numel() else 'none'}")
+            raise ValueError(f"render_video: faces must be a non-empty list of indices >= 0, got min "
+                             f"{int(faces_t.min()) if faces_t.numel() else 'none'}")
         if int(faces_t.max()) >= s.shape[1]:
-            raise BadInputError(f"render_video: sequence {i} has {s.shape[1]} vertices but the faces index "
-                                f"vertex {int(faces_t.max())}; use the faces of this mesh")
+            raise ValueError(f"render_video: sequence {i} has {s.shape[1]} vertices but the faces index "
+                             f"vertex {int(faces_t.max())}; use the faces of this mesh")
         if not np.isfinite(s).all():
-            raise BadInputError(f"render_video: sequence {i} contains NaN or inf")
+            raise ValueError(f"render_video: sequence {i} contains NaN or inf")
         seqs.append(s)
     if len({s.shape[1] for s in seqs}) != 1:
-        raise BadInputError(f"render_video: sequences have different vertex counts {[s.shape[1] for s in seqs]}")
+        raise ValueError(f"render_video: sequences have different vertex counts {[s.shape[1] for s in seqs]}")
 
     n_frames = max(s.shape[0] for s in seqs)
     report = {"trimmed_frames": [0] * len(seqs), "padded_frames": [0] * len(seqs)}
     audio = None
     if audio_path is not None:
         audio = Path(audio_path)
-        dur = _audio_duration(audio)
+        dur = audio_duration(audio)
         n_frames = max(1, round(dur * fps))
         for i, s in enumerate(seqs):
             gap = s.shape[0] / fps - dur
             if abs(gap) > max_mismatch_s:
-                raise BadInputError(f"render_video: sequence {i} lasts {s.shape[0] / fps:.2f} s at {fps} fps but "
-                                    f"{audio} lasts {dur:.2f} s (mismatch {gap:+.2f} s > {max_mismatch_s} s); "
-                                    "wrong fps or wrong audio?")
+                raise ValueError(f"render_video: sequence {i} lasts {s.shape[0] / fps:.2f} s at {fps} fps but "
+                                 f"{audio} lasts {dur:.2f} s (mismatch {gap:+.2f} s > {max_mismatch_s} s); "
+                                 "wrong fps or wrong audio?")
     for i, s in enumerate(seqs):  # trim or hold the last frame to n_frames
         report["trimmed_frames"][i] = max(0, s.shape[0] - n_frames)
         report["padded_frames"][i] = max(0, n_frames - s.shape[0])
@@ -309,10 +299,13 @@ def render_video_files(verts_paths: list[str | Path], out_path: str | Path, *, f
     """
     from avguide.io import audio_duration, check_output_file, load_faces, load_vertices
 
-    if not math.isfinite(fps) or fps <= 0:
-        raise BadInputError(f"--fps {fps:g}: must be a finite number of frames per second > 0")
+    if not (math.isfinite(fps) and _MIN_FPS <= fps <= _MAX_FPS):
+        raise BadInputError(f"--fps {fps:g}: must be a number of frames per second in [{_MIN_FPS:g}, {_MAX_FPS:g}]")
     if size % 2 or not 16 <= size <= _MAX_SIZE:
         raise BadInputError(f"--size {size}: must be an even number of pixels in [16, {_MAX_SIZE}]")
+    if size * len(verts_paths) > _MAX_WIDTH:
+        raise BadInputError(f"--size {size}: {len(verts_paths)} panels of {size} pixels make a video "
+                            f"{size * len(verts_paths)} pixels wide; at most {_MAX_WIDTH}")
     if view not in VIEWS:
         raise BadInputError(f"--view {view!r}: allowed: {', '.join(sorted(VIEWS))}")
     if not verts_paths:
@@ -333,6 +326,11 @@ def render_video_files(verts_paths: list[str | Path], out_path: str | Path, *, f
     if np.ptp(seqs[0][0], axis=0).max() == 0:  # the camera frames the first mesh
         raise BadInputError(f"{verts_paths[0]}: every vertex of the first frame is at the same point; "
                             "nothing to frame")
+    for p, s in zip(verts_paths, seqs):  # the camera's float32 arithmetic overflows far below float32's range
+        big = np.abs(s).max(axis=(1, 2)) > _MAX_COORD  # (T,)
+        if big.any():
+            raise BadInputError(f"{p}: frame {int(np.argmax(big))} has a coordinate of {np.abs(s).max():.3g}; "
+                                f"vertex coordinates must stay within +-{_MAX_COORD:g}")
     part, names = None, tuple(PART_COLORS)
     if faces_path is None:
         from avguide.assets.head import load_head
@@ -366,6 +364,16 @@ def render_video_files(verts_paths: list[str | Path], out_path: str | Path, *, f
 
 _MAX_SIZE = 4096
 """Largest panel side (pixels) ``avguide render`` accepts."""
+
+_MAX_WIDTH = 16384
+"""Widest video (all panels side by side, pixels) ``avguide render`` accepts."""
+
+_MIN_FPS, _MAX_FPS = 1.0, 1000.0
+"""Frame rates ``avguide render`` accepts (ffmpeg refuses far larger ones, and far smaller ones
+make durations its MP4 muxer cannot store)."""
+
+_MAX_COORD = 1e9
+"""Largest |vertex coordinate| ``avguide render`` accepts (1e9 of any unit: no face is wider)."""
 
 _MAX_MISMATCH_S = 0.2
 """Largest |audio - sequence| duration (s) ``avguide render`` accepts; see :func:`render_video`."""

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from avguide.errors import BadInputError
 from avguide.speech.espeak import SILENCE, Phone
 from avguide.speech.visemes import phoneme_to_viseme
 
@@ -142,10 +141,10 @@ def _dominance(t: np.ndarray, starts: np.ndarray, ends: np.ndarray, alpha: np.nd
 
 
 def _per_phone(values: np.ndarray, n: int, name: str) -> np.ndarray:
-    """``values`` as a finite (n,) float64 array, else BadInputError naming ``name``."""
+    """``values`` as a finite (n,) float64 array, else ValueError naming ``name``."""
     arr = np.asarray(values, dtype=np.float64)
     if arr.shape != (n,) or not np.isfinite(arr).all():
-        raise BadInputError(f"{name}: expected {n} finite values (one per phone), got shape {arr.shape}")
+        raise ValueError(f"{name}: expected {n} finite values (one per phone), got shape {arr.shape}")
     return arr
 
 
@@ -197,7 +196,7 @@ def articulate(phones: list[Phone], t: np.ndarray, anticipation_s: float = ANTIC
         equal the labiodental targets.
 
     Raises:
-        BadInputError: a phone has no viseme class, or ``shift_s`` / ``gain`` is not (P,) finite.
+        ValueError: a phone has no viseme class, or ``shift_s`` / ``gain`` is not (P,) finite.
     """
     t = np.asarray(t, dtype=np.float64)
     if not phones:

@@ -49,6 +49,10 @@ from avguide.io import (check_output_dir, load_json, read_text, save_npy_atomic,
 from avguide.synth.realism import RealismConfig
 
 
+MAX_SUBJECTS = 999
+"""Most subjects a synthetic set may have (``Synth001`` ...)."""
+
+
 @dataclass
 class SynthConfig:
     """Configuration of the synthetic benchmark."""
@@ -72,8 +76,8 @@ class SynthConfig:
 
     def check(self) -> list[str]:
         errors = []
-        if self.subjects < 3:
-            errors.append(f"subjects: need at least 3 (train/val/test), got {self.subjects}")
+        if not 3 <= self.subjects <= MAX_SUBJECTS:
+            errors.append(f"subjects: need at least 3 (train/val/test) and at most {MAX_SUBJECTS}, got {self.subjects}")
         if not 2 <= self.sentences <= 99:
             errors.append(f"sentences: must be in 2..99, got {self.sentences}")
         if not 10 <= self.fps <= 120:
@@ -210,13 +214,10 @@ def generate(cfg: SynthConfig, out: str | Path, *, preview: bool = False, progre
     from avguide.synth.motion import sample_style
     from avguide.synth.rig import sample_identity
 
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise BadInputError(f"--out {out}: exists and is not a directory")
+    out = check_output_dir(out, "--out")  # not empty, not a file, writable
     if out.is_dir() and any(out.iterdir()) and not (out / "manifest.json").is_file():
         raise BadInputError(f"--out {out}: directory is not empty and is not an avguide synthetic "
                             "dataset; choose an empty or new directory")
-    check_output_dir(out, "--out")
     previous = _previous_set(out)
     start = time.perf_counter()
     head = load_head()

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from avguide.assets.arkit import ARKIT_INDEX
-from avguide.errors import BadInputError
 from avguide.speech.espeak import Phone
 from avguide.synth.coarticulation import PARAMS, articulate
 from avguide.synth.realism import RealismConfig, sample_tokens
@@ -122,10 +121,10 @@ def mouth_weights(params: np.ndarray, amplitude: float = 1.0, jaw_scale: float =
 
 def _check_phones(phones: list[Phone]) -> None:
     if not phones:
-        raise BadInputError("phones must be a non-empty list of Phone")
+        raise ValueError("phones must be a non-empty list of Phone")
     for a, b in zip(phones, phones[1:]):
         if b.start < a.start or a.end < a.start:
-            raise BadInputError(f"phones must be in time order with end >= start; got {a} then {b}")
+            raise ValueError(f"phones must be in time order with end >= start; got {a} then {b}")
 
 
 def speech_motion(phones: list[Phone], n_frames: int, fps: float, style: SpeakingStyle,
@@ -150,15 +149,15 @@ def speech_motion(phones: list[Phone], n_frames: int, fps: float, style: Speakin
         (T, 52) float32 weights in [0, 1], columns in ``ARKIT_NAMES`` order.
 
     Raises:
-        BadInputError: empty/unordered phones, a phone with no viseme class, n_frames < 1,
+        ValueError: empty/unordered phones, a phone with no viseme class, n_frames < 1,
             fps <= 0, an invalid style or invalid realism settings.
     """
     _check_phones(phones)
     if int(n_frames) < 1 or not fps > 0:
-        raise BadInputError(f"n_frames must be >= 1 and fps > 0, got {n_frames}, {fps}")
+        raise ValueError(f"n_frames must be >= 1 and fps > 0, got {n_frames}, {fps}")
     errors = style.check() + (["realism." + e for e in realism.check()] if realism else [])
     if errors:
-        raise BadInputError("; ".join(errors))
+        raise ValueError("; ".join(errors))
     duration = phones[-1].end
     jitter = 1.0 + style.variation * rng.uniform(-1.0, 1.0, 2)
     events = sample_events(rng, duration, style.blink_rate, style.brow_rate,

@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-import json
 import tempfile
 from pathlib import Path
 
@@ -16,7 +15,7 @@ import numpy as np
 
 from avguide import AUDIO_RATE
 from avguide.audio.io import load_audio, save_wav
-from avguide.io import atomic_path, safe_load_pickle
+from avguide.io import atomic_path, load_faces, load_json, load_vertices, safe_load_pickle
 
 
 def _pick_recordings(manifest: dict, n: int) -> list[str]:
@@ -40,17 +39,16 @@ def write_preview(root: str | Path, n_sequences: int = 3) -> tuple[Path, Path]:
     from avguide.render.video import render_video
 
     root = Path(root)
-    manifest = json.loads((root / "manifest.json").read_text())
+    manifest = load_json(root / "manifest.json", "manifest")
     fps = float(manifest["fps"])
     names = _pick_recordings(manifest, n_sequences)
     verts, audio = [], []
     for name in names:
-        v = np.load(root / "vertices_npy" / f"{name}.npy")
+        v = load_vertices(root / "vertices_npy" / f"{name}.npy")  # (T, V, 3)
         a = load_audio(root / "wav" / f"{name}.wav", strict=True)
-        n = v.shape[0]
-        verts.append(v.reshape(n, -1, 3))
-        audio.append(a[: round(n * AUDIO_RATE / fps)])
-    faces = np.load(root / "faces.npy")
+        verts.append(v)
+        audio.append(a[: round(v.shape[0] * AUDIO_RATE / fps)])
+    faces = load_faces(root / "faces.npy", verts[0].shape[1])
     from avguide.assets.head import load_head
 
     head = load_head()
@@ -68,11 +66,12 @@ def write_preview(root: str | Path, n_sequences: int = 3) -> tuple[Path, Path]:
 def _viseme_examples(root: Path) -> dict[str, tuple[str, str, float]]:
     """For each viseme class, the recording, phone and time of its longest phone (first split
     recordings are scanned in name order, so the choice is deterministic)."""
+    from avguide.data.samples import load_phones
     from avguide.speech.visemes import VISEME_CLASSES, phoneme_to_viseme
 
     best: dict[str, tuple[float, str, str, float]] = {}
     for path in sorted((root / "alignments").glob("*.json"))[:60]:
-        for ipa, start, end in json.loads(path.read_text())["phones"]:
+        for ipa, start, end in load_phones(path):
             if ipa == "_":
                 continue
             code = phoneme_to_viseme(ipa)
@@ -101,10 +100,10 @@ def write_viseme_sheet(root: str | Path) -> Path:
     from avguide.speech.visemes import VISEME_NAMES
 
     root = Path(root)
-    manifest = json.loads((root / "manifest.json").read_text())
+    manifest = load_json(root / "manifest.json", "manifest")
     fps = float(manifest["fps"])
     head = load_head()
-    faces = torch.from_numpy(np.load(root / "faces.npy").astype(np.int64))
+    faces = torch.from_numpy(load_faces(root / "faces.npy", head.num_vertices))
     examples = _viseme_examples(root)
     frames, labels = [], []
     templates = safe_load_pickle(root / "templates.pkl")
@@ -113,9 +112,9 @@ def write_viseme_sheet(root: str | Path) -> Path:
     frames.append(templates[subject])
     labels.append(f"rest ({subject})")
     for code, (name, ipa, t) in examples.items():
-        v = np.load(root / "vertices_npy" / f"{name}.npy")
+        v = load_vertices(root / "vertices_npy" / f"{name}.npy", head.num_vertices)  # (T, V, 3)
         k = min(int(round(t * fps)), v.shape[0] - 1)
-        frames.append(v[k].reshape(-1, 3))
+        frames.append(v[k])
         labels.append(f"{VISEME_NAMES[code]}  /{ipa}/")
     verts = torch.from_numpy(np.stack(frames)).float()  # (N, V, 3)
     lips = torch.tensor(np.asarray(head.regions["lips"]))

@@ -10,7 +10,6 @@ from __future__ import annotations
 import numpy as np
 
 from avguide.assets.head import HeadAsset
-from avguide.errors import BadInputError
 
 _PAIRS = (("-decr", "-incr"), ("-down", "-up"), ("-backward", "-forward"))
 """Name suffixes of the two directions of one MakeHuman modifier (negative, positive)."""
@@ -32,13 +31,13 @@ def clamp_weights(weights: np.ndarray, lo: float = 0.0, hi: float = 1.0) -> np.n
     Returns:
         float32 array of the same shape, clipped (NaN raises).
     Raises:
-        BadInputError: ``weights`` contains NaN or ``lo > hi``.
+        ValueError: ``weights`` contains NaN or ``lo > hi``.
     """
     w = np.asarray(weights, dtype=np.float32)
     if lo > hi:
-        raise BadInputError(f"clamp_weights: lo={lo} > hi={hi}")
+        raise ValueError(f"clamp_weights: lo={lo} > hi={hi}")
     if np.isnan(w).any():
-        raise BadInputError("clamp_weights: weights contain NaN")
+        raise ValueError("clamp_weights: weights contain NaN")
     return np.clip(w, lo, hi)
 
 
@@ -53,7 +52,7 @@ def apply_blendshapes(base: np.ndarray, deltas: np.ndarray, weights: np.ndarray)
     Returns:
         (T, V, 3) float32 vertices ((V, 3) if ``weights`` was 1-D).
     Raises:
-        BadInputError: shapes disagree or an input is not finite.
+        ValueError: shapes disagree or an input is not finite.
     """
     base = np.asarray(base, dtype=np.float32)
     deltas = np.asarray(deltas, dtype=np.float32)
@@ -62,15 +61,15 @@ def apply_blendshapes(base: np.ndarray, deltas: np.ndarray, weights: np.ndarray)
     if single:
         w = w[None]
     if base.ndim != 2 or base.shape[1] != 3:
-        raise BadInputError(f"apply_blendshapes: base must be (V, 3), got {base.shape}")
+        raise ValueError(f"apply_blendshapes: base must be (V, 3), got {base.shape}")
     if deltas.ndim != 3 or deltas.shape[1:] != base.shape:
-        raise BadInputError(f"apply_blendshapes: deltas must be (K, {base.shape[0]}, 3), "
-                            f"got {deltas.shape}")
+        raise ValueError(f"apply_blendshapes: deltas must be (K, {base.shape[0]}, 3), "
+                         f"got {deltas.shape}")
     if w.ndim != 2 or w.shape[1] != deltas.shape[0]:
-        raise BadInputError(f"apply_blendshapes: weights must be (T, {deltas.shape[0]}), "
-                            f"got {np.shape(weights)}")
+        raise ValueError(f"apply_blendshapes: weights must be (T, {deltas.shape[0]}), "
+                         f"got {np.shape(weights)}")
     if not np.isfinite(w).all():
-        raise BadInputError("apply_blendshapes: weights contain NaN or inf")
+        raise ValueError("apply_blendshapes: weights contain NaN or inf")
     k, v = deltas.shape[:2]
     out = w @ deltas.reshape(k, v * 3)                    # (T, V*3)
     out = out.reshape(-1, v, 3) + base                    # (T, V, 3)
@@ -141,11 +140,11 @@ def sample_identity(head: HeadAsset, rng: np.random.Generator, strength: float =
         coeffs: (K_id,) float32 weights of ``head.identity_targets``, in [0, strength].
         template: (V, 3) float32 rest vertices of the subject, metres.
     Raises:
-        BadInputError: ``strength`` is negative or not finite.
+        ValueError: ``strength`` is negative or not finite.
         RuntimeError: no draw passed the closed-mouth check in ``max_tries`` tries.
     """
     if not np.isfinite(strength) or strength < 0:
-        raise BadInputError(f"sample_identity: strength must be finite and >= 0, got {strength}")
+        raise ValueError(f"sample_identity: strength must be finite and >= 0, got {strength}")
     mods = _modifiers(head.identity_names)
     k = len(head.identity_names)
     for _ in range(max_tries):

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from avguide.errors import BadInputError
 
 MIN_WORDS, MAX_WORDS = 5, 14
 
@@ -157,12 +156,12 @@ def generate_sentences(n: int, seed: int) -> list[str]:
         n distinct sentences (capitalised, ending in "." or "?"); prefix-stable in ``n``.
 
     Raises:
-        BadInputError: negative n or seed.
+        ValueError: negative n or seed.
     """
     if not isinstance(n, (int, np.integer)) or n < 0:
-        raise BadInputError(f"n must be an integer >= 0, got {n!r}")
+        raise ValueError(f"n must be an integer >= 0, got {n!r}")
     if not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise BadInputError(f"seed must be an integer >= 0, got {seed!r}")
+        raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
     sentences: list[str] = []
     seen: set[str] = set()
     for index in range(n):

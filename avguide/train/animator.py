@@ -130,9 +130,10 @@ def train_animator(cfg: AnimatorTrainConfig, out: str | Path, *, resume: bool = 
     index, train_refs, val_refs = open_training_data(cfg.data, cfg.layout, max_sequences=cfg.max_sequences)
     model, model_cfg = build_model(cfg, index)
     resolved = config_to_dict(cfg) | {"model": model_cfg, "dataset": _dataset_meta(index)}
+    lips = torch.as_tensor(index.regions["lips"]) if "lips" in index.regions else None
+    # the objective loads the AV stage's expert: a wrong av.expert is refused before the run directory is made
+    objective = _objective(cfg, index, lips, ctx, [p for p in model.parameters() if p.requires_grad])
     with Run(out, resolved, ctx, resume=resume, min_improvement=cfg.optim.min_improvement) as run:
-        lips = torch.as_tensor(index.regions["lips"]) if "lips" in index.regions else None
-        objective = _objective(cfg, index, lips, ctx, [p for p in model.parameters() if p.requires_grad])
         if run.step == 0:  # a fresh start
             if ctx.is_main:
                 save_run_assets(run.path, index)

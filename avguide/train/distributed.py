@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from avguide.errors import BadInputError
+
 
 @dataclass(frozen=True)
 class DistContext:
@@ -35,6 +37,10 @@ def init_distributed(device: str = "auto") -> DistContext:
     local = int(os.environ.get("LOCAL_RANK", "0"))
     use_cuda = torch.cuda.is_available() if device == "auto" else device.startswith("cuda")
     dev = torch.device(f"cuda:{local}") if use_cuda else torch.device("cpu")
+    if use_cuda and not (torch.cuda.is_available() and local < torch.cuda.device_count()):
+        raise BadInputError(f"device={device}: no CUDA device {local} on this machine (torch sees "
+                            f"{torch.cuda.device_count() if torch.cuda.is_available() else 'none'}); "
+                            "use device=cpu or device=auto")
     if use_cuda:
         torch.cuda.set_device(dev)
     if world > 1 and not dist.is_initialized():

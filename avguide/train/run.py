@@ -55,7 +55,8 @@ from avguide.checkpoint import (checkpoint_name, load_meta, load_train_state, lo
                                 save_checkpoint)
 from avguide.config import config_to_dict, load_config
 from avguide.errors import BadInputError, MissingFileError
-from avguide.io import append_jsonl, load_json, load_jsonl, load_safetensors, write_json_atomic, write_text_atomic
+from avguide.io import (append_jsonl, check_output_dir, load_json, load_jsonl, load_safetensors, write_json_atomic,
+                        write_text_atomic)
 from avguide.train import distributed as D
 from avguide.train.logging import RunLogger
 
@@ -178,6 +179,8 @@ class Run:
 
     def __init__(self, path: str | Path, config: dict, ctx: D.DistContext | None = None, *, resume: bool = False,
                  keep: int = 2, min_improvement: float = 0.0):
+        if not resume and not os.fspath(path).strip():
+            raise BadInputError("--out: empty path; give a run directory")
         self.path, self.config, self.keep, self.min_improvement = Path(path), config, keep, min_improvement
         self.main = ctx is None or ctx.is_main
         self.ctx = ctx
@@ -206,8 +209,12 @@ class Run:
     def _open(self, resume: bool) -> None:
         if resume and not (self.path / "config.json").is_file():
             raise MissingFileError(f"--resume {self.path}: no run there (config.json missing)")
-        if self.path.exists() and not self.path.is_dir():
-            raise BadInputError(f"--out {self.path}: exists and is not a directory")
+        if not resume:  # before anything is created: a file in the way, a read-only place, someone's folder
+            check_output_dir(self.path, "--out")
+            if (self.path.is_dir() and not (self.path / "config.json").is_file()
+                    and any(not p.name.startswith(".") for p in self.path.iterdir())):
+                raise BadInputError(f"--out {self.path}: directory is not empty and holds no run; choose a new or "
+                                    "empty directory")
         self.path.mkdir(parents=True, exist_ok=True)
         self._take_lock()
         for p in [*self.path.glob(".*.tmp*"), *self.path.glob("ckpt-*/.*.tmp*")]:  # writes cut by a kill

@@ -13,6 +13,7 @@ import torch
 from avguide.config import load_config, merge_dicts
 from avguide.data.batching import RecordingDataset, make_loader
 from avguide.data.layouts import DatasetIndex, open_dataset
+from avguide.data.samples import check_recordings
 from avguide.errors import BadInputError
 from avguide.io import save_safetensors_atomic
 from avguide.train.distributed import DistContext
@@ -63,7 +64,8 @@ def open_training_data(path: str, layout: str, *, max_sequences: int = 0) -> tup
     """Scan a dataset and return (index, train refs, val refs).
 
     Raises:
-        BadInputError: no training or validation recordings.
+        BadInputError / MissingFileError: no training or validation recordings, or one whose files
+            are unreadable or do not fit (:func:`avguide.data.samples.check_recordings`).
     """
     index = open_dataset(path, layout)  # type: ignore[arg-type]
     train, val = index.split("train"), index.split("val")
@@ -73,6 +75,7 @@ def open_training_data(path: str, layout: str, *, max_sequences: int = 0) -> tup
         raise BadInputError(f"{path}: no recordings in the train split")
     if not val:
         raise BadInputError(f"{path}: no recordings in the val split")
+    check_recordings(index, train + val)  # unreadable files, wrong rates or durations: before the run starts
     return index, train, val
 
 

@@ -1,5 +1,6 @@
-"""Bad inputs through the real CLI (issue 21): synth, render, evaluate (with the dataset loaders
-behind it) and bench.
+"""Bad inputs through the real CLI (issue 21): usage errors of every command, synth, render,
+evaluate (with the dataset loaders behind it), animate and say (with the shipped model), train
+(refusals before the run is made), bench.
 
 Every case checks the contract for a user's mistake: exit status 2, exactly one line on stderr
 naming the file or argument, no traceback, and nothing written or lost (the output absent,
@@ -95,6 +96,58 @@ def preds(dataset, tmp_path) -> Path:
     return d
 
 
+# ============================================================================ usage errors
+@pytest.mark.parametrize("argv, names", [
+    (["render"], ["verts", "-o/--out"]),
+    (["render", "v.npy", "-o", "o.mp4", "--fps", "fast"], ["--fps", "'fast'"]),
+    (["render", "v.npy", "-o", "o.mp4", "--view", "side"], ["--view", "'side'"]),
+    (["render", "v.npy", "-o", "o.mp4", "--bogus"], ["unrecognized arguments: --bogus"]),
+    (["render", "v.npy", "-o", "o.mp4", "stray"], ["unrecognized arguments: stray"]),
+    (["synth", "-o", "set", "--seed"], ["--seed", "expected one argument"]),
+    (["synth", "-o", "set", "--seed", "1.5"], ["--seed", "'1.5'"]),
+    (["train", "--stage", "gan", "-o", "run"], ["--stage", "'gan'"]),
+    (["train", "--stage", "baseline", "-o", "run", "--resume", "run"], ["--resume", "not allowed with"]),
+    (["animate", "-o", "out"], ["speech"]),
+    (["say", "hello", "-o", "out", "--rate", "fast"], ["--rate", "'fast'"]),
+    (["say", "hello", "-o", "out", "--seed", "-1"], ["--seed", "must be in [0, 4294967295]"]),
+    (["evaluate", "--pred", "p", "--data", "d"], ["-o/--out"]),
+    (["evaluate", "--pred", "p", "--data", "d", "-o", "r.json", "--decode", "magic"], ["--decode"]),
+    (["bench", "-o", "b", "--config"], ["--config", "expected one argument"]),
+    (["models", "extra=1"], ["unrecognized arguments: extra=1"]),
+    (["serve", "--port", "http"], ["--port", "'http'"]),
+])
+def test_usage_errors_are_one_line_naming_the_argument(argv, names, tmp_path, capsys, monkeypatch):
+    """Issue 21: argparse printed its whole usage before the error; now one line, status 2."""
+    monkeypatch.chdir(tmp_path)
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    out, err = capsys.readouterr()
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert e.value.code == 2 and out == "", (e.value.code, out)
+    assert len(lines) == 1 and lines[0].startswith(f"avguide {argv[0]}: error: "), err
+    assert lines[0].endswith(f"(see avguide {argv[0]} --help)")
+    for name in names:
+        assert name in lines[0], (name, lines[0])
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("argv, line", [
+    ([], "avguide: error: the following arguments are required: command (see avguide --help)"),
+    (["rendr"], "avguide: error: argument command: invalid choice: 'rendr'"),
+])
+def test_usage_errors_of_the_program_itself(argv, line):
+    r = subprocess.run([sys.executable, "-m", "avguide.cli", *argv], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and r.stdout == ""
+    assert len(r.stderr.splitlines()) == 1 and r.stderr.startswith(line), r.stderr
+
+
+def test_help_still_prints_the_usage(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["render", "--help"])
+    assert e.value.code == 0 and "usage: avguide render" in capsys.readouterr().out
+
+
 # ============================================================================ render
 def _write_bad_vertices(case: str, p: Path, good: np.ndarray) -> str:
     """Write a malformed vertex file; returns words the error line must contain."""
@@ -137,6 +190,11 @@ def _write_bad_vertices(case: str, p: Path, good: np.ndarray) -> str:
     if case == "all_coincident":
         np.save(p, np.zeros_like(good))
         return "at the same point"
+    if case == "huge":  # finite, but the camera's float32 arithmetic overflows
+        bad = good.copy()
+        bad[4] *= 1e30
+        np.save(p, bad)
+        return "frame 4 has a coordinate of"
     if case == "missing":
         return "not found"
     raise AssertionError(case)
@@ -144,7 +202,7 @@ def _write_bad_vertices(case: str, p: Path, good: np.ndarray) -> str:
 
 @pytest.mark.parametrize("case", ["zero_frames", "zero_d", "npz_as_npy", "object_array", "nan", "inf",
                                   "wrong_width", "one_dim", "truncated", "not_numpy", "all_coincident",
-                                  "missing"])
+                                  "huge", "missing"])
 def test_render_malformed_vertices(case, synth_set, tmp_path, capsys, no_rendering):
     good = np.load(synth_set / "vertices_npy" / f"{TEST_SEQ}.npy")
     bad = tmp_path / "verts.npy"
@@ -162,7 +220,7 @@ def test_render_bad_file_in_grid_is_named(synth_set, tmp_path, capsys, no_render
                    bad, "frame 3")
 
 
-@pytest.mark.parametrize("fps", ["nan", "inf", "-inf", "0", "-25"])
+@pytest.mark.parametrize("fps", ["nan", "inf", "-inf", "0", "-25", "1e-9", "1e12"])
 def test_render_fps_must_be_finite_and_positive(fps, synth_set, tmp_path, capsys, no_rendering):
     verts = synth_set / "vertices_npy" / f"{TEST_SEQ}.npy"
     assert_refused(capsys, ["render", verts, "-o", tmp_path / "o.mp4", f"--fps={fps}"], "--fps")
@@ -211,9 +269,11 @@ def test_render_bad_audio(case, synth_set, tmp_path, capsys, no_rendering):
     (["--size", "15"], ["--size"]),
     (["--size", "100000"], ["--size"]),
     (["--captions", "a,b"], ["--captions"]),
+    (["--size", "4096", "--grid", *["{verts}"] * 4], ["--size 4096", "20480 pixels wide"]),
 ])
 def test_render_bad_arguments(argv, names, synth_set, tmp_path, capsys, no_rendering):
     verts = synth_set / "vertices_npy" / f"{TEST_SEQ}.npy"
+    argv = [str(a).format(verts=verts) for a in argv]
     assert_refused(capsys, ["render", verts, "-o", tmp_path / "o.mp4", *argv], *names)
 
 
@@ -236,7 +296,7 @@ def test_render_fps_nan_in_a_real_process(synth_set, tmp_path):
     r = subprocess.run([sys.executable, "-m", "avguide.cli", "render", str(verts), "-o", str(tmp_path / "o.mp4"),
                         "--fps", "nan"], capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and r.stderr.strip().splitlines() == [
-        "avguide render: error: --fps nan: must be a finite number of frames per second > 0"]
+        "avguide render: error: --fps nan: must be a number of frames per second in [1, 1000]"]
     assert list(tmp_path.iterdir()) == []
 
 
@@ -266,7 +326,7 @@ def _break_dataset(case: str, root: Path, tmp_path: Path) -> tuple[Path, str]:
     if case == "manifest_fps_text":
         m["fps"] = "thirty"
         manifest.write_text(json.dumps(m))
-        return manifest, "'fps' must be a positive number"
+        return manifest, "'fps' must be a number of frames per second"
     if case == "manifest_binary":
         manifest.write_bytes(bytes(range(256)))
         return manifest, "not a UTF-8"
@@ -304,14 +364,39 @@ def _break_dataset(case: str, root: Path, tmp_path: Path) -> tuple[Path, str]:
         p = root / "vertices_npy" / f"{TEST_SEQ}.npy"
         np.save(p, np.float32(0))
         return p, "0-d"
+    if case == "manifest_fps_huge":  # finite, but no frame rate: the phone windows would not fit in memory
+        m["fps"] = 1e308
+        manifest.write_text(json.dumps(m))
+        return manifest, "'fps' must be a number of frames per second in [1, 1000]"
+    alignment = root / "alignments" / f"{TEST_SEQ}.json"
+    if case == "alignment_truncated":
+        alignment.write_bytes(alignment.read_bytes()[:40])
+        return alignment, "corrupt alignment"
+    if case == "alignment_no_phones":
+        alignment.write_text('{"text": "hello"}')
+        return alignment, "expected a 'phones' list"
+    if case == "alignment_bad_times":
+        alignment.write_text('{"phones": [["_", 0.0, 0.2], ["m", 0.5, 0.1]]}')
+        return alignment, "phones[1]"
+    if case == "alignment_unknown_phoneme":
+        alignment.write_text('{"phones": [["Q!", 0.0, 0.1]]}')
+        return alignment, "phoneme 'Q!' has no viseme class"
+    if case == "upper_lip_misplaced":  # in range, but no vertex of it near the mouth's mid-line
+        (root / "regions" / "upper_lip.txt").write_text("0, 1, 2\n")
+        return root / "regions", "upper_lip / lower_lip regions do not fit the template of Synth03"
     raise AssertionError(case)
 
 
 @pytest.mark.parametrize("case", ["manifest_splits_list", "manifest_truncated", "manifest_fps_text",
                                   "manifest_binary", "templates_strings", "templates_malicious",
                                   "templates_truncated", "lips_out_of_range", "lips_not_integers", "lips_empty",
-                                  "faces_negative", "gt_nan", "gt_zero_d"])
-def test_evaluate_broken_dataset_names_the_file(case, dataset, preds, tmp_path, capsys):
+                                  "faces_negative", "gt_nan", "gt_zero_d", "manifest_fps_huge",
+                                  "alignment_truncated", "alignment_no_phones", "alignment_bad_times",
+                                  "alignment_unknown_phoneme", "upper_lip_misplaced"])
+def test_evaluate_broken_dataset_names_the_file(case, dataset, preds, synth_set, tmp_path, capsys):
+    if case.startswith(("alignment", "upper_lip")):  # the articulation metrics read them
+        import shutil
+        shutil.copytree(synth_set / "alignments", dataset / "alignments")
     bad, words = _break_dataset(case, dataset, tmp_path)
     before = snapshot(dataset, preds)
     out = tmp_path / "report.json"
@@ -370,7 +455,7 @@ def test_evaluate_with_split_reports_what_it_ignored(dataset, preds, tmp_path, c
 
 
 @pytest.mark.parametrize("case", ["pred_dir_missing", "pred_dir_empty", "unknown_prediction", "config_binary", "config_bad_key",
-                                  "unknown_split"])
+                                  "unknown_split", "decoding_without_reader", "config_nan", "config_duplicate_key"])
 def test_evaluate_bad_arguments(case, dataset, preds, tmp_path, capsys):
     out = tmp_path / "report.json"
     extra, names = [], []
@@ -392,6 +477,14 @@ def test_evaluate_bad_arguments(case, dataset, preds, tmp_path, capsys):
         cfg = tmp_path / "eval.yaml"
         cfg.write_text("split: test\nmax_frame_dif: 3\nreader_batch: 0\n")
         extra, names = ["--config", cfg], [cfg, "max_frame_dif: unknown key"]
+    elif case == "decoding_without_reader":  # silently ignored before
+        extra, names = ["--ctc-weight", "nan", "--beam", "4"], ["--beam, --ctc-weight: used only with --reader"]
+    elif case == "config_nan":
+        extra, names = ["max_frame_ratio=nan"], ["max_frame_ratio: must be a finite number"]
+    elif case == "config_duplicate_key":  # plain YAML keeps the last value silently
+        cfg = tmp_path / "eval.yaml"
+        cfg.write_text("split: test\nsplit: train\n")
+        extra, names = ["--config", cfg], [cfg, "key 'split' given twice", "line 2"]
     else:
         extra, names = ["split=tset"], ["split: unknown split 'tset'"]
     assert_refused(capsys, _evaluate(dataset, preds, out, *extra), *names)
@@ -432,6 +525,145 @@ def test_evaluate_full_disk_leaves_no_half_written_report(dataset, preds, tmp_pa
     assert list(out_dir.iterdir()) == []  # neither the report nor a temporary file
 
 
+# ============================================================================ animate + say
+def _speech(path: Path, seconds: float = 1.0, rate: int = 16000) -> Path:
+    t = np.arange(int(seconds * rate)) / rate
+    sf.write(path, (0.3 * np.sin(2 * np.pi * 220 * t) * (0.5 + 0.5 * np.sin(2 * np.pi * 3 * t))).astype(np.float32),
+             rate)
+    return path
+
+
+@pytest.mark.parametrize("case", ["template_in_millimetres", "template_not_a_face", "output_name_too_long",
+                                  "formats_empty", "formats_unknown", "speech_silent", "speech_is_text",
+                                  "speech_is_a_directory", "speech_too_short", "subject_unknown"])
+def test_animate_refuses_before_writing(case, tmp_path, capsys):
+    from avguide.assets.head import load_head
+
+    wav = _speech(tmp_path / "hello.wav")
+    out = tmp_path / "out"
+    extra, names = [], []
+    if case in ("template_in_millimetres", "template_not_a_face"):
+        t = tmp_path / "face.npy"
+        head = np.asarray(load_head().vertices, np.float32)
+        np.save(t, head * 1000 if case == "template_in_millimetres" else np.zeros_like(head))
+        extra, names = ["--template", t], [t, "units across", "the model's unit"]
+    elif case == "output_name_too_long":  # outputs are named by the input's stem (+ "_arkit.csv" ...)
+        wav = wav.rename(tmp_path / ("x" * 230 + ".wav"))
+        names = ["-o", "file name of", "at most 200"]
+    elif case == "formats_empty":
+        extra, names = ["--formats", ","], ["--formats ','", "no format given"]
+    elif case == "formats_unknown":
+        extra, names = ["--formats", "npy,gif"], ["--formats", "gif"]
+    elif case == "speech_silent":
+        sf.write(wav, np.zeros(16000, np.float32), 16000)
+        names = [wav, "silent"]
+    elif case == "speech_is_text":
+        wav.write_text("hello")
+        names = [wav, "not a readable audio file", "neither libsndfile nor ffmpeg"]
+    elif case == "speech_is_a_directory":
+        wav.unlink()
+        wav.mkdir()
+        names = [wav, "is a directory"]
+    elif case == "speech_too_short":
+        _speech(wav, 0.05)
+        names = [wav, "too short"]
+    else:
+        extra, names = ["--subject", "Nobody"], ["--subject 'Nobody'"]
+    before = snapshot(tmp_path)
+    assert_refused(capsys, ["animate", wav, "-o", out, "--formats", "npy", "--no-progress", *extra], *names)
+    assert snapshot(tmp_path) == before and not out.exists()
+
+
+def _video(path: Path, sound: bool) -> Path:
+    import imageio_ffmpeg
+
+    cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-y", "-f", "lavfi", "-i", "color=c=red:s=32x32:d=1"]
+    if sound:
+        cmd += ["-f", "lavfi", "-i", "sine=frequency=300:duration=1", "-c:a", "aac"]
+    subprocess.run([*cmd, "-c:v", "libx264", "-shortest", str(path)], check=True, timeout=120)
+    return path
+
+
+def test_animate_reads_the_sound_of_a_video(tmp_path, capsys):
+    """The help promises any format ffmpeg reads: libsndfile refuses an mp4, ffmpeg decodes it."""
+    video = _video(tmp_path / "clip.mp4", sound=True)
+    rc, out, err = run_cli(capsys, ["animate", video, "-o", tmp_path / "out", "--formats", "npy", "--no-progress"])
+    assert rc == 0, err
+    assert np.load(tmp_path / "out" / "clip.npy").shape == (30, 4742 * 3)
+    silent = _video(tmp_path / "silent.mp4", sound=False)
+    assert_refused(capsys, ["animate", silent, "-o", tmp_path / "out2", "--formats", "npy"], silent,
+                   "not a readable audio file", "does not contain any stream")
+    assert not (tmp_path / "out2").exists()
+
+
+@pytest.mark.parametrize("argv, names", [
+    (["hello", "--name", "../evil"], ["--name '../evil'", "without '/'"]),
+    (["hello", "--name", "a/b"], ["--name 'a/b'"]),
+    (["hello", "--name", "."], ["--name '.'", "leading '.'"]),
+    (["hello", "--name", "x" * 300], ["--name", "at most 120 characters"]),
+    (["..."], ["'...' gives no speech"]),
+    (["   "], ["the text is empty"]),
+    (["hello", "--voice", "robot"], ["--voice 'robot'"]),
+    (["hello", "--rate", "20"], ["--rate", "80..450"]),
+])
+def test_say_refuses_before_writing(argv, names, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert_refused(capsys, ["say", *argv, "-o", out, "--formats", "npy", "--no-progress"], *names)
+    assert list(tmp_path.iterdir()) == []
+
+
+# ============================================================================ train
+TRAIN_TINY = ["preset=tiny", "optim.batch_size=2", "optim.epochs=1"]
+
+
+@pytest.mark.parametrize("case", ["out_is_the_dataset", "out_empty", "out_unwritable", "device_without_cuda",
+                                  "seed_negative", "config_duplicate_key", "wav_wrong_rate", "wav_corrupt",
+                                  "durations_disagree", "vertices_truncated", "expert_missing"])
+def test_train_refuses_before_the_run_is_made(case, dataset, tmp_path, capsys, monkeypatch):
+    """Arguments, the device, the output and every recording's headers are checked before the run
+    directory is made (a corrupt recording used to surface in the first epoch, a wrong expert
+    after the run had been created)."""
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "run"
+    stage, extra, names = "baseline", [], []
+    wav = dataset / "wav" / f"{TRAIN_SEQS[1]}.wav"
+    verts = dataset / "vertices_npy" / f"{TRAIN_SEQS[1]}.npy"
+    if case == "out_is_the_dataset":  # someone's folder: the run's files would be mixed into it
+        out, names = dataset, ["--out", dataset, "not empty and holds no run"]
+    elif case == "out_empty":
+        out, names = "", ["--out: empty path"]
+    elif case == "out_unwritable":
+        out, names = Path("/proc/avguide-run"), ["--out /proc/avguide-run", "cannot write in /proc"]
+    elif case == "device_without_cuda":
+        import torch
+        if torch.cuda.is_available():
+            pytest.skip("this machine has CUDA")
+        extra, names = ["device=cuda"], ["device=cuda: no CUDA device 0", "device=cpu"]
+    elif case == "seed_negative":
+        extra, names = ["seed=-5"], ["seed: must be an integer in [0, 4294967295]"]
+    elif case == "config_duplicate_key":
+        cfg = tmp_path / "train.yaml"
+        cfg.write_text("optim:\n  lr: 1e-3\n  lr: 1e-4\n")
+        extra, names = ["--config", cfg], [cfg, "key 'lr' given twice"]
+    elif case == "wav_wrong_rate":  # the synthetic layout promises 16 kHz mono
+        sf.write(wav, np.zeros(44100, np.float32) + 0.1, 44100)
+        names = [wav, "expected 16000 Hz mono audio, got 44100 Hz"]
+    elif case == "wav_corrupt":
+        wav.write_bytes(b"RIFF" + bytes(40))
+        names = [wav, "not a readable audio file"]
+    elif case == "durations_disagree":
+        np.save(verts, np.load(verts)[:10])
+        names = [verts, wav.name, "wrong pairing or frame rate"]
+    elif case == "vertices_truncated":
+        verts.write_bytes(verts.read_bytes()[:1000])
+        names = [verts, "not a readable"]
+    else:
+        stage, extra, names = "av", ["--expert", tmp_path / "no-expert"], [tmp_path / "no-expert"]
+    before = snapshot(tmp_path)
+    assert_refused(capsys, ["train", "--stage", stage, "--data", dataset, "-o", out, *TRAIN_TINY, *extra], *names)
+    assert snapshot(tmp_path) == before and not (tmp_path / "run").exists()
+
+
 # ============================================================================ synth
 def test_synth_removes_only_its_own_stale_files(synth_set, tmp_path, capsys):
     """Issue 21, class 5: re-running synth over a bigger older set left its extra recordings."""
@@ -462,8 +694,10 @@ def test_synth_removes_only_its_own_stale_files(synth_set, tmp_path, capsys):
 
 @pytest.mark.parametrize("case", ["config_binary", "config_latin1", "config_not_mapping", "too_few_subjects",
                                   "out_is_a_file", "out_read_only", "out_foreign_dir", "out_foreign_manifest",
-                                  "out_manifest_names_a_path"])
-def test_synth_bad_input(case, tmp_path, capsys):
+                                  "out_manifest_names_a_path", "config_duplicate_key", "seed_negative",
+                                  "subjects_huge", "float_not_finite", "out_empty"])
+def test_synth_bad_input(case, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # "-o ''" must not fill the working directory
     out = tmp_path / "set"
     argv = ["synth", "--out", out, "subjects=3", "sentences=2", "workers=1"]
     cfg = tmp_path / "synth.yaml"
@@ -478,6 +712,18 @@ def test_synth_bad_input(case, tmp_path, capsys):
         argv, names = argv + ["--config", cfg], [cfg, "mapping"]
     elif case == "too_few_subjects":  # every problem, on the one line
         argv, names = argv + ["subjects=2", "fps=500"], ["subjects: need at least 3", "fps: must be in"]
+    elif case == "config_duplicate_key":  # plain YAML keeps the last one: 4 subjects x 40 sentences
+        cfg.write_text("subjects: 3\nsubjects: 4\n")
+        argv, names = argv + ["--config", cfg], [cfg, "key 'subjects' given twice"]
+    elif case == "seed_negative":  # was a traceback from the sentence generator
+        argv, names = argv + ["seed=-1"], ["seed: must be an integer in [0, 4294967295], got -1"]
+    elif case == "subjects_huge":  # hung, building 10**20 subject names
+        argv, names = argv + ["subjects=100000000000000000000"], ["subjects: need at least 3", "at most 999"]
+    elif case == "float_not_finite":
+        argv, names = argv + ["speakers_per_sentence=nan", "identity_strength=inf"], [
+            "speakers_per_sentence: must be a finite number", "identity_strength: must be a finite number"]
+    elif case == "out_empty":  # "" is the current directory to Path: it used to be filled
+        argv[2], names = "", ["--out: empty path"]
     elif case == "out_is_a_file":
         out.write_text("precious")
         names = ["--out", out]
@@ -528,3 +774,16 @@ def test_bench_out_is_a_file(tmp_path, capsys):
     out.write_text("precious")
     assert_refused(capsys, ["bench", "--out", out], "--out", out)
     assert out.read_text() == "precious"
+
+
+@pytest.mark.parametrize("content, words", [("{", "corrupt bench config record"),
+                                            ("[1, 2]", "expected a JSON object")])
+def test_bench_corrupt_record_of_an_earlier_run(content, words, tmp_path, capsys):
+    """A benchmark directory is continued: its records are read through the boundary layer."""
+    out = tmp_path / "bench"
+    out.mkdir()
+    (out / "bench_config.json").write_text(content)
+    before = snapshot(tmp_path)
+    assert_refused(capsys, ["bench", "--out", out], out / "bench_config.json", words)
+    assert snapshot(tmp_path) == before
+

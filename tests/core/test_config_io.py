@@ -126,3 +126,29 @@ def test_all_config_errors_on_one_line(tmp_path):
     msg = str(e.value)
     assert "\n" not in msg and str(p) in msg
     assert "nope: unknown key" in msg and "mode: expected one of" in msg
+
+
+@dataclasses.dataclass
+class Seeded:
+    seed: int = 0
+    seeds: list[int] = dataclasses.field(default_factory=lambda: [0])
+    rate: float = 1.0
+    rates: list[float] = dataclasses.field(default_factory=lambda: [1.0])
+
+
+@pytest.mark.parametrize("overrides, words", [
+    (["rate=nan"], "rate: must be a finite number, got 'nan'"),
+    (["rate=-inf"], "rate: must be a finite number"),
+    (["rates=[1.0, .inf]"], "rates: must be a finite number"),
+    (["seed=-1"], "seed: must be an integer in [0, 4294967295], got -1"),
+    (["seed=4294967296"], "seed: must be an integer in [0, 4294967295]"),
+    (["seeds=[0, -3]"], "seeds: must be integers in [0, 4294967295], got [0, -3]"),
+])
+def test_numbers_are_finite_and_seeds_in_range(overrides, words):
+    """Every config: no NaN/inf number (a NaN passes every `x < limit` check), and seeds numpy
+    and torch both accept (numpy refuses negative ones, torch those of 64 bits)."""
+    with pytest.raises(BadInputError) as e:
+        load_config(Seeded, None, overrides)
+    assert words in str(e.value)
+    assert load_config(Seeded, None, ["seed=4294967295", "rate=1e-300"]).seed == 4294967295
+

@@ -93,6 +93,12 @@ def test_load_yaml_errors(tmp_path):
     p.write_text("!!python/object/apply:os.system ['true']\n")
     with pytest.raises(BadInputError):
         aio.load_yaml(p)
+    p.write_text("lr: 1e-3\noptim:\n  epochs: 3\n  epochs: 30\n")  # plain YAML keeps the last, silently
+    with pytest.raises(BadInputError) as e:
+        aio.load_yaml(p)
+    _one_line_naming(e, p, "line 4 column 3: key 'epochs' given twice")
+    p.write_text("base: &b {x: 1}\nother:\n  <<: *b\n  x: 2\n")  # a merge key may be overridden
+    assert aio.load_yaml(p) == {"base": {"x": 1}, "other": {"x": 2}}
 
 
 # ------------------------------------------------------------------------------ tensors
@@ -275,6 +281,40 @@ def test_audio_errors(tmp_path):
 
 
 # ------------------------------------------------------------------------------ outputs
+def test_load_npz(tmp_path):
+    p = tmp_path / "a.npz"
+    np.savez(p, faces=np.zeros((2, 3), np.int64), lips=np.arange(3))
+    out = aio.load_npz(p, ("faces", "lips"), "assets")
+    assert out["faces"].shape == (2, 3) and out["lips"].tolist() == [0, 1, 2]
+    with pytest.raises(BadInputError) as e:
+        aio.load_npz(p, ("faces", "albedo"), "assets")
+    _one_line_naming(e, p, "assets lacks the array(s) albedo (has faces, lips)")
+    np.save(tmp_path / "b.npy", np.zeros(3))
+    with pytest.raises(BadInputError) as e:
+        aio.load_npz(tmp_path / "b.npy", ("faces",), "assets")
+    _one_line_naming(e, tmp_path / "b.npy", "not a .npz assets")
+    p.write_bytes(p.read_bytes()[:100])
+    with pytest.raises(BadInputError) as e:
+        aio.load_npz(p, ("faces",), "assets")
+    _one_line_naming(e, p, "corrupt assets")
+    with pytest.raises(MissingFileError):
+        aio.load_npz(tmp_path / "none.npz", ("faces",))
+
+
+def test_output_names_empty_and_too_long(tmp_path):
+    with pytest.raises(BadInputError, match="^-o: empty path"):
+        aio.check_output_file("", "-o")
+    with pytest.raises(BadInputError, match="^--out: empty path"):
+        aio.check_output_dir("", "--out")
+    long = tmp_path / ("é" * 101 + ".npy")  # 202 bytes
+    with pytest.raises(BadInputError, match="file name of 206 bytes; at most 200"):
+        aio.check_output_file(long, "-o")
+    with pytest.raises(BadInputError, match="file name of 202 bytes"):
+        aio.check_output_dir(tmp_path / ("é" * 101), "-o")
+    assert aio.check_output_file(tmp_path / ("x" * 200)) == tmp_path / ("x" * 200)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_check_output_file(tmp_path):
     (tmp_path / "d").mkdir()
     (tmp_path / "f").write_text("x")

@@ -161,7 +161,7 @@ def test_manifest_is_checked(biwi_dir, splits, words):
         open_dataset(biwi_dir)
     assert "manifest.json" in str(e.value)
     (biwi_dir / "manifest.json").write_text(json.dumps({"fps": float("nan"), "splits": {}, "train_subjects": []}))
-    with pytest.raises(BadInputError, match="'fps' must be a positive number"):
+    with pytest.raises(BadInputError, match="'fps' must be a number of frames per second"):
         open_dataset(biwi_dir)
 
 

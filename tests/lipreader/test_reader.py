@@ -89,7 +89,7 @@ def test_rest_shapes_rules():
     tmpl = torch.randn(2, 2, 3, requires_grad=True)  # not the vertices' mean: the rule ignores the motion
     rest = rest_shapes(verts, lengths, "template", tmpl)
     assert torch.equal(rest, tmpl.detach()) and not rest.requires_grad  # the template itself, no gradient
-    with pytest.raises(BadInputError, match="needs the subjects' templates"):
+    with pytest.raises(ValueError, match="needs the subjects' templates"):
         rest_shapes(verts, lengths, "template")
 
 

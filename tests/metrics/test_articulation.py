@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from avguide.errors import BadInputError
 from avguide.metrics import articulation as art
 
 SYNTH = Path(__file__).resolve().parents[2] / "data" / "synth"
@@ -54,7 +53,7 @@ def test_opening_vertices_are_the_inner_midline_ones_for_any_placement_of_the_he
     np.testing.assert_allclose(art.mouth_opening(seq, up, lo), [0.002, 0.006, 0.012])
     np.testing.assert_allclose(art.mouth_opening(seq + np.array([5.0, -3.0, 1.0]), up, lo),
                                [0.002, 0.006, 0.012], atol=1e-12)
-    with pytest.raises(BadInputError, match="lower_idx"):
+    with pytest.raises(ValueError, match="lower_idx"):
         art.opening_vertices(tmpl, LIPS, UPPER, [15], n_inner=1)  # x = -20 mm: off the mid-line
 
 
@@ -169,32 +168,32 @@ def test_aggregation_weights_and_keys():
     assert out["open_vowel_aperture"] == pytest.approx(30 / 40)
     assert (out["sequences"], out["frames"], out["bilabial_segments"]) == (3, 450, 4)
     assert math.isnan(art.aggregate_articulation(rows[2:])["bilabial_closure"])
-    with pytest.raises(BadInputError, match="at least one"):
+    with pytest.raises(ValueError, match="at least one"):
         art.aggregate_articulation([])
-    with pytest.raises(BadInputError, match=r"rows\[0\]: missing"):
+    with pytest.raises(ValueError, match=r"rows\[0\]: missing"):
         art.aggregate_articulation([{"frames": 3}])
 
 
 def test_bad_inputs_are_named():
     tmpl = _template()
     gt = _animate(tmpl, np.zeros(10))
-    with pytest.raises(BadInputError, match="same shape.*truncate_to_common_length"):
+    with pytest.raises(ValueError, match="same shape.*truncate_to_common_length"):
         art.articulation_metrics(gt[:9], gt, [], 30.0, LIPS, UPPER, LOWER)
-    with pytest.raises(BadInputError, match="same shape"):
+    with pytest.raises(ValueError, match="same shape"):
         art.lip_motion_ratio(gt[:9], gt, LIPS)
-    with pytest.raises(BadInputError, match="pred: expected vertices"):
+    with pytest.raises(ValueError, match="pred: expected vertices"):
         art.articulation_metrics(gt.reshape(10, -1), gt, [], 30.0, LIPS, UPPER, LOWER)
-    with pytest.raises(BadInputError, match=r"phones\[1\].*viseme"):
+    with pytest.raises(ValueError, match=r"phones\[1\].*viseme"):
         art.articulation_metrics(gt, gt, [("_", 0, 1), ("Q", 1, 2)], 30.0, LIPS, UPPER, LOWER)
-    with pytest.raises(BadInputError, match="fps"):
+    with pytest.raises(ValueError, match="fps"):
         art.articulation_metrics(gt, gt, PHONES, 0.0, LIPS, UPPER, LOWER)
-    with pytest.raises(BadInputError, match="lip_idx"):
+    with pytest.raises(ValueError, match="lip_idx"):
         art.articulation_metrics(gt, gt, [], 30.0, [99], UPPER, LOWER)
-    with pytest.raises(BadInputError, match="template"):
+    with pytest.raises(ValueError, match="template"):
         art.articulation_metrics(gt, gt, [], 30.0, LIPS, UPPER, LOWER, template=tmpl[:5])
     bad = gt.copy()
     bad[3, 0, 0] = np.nan
-    with pytest.raises(BadInputError, match="gt: contains NaN"):
+    with pytest.raises(ValueError, match="gt: contains NaN"):
         art.articulation_metrics(gt, bad, [], 30.0, LIPS, UPPER, LOWER)
 
 

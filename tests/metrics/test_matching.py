@@ -91,9 +91,9 @@ def test_load_vertex_file_layouts(tmp_path):
         out = matching.load_vertex_file(tmp_path / name, n_vertices=4)
         assert out.dtype == np.float32 and out.shape == (2, 4, 3)
         np.testing.assert_array_equal(out, arr)
-    with pytest.raises(BadInputError, match="'vertices' array or a single array"):
+    with pytest.raises(BadInputError, match="expected one array or one named vertices"):
         matching.load_vertex_file(tmp_path / "two.npz")
-    with pytest.raises(BadInputError, match="expected 5 vertices"):
+    with pytest.raises(BadInputError, match="4 vertices per frame .*expected 5"):
         matching.load_vertex_file(tmp_path / "flat.npy", n_vertices=5)
     with pytest.raises(MissingFileError):
         matching.load_vertex_file(tmp_path / "absent.npy")
