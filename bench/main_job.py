@@ -2,13 +2,16 @@
 
     python bench/main_job.py                        # the shipped default animator
     python bench/main_job.py --checkpoint RUN --long-minutes 10 --repeats 3
+    python bench/main_job.py --baseline REV --long-minutes 0   # 2. only, old video path against new
 
 1. Long audio: peak resident memory (each case in its own process) of animating ``--long-minutes``
    of speech to a .npy, the whole clip at once (``model.generate``, what ``animate`` did before)
    against the streamed path ``avguide animate`` takes now (chunks into a memory-mapped file).
 2. End to end: ``avguide animate TEN_S.wav --formats mp4`` (a fresh process: start-up, model load,
-   animation, render and encode) for 10 s of speech, median of ``--repeats``; and the
-   animation alone (in-process) for the same clip.
+   animation, render and encode) for 10 s of speech, median of ``--repeats``: wall clock and the
+   CPU time of the process and its ffmpeg; and the animation alone (in-process) for the same clip.
+   With ``--baseline REV`` the command also runs, alternating, on this tree with ``avguide/render``
+   taken from git revision REV (``bench/video.py``'s old side), with the ratios.
 
 The speech is espeak-ng reading a paragraph (repeated to the length), so the animator sees real
 speech. Medians; the machine is shared, so compare the columns of one run.
@@ -17,6 +20,8 @@ speech. Medians; the machine is shared, so compare the columns of one run.
 from __future__ import annotations
 
 import argparse
+import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -71,27 +76,47 @@ def main() -> None:
     ap.add_argument("--checkpoint", default="default")
     ap.add_argument("--long-minutes", type=float, default=10.0)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--baseline", help="git revision whose avguide/render is the old side of 2. (bench/video.py)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         long_wav, short_wav = tmp / "long.wav", tmp / "ten_s.wav"
-        speech(args.long_minutes * 60, long_wav)
+        if args.long_minutes:
+            speech(args.long_minutes * 60, long_wav)
         speech(10.0, short_wav)
-        print(f"1. {args.long_minutes:g} min of speech to .npy, peak resident memory (own process each)")
-        for mode in ("whole", "streamed"):
-            mb, s = peak_mb(mode, args.checkpoint, long_wav, tmp)
-            print(f"   {mode:<9} {mb:8.0f} MB   {s:7.1f} s")
+        if args.long_minutes:
+            print(f"1. {args.long_minutes:g} min of speech to .npy, peak resident memory (own process each)")
+            for mode in ("whole", "streamed"):
+                mb, s = peak_mb(mode, args.checkpoint, long_wav, tmp)
+                print(f"   {mode:<9} {mb:8.0f} MB   {s:7.1f} s")
         print("2. 10 s of speech: `avguide animate ten_s.wav --formats mp4` end to end (fresh process)")
-        times = []
+        trees = {"new": None}
+        if args.baseline:
+            from video import baseline_tree
+
+            trees = {"old": baseline_tree(args.baseline, tmp / "old"), "new": baseline_tree(None, tmp / "new")}
+        runs = {k: [] for k in trees}
         for i in range(args.repeats):
-            t0 = time.perf_counter()
-            r = subprocess.run([sys.executable, "-m", "avguide.cli", "animate", str(short_wav), "-o", str(tmp / f"o{i}"),
-                                "--formats", "mp4", "--checkpoint", args.checkpoint, "--no-progress"],
-                               capture_output=True, text=True)
-            if r.returncode:
-                raise SystemExit(r.stderr[-2000:])
-            times.append(time.perf_counter() - t0)
-        print(f"   median {statistics.median(times):.2f} s over {args.repeats} ({', '.join(f'{t:.2f}' for t in times)})")
+            for side, tree in trees.items():
+                env = {**os.environ, "PYTHONPATH": str(tree)} if tree else None
+                c0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+                t0 = time.perf_counter()
+                r = subprocess.run([sys.executable, "-m", "avguide.cli", "animate", str(short_wav), "-o",
+                                    str(tmp / f"{side}{i}"), "--formats", "mp4", "--checkpoint", args.checkpoint,
+                                    "--no-progress"], capture_output=True, text=True, env=env, cwd=tree or None)
+                wall = time.perf_counter() - t0
+                c1 = resource.getrusage(resource.RUSAGE_CHILDREN)  # the CLI and its ffmpeg
+                if r.returncode:
+                    raise SystemExit(r.stderr[-2000:])
+                runs[side].append((wall, c1.ru_utime + c1.ru_stime - c0.ru_utime - c0.ru_stime))
+        for side, rs in runs.items():
+            print(f"   {side}: median {statistics.median(w for w, _ in rs):.2f} s wall "
+                  f"({', '.join(f'{w:.2f}' for w, _ in rs)}), {statistics.median(c for _, c in rs):.2f} s CPU "
+                  f"(process + ffmpeg) over {args.repeats}")
+        if args.baseline:
+            speed = statistics.median(o[0] / n[0] for o, n in zip(runs["old"], runs["new"]))
+            cpu = statistics.median(o[1] / n[1] for o, n in zip(runs["old"], runs["new"]))
+            print(f"   new/old: {speed:.2f}x faster (wall), {cpu:.2f}x less CPU")
         from avguide.animate import animate_speech, face_template, load_animator
         from avguide.io import load_audio
 

@@ -1,29 +1,29 @@
-"""Speed of video output (not a test): the differentiable renderer the videos used against the inference one.
+"""Speed of video output (not a test): this tree's video path against a baseline's, side by side.
 
-    python bench/video.py [--sizes 512,256] [--frames 48] [--repeats 3] [--long 300]
+    python bench/video.py --baseline REV [--size 512] [--frames 48] [--repeats 3] [--long 300] [--quality]
+
+``--baseline REV`` (a git revision) gives the *old* side: this tree with ``avguide/render/``
+taken from REV, so that only the renderer and the video writer differ. Without it the old side
+is this tree too (a check of the noise). Every measurement runs in a fresh process (old and new
+alternate, so both see the same load), timed inside it around the call: wall clock, this
+process's CPU time (all threads) and its children's (ffmpeg, ``RUSAGE_CHILDREN``). Medians over
+``--repeats`` rounds after one warm-up round; the speed-up is the median of the per-round ratios.
 
 The head (``avguide.assets.head.load_head``) speaks: the jaw opens and closes, the head turns a
 little and every vertex jitters by 0.2 mm, so that every vertex moves in every frame as in an
-animator's output. Each stage is timed old and new side by side, ms per frame and frames per
-second (wall clock), the speed-up (median of the per-round ratios: old and new alternate, so both
-see the same load) and CPU ms per frame (this process's threads and ffmpeg's), medians over
-``--repeats`` after one warm-up:
+animator's output.
 
-* ``rasterise``: face ids. Old: :func:`avguide.render.raster.rasterize` without culling (what
-  the video used), chunks of 16 frames. New: :func:`avguide.render.fastraster.rasterize_video`
-  with :func:`avguide.render.fastraster.drawn_faces`, chunks of ``render_video``'s default (4 at
-  512, 16 at 256). One PyTorch thread.
-* ``rasterise+shade``: frames as RGB bytes, antialiased. Old: ``render_mesh(...,
-  cull_backfaces=False)`` + gamma; new: :func:`avguide.render.fastframes.render_frames`. One
-  thread.
-* ``encode``: the same pre-rendered frames piped into ffmpeg's x264 at crf 18, old preset
-  ``medium`` (ffmpeg's default, what the video used) against ``veryfast``.
-* ``render_video``: the whole call, one panel, no captions. Old: ``renderer="mesh",
-  preset="medium", chunk=16, workers=1`` (PyTorch's default threads), the earlier behaviour;
-  new: the defaults (2 worker threads, chunks of 4, veryfast).
+* ``render_frames``: ``--frames`` frames in ``render_video``'s default chunks, one PyTorch thread
+  (:func:`avguide.render.fastframes.render_frames`, the per-frame work).
+* ``render_video``: the whole call with its defaults (worker threads, x264), one panel, no
+  caption, ``--frames`` frames.
+* ``10 s clip``: ``--long`` frames at 30 fps with audio and a caption, as ``avguide animate``
+  writes them (the talking-head mp4 of 10 s of speech).
 
-Last, ``--long`` frames at 30 fps (10 s of speech) with audio to an mp4 at the first size, new path
-only. The machine is shared with trainings: the load average is printed; compare the ratios. CPU
+``--quality`` adds, for this tree's frames, x264's CPU time (one thread and x264's default),
+bit rate and the PSNR of the decoded video against the rendered frames for several presets.
+
+The machine may be shared with trainings: the load average is printed; compare the ratios. CPU
 time is the steadier figure: on an idle machine with C cores the frame rate is at most about
 C / (CPU seconds per frame).
 """
@@ -31,26 +31,60 @@ C / (CPU seconds per frame).
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import shutil
 import statistics
 import subprocess
+import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 import torch
 
+ROOT = Path(__file__).resolve().parents[1]
+
+CHILD = r'''
+import json, resource, sys, time
+import numpy as np, torch
+a = json.loads(sys.argv[1])
+import avguide
+assert avguide.__file__.startswith(a["tree"]), (avguide.__file__, a["tree"])
 from avguide.assets.head import load_head
-from avguide.render import face_neighbors, head_albedo, project, rasterize, render_mesh
+from avguide.render import face_neighbors, head_albedo
 from avguide.render.fastframes import render_frames
-from avguide.render.fastraster import cull_plan, drawn_faces, rasterize_video
-from avguide.render.video import BACKGROUND, _ffmpeg_exe, _to_bytes, render_video, video_camera
+from avguide.render.fastraster import cull_plan
+from avguide.render.video import BACKGROUND, render_video, video_camera
+seq = np.load(a["frames"], mmap_mode="r")
+head = load_head()
+def usage():
+    s, c = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.perf_counter(), s.ru_utime + s.ru_stime, c.ru_utime + c.ru_stime
+t0 = usage()
+if a["stage"] == "render_frames":
+    torch.set_num_threads(1)
+    v = torch.from_numpy(np.array(seq))
+    faces = torch.from_numpy(np.array(head.faces, np.int64))
+    cam = video_camera(v[0], "three_quarter", a["size"])
+    albedo, nb, plan = head_albedo(head), face_neighbors(faces), cull_plan(v[0], faces)
+    chunk = min(64, max(1, 2 ** 20 // (a["size"] ** 2)))
+    for s0 in range(0, len(v), chunk):
+        render_frames(v[s0: s0 + chunk], faces, cam, albedo, plan=plan, neighbors=nb, background=BACKGROUND).numpy()
+else:
+    render_video([seq], np.asarray(head.faces), a["out"], fps=a["fps"], audio_path=a.get("audio"),
+                 vertex_part=np.asarray(head.vertex_part), part_names=tuple(head.part_names), size=a["size"],
+                 captions=a.get("captions"), progress=False)
+t1 = usage()
+print(json.dumps({"wall": t1[0] - t0[0], "cpu": t1[1] - t0[1], "ffmpeg": t1[2] - t0[2]}))
+'''
 
 
 def speaking_head(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[str, ...]]:
     """(n, V, 3) float32 frames of the head talking, its faces, vertex parts and part names."""
+    from avguide.assets.head import load_head
+
     head = load_head()
     v = torch.tensor(np.asarray(head.vertices, np.float32))
     names = list(head.blendshape_names)
@@ -68,118 +102,129 @@ def speaking_head(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.nda
     return frames.numpy(), np.array(head.faces, np.int64), np.array(head.vertex_part), tuple(head.part_names)
 
 
-def cpu_seconds() -> float:
-    """CPU seconds used so far by this process (all threads) and its waited-for children (ffmpeg)."""
-    t = os.times()
-    return t.user + t.system + t.children_user + t.children_system
+def baseline_tree(rev: str | None, dest: Path) -> Path:
+    """A copy of this tree's ``avguide`` package under ``dest`` with ``avguide/render`` from ``rev``
+    (this tree's own when ``rev`` is None); returns the folder to put on PYTHONPATH."""
+    shutil.copytree(ROOT / "avguide", dest / "avguide", ignore=shutil.ignore_patterns("__pycache__"))
+    if rev is not None:
+        shutil.rmtree(dest / "avguide" / "render")
+        archive = subprocess.run(["git", "-C", str(ROOT), "archive", rev, "avguide/render"], capture_output=True,
+                                 check=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
+    return dest
 
 
-def race(old, new, repeats: int) -> tuple[list[float], list[float], list[float], list[float]]:
-    """Alternate ``old()`` and ``new()`` ``repeats`` times after one warm-up call of each (both
-    see the same load); wall and CPU seconds of every call."""
-    old(), new()
-    wall, cpu = {old: [], new: []}, {old: [], new: []}
-    for _ in range(repeats):
-        for fn in (old, new):
-            t, c = time.perf_counter(), cpu_seconds()
-            fn()
-            wall[fn].append(time.perf_counter() - t)
-            cpu[fn].append(cpu_seconds() - c)
-    return wall[old], wall[new], cpu[old], cpu[new]
+def measure(tree: Path, **job) -> dict:
+    """Run one measurement in a fresh process importing avguide from ``tree``."""
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    r = subprocess.run([sys.executable, "-c", CHILD, json.dumps({"tree": str(tree), **job})], env=env, cwd=tree,
+                       capture_output=True, text=True)  # cwd: not this checkout's avguide first on sys.path
+    if r.returncode:
+        raise SystemExit(f"measurement failed in {tree}:\n{r.stderr[-3000:]}")
+    return json.loads(r.stdout.strip().splitlines()[-1])
 
 
-def encode(frames: np.ndarray, preset: str, out: Path) -> None:
-    """Pipe (T, H, W, 3) uint8 frames into ffmpeg's x264 at crf 18, as ``render_video`` does."""
+def race(trees: dict[str, Path], repeats: int, **job) -> dict[str, list[dict]]:
+    """Alternate old and new ``repeats`` times after one warm-up round of each."""
+    runs: dict[str, list[dict]] = {k: [] for k in trees}
+    for r in range(repeats + 1):
+        for k, tree in trees.items():
+            res = measure(tree, **job)
+            if r:
+                runs[k].append(res)
+    return runs
+
+
+def report(stage: str, n: int, runs: dict[str, list[dict]]) -> None:
+    """One line per side: per frame wall ms, fps, CPU ms (this process + ffmpeg), then the speed-ups."""
+    old, new = runs["old"], runs["new"]
+    for side, rs in (("old", old), ("new", new)):
+        wall = statistics.median(r["wall"] for r in rs)
+        cpu = statistics.median(r["cpu"] for r in rs)
+        ff = statistics.median(r["ffmpeg"] for r in rs)
+        print(f"{stage:<14} {side:<4} {wall / n * 1e3:8.1f} {n / wall:7.1f}  {cpu / n * 1e3:8.1f} {ff / n * 1e3:8.1f} "
+              f"{(cpu + ff) / n * 1e3:8.1f}   total {wall:6.2f} s wall, {cpu + ff:6.2f} s CPU", flush=True)
+    speed = statistics.median(a["wall"] / b["wall"] for a, b in zip(old, new))
+    cpu = statistics.median((a["cpu"] + a["ffmpeg"]) / (b["cpu"] + b["ffmpeg"]) for a, b in zip(old, new))
+    print(f"{stage:<14} new/old: {speed:.2f}x faster (wall), {cpu:.2f}x less CPU (process + ffmpeg)", flush=True)
+
+
+def quality(frames: np.ndarray, tmp: Path) -> None:
+    """x264 presets on pre-rendered frames: CPU, bit rate, PSNR of the decoded video (crf 18)."""
+    import resource
+
+    from avguide.render.video import _ffmpeg_exe
+
     t, h, w, _ = frames.shape
-    cmd = [_ffmpeg_exe(), "-y", "-loglevel", "error", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}",
-           "-r", "25", "-i", "-", "-c:v", "libx264", "-preset", preset, "-pix_fmt", "yuv420p", "-crf", "18",
-           "-frames:v", str(t), "-f", "mp4", str(out)]
-    subprocess.run(cmd, input=frames.tobytes(), check=True)
-
-
-def row(stage: str, size: int, n: int, timings: tuple[list[float], ...], note: str = "") -> None:
-    """Print one line: per frame, median wall ms and frames per second of old and new, the median
-    of the per-round speed-ups, and the median CPU ms per frame of both (all threads and ffmpeg)."""
-    wo, wn, co, cn = ([x / n * 1e3 for x in t] for t in timings)
-    mo, mn = statistics.median(wo), statistics.median(wn)
-    ratio = statistics.median(a / b for a, b in zip(wo, wn))
-    cpu_o, cpu_n = statistics.median(co), statistics.median(cn)
-    print(f"{stage:<16} {size:>4}  {mo:8.1f} {1e3 / mo:7.1f}  {mn:8.1f} {1e3 / mn:7.1f}  {ratio:6.2f}x  "
-          f"{cpu_o:8.1f} {cpu_n:8.1f} {cpu_o / cpu_n:6.2f}x  {note}", flush=True)
+    mask = (frames != frames[:, :1, :1]).any(-1)  # the head (pixels unlike the corner)
+    print(f"x264 on {t} rendered frames {w}x{h} (rgb24 in, yuv420p, crf 18, 30 fps): CPU ms/frame, bit rate, "
+          "PSNR of the decoded frames against the rendered ones (all pixels / the head's)")
+    for preset, threads, extra in [("veryfast", None, []), ("superfast", 1, []), ("ultrafast", 1, []),
+                                   ("ultrafast", None, []), ("ultrafast", 1, ["-qp", "0"])]:
+        args = ["-c:v", "libx264", "-preset", preset, "-pix_fmt", "yuv420p"] + (extra or ["-crf", "18"])
+        args += ["-threads", str(threads)] if threads else []
+        out = tmp / "q.mp4"
+        c0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        subprocess.run([_ffmpeg_exe(), "-y", "-loglevel", "error", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s",
+                        f"{w}x{h}", "-r", "30", "-i", "-", *args, "-frames:v", str(t), "-f", "mp4", str(out)],
+                       input=frames.tobytes(), check=True)
+        c1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = (c1.ru_utime + c1.ru_stime - c0.ru_utime - c0.ru_stime) / t * 1e3
+        raw = subprocess.run([_ffmpeg_exe(), "-loglevel", "error", "-i", str(out), "-f", "rawvideo", "-pix_fmt",
+                              "rgb24", "-"], capture_output=True, check=True).stdout
+        err = (np.frombuffer(raw, np.uint8).reshape(frames.shape).astype(np.float64) - frames) ** 2
+        psnr = 10 * np.log10(255 ** 2 / err.mean())
+        psnr_head = 10 * np.log10(255 ** 2 / err[mask].mean())
+        name = f"{preset} {'threads ' + str(threads) if threads else 'default threads'}" + (" lossless" if extra else "")
+        print(f"  {name:<34} {cpu:6.2f} ms  {out.stat().st_size * 8 / (t / 30) / 1e3:7.0f} kbit/s  "
+              f"{psnr:5.2f} / {psnr_head:5.2f} dB", flush=True)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--sizes", default="512,256")
+    ap.add_argument("--baseline", help="git revision whose avguide/render is the old side (default: this tree)")
+    ap.add_argument("--size", type=int, default=512)
     ap.add_argument("--frames", type=int, default=48)
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--long", type=int, default=300, help="frames of the 10 s clip (0: skip)")
+    ap.add_argument("--long", type=int, default=300, help="frames of the 10 s clip at 30 fps (0: skip)")
+    ap.add_argument("--quality", action="store_true", help="x264 presets: CPU, bit rate, PSNR")
     args = ap.parse_args()
-    seq, faces_np, part, names = speaking_head(args.frames)
-    faces = torch.from_numpy(faces_np)
-    verts = torch.from_numpy(seq)
-    n = args.frames
-    albedo, nb = head_albedo(load_head()), face_neighbors(faces)
-    plan = cull_plan(verts[0], faces)
-    threads = torch.get_num_threads()
-    print(f"load average {' '.join(f'{x:.1f}' for x in os.getloadavg())} on {os.cpu_count()} cores; "
-          f"{n} frames, medians of {args.repeats}")
-    print(f"{'':<22}  {'wall clock, per frame':^40}  {'CPU time, per frame':^26}")
-    print(f"{'stage':<16} {'size':>4}  {'old ms':>8} {'old fps':>7}  {'new ms':>8} {'new fps':>7}  speed-up  "
-          f"{'old ms':>8} {'new ms':>8}  ratio")
+    print(f"load average {' '.join(f'{x:.1f}' for x in os.getloadavg())} on {os.cpu_count()} cores; old = "
+          f"{'avguide/render of ' + args.baseline if args.baseline else 'this tree'}, new = this tree; "
+          f"medians of {args.repeats}")
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        for size in [int(s) for s in args.sizes.split(",")]:
-            cam = video_camera(verts[0], "three_quarter", size)
-            torch.set_num_threads(1)
-
-            def raster_old():
-                for s0 in range(0, n, 16):
-                    rasterize(project(verts[s0: s0 + 16], cam), faces, cam.size, cull_backfaces=False)
-
-            chunk = min(64, max(1, 2 ** 20 // (size * size)))  # render_video's default
-
-            def raster_new():
-                for s0 in range(0, n, chunk):
-                    pix = project(verts[s0: s0 + chunk], cam)
-                    rasterize_video(pix, faces, cam.size, draw=drawn_faces(pix, faces, plan))
-
-            def shade_old():
-                with torch.no_grad():
-                    for s0 in range(0, n, 16):
-                        img, _ = render_mesh(verts[s0: s0 + 16], faces, cam, albedo, neighbors=nb,
-                                             background=BACKGROUND, cull_backfaces=False)
-                        _to_bytes(img)
-
-            def shade_new():
-                for s0 in range(0, n, chunk):
-                    render_frames(verts[s0: s0 + chunk], faces, cam, albedo, plan=plan, neighbors=nb,
-                                  background=BACKGROUND).numpy()
-
-            row("rasterise", size, n, race(raster_old, raster_new, args.repeats), "1 thread")
-            row("rasterise+shade", size, n, race(shade_old, shade_new, args.repeats), "1 thread")
-            torch.set_num_threads(threads)
-            frames = np.concatenate([render_frames(verts[s0: s0 + 4], faces, cam, albedo, plan=plan, neighbors=nb,
-                                                   background=BACKGROUND).numpy() for s0 in range(0, n, 4)])
-            row("encode", size, n, race(lambda: encode(frames, "medium", tmp / "e.mp4"),
-                                        lambda: encode(frames, "veryfast", tmp / "e.mp4"), args.repeats),
-                "x264 medium -> veryfast, crf 18")
-            kw = dict(fps=25, vertex_part=part, part_names=names, size=size, progress=False)
-            row("render_video", size, n, race(
-                lambda: render_video([seq], faces_np, tmp / "o.mp4", renderer="mesh", preset="medium", chunk=16,
-                                     workers=1, **kw),
-                lambda: render_video([seq], faces_np, tmp / "n.mp4", **kw), args.repeats), "end to end")
+        trees = {"old": baseline_tree(args.baseline, tmp / "old"), "new": baseline_tree(None, tmp / "new")}
+        seq, *_ = speaking_head(args.frames)
+        np.save(tmp / "frames.npy", seq)
+        print(f"{'':<19} {'wall, per frame':^16}  {'CPU ms per frame':^26}")
+        print(f"{'stage':<14} {'side':<4} {'ms':>8} {'fps':>7}  {'python':>8} {'ffmpeg':>8} {'all':>8}")
+        job = dict(frames=str(tmp / "frames.npy"), size=args.size)
+        report("render_frames", args.frames, race(trees, args.repeats, stage="render_frames", **job))
+        report("render_video", args.frames, race(trees, args.repeats, stage="render_video", out=str(tmp / "v.mp4"),
+                                                 fps=30.0, **job))
         if args.long:
-            size = int(args.sizes.split(",")[0])
             clip, *_ = speaking_head(args.long, seed=1)
+            np.save(tmp / "clip.npy", clip)
             wav = tmp / "speech.wav"
             sf.write(wav, 0.1 * np.sin(np.arange(args.long * 16000 // 30) * 2 * np.pi * 150 / 16000), 16000)
-            t, c = time.perf_counter(), cpu_seconds()
-            render_video([clip], faces_np, tmp / "long.mp4", fps=30, audio_path=wav, vertex_part=part,
-                         part_names=names, size=size, progress=False)
-            t, c = time.perf_counter() - t, cpu_seconds() - c
-            print(f"{args.long / 30:.0f} s of speech ({args.long} frames at 30 fps, audio) -> mp4 at {size}, new path: "
-                  f"{t:.2f} s wall ({args.long / t:.1f} frames/s), {c:.2f} s CPU ({c / args.long * 1e3:.1f} ms/frame)")
+            report(f"{args.long / 30:g} s clip", args.long, race(
+                trees, args.repeats, stage="render_video", frames=str(tmp / "clip.npy"), size=args.size,
+                out=str(tmp / "c.mp4"), fps=30.0, audio=str(wav), captions=["speech (style)"]))
+        if args.quality:
+            from avguide.assets.head import load_head
+            from avguide.render import face_neighbors, head_albedo
+            from avguide.render.fastframes import render_frames
+            from avguide.render.fastraster import cull_plan
+            from avguide.render.video import BACKGROUND, video_camera
+
+            head = load_head()
+            v = torch.from_numpy(seq)
+            faces = torch.from_numpy(np.array(head.faces, np.int64))
+            cam = video_camera(v[0], "three_quarter", args.size)
+            frames = render_frames(v, faces, cam, head_albedo(head), plan=cull_plan(v[0], faces),
+                                   neighbors=face_neighbors(faces), background=BACKGROUND).numpy()
+            quality(frames, tmp)
     print(f"load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
 
 

@@ -7,7 +7,9 @@ duration equals the audio's within one frame.
 Frames are drawn by the inference renderer :func:`avguide.render.fastframes.render_frames` (the
 images of the differentiable :func:`avguide.render.mesh.render_mesh`, without autograd, see
 ``renderer``), in chunks of a few frames by ``workers`` threads while ffmpeg encodes the
-previous ones in its own process; ``bench/video.py`` measures both renderers and the encoder.
+previous ones in its own process (x264 ``ultrafast`` in one thread by default: on 2 cores the
+encoder's CPU time is the renderers' loss; the caption, matplotlib's, is drawn by a worker while
+the other renders the first frames); ``bench/video.py`` measures both renderers and the encoder.
 """
 
 from __future__ import annotations
@@ -90,7 +92,7 @@ def render_video(sequences: list[np.ndarray], faces: np.ndarray, out_path: str |
                  audio_path: str | Path | None = None, vertex_part: np.ndarray | None = None,
                  part_names: tuple[str, ...] = tuple(PART_COLORS), captions: list[str] | None = None,
                  size: int = 512, view: str = "three_quarter", max_mismatch_s: float = 0.2,
-                 chunk: int | None = None, workers: int = 2, preset: str = "veryfast", crf: int = 18,
+                 chunk: int | None = None, workers: int = 2, preset: str = "ultrafast", crf: int = 18,
                  renderer: str = "fast", progress: bool = True) -> dict:
     """Render vertex sequences to an MP4 (H.264, yuv420p), side by side, with optional audio.
 
@@ -114,7 +116,11 @@ def render_video(sequences: list[np.ndarray], faces: np.ndarray, out_path: str |
         workers: threads rendering chunks at the same time (each with one PyTorch thread:
             ``torch.set_num_threads(1)`` for the duration of the call when ``workers > 1``).
         preset, crf: x264 speed preset (one of :data:`X264_PRESETS`) and constant rate factor
-            (0-51, lower is better; 18 is visually lossless).
+            (0-51, lower is better; 18 is visually lossless). x264 runs in one thread. On the
+            speaking head at 512 px (``bench/video.py --quality``): ``ultrafast`` 2.6 ms of CPU a
+            frame, 44.8 dB PSNR of the decoded video against the rendered frames, 1.8 Mbit/s at
+            30 fps; ``veryfast`` (three threads, the earlier default) 7.2 ms, 43.2 dB, 0.56 Mbit/s;
+            4:2:0 chroma alone (lossless x264) 46.7 dB.
         renderer: one of :data:`RENDERERS`; both give the same images up to float32 rounding
             (pixel centres on an edge may differ).
         progress: a progress bar on stderr (tqdm) for renders longer than a second.
@@ -199,25 +205,26 @@ def render_video(sequences: list[np.ndarray], faces: np.ndarray, out_path: str |
     nb = face_neighbors(faces_t)
     plan = cull_plan(v0, faces_t) if renderer == "fast" else None
     cap_h = 28 if captions else 0
-    top = np.concatenate([caption_image(c, size, cap_h) for c in captions], axis=1) if captions else None
     width, height = size * len(seqs), size + cap_h
 
     def frames(s0: int) -> np.ndarray:  # (t, height, width, 3) uint8 frames s0 .. s0 + chunk - 1, all panels
-        panels = []
-        for s in seqs:
-            v = torch.from_numpy(np.array(s[s0: s0 + chunk]))  # (t, V, 3), a copy of a (read-only) block
+        t = min(chunk, n_frames - s0)
+        frame = np.empty((t, height, width, 3), np.uint8)  # the caption rows are filled by the writer
+        for i, s in enumerate(seqs):
+            v = torch.from_numpy(np.array(s[s0: s0 + t]))  # (t, V, 3), a copy of a (read-only) block
             if renderer == "fast":
-                panels.append(render_frames(v, faces_t, cam, albedo, plan=plan, neighbors=nb, background=BACKGROUND,
-                                            gamma=GAMMA).numpy())
+                panel = render_frames(v, faces_t, cam, albedo, plan=plan, neighbors=nb, background=BACKGROUND,
+                                      gamma=GAMMA).numpy()
             else:
                 with torch.no_grad():
                     img, _ = render_mesh(v, faces_t, cam, albedo, neighbors=nb, background=BACKGROUND,
                                          cull_backfaces=False)
-                panels.append(_to_bytes(img))
-        frame = panels[0] if len(panels) == 1 else np.concatenate(panels, axis=2)  # (t, size, width, 3)
-        if top is not None:
-            frame = np.concatenate([np.broadcast_to(top, (frame.shape[0], *top.shape)), frame], axis=1)
-        return np.ascontiguousarray(frame)
+                panel = _to_bytes(img)
+            frame[:, cap_h:, i * size: (i + 1) * size] = panel  # (t, size, size, 3)
+        return frame
+
+    def caption_rows() -> np.ndarray:  # (cap_h, width, 3) uint8
+        return np.concatenate([caption_image(c, size, cap_h) for c in captions], axis=1)
 
     ffmpeg = _ffmpeg_exe()
     out_path = Path(out_path)
@@ -227,7 +234,7 @@ def render_video(sequences: list[np.ndarray], faces: np.ndarray, out_path: str |
                "-s", f"{width}x{height}", "-r", f"{fps}", "-i", "-"]
         if audio is not None:
             cmd += ["-i", str(audio), "-c:a", "aac", "-b:a", "128k", "-map", "0:v", "-map", "1:a"]
-        cmd += ["-c:v", "libx264", "-preset", preset, "-pix_fmt", "yuv420p", "-crf", str(crf)]
+        cmd += ["-c:v", "libx264", "-preset", preset, "-threads", "1", "-pix_fmt", "yuv420p", "-crf", str(crf)]
         # with audio, -t ends the file: -frames:v would stop the output at the last video frame and
         # drop the audio encoder's last, partial AAC frame (up to 64 ms of sound at 16 kHz)
         cmd += ["-t", f"{n_frames / fps:.6f}"] if audio is not None else ["-frames:v", str(n_frames)]
@@ -240,13 +247,17 @@ def render_video(sequences: list[np.ndarray], faces: np.ndarray, out_path: str |
                 torch.set_num_threads(1)
             # chunks rendered ahead by the workers, at most 2 per worker waiting for the encoder
             with ThreadPoolExecutor(workers) as pool:
+                caption = pool.submit(caption_rows) if captions else None  # matplotlib: first on a worker
                 pending = deque()
                 try:
                     for s0 in range(0, n_frames, chunk):
                         pending.append((pool.submit(frames, s0), min(chunk, n_frames - s0)))
                         while pending and (len(pending) > 2 * workers or s0 + chunk >= n_frames):
                             done, count = pending.popleft()
-                            proc.stdin.write(memoryview(done.result()).cast("B"))
+                            frame = done.result()
+                            if caption is not None:
+                                frame[:, :cap_h] = caption.result()
+                            proc.stdin.write(memoryview(frame).cast("B"))
                             bar.update(count)
                 finally:
                     for done, _ in pending:
