@@ -31,7 +31,7 @@ Writing (:mod:`avguide.io.output`, :mod:`avguide.io.media`)::
 from avguide.io.arrays import array_header, load_array, load_faces, load_indices, load_npz, load_vertices
 from avguide.io.files import (existing_file, load_json, load_jsonl, load_safetensors, load_torch_state,
                               load_yaml, one_line, read_bytes, read_text, safe_load_pickle)
-from avguide.io.media import MIN_SECONDS, audio_duration, audio_info, load_audio, save_wav, video_writer
+from avguide.io.media import MIN_SECONDS, audio_duration, audio_info, load_audio, output_problem, save_wav, video_writer
 from avguide.io.output import (append_jsonl, atomic_path, check_output_dir, check_output_file,
                                os_reason, save_npy_atomic, save_safetensors_atomic, save_torch_atomic,
                                write_bytes_atomic, write_json_atomic, write_text_atomic)
@@ -40,7 +40,7 @@ __all__ = [
     "append_jsonl", "array_header", "atomic_path", "audio_duration", "audio_info",
     "check_output_dir", "check_output_file", "existing_file", "load_array", "load_audio",
     "load_faces", "load_indices", "load_json", "load_jsonl", "load_npz", "load_safetensors",
-    "load_torch_state", "load_vertices", "load_yaml", "MIN_SECONDS", "one_line", "os_reason",
+    "load_torch_state", "load_vertices", "load_yaml", "MIN_SECONDS", "one_line", "os_reason", "output_problem",
     "read_bytes", "read_text", "safe_load_pickle", "save_npy_atomic", "save_safetensors_atomic",
     "save_torch_atomic", "save_wav", "video_writer", "write_bytes_atomic", "write_json_atomic",
     "write_text_atomic",

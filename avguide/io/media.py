@@ -160,6 +160,12 @@ def save_wav(path: str | os.PathLike, wav: np.ndarray, rate: int = AUDIO_RATE) -
 _DISK_PROBLEMS = ("No space left", "File too large", "Disk quota", "Permission denied", "Read-only file system")
 
 
+def output_problem(ffmpeg_stderr: str) -> str | None:
+    """The line of ffmpeg's error output that says the output could not be written (a full disk,
+    no permission, a read-only file system: the user's to fix), or None (a failure of ours)."""
+    return next((ln for ln in ffmpeg_stderr.splitlines() if any(p in ln for p in _DISK_PROBLEMS)), None)
+
+
 class VideoSink:
     """The object a :func:`video_writer` block writes frames to."""
 
@@ -245,7 +251,7 @@ def video_writer(path: str | os.PathLike, width: int, height: int, fps: float, n
         log.seek(0)
         err = log.read().decode(errors="replace").strip()
         if rc != 0 or sink.broken:
-            problem = next((ln for ln in err.splitlines() if any(p in ln for p in _DISK_PROBLEMS)), None)
+            problem = output_problem(err)
             if problem:
                 raise BadInputError(f"{path}: cannot write video ({one_line(problem, 200)})")
             raise RuntimeError(f"ffmpeg failed writing {path}: {err[-500:]}")

@@ -26,7 +26,7 @@ import torch
 from tqdm import tqdm
 
 from avguide.errors import BadInputError
-from avguide.io import atomic_path, audio_duration
+from avguide.io import atomic_path, audio_duration, one_line, output_problem
 from avguide.render.antialias import face_neighbors
 from avguide.render.camera import Camera, orthographic_camera
 from avguide.render.fastframes import render_frames
@@ -274,6 +274,9 @@ def render_video(sequences: list[np.ndarray], faces: np.ndarray, out_path: str |
             bar.close()
         err = proc.stderr.read().decode(errors="replace")
         if proc.wait() != 0:
+            problem = output_problem(err)
+            if problem:  # a full disk or an unwritable output: the user's to fix, one line
+                raise BadInputError(f"{out_path}: cannot write video ({one_line(problem, 200)})")
             raise RuntimeError(f"ffmpeg failed writing {out_path}: {err.strip()[-500:]}")
     return {"frames": n_frames, "fps": fps, "duration_s": n_frames / fps, **report}
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import socket
 
 from avguide.errors import BadInputError
 
@@ -28,9 +29,28 @@ def _serve_run(a: argparse.Namespace) -> int:
                         ("--max-streams", a.max_streams)):
         if not value > 0:
             raise BadInputError(f"{name} {value}: must be > 0")
+    check_listen(a.host, a.port)
     limits = Limits(max_upload_bytes=int(a.max_upload_mb * 2 ** 20), max_seconds=a.max_seconds,
                     max_streams=a.max_streams)
     anim = load_animator(a.model)
     print(f"avguide studio: http://{a.host}:{a.port}/  (streaming: ws://{a.host}:{a.port}/api/stream)", flush=True)
     serve(anim, host=a.host, port=a.port, limits=limits)
     return 0
+
+
+def check_listen(host: str, port: int) -> None:
+    """Refuse, before the model loads, an address the server could not listen on (a bad host
+    name, an address not on this machine, a port in use or not allowed); the socket is closed again.
+
+    Raises:
+        BadInputError: naming --host / --port and the reason.
+    """
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        family, kind, proto, _, address = infos[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(address)
+    except (OSError, UnicodeError) as e:
+        reason = getattr(e, "strerror", None) or str(e)
+        raise BadInputError(f"--host {host} --port {port}: cannot listen there ({reason})") from None

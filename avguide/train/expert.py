@@ -32,6 +32,7 @@ import torch
 
 from avguide.config import config_to_dict, flag_overrides
 from avguide.data.batching import Batch, RecordingDataset, collate, make_loader
+from avguide.data.samples import check_recordings
 from avguide.data.layouts import open_dataset
 from avguide.errors import BadInputError
 from avguide.lipreader.checkpoint import load_auto_avsr_checkpoint
@@ -344,17 +345,22 @@ def train_expert(cfg: ExpertStageConfig, out_dir: str | Path, resume: bool = Fal
     tok = make_tokenizer(cfg.tokenizer_name())
     ecfg = cfg.expert_config(tok.odim)
     crop, rule = cfg.crop_size(), cfg.camera_rule()
+    # the data and an explicit render cache are checked before the run directory is made
+    train_refs, val_refs = index.split(cfg.train_split), index.split(cfg.val_split)
+    if not train_refs or not val_refs:
+        raise BadInputError(f"{cfg.data}: split {cfg.train_split!r} has {len(train_refs)} and "
+                            f"{cfg.val_split!r} {len(val_refs)} recordings; both must be non-empty")
+    if cfg.val_max:
+        val_refs = val_refs[: cfg.val_max]
+    check_recordings(index, train_refs + val_refs)
+    cache = None
+    if cfg.modality != "audio" and cfg.cache_dir:
+        cache = RenderCache(assets, crop, rule, cfg.cache_dir)
     with Run(out_dir, config_to_dict(cfg), ctx, resume=resume, min_improvement=cfg.optim.min_improvement) as run:
         if run.step == 0 and ctx.is_main:
             save_assets(run.path / "render_assets.npz", assets)
-        train_refs, val_refs = index.split(cfg.train_split), index.split(cfg.val_split)
-        if not train_refs or not val_refs:
-            raise BadInputError(f"{cfg.data}: split {cfg.train_split!r} has {len(train_refs)} and "
-                                f"{cfg.val_split!r} {len(val_refs)} recordings; both must be non-empty")
-        if cfg.val_max:
-            val_refs = val_refs[: cfg.val_max]
-        cache = None if cfg.modality == "audio" else RenderCache(assets, crop, rule,
-                                                                 cfg.cache_dir or run.path / "render_cache")
+        if cfg.modality != "audio" and cache is None:
+            cache = RenderCache(assets, crop, rule, run.path / "render_cache")
         train_set = RecordingDataset(index, train_refs, need_text=True)
         sampler = None
         if ctx.world_size > 1:

@@ -787,3 +787,21 @@ def test_bench_corrupt_record_of_an_earlier_run(content, words, tmp_path, capsys
     assert_refused(capsys, ["bench", "--out", out], out / "bench_config.json", words)
     assert snapshot(tmp_path) == before
 
+
+
+def test_serve_refuses_an_address_it_cannot_listen_on_before_loading_a_model(capsys, monkeypatch):
+    """A bad host name and a port in use: one line naming --host / --port, before the model loads."""
+    import socket
+
+    import avguide.animate
+
+    def refuse(*a, **k):
+        raise AssertionError("the model was loaded before the address was checked")
+
+    monkeypatch.setattr(avguide.animate, "load_animator", refuse)
+    assert_refused(capsys, ["serve", "--host", "999.1.1.1"], "--host 999.1.1.1", "cannot listen")
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        assert_refused(capsys, ["serve", "--port", port], f"--port {port}", "cannot listen")
