@@ -279,8 +279,8 @@ def _dataset_meta(index) -> dict:
 
 RESUMABLE = ("optim.lr", "optim.betas", "optim.weight_decay", "optim.epochs", "optim.grad_clip",
              "optim.warmup_epochs", "optim.patience", "optim.min_improvement", "loss_weights.", "av.l_mse", "av.l_av",
-             "av.l_ctc", "av.l_ce", "av.l_rlv", "av.expert_lr", "av.balance", "av.balance_on", "av.probe_every", "av.face_slack", "av.render_workers",
-             "av.render_compile", "device", "workers", "cache")
+             "av.l_ctc", "av.l_ce", "av.l_rlv", "av.expert_lr", "av.balance", "av.balance_on", "av.probe_every",
+             "av.face_slack", "av.render_workers", "av.render_compile", "device", "workers", "cache")
 """What a resumed run may change (applied from its first step); anything else (the model, the data,
 the seed, the stage, the expert, the batch size, the optimiser or schedule kind) is refused."""
 

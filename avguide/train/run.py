@@ -7,10 +7,10 @@ Each loop is a recipe (setup -> train -> save) around these pieces::
     with Run(out, resolved_config, ctx, resume=...) as run:  # lock, config.json, repair
         weights, state = run.restore()                      # None on a fresh start
         for epoch in range(run.epoch + 1, epochs + 1):
+            if run.stalled(patience): break                    # early stopping (optim.patience)
             shuffle_for_epoch(loader, epoch, cfg.seed)
             ...
             run.save(model, train_state, epoch=, step=, metrics=, score=, seconds=)
-            if run.stalled(patience): break                    # early stopping (optim.patience)
 
 **Run state.** A checkpoint's ``meta.json`` is the one record of the run's state: epoch, step,
 metrics, the name and score of the best checkpoint so far and the epoch's ``metrics.jsonl``
