@@ -1,10 +1,12 @@
 """Cost of one AV-stage training step against a baseline step (not a test).
 
     python bench/train_step.py [--data data/synth] [--batch 8] [--reps 5] [--threads 2]
-                               [--expert cpu_small|narrow]
+                               [--expert cpu_small|narrow] [--forcing tf|ar|both] [--rows NAME,...]
 
-The animator is FaceFormer at preset ``cpu`` (autoregressive training, as the shipped model), on
-a batch of ``--batch`` training recordings of ``--data`` (the real head, 4742 vertices, 30 fps).
+The animator is FaceFormer at preset ``cpu``, trained with teacher forcing (``tf``, the shipped
+recipe ``avguide/configs/faceformer.yaml``) and/or autoregressively (``ar``, FaceFormer's default),
+from the same initial weights, on a batch of ``--batch`` training recordings of ``--data`` (the real
+head, 4742 vertices, 30 fps).
 The expert is the stage-1 ``cpu_small`` AV preset (44x44 crops, SentencePiece units), or with
 ``--expert narrow`` the narrowed one of the ``cpu`` bench preset (``avguide/configs/expert/narrow.yaml``:
 32x32 crops, a third of the cost), with random weights: a step costs the same whatever the
@@ -17,9 +19,10 @@ weights. Each row is one full optimiser step of the animator loop (forward,
     av balanced vertices  l_av set every step from the gradient norms on the vertices
     av balanced params    ... on the animator's parameters
 
-Every repetition runs each row once, in turn, so that a change of machine load hits them alike;
-the table gives the median wall-clock and process CPU seconds per step (all threads: torch's and
-the renderer's workers) and their ratios to the baseline's medians. On a machine shared with other
+each once per training mode of ``--forcing`` (``--rows`` keeps some of them). Every repetition runs
+each row once, in turn, so that a change of machine load hits them alike; the table gives the
+median wall-clock and process CPU seconds per step (all threads: torch's and the renderer's
+workers) and their ratios to the medians of the baseline of the same training mode. On a machine shared with other
 work, run it with ``--threads 1``: the CPU times are then the steady measure of what a step costs
 (with more torch threads than free cores, their spin-waiting inflates the CPU times).
 """
@@ -27,6 +30,7 @@ work, run it with ``--threads 1``: the CPU times are then the steady measure of 
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import statistics
 import time
@@ -62,7 +66,12 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--expert", choices=["cpu_small", "narrow"], default="cpu_small")
+    ap.add_argument("--forcing", choices=["tf", "ar", "both"], default="both",
+                    help="the animator's training: teacher forcing (the shipped recipe), autoregressive, or both")
+    ap.add_argument("--rows", default=",".join(ROWS), help="comma-separated rows to run (baseline always)")
     a = ap.parse_args()
+    rows = {name: ROWS[name] for name in ["baseline", *a.rows.split(",")] if name in ROWS}
+    modes = ["tf", "ar"] if a.forcing == "both" else [a.forcing]
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
 
@@ -71,8 +80,12 @@ def main() -> None:
     cfg = load_config(AnimatorTrainConfig, None, over)
     index, train_refs, _ = open_training_data(cfg.data, cfg.layout)
     model, _ = build_model(cfg, index)
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt, _ = build_optimizer([{"params": params}], cfg.optim, 1)
+    models = {}  # mode -> (model, its trainable parameters, its optimiser), the same initial weights
+    for mode in modes:
+        m = copy.deepcopy(model)
+        m.cfg = dataclasses.replace(m.cfg, teacher_forcing=mode == "tf")
+        params = [p for p in m.parameters() if p.requires_grad]
+        models[mode] = m, params, build_optimizer([{"params": params}], cfg.optim, 1)[0]
     ds = RecordingDataset(index, train_refs[: a.batch], need_text=True)
     batch = collate([ds[i] for i in range(len(ds))])
     tok = make_tokenizer("spm")
@@ -86,15 +99,19 @@ def main() -> None:
     trained = TrainedExpert(expert, tok, crop, "template", assets_from_dataset(index), {"tokenizer": "spm"}, None)
     lips = torch.as_tensor(index.regions["lips"])
     weights = _weights(cfg)
-    objectives = {}
-    for name, av in ROWS.items():
-        if av is None:
-            objectives[name] = WeightedSum({k: v for k, v in weights.items() if k not in ("ctc", "ce", "rlv")})
-        else:
-            objectives[name] = AVGuidance(dataclasses.replace(cfg.av, **av), index.n_vertices, lips,
-                                          torch.device("cpu"), trained, weights=weights, params=params)
+    own = WeightedSum({k: v for k, v in weights.items() if k not in ("ctc", "ce", "rlv")})  # the baseline
+    objectives = {}  # (mode, row) -> objective
+    for mode in modes:
+        for name, av in rows.items():
+            if av is None:
+                objectives[mode, name] = own
+            else:
+                objectives[mode, name] = AVGuidance(dataclasses.replace(cfg.av, **av), index.n_vertices, lips,
+                                                    torch.device("cpu"), trained, weights=weights,
+                                                    params=models[mode][1])
 
-    def step(objective) -> tuple[float, float]:
+    def step(mode: str, objective) -> tuple[float, float]:
+        model, params, opt = models[mode]
         t0, c0 = time.perf_counter(), time.process_time()
         out = model(batch.audio, batch.audio_lengths, batch.template, batch.vertices, batch.lengths, batch.subject)
         backward, _ = objective.step(out["pred"], batch, dict(out["losses"]), 0)
@@ -104,22 +121,23 @@ def main() -> None:
         opt.step()
         return time.perf_counter() - t0, time.process_time() - c0
 
-    model.train()
+    for m, _, _ in models.values():
+        m.train()
     frames = int(batch.lengths.sum())
     print(f"FaceFormer preset cpu, batch {len(batch.names)} ({frames} frames at {batch.fps:g} fps), "
           f"expert av/{a.expert} ({crop}x{crop} crops, random weights), {a.threads} threads, {a.reps} reps after "
-          "one warm-up")
-    for objective in objectives.values():  # warm-up
-        step(objective)
-    times: dict[str, list[tuple[float, float]]] = {name: [] for name in objectives}
+          "one warm-up; training: tf = teacher forcing (the shipped recipe), ar = autoregressive")
+    for key, objective in objectives.items():  # warm-up
+        step(key[0], objective)
+    times: dict[tuple[str, str], list[tuple[float, float]]] = {key: [] for key in objectives}
     for _ in range(a.reps):
-        for name, objective in objectives.items():
-            times[name].append(step(objective))
-    wall0, cpu0 = (statistics.median(t[i] for t in times["baseline"]) for i in (0, 1))
-    print(f"{'step':24s} {'wall s':>7s} {'ratio':>6s} {'CPU s':>7s} {'ratio':>6s}   CPU s of each rep")
-    for name, ts in times.items():
+        for key, objective in objectives.items():
+            times[key].append(step(key[0], objective))
+    print(f"{'step':29s} {'wall s':>7s} {'ratio':>6s} {'CPU s':>7s} {'ratio':>6s}   CPU s of each rep")
+    for (mode, name), ts in times.items():
+        wall0, cpu0 = (statistics.median(t[i] for t in times[mode, "baseline"]) for i in (0, 1))
         wall, cpu = (statistics.median(t[i] for t in ts) for i in (0, 1))
-        print(f"{name:24s} {wall:7.2f} {wall / wall0:6.2f} {cpu:7.2f} {cpu / cpu0:6.2f}   "
+        print(f"{name + ' (' + mode + ')':29s} {wall:7.2f} {wall / wall0:6.2f} {cpu:7.2f} {cpu / cpu0:6.2f}   "
               + " ".join(f"{t[1]:.2f}" for t in ts))
 
 

@@ -34,6 +34,7 @@ from avguide.render import (Camera, albedo_from_parts, face_neighbors, lip_camer
                             resample_fps)
 from avguide.render.lipcam import LUMA, crop_window
 from avguide.render.parallel import map_batch
+from avguide.render.submesh import window_submesh
 
 CameraRule = Literal["template", "sequence_mean"]
 
@@ -188,7 +189,7 @@ def lip_cameras(rest: torch.Tensor, assets: RenderAssets, crop: int) -> Camera:
 
 def lip_gray(verts: torch.Tensor, lengths: torch.Tensor, fps: float, assets: RenderAssets, cam: Camera,
              crop: int, *, face_mask: torch.Tensor | None = None, chunk: int = 32, workers: int = 1,
-             compile: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+             compile: bool = False, submesh: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """Vertex sequences at any frame rate -> 25 fps grayscale lip crops in [0, 1] (differentiable).
 
     Args:
@@ -204,6 +205,10 @@ def lip_gray(verts: torch.Tensor, lengths: torch.Tensor, fps: float, assets: Ren
             tensors under glibc's 32 MiB mmap threshold, see :func:`avguide.render.expert_input`).
         workers: threads rendering chunks of frames at once (:func:`avguide.render.parallel.map_batch`).
         compile: ``torch.compile``'d rasteriser and shading (:func:`avguide.render.render_mesh`).
+        submesh: render only the part of the mesh the crops can show in some valid frame
+            (:func:`avguide.render.submesh.window_submesh`, found once per call): the same crops
+            and gradients, bit for bit, without the work in O(V) per frame on the rest of the
+            mesh. False renders the whole mesh (the reference).
     Returns:
         gray (B, T25, crop, crop) float in [0, 1], zeros past ``lengths25``; lengths25 (B,) int64.
     """
@@ -211,6 +216,12 @@ def lip_gray(verts: torch.Tensor, lengths: torch.Tensor, fps: float, assets: Ren
     assert len(cam) == b and cam.size[0] >= crop, "one camera per sequence, image >= crop"
     dev = verts.device
     faces, albedo, nb = assets.faces.to(dev), assets.albedo.to(dev, verts.dtype), assets.neighbors.to(dev)
+    if submesh:
+        window = crop_window(cam, crop) if min(cam.size) >= crop + 2 else cam  # what is drawn (below)
+        sub = window_submesh(verts, lengths, window, faces, nb, face_mask)
+        if sub is not None:  # from here on, V is the sub-mesh's
+            verts, albedo = verts.index_select(2, sub.vertices), albedo.index_select(0, sub.vertices)
+            faces, nb, face_mask = sub.faces, sub.neighbors, sub.face_mask
     v25, len25 = resample_fps(verts, lengths, fps)  # (B, T25, V, 3)
     t25 = v25.shape[1]
     valid = torch.arange(t25, device=dev)[None, :] < len25[:, None]  # (B, T25)

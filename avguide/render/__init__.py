@@ -7,6 +7,8 @@ arguments): :func:`project`, :func:`rasterize`, :func:`barycentrics`, :func:`int
 -> the lip-reading expert's 25 fps 88x88 input), :func:`avguide.render.video.render_video`.
 Inference only, for video: :func:`cull_plan`, :func:`drawn_faces`, :func:`rasterize_video` and
 :func:`render_frames` (the images of :func:`render_mesh` as sRGB bytes, without autograd).
+:func:`window_submesh`: the part of a mesh some cameras can show over a batch of sequences (the
+same images and gradients for less work; :func:`avguide.lipreader.lipvideo.lip_gray` renders it).
 """
 
 from avguide.render.antialias import antialias, face_neighbors
@@ -18,11 +20,12 @@ from avguide.render.lipcam import (expert_crop, expert_input, lip_camera, lip_fa
 from avguide.render.mesh import render_mesh
 from avguide.render.raster import barycentrics, interpolate, rasterize
 from avguide.render.shading import PART_COLORS, Lights, albedo_from_parts, head_albedo, shade, vertex_normals
+from avguide.render.submesh import SubMesh, window_submesh
 
 __all__ = [
-    "Camera", "Lights", "PART_COLORS", "albedo_from_parts", "antialias", "barycentrics", "cull_plan",
+    "Camera", "Lights", "PART_COLORS", "SubMesh", "albedo_from_parts", "antialias", "barycentrics", "cull_plan",
     "drawn_faces", "expert_crop", "expert_input", "face_neighbors", "head_albedo", "interpolate", "lip_camera",
     "lip_face_mask", "look_at", "orthographic_camera", "perspective_camera", "project", "rasterize",
     "rasterize_video", "render_frames", "render_mesh", "resample_fps", "resampled_length", "shade",
-    "vertex_normals",
+    "vertex_normals", "window_submesh",
 ]

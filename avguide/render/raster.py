@@ -90,13 +90,15 @@ def _seen_faces(p: torch.Tensor, fs: torch.Tensor, h: int, w: int) -> torch.Tens
     return (fhi[:, 0] >= 0.5) & (flo[:, 0] <= w - 0.5) & (fhi[:, 1] >= 0.5) & (flo[:, 1] <= h - 0.5)
 
 
-def _cull(p: torch.Tensor, fs: torch.Tensor, h: int, w: int, cull_backfaces: bool
+def _cull(planes: torch.Tensor, fs: torch.Tensor, h: int, w: int, cull_backfaces: bool
           ) -> tuple[torch.Tensor, torch.Tensor]:
     """keep (N, F') bool: (image, face) pairs covering some pixel centre's box, front-facing when
-    culling back faces; and boxes (4, N*F') float32 x0, y0, x1, y1 (pixel bounds, inclusive)."""
-    # corner coordinates of every (image, face), one contiguous (N, F') tensor each
-    x0, x1, x2 = (p[..., 0].index_select(1, fs[:, k]) for k in range(3))
-    y0, y1, y2 = (p[..., 1].index_select(1, fs[:, k]) for k in range(3))
+    culling back faces; and boxes (4, N*F') float32 x0, y0, x1, y1 (pixel bounds, inclusive).
+    ``planes``: (3, N, V) float32 projected x, y, depth planes (contiguous)."""
+    # corner coordinates of every (image, face), one contiguous (N, F') tensor each, from one gather
+    n = planes.shape[1]
+    xy = planes[:2].reshape(2 * n, -1).index_select(1, fs.T.reshape(-1)).view(2, n, 3, -1)  # (2, N, 3, F')
+    (x0, x1, x2), (y0, y1, y2) = xy[0].unbind(1), xy[1].unbind(1)
     # twice the signed screen area; a counter-clockwise face (seen by the camera) is clockwise
     # in the y-down image, so front faces have area < 0
     area = _edge(x0, y0, x1, y1, x2, y2)  # (N, F')
@@ -110,22 +112,23 @@ def _cull(p: torch.Tensor, fs: torch.Tensor, h: int, w: int, cull_backfaces: boo
     return keep, torch.stack([bx0, by0, bx1, by1]).view(4, -1)
 
 
-def _face_planes(p: torch.Tensor, fs: torch.Tensor, boxf: torch.Tensor, idx: torch.Tensor, orthographic: bool):
-    """Edges and depth plane of the kept pairs ``idx`` (M,) into N*F'.
+def _face_planes(planes: torch.Tensor, fs: torch.Tensor, boxf: torch.Tensor, idx: torch.Tensor, orthographic: bool):
+    """Edges and depth plane of the kept pairs ``idx`` (M,) into N*F' (``planes``: (3, N, V) as
+    in :func:`_cull`).
 
     Returns:
         img, j (M,) int64 (image, row of ``fs``), box (4, M) int64 x0, y0, width, height, and the
         :class:`_Drawn` ``corner``, ``slope``, ``depth`` fields; ok (M,) bool (finite depth, and in
         front of a perspective camera).
     """
-    nf, v = fs.shape[0], p.shape[1]
+    nf, v = fs.shape[0], planes.shape[2]
     img = idx // nf
     j = idx - img * nf
     box = boxf.index_select(1, idx).long()  # (4, M)
     box = torch.cat([box[:2], box[2:] - box[:2] + 1])  # x1, y1 -> width, height
-    corners = (fs.index_select(0, j) + (img * v)[:, None]).T  # (3, M) rows of p as (N*V, 3)
-    xyz = p.reshape(-1, 3).index_select(0, corners.reshape(-1)).view(3, -1, 3).permute(2, 0, 1)  # (3, 3, M)
-    x, y, z = xyz[0], xyz[1], xyz[2]  # (3 corners, M) each
+    corners = fs.index_select(0, j).T + img * v  # (3, M) columns of the planes as (3, N*V)
+    xyz = planes.view(3, -1).index_select(1, corners.reshape(-1)).view(3, 3, -1)  # (3 coords, 3 corners, M)
+    x, y, z = xyz.unbind(0)  # (3 corners, M) each, contiguous
     ok = torch.isfinite(z).all(0)
     if not orthographic:
         ok = ok & (z > 0).all(0)
@@ -137,7 +140,7 @@ def _face_planes(p: torch.Tensor, fs: torch.Tensor, boxf: torch.Tensor, idx: tor
     dz1, dz2 = val[1] - val[0], val[2] - val[0]
     gx = (dz1 * d2y - dz2 * d1y) / a
     gy = (dz2 * d1x - dz1 * d2x) / a
-    return img, j, box, torch.stack([x, y]), slope, torch.stack([val[0], gx, gy]), ok
+    return img, j, box, xyz[:2], slope, torch.stack([val[0], gx, gy]), ok
 
 
 def _setup(pix: torch.Tensor, faces: torch.Tensor, size: tuple[int, int], orthographic: bool,
@@ -158,9 +161,10 @@ def _setup(pix: torch.Tensor, faces: torch.Tensor, size: tuple[int, int], orthog
     if n > 1:
         seen = kernel(_seen_faces)(p, fs, h, w).nonzero().squeeze(1)
         fidx, fs = fidx.index_select(0, seen), fs.index_select(0, seen)
-    keep, boxf = kernel(_cull)(p, fs, h, w, cull_backfaces)
+    planes = p.permute(2, 0, 1).contiguous()  # (3, N, V) x, y, depth: the gathers below read rows
+    keep, boxf = kernel(_cull)(planes, fs, h, w, cull_backfaces)
     idx = keep.view(-1).nonzero().squeeze(1)  # (M,) into N*F'
-    img, j, box, corner, slope, depth, ok = kernel(_face_planes)(p, fs, boxf, idx, orthographic)
+    img, j, box, corner, slope, depth, ok = kernel(_face_planes)(planes, fs, boxf, idx, orthographic)
     drawn = _Drawn(img, fidx.index_select(0, j), box, corner, slope, depth)
     return drawn if bool(ok.all()) else drawn.select(ok.nonzero().squeeze(1))
 
