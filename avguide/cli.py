@@ -295,7 +295,17 @@ def _bench_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preset", default="ci",
                    help="a file of avguide/configs/bench/: ci (minutes, tiny), cpu (~90 min on 2 cores), full (GPU)")
     _add_out(p, "benchmark directory (an existing one is continued)")
+    p.add_argument("--shard", type=_shard, default=None, metavar="K/N",
+                   help="run only the K-th of N shares of the (animator, seed) units, with one torch thread "
+                        "per process (start N processes on one -o; then once more without --shard for the report)")
     _add_common(p)
+
+
+def _shard(text: str) -> tuple[int, int]:
+    k, sep, n = text.partition("/")
+    if not (sep and k.isdigit() and n.isdigit() and 1 <= int(k) <= int(n)):
+        raise argparse.ArgumentTypeError(f"expected K/N with 1 <= K <= N, e.g. 1/2; got {text!r}")
+    return int(k), int(n)
 
 
 def _bench_run(a: argparse.Namespace) -> int:
@@ -306,8 +316,13 @@ def _bench_run(a: argparse.Namespace) -> int:
     from avguide.io import check_output_dir, read_text
 
     check_output_dir(a.out, "--out")
-    run_bench(a.preset, a.out, a.overrides, config_path=a.config)
-    print(read_text(Path(a.out) / "report.md", "bench report"))
+    if a.shard is not None:
+        import torch
+
+        torch.set_num_threads(1)  # N processes of one thread each share the cores
+    run_bench(a.preset, a.out, a.overrides, config_path=a.config, shard=a.shard)
+    if a.shard is None:
+        print(read_text(Path(a.out) / "report.md", "bench report"))
     return 0
 
 

@@ -246,17 +246,23 @@ def resolve_bench_config(preset: str, overrides: list[str] | tuple[str, ...] = (
 
 
 def run_bench(preset: str, out: str | Path, overrides: list[str] | tuple[str, ...] = (), *,
-              config_path: str | Path | None = None) -> dict:
+              config_path: str | Path | None = None, shard: tuple[int, int] | None = None) -> dict | None:
     """Run (or continue) the benchmark and write its report.
 
     Args:
-        preset: "ci", "cpu" or "full" (:func:`avguide.bench.presets.bench_preset`).
+        preset: a file of ``avguide/configs/bench/`` (:func:`avguide.bench.presets.bench_preset`).
         out: output directory (created; an existing one is continued, finished steps skipped).
         overrides: ``key=value`` settings over the preset (e.g. ``seeds=[0,1]``,
             ``animators=[faceformer]``, ``data=DIR``).
         config_path: optional YAML file of :class:`BenchConfig` fields.
+        shard: ``(k, n)``: this process runs only the k-th of n interleaved shares of the
+            (animator, seed) units (:func:`shard_units`), so that n processes of one thread each
+            share a machine's cores on one ``out``; shard 1 also runs the shared steps (the
+            experts it trains, the mechanism, the floor) and the others wait for the experts. No
+            report: run once more without ``shard`` when all have finished (it skips every finished
+            step and writes the report). None: everything, then the report.
     Returns:
-        The report dict written to ``OUT/report.json``.
+        The report dict written to ``OUT/report.json`` (None for a shard).
     Raises:
         BadInputError / MissingFileError: invalid settings or data; TrainingDivergedError.
     """
@@ -275,12 +281,17 @@ def run_bench(preset: str, out: str | Path, overrides: list[str] | tuple[str, ..
     timings: dict[str, float] = {}
 
     def timed(name: str, step_dir: Path, fn: Callable[[], dict]) -> dict:
+        if not first and name in SHARED_STEPS:
+            _wait_until(step_dir / "done.json")
         skipped = (step_dir / "done.json").is_file()
         res = _once(step_dir, fn, resolved)
         timings[name] = _step_seconds(step_dir)  # also for a step finished by an earlier call
         print(f"[bench] {name}: {timings[name]:.1f} s{' (finished earlier)' if skipped else ''}", flush=True)
         return res
 
+    first = shard is None or shard[0] == 1  # runs the shared steps; the other shards wait for them
+    if not first and not cfg.data:
+        _wait_until(out / "data" / "manifest.json")
     data = _dataset(cfg, out)
     cache = out / "render_cache"
     base_seed = cfg.seeds[0]
@@ -305,7 +316,7 @@ def run_bench(preset: str, out: str | Path, overrides: list[str] | tuple[str, ..
               lambda: _untrained_expert(cfg, data, experts["untrained"], base_seed,
                                         experts["av"] if cfg.expert else None) or {})
     mechanism = {}
-    if cfg.mechanism:
+    if cfg.mechanism and first:
         from avguide.bench.mechanism import lip_dependence
 
         for name in ("av", "visual"):
@@ -323,36 +334,39 @@ def run_bench(preset: str, out: str | Path, overrides: list[str] | tuple[str, ..
         return _evaluate(static_dir / "pred", data, reader, static_dir / "eval.json", resolved, extra,
                          read_ground_truth=True)
 
-    rows = {"static": timed("static", static_dir, floor)}
+    rows = {"static": timed("static", static_dir, floor)} if first else {}
     results: list[dict] = []
-    for ai, animator in enumerate(cfg.animators):
-        for rank, seed in enumerate(cfg.seeds):
-            root = out / "runs" / animator / f"seed{seed}"
-            vq = None
-            if animator == "codetalker":
-                vq = root / "vq"
-                timed(f"{animator}/seed{seed}/vq", vq / "train",
-                      lambda: _train_animator(cfg, data, vq / "run", animator, seed, "vq", {}, None) or {})
-                vq = vq / "run"
-            for cond in conditions(cfg, experts, ai == 0, rank):
-                cdir = root / cond.name
+    for ai, animator, rank, seed in shard_units(cfg, shard):
+        root = out / "runs" / animator / f"seed{seed}"
+        vq = None
+        if animator == "codetalker":
+            vq = root / "vq"
+            timed(f"{animator}/seed{seed}/vq", vq / "train",
+                  lambda: _train_animator(cfg, data, vq / "run", animator, seed, "vq", {}, None) or {})
+            vq = vq / "run"
+        for cond in conditions(cfg, experts, ai == 0, rank):
+            cdir = root / cond.name
 
-                def step(cond=cond, cdir=cdir) -> dict:
-                    init = root / "baseline" / "run" if cond.from_baseline else None
-                    _once(cdir / "train", lambda: _train_animator(cfg, data, cdir / "run", animator, seed, cond.stage,
-                                                                 cond.av, vq, init) or {}, resolved)
-                    from avguide.animate import predict_split
+            def step(cond=cond, cdir=cdir) -> dict:
+                init = root / "baseline" / "run" if cond.from_baseline else None
+                _once(cdir / "train", lambda: _train_animator(cfg, data, cdir / "run", animator, seed, cond.stage,
+                                                             cond.av, vq, init) or {}, resolved)
+                from avguide.animate import predict_split
 
-                    pred = cdir / "pred"
-                    if pred.exists():
-                        shutil.rmtree(pred)
-                    predict_split(cdir / "run", data, "test", pred)
-                    return _evaluate(pred, data, reader, cdir / "eval.json", resolved,
-                                     {**extra, "run": str(cdir / "run"), "condition": cond.name})
+                pred = cdir / "pred"
+                if pred.exists():
+                    shutil.rmtree(pred)
+                predict_split(cdir / "run", data, "test", pred)
+                return _evaluate(pred, data, reader, cdir / "eval.json", resolved,
+                                 {**extra, "run": str(cdir / "run"), "condition": cond.name})
 
-                res = timed(f"{animator}/seed{seed}/{cond.name}", cdir, step)
-                results.append({"animator": animator, "seed": seed, "condition": cond.name, **res,
-                                **_gradient_norms(cdir / "run")})
+            res = timed(f"{animator}/seed{seed}/{cond.name}", cdir, step)
+            results.append({"animator": animator, "seed": seed, "condition": cond.name, **res,
+                            **_gradient_norms(cdir / "run")})
+    if shard is not None:
+        print(f"[bench] shard {shard[0]}/{shard[1]} finished; once every shard has, run the same command "
+              "without --shard to write the report", flush=True)
+        return None
     report = build_report(resolved, results, rows["static"], timings,
                           control="baseline_more" if cfg.finetune_epochs else "baseline", mechanism=mechanism)
     figures = {}
@@ -365,6 +379,35 @@ def run_bench(preset: str, out: str | Path, overrides: list[str] | tuple[str, ..
     report["figures"] = figures
     write_bench_report(out, report)
     return report
+
+
+SHARED_STEPS = ("expert_av", "reader", "expert_visual", "expert_untrained")
+"""Steps every shard needs: shard 1 runs them, the others wait for their ``done.json``."""
+
+
+def shard_units(cfg: BenchConfig, shard: tuple[int, int] | None) -> list[tuple[int, str, int, int]]:
+    """The (animator index, animator, seed rank, seed) units a shard runs, in the benchmark's order.
+
+    Args:
+        shard: ``(k, n)`` with 1 <= k <= n: every n-th unit from the k-th; None: all of them.
+    Raises:
+        BadInputError: k outside 1..n.
+    """
+    units = [(ai, a, rank, seed) for ai, a in enumerate(cfg.animators) for rank, seed in enumerate(cfg.seeds)]
+    if shard is None:
+        return units
+    k, n = shard
+    if not 1 <= k <= n:
+        raise BadInputError(f"--shard {k}/{n}: needs 1 <= k <= n")
+    return units[k - 1::n]
+
+
+def _wait_until(path: Path, poll_s: float = 30.0) -> None:
+    """Block until ``path`` exists (another shard's step finishing), saying so once."""
+    if not path.exists():
+        print(f"[bench] waiting for {path} (another shard)", flush=True)
+    while not path.exists():
+        time.sleep(poll_s)
 
 
 def _gradient_norms(run: Path) -> dict:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from avguide.bench import resolve_bench_config, run_bench
-from avguide.bench.runner import conditions
+from avguide.bench.runner import conditions, shard_units
 from avguide.bench.report import aggregate, build_report, check_claim, format_markdown, mean_std, write_bench_report
 from avguide.errors import BadInputError
 
@@ -146,6 +146,34 @@ def test_ci_preset_faceformer_plumbing_and_resume(tmp_path):
     assert again["timings_s"] == first["timings_s"]  # the times recorded when the steps ran
     with pytest.raises(BadInputError, match="another config"):
         run_bench("ci", out, [*over, "epochs=3"])
+
+
+def test_shards_partition_the_units():
+    cfg = resolve_bench_config("ci", ["seeds=[0,1,2]"])  # 2 animators x 3 seeds
+    every = shard_units(cfg, None)
+    assert [(a, s) for _, a, _, s in every] == [(a, s) for a in ("faceformer", "codetalker") for s in (0, 1, 2)]
+    parts = [shard_units(cfg, (k, 2)) for k in (1, 2)]
+    assert sorted(parts[0] + parts[1]) == sorted(every) and not set(parts[0]) & set(parts[1])
+    assert parts[0][0] == every[0]  # shard 1 starts with the first unit (the ablations)
+    with pytest.raises(BadInputError, match="3/2"):
+        shard_units(cfg, (3, 2))
+
+
+def test_two_shards_then_the_report(tmp_path):
+    """Shard 1 runs the shared steps and seed 0, shard 2 seed 1; the run without a shard retrains
+    nothing and reports both seeds."""
+    out = tmp_path / "bench"
+    over = ["animators=[faceformer]", "seeds=[0,1]", "ablations=false", "sweep_l_av=[]", "video_sentences=0",
+            "mechanism=false"]
+    assert run_bench("ci", out, over, shard=(1, 2)) is None
+    assert not (out / "report.json").exists() and (out / "eval" / "static" / "done.json").is_file()
+    assert not (out / "runs" / "faceformer" / "seed1").exists()
+    run_bench("ci", out, over, shard=(2, 2))
+    last = out / "runs" / "faceformer" / "seed1" / "av_tuned" / "run" / "last.json"
+    stamp = last.stat().st_mtime_ns
+    report = run_bench("ci", out, over)
+    assert last.stat().st_mtime_ns == stamp
+    assert report["table"]["faceformer"]["av_tuned"]["lve"]["n"] == 2
 
 
 @pytest.mark.slow
