@@ -113,7 +113,8 @@ def kind_of(name: str) -> str | None:
 
 
 def reader_metrics(model_dir: Path, data: Path, decoding: dict) -> dict:
-    """Test CER (and WER) of a lip reader with ``decoding``; AV experts with clean and dropped audio."""
+    """Test CER (and WER) of a lip reader with ``decoding``; AV experts with clean and dropped audio
+    (``decoding`` may give one per audio mode: ``{"clean": {...}, "dropped": {...}}``)."""
     from avguide.data.layouts import open_dataset
     from avguide.lipreader.lipvideo import assets_from_dataset
     from avguide.lipreader.reader import load_trained_expert
@@ -128,8 +129,9 @@ def reader_metrics(model_dir: Path, data: Path, decoding: dict) -> dict:
         modes = ("clean", "dropped") if modality == "av" else ("clean",)
         out = {}
         for mode in modes:
+            how = decoding.get(mode, decoding) if "clean" in decoding else decoding
             r = evaluate_split(expert.model, index, index.split("test"), cache, expert.tokenizer, modality,
-                               audio_mode=mode, **decoding)
+                               audio_mode=mode, **how)
             suffix = "" if mode == "clean" else "_dropped"
             out[f"cer{suffix}"], out[f"wer{suffix}"] = r["cer"], r["wer"]
     return out
@@ -182,7 +184,8 @@ def main() -> None:
     ap.add_argument("--recipe", help="the configs/ file that trains it")
     ap.add_argument("--data", required=True, type=Path, help="the benchmark it was trained on (test metrics)")
     ap.add_argument("--summary", default="")
-    ap.add_argument("--decoding", default='{"decode": "greedy"}', help="lip readers: decoding of the test CER")
+    ap.add_argument("--decoding", default='{"decode": "greedy"}',
+                    help='lip readers: decoding of the test CER (AV experts: optionally {"clean": {...}, "dropped": {...}})')
     ap.add_argument("--alias", action="append", default=[], help="also known as (e.g. default)")
     ap.add_argument("--metrics-only", action="store_true",
                     help="re-measure the shipped model NAME's test metrics; its files stay as they are")
