@@ -13,12 +13,18 @@ The head (``avguide.assets.head.load_head``) speaks: the jaw opens and closes, t
 little and every vertex jitters by 0.2 mm, so that every vertex moves in every frame as in an
 animator's output.
 
-* ``render_frames``: ``--frames`` frames in ``render_video``'s default chunks, one PyTorch thread
-  (:func:`avguide.render.fastframes.render_frames`, the per-frame work).
+* ``render_frames``: ``--frames`` frames in ``render_video``'s default chunks, one PyTorch thread,
+  by the tree's video renderer (:func:`avguide.render.jitraster.render_frames_jit` where the tree
+  has it, else :func:`avguide.render.fastframes.render_frames`): the per-frame work.
 * ``render_video``: the whole call with its defaults (worker threads, x264), one panel, no
   caption, ``--frames`` frames.
 * ``10 s clip``: ``--long`` frames at 30 fps with audio and a caption, as ``avguide animate``
   writes them (the talking-head mp4 of 10 s of speech).
+
+``compiled path`` (this tree only): in a fresh process, importing the compiled renderer (numba)
+and its first call (one frame), with an empty numba cache (``cold``: it compiles) and with the
+cache the earlier runs filled (``warm``: it loads the machine code), then a second call. Every
+other measurement of this tree runs with the warm cache.
 
 ``--quality`` adds, for this tree's frames, x264's CPU time (one thread and x264's default),
 bit rate and the PSNR of the decoded video against the rendered frames for several presets.
@@ -63,7 +69,26 @@ def usage():
     s, c = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     return time.perf_counter(), s.ru_utime + s.ru_stime, c.ru_utime + c.ru_stime
 t0 = usage()
+if a["stage"] == "first_call":
+    import avguide.render.jitraster as jr
+    t_import = usage()
+    v = torch.from_numpy(np.array(seq[:1]))
+    faces = torch.from_numpy(np.array(head.faces, np.int64))
+    cam = video_camera(v[0], "three_quarter", a["size"])
+    albedo, nb, plan = head_albedo(head), face_neighbors(faces), cull_plan(v[0], faces)
+    t_ready = usage()
+    jr.render_frames_jit(v, faces, cam, albedo, plan=plan, neighbors=nb, background=BACKGROUND)
+    t_first = usage()
+    jr.render_frames_jit(v, faces, cam, albedo, plan=plan, neighbors=nb, background=BACKGROUND)
+    t_second = usage()
+    print(json.dumps({k: [x[0] - y[0], x[1] - y[1]] for k, x, y in
+                      (("import", t_import, t0), ("first", t_first, t_ready), ("second", t_second, t_first))}))
+    sys.exit()
 if a["stage"] == "render_frames":
+    try:
+        from avguide.render.jitraster import render_frames_jit as render_frames
+    except ImportError:  # a tree without the compiled renderer
+        pass
     torch.set_num_threads(1)
     v = torch.from_numpy(np.array(seq))
     faces = torch.from_numpy(np.array(head.faces, np.int64))
@@ -114,9 +139,12 @@ def baseline_tree(rev: str | None, dest: Path) -> Path:
     return dest
 
 
-def measure(tree: Path, **job) -> dict:
-    """Run one measurement in a fresh process importing avguide from ``tree``."""
+def measure(tree: Path, cache: Path | None = None, **job) -> dict:
+    """Run one measurement in a fresh process importing avguide from ``tree`` (numba's cache in
+    ``cache``; default: beside the tree's modules)."""
     env = {**os.environ, "PYTHONPATH": str(tree)}
+    if cache is not None:
+        env["NUMBA_CACHE_DIR"] = str(cache)
     r = subprocess.run([sys.executable, "-c", CHILD, json.dumps({"tree": str(tree), **job})], env=env, cwd=tree,
                        capture_output=True, text=True)  # cwd: not this checkout's avguide first on sys.path
     if r.returncode:
@@ -147,6 +175,21 @@ def report(stage: str, n: int, runs: dict[str, list[dict]]) -> None:
     speed = statistics.median(a["wall"] / b["wall"] for a, b in zip(old, new))
     cpu = statistics.median((a["cpu"] + a["ffmpeg"]) / (b["cpu"] + b["ffmpeg"]) for a, b in zip(old, new))
     print(f"{stage:<14} new/old: {speed:.2f}x faster (wall), {cpu:.2f}x less CPU (process + ffmpeg)", flush=True)
+
+
+def compile_times(tree: Path, tmp: Path, repeats: int, **job) -> None:
+    """The compiled renderer's import and first call, cold (an empty numba cache each time) and
+    warm (the cache beside the tree's modules, filled by the earlier measurements)."""
+    runs: dict[str, list[dict]] = {"cold": [], "warm": []}
+    for r in range(repeats):
+        runs["cold"].append(measure(tree, cache=tmp / f"numba_cold{r}", stage="first_call", **job))
+        runs["warm"].append(measure(tree, stage="first_call", **job))
+    print("compiled path (this tree, fresh process, 1 frame): wall s (CPU s), medians")
+    for side, rs in runs.items():
+        med = {k: [statistics.median(r[k][i] for r in rs) for i in (0, 1)] for k in ("import", "first", "second")}
+        print(f"  {side:<5} import numba + renderer {med['import'][0]:6.2f} ({med['import'][1]:5.2f})   first call "
+              f"{med['first'][0]:6.2f} ({med['first'][1]:5.2f})   second call {med['second'][0] * 1e3:6.1f} ms "
+              f"({med['second'][1] * 1e3:5.1f})", flush=True)
 
 
 def quality(frames: np.ndarray, tmp: Path) -> None:
@@ -211,6 +254,8 @@ def main() -> None:
             report(f"{args.long / 30:g} s clip", args.long, race(
                 trees, args.repeats, stage="render_video", frames=str(tmp / "clip.npy"), size=args.size,
                 out=str(tmp / "c.mp4"), fps=30.0, audio=str(wav), captions=["speech (style)"]))
+        if (ROOT / "avguide" / "render" / "jitraster.py").is_file():
+            compile_times(trees["new"], tmp, args.repeats, frames=str(tmp / "frames.npy"), size=args.size)
         if args.quality:
             from avguide.assets.head import load_head
             from avguide.render import face_neighbors, head_albedo

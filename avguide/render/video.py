@@ -4,9 +4,10 @@
 (side by side with captions in ``grid`` form) -> an MP4 at the sequences' frame rate whose
 duration equals the audio's within one frame.
 
-Frames are drawn by the inference renderer :func:`avguide.render.fastframes.render_frames` (the
-images of the differentiable :func:`avguide.render.mesh.render_mesh`, without autograd, see
-``renderer``), in chunks of a few frames by ``workers`` threads while ffmpeg encodes the
+Frames are drawn by the compiled inference renderer
+:func:`avguide.render.jitraster.render_frames_jit` (numba; the images of
+:func:`avguide.render.fastframes.render_frames` and of the differentiable
+:func:`avguide.render.mesh.render_mesh`, without autograd, see ``renderer``), in chunks of a few frames by ``workers`` threads while ffmpeg encodes the
 previous ones in its own process (x264 ``ultrafast`` in one thread by default: on 2 cores the
 encoder's CPU time is the renderers' loss; the caption, matplotlib's, is drawn by a worker while
 the other renders the first frames); ``bench/video.py`` measures both renderers and the encoder.
@@ -37,10 +38,12 @@ from avguide.render.shading import PART_COLORS
 VIEWS = {"front": (0.0, 0.0, 1.0), "three_quarter": (0.55, 0.1, 1.0)}
 """Camera directions (from the face, in mesh coordinates: +y up, face towards +z)."""
 
-RENDERERS = ("fast", "mesh")
-"""``fast``: :func:`avguide.render.fastframes.render_frames` (inference only); ``mesh``: the
-differentiable :func:`avguide.render.mesh.render_mesh`, the renderer of earlier versions (slower,
-kept for comparison)."""
+RENDERERS = ("fast", "torch", "mesh")
+"""``fast``: :func:`avguide.render.jitraster.render_frames_jit` (compiled with numba, inference
+only; ``torch``'s function when numba is missing); ``torch``:
+:func:`avguide.render.fastframes.render_frames` (inference only, the reference of ``fast``);
+``mesh``: the differentiable :func:`avguide.render.mesh.render_mesh`, the renderer of earlier
+versions (slower, kept for comparison)."""
 
 X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
 
@@ -121,8 +124,9 @@ def render_video(sequences: list[np.ndarray], faces: np.ndarray, out_path: str |
             frame, 44.8 dB PSNR of the decoded video against the rendered frames, 1.8 Mbit/s at
             30 fps; ``veryfast`` (three threads, the earlier default) 7.2 ms, 43.2 dB, 0.56 Mbit/s;
             4:2:0 chroma alone (lossless x264) 46.7 dB.
-        renderer: one of :data:`RENDERERS`; both give the same images up to float32 rounding
-            (pixel centres on an edge may differ).
+        renderer: one of :data:`RENDERERS`; all give the same images up to float32 rounding
+            (pixel centres on an edge may differ). ``fast`` compiles on its first use in a fresh
+            numba cache (seconds), later processes load it from the cache.
         progress: a progress bar on stderr (tqdm) for renders longer than a second.
     Returns:
         {"frames": n, "fps": fps, "duration_s": n / fps, "trimmed_frames": [...], "padded_frames": [...]}
@@ -203,7 +207,12 @@ def render_video(sequences: list[np.ndarray], faces: np.ndarray, out_path: str |
 
         albedo = albedo_from_parts(torch.as_tensor(np.asarray(vertex_part, np.int64)), part_names)
     nb = face_neighbors(faces_t)
-    plan = cull_plan(v0, faces_t) if renderer == "fast" else None
+    plan = cull_plan(v0, faces_t) if renderer != "mesh" else None
+    draw = render_frames
+    if renderer == "fast":
+        from avguide.render.jitraster import render_frames_jit  # imports numba: only when rendering
+
+        draw = render_frames_jit
     cap_h = 28 if captions else 0
     width, height = size * len(seqs), size + cap_h
 
@@ -212,9 +221,9 @@ def render_video(sequences: list[np.ndarray], faces: np.ndarray, out_path: str |
         frame = np.empty((t, height, width, 3), np.uint8)  # the caption rows are filled by the writer
         for i, s in enumerate(seqs):
             v = torch.from_numpy(np.array(s[s0: s0 + t]))  # (t, V, 3), a copy of a (read-only) block
-            if renderer == "fast":
-                panel = render_frames(v, faces_t, cam, albedo, plan=plan, neighbors=nb, background=BACKGROUND,
-                                      gamma=GAMMA).numpy()
+            if renderer != "mesh":
+                panel = draw(v, faces_t, cam, albedo, plan=plan, neighbors=nb, background=BACKGROUND,
+                              gamma=GAMMA).numpy()
             else:
                 with torch.no_grad():
                     img, _ = render_mesh(v, faces_t, cam, albedo, neighbors=nb, background=BACKGROUND,

@@ -1,0 +1,487 @@
+"""Compiled video frames: the images of :func:`avguide.render.fastframes.render_frames` in one pass
+of machine code per frame (numba), for the video writer.
+
+:func:`render_frames_jit` takes the arguments of ``render_frames`` and returns the same sRGB bytes
+up to rounding; the work per frame, in :func:`_render_chunk` (``numba.njit(cache=True,
+nogil=True)``: compiled once, kept in numba's on-disk cache, run without the GIL so the video
+writer's worker threads render frames at the same time):
+
+1. **Normals and culling.** Area-weighted vertex normals rotated into camera space; the back faces
+   :func:`avguide.render.fastraster.drawn_faces` would drop (outside every boundary loop's box of
+   a cullable component) are skipped.
+2. **Z-buffer.** Every drawn face tests the pixel centres of its box: covered when on the inner
+   side of (or on) its three edges. Each edge function is computed from the edge's end with the
+   lower vertex index in float64, so the two faces of an edge get values of opposite sign exactly:
+   no pixel centre falls between them, one exactly on the edge is covered by both. The nearest
+   face wins (float64 depth plane), the lower face index on an exact tie.
+3. **Shading.** Lambert shading of the interpolated, re-normalised camera-space normal times the
+   interpolated albedo (:func:`avguide.render.shading.shade`), per pixel from its face's corners.
+4. **Antialiasing.** The silhouette box filter of :mod:`avguide.render.antialias`: every pair of
+   neighbouring pixels showing different faces, one with a silhouette edge, blends by where the
+   nearer face's exit edge crosses the segment between the centres (the pairs, exit edges and
+   weights of ``_exit_edges`` and ``_blend``), reading the unblended colours.
+5. **Bytes.** ``round(255 * clamp(c, 0, 1) ** (1 / gamma))`` from a table of the exact rounding
+   thresholds (no power per pixel).
+
+Face ids equal the torch renderers' except on pixel centres within float32 rounding of an edge or
+of another face's depth; bytes differ by rounding elsewhere (``tests/render/test_jitraster.py``).
+The first call in a fresh numba cache compiles (a few seconds, ``bench/video.py`` prints it);
+later processes load the machine code from the cache (``NUMBA_CACHE_DIR``, or ``__pycache__``
+beside this file, or a user cache folder when that is read-only). Without numba
+:func:`available` is False and the video writer uses the torch ``render_frames``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from avguide.render.camera import Camera, project
+from avguide.render.fastframes import _window
+from avguide.render.fastraster import CullPlan
+from avguide.render.shading import Lights
+
+try:
+    import numba
+except ImportError:  # a declared dependency; without it the video writer draws with torch
+    numba = None
+
+
+def available() -> bool:
+    """Whether numba imported (then :func:`render_frames_jit` runs compiled)."""
+    return numba is not None
+
+
+def _jit(fn):
+    """``numba.njit(cache=True, nogil=True)``, or ``fn`` itself without numba. The kernels keep
+    their per-pixel loops inside one function: a call that passes arrays costs reference
+    counting (tens of nanoseconds), even when numba inlines it."""
+    if numba is None:
+        return fn
+    return numba.njit(cache=True, nogil=True, error_model="numpy")(fn)
+
+
+_LUT_BITS = 14
+"""The gamma table has 2**14 bins over [0, 1]; the exact thresholds correct each bin's byte."""
+
+_TILE = 32
+"""Faces are drawn tile by tile (of their centroid, 32 x 32 pixels): the z-buffer rows a tile's
+faces touch stay in a core's cache."""
+
+
+@_jit
+def _normals(verts, faces, rot, out):
+    """Camera-space unit vertex normals (area-weighted, as ``vertex_normals`` then ``@ rot.T``).
+
+    verts (V, 3) float32 world; faces (F, 3) int64; rot (3, 3) float64; out (V, 3) float64."""
+    nv = verts.shape[0]
+    acc = np.zeros((nv, 3))
+    for f in range(faces.shape[0]):
+        a, b, c = faces[f, 0], faces[f, 1], faces[f, 2]
+        ux, uy, uz = verts[b, 0] - verts[a, 0], verts[b, 1] - verts[a, 1], verts[b, 2] - verts[a, 2]
+        vx, vy, vz = verts[c, 0] - verts[a, 0], verts[c, 1] - verts[a, 1], verts[c, 2] - verts[a, 2]
+        nx, ny, nz = uy * vz - uz * vy, uz * vx - ux * vz, ux * vy - uy * vx  # float32, as torch's cross
+        for k in range(3):
+            i = faces[f, k]
+            acc[i, 0] += nx
+            acc[i, 1] += ny
+            acc[i, 2] += nz
+    for i in range(nv):
+        inv = 1.0 / max(math.sqrt(acc[i, 0] ** 2 + acc[i, 1] ** 2 + acc[i, 2] ** 2), 1e-12)
+        for r in range(3):
+            out[i, r] = (rot[r, 0] * acc[i, 0] + rot[r, 1] * acc[i, 1] + rot[r, 2] * acc[i, 2]) * inv
+
+
+@_jit
+def _cull(pix, faces, cullable, rim, rim_loop, n_loops, area, draw):
+    """Twice the signed screen area of every face (< 0: front) and the faces to draw (as
+    ``drawn_faces``). pix (V, 3) float32; area (F,) float64 and draw (F,) bool are written."""
+    box = np.empty((max(n_loops, 1), 4))  # x0, y0, x1, y1 of each boundary loop
+    box[:, :2] = np.inf
+    box[:, 2:] = -np.inf
+    for j in range(rim.shape[0]):
+        v, lp = rim[j], rim_loop[j]
+        box[lp, 0] = min(box[lp, 0], pix[v, 0])
+        box[lp, 1] = min(box[lp, 1], pix[v, 1])
+        box[lp, 2] = max(box[lp, 2], pix[v, 0])
+        box[lp, 3] = max(box[lp, 3], pix[v, 1])
+    for f in range(faces.shape[0]):
+        a, b, c = faces[f, 0], faces[f, 1], faces[f, 2]
+        x0, y0, x1, y1, x2, y2 = pix[a, 0], pix[a, 1], pix[b, 0], pix[b, 1], pix[c, 0], pix[c, 1]
+        ar = (np.float64(x1) - x0) * (np.float64(y2) - y0) - (np.float64(y1) - y0) * (np.float64(x2) - x0)
+        area[f] = ar
+        keep = ar < 0 or not cullable[f]
+        if not keep:
+            fx0, fx1 = min(x0, x1, x2), max(x0, x1, x2)
+            fy0, fy1 = min(y0, y1, y2), max(y0, y1, y2)
+            for lp in range(n_loops):
+                if fx1 >= box[lp, 0] and fx0 <= box[lp, 2] and fy1 >= box[lp, 1] and fy0 <= box[lp, 3]:
+                    keep = True
+                    break
+        draw[f] = keep
+
+
+@_jit
+def _tile_order(pix, faces, area, draw, hh, ww, order):
+    """The drawn faces with a non-zero finite area, by tile of their centroid (a counting sort):
+    writes them to order (F,) int64 and returns their number."""
+    tx, ty = (ww + _TILE - 1) // _TILE, (hh + _TILE - 1) // _TILE
+    tile = np.empty(faces.shape[0], np.int64)
+    count = np.zeros(tx * ty + 1, np.int64)
+    for f in range(faces.shape[0]):
+        ar = area[f]
+        tile[f] = -1
+        if draw[f] and ar != 0 and math.isfinite(ar):
+            a, b, c = faces[f, 0], faces[f, 1], faces[f, 2]
+            cx = (np.float64(pix[a, 0]) + pix[b, 0] + pix[c, 0]) / 3
+            cy = (np.float64(pix[a, 1]) + pix[b, 1] + pix[c, 1]) / 3
+            if math.isfinite(cx) and math.isfinite(cy):
+                t = min(max(int(cy / _TILE) if cy > 0 else 0, 0), ty - 1) * tx + \
+                    min(max(int(cx / _TILE) if cx > 0 else 0, 0), tx - 1)
+                tile[f] = t
+                count[t + 1] += 1
+    for t in range(tx * ty):
+        count[t + 1] += count[t]
+    for f in range(faces.shape[0]):
+        t = tile[f]
+        if t >= 0:
+            order[count[t]] = f
+            count[t] += 1
+    return count[tx * ty]
+
+
+@_jit
+def _zbuffer(pix, faces, area, order, m, hh, ww, fid, zbuf):
+    """Nearest face at every pixel centre of the (hh, ww) window among the m faces of order (the
+    lower face index on an exact tie): fid (hh*ww,) int32 (-1: none) and its depth zbuf (hh*ww,)
+    float64 (inf: none), both written."""
+    fid[:] = -1
+    zbuf[:] = np.inf
+    ex = np.empty(3)
+    ey = np.empty(3)
+    edx = np.empty(3)
+    edy = np.empty(3)
+    for j in range(m):
+        f = order[j]
+        i0, i1, i2 = faces[f, 0], faces[f, 1], faces[f, 2]
+        x = (np.float64(pix[i0, 0]), np.float64(pix[i1, 0]), np.float64(pix[i2, 0]))
+        y = (np.float64(pix[i0, 1]), np.float64(pix[i1, 1]), np.float64(pix[i2, 1]))
+        z0, z1, z2 = np.float64(pix[i0, 2]), np.float64(pix[i1, 2]), np.float64(pix[i2, 2])
+        if not (math.isfinite(z0) and math.isfinite(z1) and math.isfinite(z2)):
+            continue
+        c0 = max(math.ceil(max(min(x[0], x[1], x[2]) - 0.5, -1.0)), 0)
+        c1 = min(math.floor(min(max(x[0], x[1], x[2]) - 0.5, ww)), ww - 1)
+        r0 = max(math.ceil(max(min(y[0], y[1], y[2]) - 0.5, -1.0)), 0)
+        r1 = min(math.floor(min(max(y[0], y[1], y[2]) - 0.5, hh)), hh - 1)
+        if c1 < c0 or r1 < r0:
+            continue
+        s = -1.0 if area[f] < 0 else 1.0
+        for k in range(3):  # edge k: corner k -> k + 1, anchored at its lower vertex index
+            p, q = k, (k + 1) % 3
+            sk = s
+            if faces[f, q] < faces[f, p]:
+                p, q = q, p
+                sk = -s
+            ex[k], ey[k] = x[p], y[p]
+            edx[k], edy[k] = sk * (x[q] - x[p]), sk * (y[q] - y[p])
+        # depth plane z0 + gx (px - x0) + gy (py - y0)
+        d1x, d1y, d2x, d2y = x[1] - x[0], y[1] - y[0], x[2] - x[0], y[2] - y[0]
+        inv = 1.0 / (d1x * d2y - d2x * d1y)
+        gx = ((z1 - z0) * d2y - (z2 - z0) * d1y) * inv
+        gy = ((z2 - z0) * d1x - (z1 - z0) * d2x) * inv
+        for r in range(r0, r1 + 1):
+            py = r + 0.5
+            t0, t1, t2 = edx[0] * (py - ey[0]), edx[1] * (py - ey[1]), edx[2] * (py - ey[2])
+            zr = z0 + gy * (py - y[0])
+            row = r * ww
+            for c in range(c0, c1 + 1):
+                # edge functions t - dy (px - x): >= 0 inside (the same values, negated, in the
+                # face across the edge)
+                px = c + 0.5
+                z = zr + gx * (px - x[0])
+                if ((t0 - edy[0] * (px - ex[0]) >= 0) & (t1 - edy[1] * (px - ex[1]) >= 0)
+                        & (t2 - edy[2] * (px - ex[2]) >= 0)):
+                    q = row + c
+                    if z < zbuf[q] or (z == zbuf[q] and f < fid[q]):
+                        zbuf[q] = z
+                        fid[q] = f
+
+
+@_jit
+def _shade(pix, faces, normals, albedo, fid, to_light, intensity, ambient, bg_lin, hh, ww, lin):
+    """Linear colour of every window pixel into lin (hh*ww, 3) float32: Lambert shading of the
+    interpolated, re-normalised normal times the interpolated albedo; the background's colour
+    where fid < 0."""
+    for r in range(hh):
+        py = r + 0.5
+        for c in range(ww):
+            q = r * ww + c
+            f = fid[q]
+            if f < 0:
+                lin[q, 0], lin[q, 1], lin[q, 2] = bg_lin[0], bg_lin[1], bg_lin[2]
+                continue
+            a, b, cc = faces[f, 0], faces[f, 1], faces[f, 2]
+            x0, y0 = np.float64(pix[a, 0]), np.float64(pix[a, 1])
+            d1x, d1y = pix[b, 0] - x0, pix[b, 1] - y0
+            d2x, d2y = pix[cc, 0] - x0, pix[cc, 1] - y0
+            inv = 1.0 / (d1x * d2y - d2x * d1y)
+            ex, ey = (c + 0.5) - x0, py - y0
+            w1 = (ex * d2y - ey * d2x) * inv  # barycentric weights of corners b and cc
+            w2 = (ey * d1x - ex * d1y) * inv
+            w0 = 1.0 - w1 - w2
+            nx = w0 * normals[a, 0] + w1 * normals[b, 0] + w2 * normals[cc, 0]
+            ny = w0 * normals[a, 1] + w1 * normals[b, 1] + w2 * normals[cc, 1]
+            nz = w0 * normals[a, 2] + w1 * normals[b, 2] + w2 * normals[cc, 2]
+            light = 0.0
+            for k in range(to_light.shape[0]):
+                light += intensity[k] * max(to_light[k, 0] * nx + to_light[k, 1] * ny + to_light[k, 2] * nz, 0.0)
+            light = ambient + light / math.sqrt(max(nx * nx + ny * ny + nz * nz, 1e-24))
+            for ch in range(3):
+                lin[q, ch] = (w0 * albedo[a, ch] + w1 * albedo[b, ch] + w2 * albedo[cc, ch]) * light
+
+
+@_jit
+def _silhouette_kind(pix, faces, neighbors, area, kind):
+    """kind (F,) uint8: bit 1, face f has a steep silhouette edge (|dy| > |dx|; its neighbour
+    across it missing or back-facing); bit 2, a shallow one."""
+    for f in range(faces.shape[0]):
+        k8 = 0
+        for k in range(3):
+            nb = neighbors[f, k]
+            if nb < 0 or not area[nb] < 0:
+                p, q = faces[f, k], faces[f, (k + 1) % 3]
+                steep = abs(pix[q, 1] - pix[p, 1]) > abs(pix[q, 0] - pix[p, 0])
+                k8 |= 1 if steep else 2
+        kind[f] = k8
+
+
+@_jit
+def _antialias(pix, faces, neighbors, area, kind, fid, zbuf, lin, hh, ww, acc):
+    """Blend deltas of the silhouette pairs, read from the unblended colours lin (hh*ww, 3), added
+    to acc (hh*ww, 3) (as ``antialias_planes``)."""
+    for horizontal in (True, False):
+        bit = 1 if horizontal else 2
+        rows = hh if horizontal else hh - 1
+        cols = ww - 1 if horizontal else ww
+        step = 1 if horizontal else ww
+        for r in range(rows):
+            for c in range(cols):
+                p1 = r * ww + c
+                p2 = p1 + step
+                fa, fb = fid[p1], fid[p2]
+                if fa == fb or not ((fa >= 0 and kind[fa] & bit) or (fb >= 0 and kind[fb] & bit)):
+                    continue
+                if zbuf[p1] <= zbuf[p2]:  # the occluder's pixel pa, the other pb
+                    pa, pb = p1, p2
+                else:
+                    pa, pb = p2, p1
+                occ = fid[pa]
+                ax, ay = pa % ww + 0.5, pa // ww + 0.5
+                bx, by = pb % ww + 0.5, pb // ww + 0.5
+                sign = -1.0 if area[occ] < 0 else 1.0
+                best, kbest, ea_b, eb_b = 2.0, -1, 0.0, 0.0
+                for k in range(3):  # the edge the segment a -> b leaves the occluder through
+                    i, j = faces[occ, k], faces[occ, (k + 1) % 3]
+                    x0, y0 = np.float64(pix[i, 0]), np.float64(pix[i, 1])
+                    dx, dy = pix[j, 0] - x0, pix[j, 1] - y0
+                    ea = sign * (dx * (ay - y0) - dy * (ax - x0))
+                    eb = sign * (dx * (by - y0) - dy * (bx - x0))
+                    if ea >= 0 and eb < 0:
+                        t = ea / (ea - eb)
+                        if t < best:
+                            best, kbest, ea_b, eb_b = t, k, ea, eb
+                if kbest < 0:
+                    continue
+                nb = neighbors[occ, kbest]
+                if nb >= 0 and area[nb] < 0:  # the neighbour across it faces the camera: no silhouette
+                    continue
+                i, j = faces[occ, kbest], faces[occ, (kbest + 1) % 3]
+                if (abs(pix[j, 1] - pix[i, 1]) > abs(pix[j, 0] - pix[i, 0])) != horizontal:
+                    continue
+                t = ea_b / (ea_b - eb_b)
+                wgt = abs(t - 0.5)
+                if t > 0.5:  # the occluder covers t - 1/2 of b
+                    for ch in range(3):
+                        acc[pb, ch] += wgt * (lin[pa, ch] - lin[pb, ch])
+                else:  # it misses 1/2 - t of a
+                    for ch in range(3):
+                        acc[pa, ch] += wgt * (lin[pb, ch] - lin[pa, ch])
+
+
+@_jit
+def _byte_table(gamma, thr, lut):
+    """thr (257,): the linear value from which the byte is b (thr[0] = -inf, thr[256] = inf);
+    lut (2**_LUT_BITS + 1,) uint8: the byte at the lower end of each bin of [0, 1]."""
+    thr[0] = -np.inf
+    for b in range(1, 256):
+        thr[b] = ((b - 0.5) / 255.0) ** gamma
+    thr[256] = np.inf
+    n = lut.shape[0] - 1
+    b = 0
+    for i in range(n + 1):
+        v = i / n
+        while v >= thr[b + 1]:
+            b += 1
+        lut[i] = b
+
+
+@_jit
+def _to_bytes(lin, acc, thr, lut, hh, ww, top, left, out):
+    """out[top + r, left + c] (uint8 (H, W, 3)) = round(255 * clamp(lin + acc, 0, 1) ** (1 /
+    gamma)) of the window's pixels, by the thresholds of :func:`_byte_table` (no power)."""
+    n = lut.shape[0] - 1
+    for r in range(hh):
+        for c in range(ww):
+            q = r * ww + c
+            for ch in range(3):
+                v = lin[q, ch] + acc[q, ch]
+                if not v > 0.0:  # NaN too
+                    b = 0
+                elif v >= 1.0:
+                    b = 255
+                else:
+                    b = np.int64(lut[int(v * n)])
+                    while v >= thr[b + 1]:
+                        b += 1
+                out[top + r, left + c, ch] = b
+
+
+@_jit
+def _face_ids(pix, faces, draw, hh, ww, out):
+    """Face ids of N images (:func:`rasterize_jit`) into out (N, hh*ww) int32."""
+    nf = faces.shape[0]
+    area = np.empty(nf)
+    order = np.empty(nf, np.int64)
+    zbuf = np.empty(hh * ww)
+    for i in range(pix.shape[0]):
+        p = pix[i]
+        for f in range(nf):
+            a, b, c = faces[f, 0], faces[f, 1], faces[f, 2]
+            area[f] = ((np.float64(p[b, 0]) - p[a, 0]) * (np.float64(p[c, 1]) - p[a, 1])
+                       - (np.float64(p[b, 1]) - p[a, 1]) * (np.float64(p[c, 0]) - p[a, 0]))
+        m = _tile_order(p, faces, area, draw[i], hh, ww, order)
+        _zbuffer(p, faces, area, order, m, hh, ww, out[i], zbuf)
+
+
+@_jit
+def _render_chunk(verts, pix, faces, neighbors, cullable, rim, rim_loop, n_loops, rot, albedo, to_light, intensity,
+                  ambient, bg_lin, gamma, top, left, hh, ww, antialias, out):
+    """Draw N frames' windows into out (N, H, W, 3) uint8 (the rest is left as it is).
+
+    verts (N, V, 3) float32 world; pix (N, V, 3) float32 window coordinates; see
+    :func:`render_frames_jit` for the others."""
+    n, nv = verts.shape[0], verts.shape[1]
+    nf = faces.shape[0]
+    thr = np.empty(257)
+    lut = np.empty((1 << _LUT_BITS) + 1, np.uint8)
+    _byte_table(gamma, thr, lut)
+    normals = np.empty((nv, 3))
+    area = np.empty(nf)
+    draw = np.empty(nf, np.bool_)
+    order = np.empty(nf, np.int64)
+    kind = np.zeros(nf, np.uint8)
+    fid = np.empty(hh * ww, np.int32)
+    zbuf = np.empty(hh * ww)
+    lin = np.empty((hh * ww, 3), np.float32)
+    acc = np.zeros((hh * ww, 3), np.float32)
+    for i in range(n):
+        p = pix[i]
+        _normals(verts[i], faces, rot, normals)
+        _cull(p, faces, cullable, rim, rim_loop, n_loops, area, draw)
+        m = _tile_order(p, faces, area, draw, hh, ww, order)
+        _zbuffer(p, faces, area, order, m, hh, ww, fid, zbuf)
+        _shade(p, faces, normals, albedo, fid, to_light, intensity, ambient, bg_lin, hh, ww, lin)
+        if antialias:
+            acc[:] = 0.0
+            _silhouette_kind(p, faces, neighbors, area, kind)
+            _antialias(p, faces, neighbors, area, kind, fid, zbuf, lin, hh, ww, acc)
+        _to_bytes(lin, acc, thr, lut, hh, ww, top, left, out[i])
+
+
+@torch.no_grad()
+def rasterize_jit(pix: torch.Tensor, faces: torch.Tensor, size: tuple[int, int], *,
+                  draw: torch.Tensor | None = None) -> torch.Tensor:
+    """Nearest face at every pixel centre, the z-buffer of :func:`render_frames_jit` (for tests).
+
+    A pixel centre on the inner side of (or on) a face's three edges is covered; the nearest
+    covering face wins, the lower face index on an exact tie. Equal to
+    :func:`avguide.render.fastraster.rasterize_video` except on pixel centres within float32
+    rounding of an edge or of another face's depth.
+
+    Args:
+        pix: (N, V, 3) float projected vertices (pixel x, pixel y, depth) of an orthographic camera.
+        faces: (F, 3) int64.
+        size: (H, W).
+        draw: optional (N, F) bool, the faces to draw in each image; default all.
+    Returns:
+        (N, H, W) int64 face index, -1 where no face covers the pixel centre.
+    Raises:
+        RuntimeError: numba is missing.
+    """
+    if numba is None:
+        raise RuntimeError("rasterize_jit needs numba (pip install numba)")
+    n, (h, w) = pix.shape[0], size
+    if draw is None:
+        draw = torch.ones(n, faces.shape[0], dtype=torch.bool)
+    out = np.empty((n, h * w), np.int32)
+    _face_ids(np.ascontiguousarray(pix.detach().float().cpu().numpy()), np.ascontiguousarray(faces.cpu().numpy(),
+              np.int64), np.ascontiguousarray(draw.cpu().numpy()), h, w, out)
+    return torch.from_numpy(out.astype(np.int64)).view(n, h, w)
+
+
+@torch.no_grad()
+def render_frames_jit(verts: torch.Tensor, faces: torch.Tensor, cam: Camera, albedo: torch.Tensor, *,
+                      plan: CullPlan, neighbors: torch.Tensor | None = None, lights: Lights = Lights(),
+                      background: float | tuple[float, float, float] = 0.0, gamma: float = 2.2) -> torch.Tensor:
+    """:func:`avguide.render.fastframes.render_frames`, compiled (same arguments, same images up to
+    rounding; the torch function itself when numba is missing).
+
+    Args:
+        verts: (N, V, 3) float world positions.
+        faces: (F, 3) int64, counter-clockwise seen from outside.
+        cam: one orthographic camera, image size ``cam.size = (H, W)``.
+        albedo: (V, 3) float per-vertex albedo in [0, 1].
+        plan: :func:`avguide.render.fastraster.cull_plan` of the mesh (a cache the caller keeps).
+        neighbors: (F, 3) int64 from :func:`avguide.render.antialias.face_neighbors`: when given,
+            silhouette edges are antialiased.
+        lights: camera-space lights.
+        background: linear background colour, scalar or RGB.
+        gamma: display gamma of the bytes.
+    Returns:
+        (N, H, W, 3) uint8 sRGB frames (CPU).
+    """
+    if numba is None:
+        from avguide.render.fastframes import render_frames
+
+        return render_frames(verts, faces, cam, albedo, plan=plan, neighbors=neighbors, lights=lights,
+                             background=background, gamma=gamma)
+    assert cam.orthographic and len(cam) == 1, "render_frames_jit draws one orthographic camera"
+    n, (h, w) = verts.shape[0], cam.size
+    verts = verts.detach().float().cpu()
+    bg_lin = np.broadcast_to(np.asarray(background, np.float64), (3,)).copy()
+    thresholds = ((np.arange(1, 256) - 0.5) / 255) ** gamma  # the kernel's rounding (_byte_table)
+    bg = np.searchsorted(thresholds, np.clip(bg_lin, 0, 1), side="right").astype(np.uint8)  # (3,)
+    out = np.empty((n, h, w, 3), np.uint8)
+    if (bg == bg[0]).all():
+        out.fill(bg[0])
+    else:
+        out[:] = bg
+    pix = project(verts, cam.to(device="cpu", dtype=torch.float32))  # (N, V, 3)
+    top, left, hh, ww = _window(pix, (h, w))
+    if hh == 0 or ww == 0 or n == 0:
+        return torch.from_numpy(out)
+    pix = pix - torch.tensor([left, top, 0.0])  # window coordinates
+    d = np.asarray(lights.directions, np.float64)
+    to_light = -d / np.linalg.norm(d, axis=-1, keepdims=True)  # (L, 3)
+    nf = faces.shape[0]
+    nb = neighbors.cpu().numpy().astype(np.int64) if neighbors is not None else np.full((nf, 3), -1, np.int64)
+    _render_chunk(verts.numpy(), pix.numpy(), np.ascontiguousarray(faces.cpu().numpy(), np.int64),
+                  np.ascontiguousarray(nb), plan.cullable.cpu().numpy().astype(np.bool_),
+                  plan.rim.cpu().numpy().astype(np.int64), plan.rim_loop.cpu().numpy().astype(np.int64),
+                  int(plan.n_loops), cam.rotation[0].double().cpu().numpy(),
+                  np.ascontiguousarray(albedo.detach().cpu().numpy(), np.float64).reshape(-1, 3), to_light,
+                  np.asarray(lights.intensities, np.float64), float(lights.ambient), bg_lin, float(gamma),
+                  top, left, hh, ww, neighbors is not None, out)
+    return torch.from_numpy(out)
