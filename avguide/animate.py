@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -272,6 +273,8 @@ def write_outputs(out_dir: str | Path, name: str, frames, n_frames: int, audio: 
     out = Path(out_dir)
     paths = _outputs_of(out, name, formats)
     out.mkdir(parents=True, exist_ok=True)
+    if "mp4" in formats:  # the video renderer's machine code loads while the animator works
+        threading.Thread(target=_warm_video_renderer, daemon=True).start()
     result: dict[str, str] = {}
     with tempfile.TemporaryDirectory(dir=out, prefix=f".{name}.") as tmp:
         npy_tmp = Path(tmp) / "vertices.npy"
@@ -325,6 +328,15 @@ def write_outputs(out_dir: str | Path, name: str, frames, n_frames: int, audio: 
                 Path(npy_tmp).replace(final)
             result["npy"] = str(paths["npy"])
     return result
+
+
+def _warm_video_renderer() -> None:
+    """Import numba and load the compiled video renderer (:func:`avguide.render.jitraster.warm_up`)."""
+    try:
+        from avguide.render.jitraster import warm_up
+        warm_up()
+    except Exception:  # noqa: BLE001  an early start only: the render itself reports any problem
+        pass
 
 
 def _need_faces(faces: np.ndarray | None, fmt: str) -> np.ndarray:

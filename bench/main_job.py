@@ -10,6 +10,8 @@
 2. End to end: ``avguide animate TEN_S.wav --formats mp4`` (a fresh process: start-up, model load,
    animation, render and encode) for 10 s of speech, median of ``--repeats``: wall clock and the
    CPU time of the process and its ffmpeg; and the animation alone (in-process) for the same clip.
+   One round before the measured ones warms up (numba's on-disk cache of the compiled video
+   renderer: the figures are for a warm cache; ``bench/video.py`` prints the cold first call).
    With ``--baseline REV`` the command also runs, alternating, on this tree with ``avguide/render``
    taken from git revision REV (``bench/video.py``'s old side), with the ratios.
 
@@ -96,7 +98,7 @@ def main() -> None:
 
             trees = {"old": baseline_tree(args.baseline, tmp / "old"), "new": baseline_tree(None, tmp / "new")}
         runs = {k: [] for k in trees}
-        for i in range(args.repeats):
+        for i in range(args.repeats + 1):  # round 0 warms up (numba's cache of the compiled renderer), not counted
             for side, tree in trees.items():
                 env = {**os.environ, "PYTHONPATH": str(tree)} if tree else None
                 c0 = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -108,6 +110,8 @@ def main() -> None:
                 c1 = resource.getrusage(resource.RUSAGE_CHILDREN)  # the CLI and its ffmpeg
                 if r.returncode:
                     raise SystemExit(r.stderr[-2000:])
+                if i == 0:
+                    continue
                 runs[side].append((wall, c1.ru_utime + c1.ru_stime - c0.ru_utime - c0.ru_stime))
         for side, rs in runs.items():
             print(f"   {side}: median {statistics.median(w for w, _ in rs):.2f} s wall "

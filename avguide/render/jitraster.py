@@ -400,6 +400,22 @@ def _render_chunk(verts, pix, faces, neighbors, cullable, rim, rim_loop, n_loops
         _to_bytes(lin, acc, thr, lut, hh, ww, top, left, out[i])
 
 
+def warm_up() -> None:
+    """Load (or compile) the renderer's machine code now: one call of :func:`render_frames_jit` on
+    a triangle, so that a video's first frames do not wait for it (``avguide animate`` runs it in
+    a thread while the animator works). Nothing without numba."""
+    if numba is None:
+        return
+    from avguide.render.camera import orthographic_camera
+    from avguide.render.fastraster import cull_plan
+
+    verts = torch.tensor([[[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]])  # (1, 3, 3)
+    faces = torch.tensor([[0, 1, 2]])
+    cam = orthographic_camera(torch.tensor([[0.3, 0.3, 3.0]]), torch.tensor([[0.3, 0.3, 0.0]]), 1.5, (8, 8))
+    render_frames_jit(verts, faces, cam, torch.full((3, 3), 0.5), plan=cull_plan(verts[0], faces),
+                      neighbors=torch.full((1, 3), -1), background=0.1)
+
+
 @torch.no_grad()
 def rasterize_jit(pix: torch.Tensor, faces: torch.Tensor, size: tuple[int, int], *,
                   draw: torch.Tensor | None = None) -> torch.Tensor:

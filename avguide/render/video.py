@@ -7,10 +7,11 @@ duration equals the audio's within one frame.
 Frames are drawn by the compiled inference renderer
 :func:`avguide.render.jitraster.render_frames_jit` (numba; the images of
 :func:`avguide.render.fastframes.render_frames` and of the differentiable
-:func:`avguide.render.mesh.render_mesh`, without autograd, see ``renderer``), in chunks of a few frames by ``workers`` threads while ffmpeg encodes the
-previous ones in its own process (x264 ``ultrafast`` in one thread by default: on 2 cores the
+:func:`avguide.render.mesh.render_mesh`, without autograd, see ``renderer``), in chunks of a few
+frames by ``workers`` threads (the compiled renderer runs without the GIL) while ffmpeg encodes
+the previous ones in its own process (x264 ``ultrafast`` in one thread by default: on 2 cores the
 encoder's CPU time is the renderers' loss; the caption, matplotlib's, is drawn by a worker while
-the other renders the first frames); ``bench/video.py`` measures both renderers and the encoder.
+the other renders the first frames); ``bench/video.py`` measures the renderers and the encoder.
 """
 
 from __future__ import annotations
