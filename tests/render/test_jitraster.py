@@ -172,3 +172,9 @@ def test_without_numba_the_torch_renderer_draws(head, monkeypatch):
     assert not jitraster.available()
     assert torch.equal(jitraster.render_frames_jit(v, head.faces, cam, alb, **kw),
                        render_frames(v, head.faces, cam, alb, **kw))
+
+
+def test_warm_up_loads_the_kernel_of_a_video():
+    """``avguide animate`` loads the machine code early; a video's frames then need no compilation."""
+    jitraster.warm_up()
+    assert len(jitraster._render_chunk.signatures) >= 1
