@@ -2,6 +2,7 @@
 
     python bench/train_step.py [--data data/synth] [--batch 8] [--reps 5] [--threads 2]
                                [--expert cpu_small|narrow] [--forcing tf|ar|both] [--rows NAME,...]
+                               [--torch-raster]
 
 The animator is FaceFormer at preset ``cpu``, trained with teacher forcing (``tf``, the shipped
 recipe ``avguide/configs/faceformer.yaml``) and/or autoregressively (``ar``, FaceFormer's default),
@@ -19,7 +20,10 @@ weights. Each row is one full optimiser step of the animator loop (forward,
     av balanced vertices  l_av set every step from the gradient norms on the vertices
     av balanced params    ... on the animator's parameters
 
-each once per training mode of ``--forcing`` (``--rows`` keeps some of them). Every repetition runs
+each once per training mode of ``--forcing`` (``--rows`` keeps some of them). The lip renderer's
+z-buffer is the compiled one (:mod:`avguide.render.jitzbuf`, when numba is importable); with
+``--torch-raster`` every AV row also runs with the torch z-buffer (``... torch-z``, the same images
+and gradients), interleaved with it. Every repetition runs
 each row once, in turn, so that a change of machine load hits them alike; the table gives the
 median wall-clock and process CPU seconds per step (all threads: torch's and the renderer's
 workers) and their ratios to the medians of the baseline of the same training mode. On a machine shared with other
@@ -44,6 +48,7 @@ from avguide.lipreader.lipvideo import assets_from_dataset
 from avguide.lipreader.model import build_expert
 from avguide.lipreader.reader import TrainedExpert, make_tokenizer
 from avguide.presets import expert_preset
+from avguide.render import jitzbuf, raster
 from avguide.train.animator import AnimatorTrainConfig, _weights, build_model
 from avguide.train.avguidance import AVGuidance
 from avguide.train.losses import WeightedSum
@@ -69,6 +74,8 @@ def main() -> None:
     ap.add_argument("--forcing", choices=["tf", "ar", "both"], default="both",
                     help="the animator's training: teacher forcing (the shipped recipe), autoregressive, or both")
     ap.add_argument("--rows", default=",".join(ROWS), help="comma-separated rows to run (baseline always)")
+    ap.add_argument("--torch-raster", action="store_true",
+                    help="also run every AV row with the torch z-buffer (raster.USE_JIT = False)")
     a = ap.parse_args()
     rows = {name: ROWS[name] for name in ["baseline", *a.rows.split(",")] if name in ROWS}
     modes = ["tf", "ar"] if a.forcing == "both" else [a.forcing]
@@ -100,18 +107,20 @@ def main() -> None:
     lips = torch.as_tensor(index.regions["lips"])
     weights = _weights(cfg)
     own = WeightedSum({k: v for k, v in weights.items() if k not in ("ctc", "ce", "rlv")})  # the baseline
-    objectives = {}  # (mode, row) -> objective
+    objectives = {}  # (mode, row) -> (objective, compiled z-buffer)
     for mode in modes:
         for name, av in rows.items():
             if av is None:
-                objectives[mode, name] = own
-            else:
-                objectives[mode, name] = AVGuidance(dataclasses.replace(cfg.av, **av), index.n_vertices, lips,
-                                                    torch.device("cpu"), trained, weights=weights,
-                                                    params=models[mode][1])
+                objectives[mode, name] = own, True
+                continue
+            for jit in ([False, True] if a.torch_raster else [True]):
+                objectives[mode, name + ("" if jit else " torch-z")] = AVGuidance(
+                    dataclasses.replace(cfg.av, **av), index.n_vertices, lips, torch.device("cpu"), trained,
+                    weights=weights, params=models[mode][1]), jit
 
-    def step(mode: str, objective) -> tuple[float, float]:
+    def step(mode: str, objective, jit: bool) -> tuple[float, float]:
         model, params, opt = models[mode]
+        raster.USE_JIT = jit
         t0, c0 = time.perf_counter(), time.process_time()
         out = model(batch.audio, batch.audio_lengths, batch.template, batch.vertices, batch.lengths, batch.subject)
         backward, _ = objective.step(out["pred"], batch, dict(out["losses"]), 0)
@@ -127,17 +136,19 @@ def main() -> None:
     print(f"FaceFormer preset cpu, batch {len(batch.names)} ({frames} frames at {batch.fps:g} fps), "
           f"expert av/{a.expert} ({crop}x{crop} crops, random weights), {a.threads} threads, {a.reps} reps after "
           "one warm-up; training: tf = teacher forcing (the shipped recipe), ar = autoregressive")
-    for key, objective in objectives.items():  # warm-up
-        step(key[0], objective)
+    print(f"z-buffer: {'compiled (numba)' if jitzbuf.available() else 'torch (numba not importable)'}"
+          + (", torch-z rows: torch" if a.torch_raster else ""))
+    for key, (objective, jit) in objectives.items():  # warm-up
+        step(key[0], objective, jit)
     times: dict[tuple[str, str], list[tuple[float, float]]] = {key: [] for key in objectives}
     for _ in range(a.reps):
-        for key, objective in objectives.items():
-            times[key].append(step(key[0], objective))
-    print(f"{'step':29s} {'wall s':>7s} {'ratio':>6s} {'CPU s':>7s} {'ratio':>6s}   CPU s of each rep")
+        for key, (objective, jit) in objectives.items():
+            times[key].append(step(key[0], objective, jit))
+    print(f"{'step':37s} {'wall s':>7s} {'ratio':>6s} {'CPU s':>7s} {'ratio':>6s}   CPU s of each rep")
     for (mode, name), ts in times.items():
         wall0, cpu0 = (statistics.median(t[i] for t in times[mode, "baseline"]) for i in (0, 1))
         wall, cpu = (statistics.median(t[i] for t in ts) for i in (0, 1))
-        print(f"{name + ' (' + mode + ')':29s} {wall:7.2f} {wall / wall0:6.2f} {cpu:7.2f} {cpu / cpu0:6.2f}   "
+        print(f"{name + ' (' + mode + ')':37s} {wall:7.2f} {wall / wall0:6.2f} {cpu:7.2f} {cpu / cpu0:6.2f}   "
               + " ".join(f"{t[1]:.2f}" for t in ts))
 
 

@@ -13,6 +13,9 @@ The pipeline is the nvdiffrast one, in plain PyTorch (CPU or CUDA):
    exactly the nearest depth: the exact float32 depth decides, ties go to the lower face index
    (the order of the packed ``(depth bits << 24) | face`` keys of :func:`rasterize_reference`).
    Faces outside the image in every image of the batch are dropped before any per-image work.
+   On CPU tensors, when numba is importable, :func:`rasterize` runs the compiled z-buffer of
+   :mod:`avguide.render.jitzbuf` instead (the same float32 arithmetic per face and pixel, hence
+   the same face ids; ``jit=False`` or :data:`USE_JIT` = False keeps the torch path).
 2. :func:`barycentrics` recomputes the barycentric coordinates of each pixel centre in its
    visible face from the *differentiable* projected vertices, so gradients flow from pixels to
    vertex positions (perspective-correct for perspective cameras).
@@ -33,6 +36,11 @@ import torch
 
 _FACE_BITS = 24  # face index bits in the packed z-buffer key (32 depth bits above them)
 _NO_FACE = torch.iinfo(torch.int64).max  # empty z-buffer entry
+
+USE_JIT = True
+"""Default of :func:`rasterize`'s ``jit``: CPU tensors go through the compiled z-buffer of
+:mod:`avguide.render.jitzbuf` (the same face ids) when numba is importable. Set it to False to
+run the torch path everywhere (the reference; ``bench/train_step.py --torch-raster`` compares both)."""
 
 
 def pixel_centers(size: tuple[int, int], device: torch.device | str | None = None,
@@ -74,7 +82,7 @@ class _Drawn(NamedTuple):
 
 def _take_last(t: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     """``t[..., index]`` as one ``index_select`` over the last dim (faster than one gather per row)."""
-    return t.reshape(-1, t.shape[-1]).index_select(1, index).view(*t.shape[:-1], index.numel())
+    return t.reshape(t.shape[:-1].numel(), t.shape[-1]).index_select(1, index).view(*t.shape[:-1], index.numel())
 
 
 def _seen_faces(p: torch.Tensor, fs: torch.Tensor, h: int, w: int) -> torch.Tensor:
@@ -97,7 +105,7 @@ def _cull(planes: torch.Tensor, fs: torch.Tensor, h: int, w: int, cull_backfaces
     ``planes``: (3, N, V) float32 projected x, y, depth planes (contiguous)."""
     # corner coordinates of every (image, face), one contiguous (N, F') tensor each, from one gather
     n = planes.shape[1]
-    xy = planes[:2].reshape(2 * n, -1).index_select(1, fs.T.reshape(-1)).view(2, n, 3, -1)  # (2, N, 3, F')
+    xy = planes[:2].reshape(2 * n, planes.shape[2]).index_select(1, fs.T.reshape(-1)).view(2, n, 3, fs.shape[0])  # (2, N, 3, F')
     (x0, x1, x2), (y0, y1, y2) = xy[0].unbind(1), xy[1].unbind(1)
     # twice the signed screen area; a counter-clockwise face (seen by the camera) is clockwise
     # in the y-down image, so front faces have area < 0
@@ -369,7 +377,8 @@ def _scanline(d: _Drawn, h: int, w: int) -> tuple[torch.Tensor, torch.Tensor, to
 
 @torch.no_grad()
 def rasterize(pix: torch.Tensor, faces: torch.Tensor, size: tuple[int, int], *, orthographic: bool = True,
-              cull_backfaces: bool = True, face_mask: torch.Tensor | None = None) -> torch.Tensor:
+              cull_backfaces: bool = True, face_mask: torch.Tensor | None = None,
+              jit: bool | None = None) -> torch.Tensor:
     """Nearest visible face at every pixel centre (hard z-buffer, no gradient).
 
     A pixel centre is covered by a face when it lies in the face's pixel bounding box and on
@@ -395,6 +404,9 @@ def rasterize(pix: torch.Tensor, faces: torch.Tensor, size: tuple[int, int], *, 
             oriented meshes; turn off for open or inconsistently oriented ones).
         face_mask: optional (F,) bool, only these faces are drawn (a caller-side cache, e.g.
             faces near the lips for a lip camera).
+        jit: CPU tensors run :func:`avguide.render.jitzbuf.zbuffer` (numba: the same face ids, the
+            same float32 arithmetic per pixel, several times faster) when numba is importable;
+            False runs the torch path below. None: :data:`USE_JIT`.
     Returns:
         (N, H, W) int64: index into ``faces`` of the visible face, -1 where no face covers the
         pixel centre.
@@ -403,6 +415,12 @@ def rasterize(pix: torch.Tensor, faces: torch.Tensor, size: tuple[int, int], *, 
     n, h, w = pix.shape[0], *size
     assert n * h * w < 2 ** 31, "the scanline's int32 pixel indices need N*H*W < 2**31"
     dev = pix.device
+    if (USE_JIT if jit is None else jit) and dev.type == "cpu":
+        from avguide.render import jitzbuf  # imports numba: only when rasterising
+
+        if jitzbuf.available():
+            return jitzbuf.zbuffer(pix, faces, size, orthographic=orthographic, cull_backfaces=cull_backfaces,
+                                   face_mask=face_mask)
     d = _setup(pix, faces, size, orthographic, cull_backfaces, face_mask)
     face_id = torch.full((n * h * w,), _NO_FACE, dtype=torch.int64, device=dev)
     if d.img.numel() == 0:
