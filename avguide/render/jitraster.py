@@ -455,16 +455,8 @@ def render_frames_jit(verts: torch.Tensor, faces: torch.Tensor, cam: Camera, alb
     rounding; the torch function itself when numba is missing).
 
     Args:
-        verts: (N, V, 3) float world positions.
-        faces: (F, 3) int64, counter-clockwise seen from outside.
-        cam: one orthographic camera, image size ``cam.size = (H, W)``.
-        albedo: (V, 3) float per-vertex albedo in [0, 1].
-        plan: :func:`avguide.render.fastraster.cull_plan` of the mesh (a cache the caller keeps).
-        neighbors: (F, 3) int64 from :func:`avguide.render.antialias.face_neighbors`: when given,
-            silhouette edges are antialiased.
-        lights: camera-space lights.
-        background: linear background colour, scalar or RGB.
-        gamma: display gamma of the bytes.
+        as :func:`avguide.render.fastframes.render_frames` (verts (N, V, 3), faces (F, 3), albedo
+        (V, 3), plan, neighbors, lights, background, gamma), with one orthographic camera.
     Returns:
         (N, H, W, 3) uint8 sRGB frames (CPU).
     """
