@@ -279,6 +279,7 @@ def run_bench(preset: str, out: str | Path, overrides: list[str] | tuple[str, ..
         raise BadInputError(f"--out {out}: holds a benchmark with another config ({saved}); use a new --out")
     write_json_atomic(saved, {"config": resolved, "avguide_version": avguide.__version__})
     timings: dict[str, float] = {}
+    first = shard is None or shard[0] == 1  # runs the shared steps; the other shards wait for them
 
     def timed(name: str, step_dir: Path, fn: Callable[[], dict]) -> dict:
         if not first and name in SHARED_STEPS:
@@ -289,7 +290,6 @@ def run_bench(preset: str, out: str | Path, overrides: list[str] | tuple[str, ..
         print(f"[bench] {name}: {timings[name]:.1f} s{' (finished earlier)' if skipped else ''}", flush=True)
         return res
 
-    first = shard is None or shard[0] == 1  # runs the shared steps; the other shards wait for them
     if not first and not cfg.data:
         _wait_until(out / "data" / "manifest.json")
     data = _dataset(cfg, out)
