@@ -6,6 +6,8 @@
                                     camera from each sequence's mean: it never sees templates)
               OUT/experts/visual    visual-only expert used as a loss (ablation)
               OUT/experts/untrained the AV expert at initialisation ("without stage 1" ablation)
+              (a given or shipped ``expert`` / ``reader`` is used instead of training it; the
+              ablation experts are trained when a step first needs them)
     stage 2   OUT/runs/<animator>/seed<k>/<condition>/    train -> predict test -> evaluate
               conditions: baseline, av_paper (l_av = paper_l_av), av_tuned (tuned_l_av); first
               animator only: av_visual_only, av_no_stage1, av_l_av=<x> for the sweep. With
@@ -13,11 +15,20 @@
               baseline_more, continues it with the vertex loss only
     floor     OUT/eval/static       every test sequence replaced by its template (+ the
                                     reader's ceiling on ground truth)
-    report    OUT/report.json, OUT/report.md, OUT/plots.png, OUT/side_by_side/<name>.mp4
+    first unit OUT/mechanism/<expert>, OUT/side_by_side/<name>.mp4 (first animator, first seed)
+    report    OUT/report.json, OUT/report.md, OUT/plots.png
 
 Every step writes ``done.json`` when it has finished, so a second run skips it (resumable); an
 interrupted training run continues from its last checkpoint. Every result file holds the
 resolved benchmark config and the avguide version.
+
+**Light records and heavy runs.** A step's records (``done.json``, ``eval.json``, the run's
+``metrics.jsonl``, the videos) are small; its ``run/`` checkpoints, ``pred/`` predictions and the
+render cache are not. A benchmark longer than a machine's life keeps the records (the repository
+keeps ``results/`` this way, its ``.gitignore`` leaving the rest out) and continues on another
+machine: a finished step is skipped, and a run that a later step needs (a baseline to fine-tune,
+CodeTalker's codebook, an ablation expert) but whose checkpoints are gone is trained again from
+its seed.
 """
 
 from __future__ import annotations
@@ -258,7 +269,8 @@ def run_bench(preset: str, out: str | Path, overrides: list[str] | tuple[str, ..
         shard: ``(k, n)``: this process runs only the k-th of n interleaved shares of the
             (animator, seed) units (:func:`shard_units`), so that n processes of one thread each
             share a machine's cores on one ``out``; shard 1 also runs the shared steps (the
-            experts it trains, the mechanism, the floor) and the others wait for the experts. No
+            experts it trains, the floor, and with the first unit the mechanism and the video)
+            and the others wait for the experts. No
             report: run once more without ``shard`` when all have finished (it skips every finished
             step and writes the report). None: everything, then the report.
     Returns:
@@ -266,7 +278,7 @@ def run_bench(preset: str, out: str | Path, overrides: list[str] | tuple[str, ..
     Raises:
         BadInputError / MissingFileError: invalid settings or data; TrainingDivergedError.
     """
-    from avguide.bench.figures import plot_conditions, side_by_side_video
+    from avguide.bench.figures import plot_conditions
     from avguide.bench.report import build_report, write_bench_report
     from avguide.lipreader.reader import load_reader
 
@@ -281,49 +293,59 @@ def run_bench(preset: str, out: str | Path, overrides: list[str] | tuple[str, ..
     timings: dict[str, float] = {}
     first = shard is None or shard[0] == 1  # runs the shared steps; the other shards wait for them
 
-    def timed(name: str, step_dir: Path, fn: Callable[[], dict]) -> dict:
+    def timed(name: str, step_dir: Path, fn: Callable[[], dict | None], quiet: bool = False) -> dict:
         if not first and name in SHARED_STEPS:
             _wait_until(step_dir / "done.json")
         skipped = (step_dir / "done.json").is_file()
-        res = _once(step_dir, fn, resolved)
-        timings[name] = _step_seconds(step_dir)  # also for a step finished by an earlier call
-        print(f"[bench] {name}: {timings[name]:.1f} s{' (finished earlier)' if skipped else ''}", flush=True)
+        res = _once(step_dir, lambda: fn() or {}, resolved)
+        seconds = _step_seconds(step_dir)  # also for a step finished by an earlier call
+        if not quiet:
+            timings[name] = seconds
+        print(f"[bench] {name}: {seconds:.1f} s{' (finished earlier)' if skipped else ''}", flush=True)
         return res
+
+    def trained(name: str, step_dir: Path, run: Path, fn: Callable[[], None], quiet: bool = False) -> Path:
+        """A training run later steps need: trained once, and trained again when only its light
+        records survived (a results folder kept in git without its ``run/`` checkpoints)."""
+        if (step_dir / "done.json").is_file() and not (run / "last.json").is_file():
+            print(f"[bench] {name}: its records are here but not its checkpoints ({run}); training it again",
+                  flush=True)
+            (step_dir / "done.json").unlink()
+        timed(name, step_dir, fn, quiet)
+        return run
 
     if not first and not cfg.data:
         _wait_until(out / "data" / "manifest.json")
     data = _dataset(cfg, out)
     cache = out / "render_cache"
     base_seed = cfg.seeds[0]
-    experts = {"av": out / "experts" / "av", "reader": out / "experts" / "reader"}
+    experts: dict[str, Path] = {}
+    makers: dict[str, Callable[[], None]] = {}  # the experts this benchmark trains, by name
     if cfg.expert:  # trained elsewhere or shipped: used as it is
         experts["av"] = resolve(cfg.expert)
     else:
-        timed("expert_av", experts["av"], lambda: _train_expert(cfg, data, experts["av"], "av", cfg.expert_epochs,
-                                                                base_seed, "template", cache) or {})
+        makers["av"] = lambda: _train_expert(cfg, data, experts["av"], "av", cfg.expert_epochs, base_seed,
+                                             "template", cache)
     if cfg.reader:
         experts["reader"] = resolve(cfg.reader)
     else:
-        timed("reader", experts["reader"], lambda: _train_expert(cfg, data, experts["reader"], "video",
-                                                                 cfg.reader_epochs, base_seed + 1000,
-                                                                 "sequence_mean", cache) or {})
+        makers["reader"] = lambda: _train_expert(cfg, data, experts["reader"], "video", cfg.reader_epochs,
+                                                 base_seed + 1000, "sequence_mean", cache)
     if cfg.ablations:
-        experts["visual"] = out / "experts" / "visual"
-        experts["untrained"] = out / "experts" / "untrained"
-        timed("expert_visual", experts["visual"], lambda: _train_expert(
-            cfg, data, experts["visual"], "video", cfg.expert_epochs, base_seed + 2000, "template", cache) or {})
-        timed("expert_untrained", experts["untrained"],
-              lambda: _untrained_expert(cfg, data, experts["untrained"], base_seed,
-                                        experts["av"] if cfg.expert else None) or {})
-    mechanism = {}
-    if cfg.mechanism and first:
-        from avguide.bench.mechanism import lip_dependence
+        makers["visual"] = lambda: _train_expert(cfg, data, experts["visual"], "video", cfg.expert_epochs,
+                                                 base_seed + 2000, "template", cache)
+        makers["untrained"] = lambda: _untrained_expert(cfg, data, experts["untrained"], base_seed,
+                                                        experts["av"] if cfg.expert else None)
+    experts |= {name: out / "experts" / name / "run" for name in makers}
 
-        for name in ("av", "visual"):
-            if name in experts:
-                mechanism[name] = timed(f"mechanism_{name}", out / "mechanism" / name,
-                                        lambda name=name: lip_dependence(experts[name], data, "test",
-                                                                         seed=base_seed, device=cfg.device))
+    def expert(name: str) -> Path:
+        """An expert's run, trained first if this benchmark trains it and it is not on disk."""
+        if name in makers:
+            trained(f"expert_{name}", out / "experts" / name, experts[name], makers[name])
+        return experts[name]
+
+    for name in ("av", "reader"):
+        expert(name)  # the ablation experts are trained when a step first needs them
     reader = load_reader(experts["reader"])
     extra = {"reader": str(experts["reader"])}
 
@@ -336,52 +358,89 @@ def run_bench(preset: str, out: str | Path, overrides: list[str] | tuple[str, ..
 
     rows = {"static": timed("static", static_dir, floor)} if first else {}
     results: list[dict] = []
+    mechanism, video = {}, []
     for ai, animator, rank, seed in shard_units(cfg, shard):
         root = out / "runs" / animator / f"seed{seed}"
-        vq = None
-        if animator == "codetalker":
-            vq = root / "vq"
-            timed(f"{animator}/seed{seed}/vq", vq / "train",
-                  lambda: _train_animator(cfg, data, vq / "run", animator, seed, "vq", {}, None) or {})
-            vq = vq / "run"
-        for cond in conditions(cfg, experts, ai == 0, rank):
+        conds = {c.name: c for c in conditions(cfg, experts, ai == 0, rank)}
+        vq_dir = root / "vq"
+
+        def vq_run(animator=animator, seed=seed, vq_dir=vq_dir) -> Path | None:
+            if animator != "codetalker":
+                return None
+            return trained(f"{animator}/seed{seed}/vq", vq_dir / "train", vq_dir / "run",
+                           lambda: _train_animator(cfg, data, vq_dir / "run", animator, seed, "vq", {}, None))
+
+        def train_run(cond: Condition, root=root, animator=animator, seed=seed, conds=conds, vq_run=vq_run) -> Path:
+            """The condition's trained run (trained again if only its records survived)."""
+            init = train_run(conds["baseline"]) if cond.from_baseline else None
+            for name, path in experts.items():
+                if cond.av.get("expert") == str(path):
+                    expert(name)
+            vq = vq_run()
+            cdir = root / cond.name
+            return trained(f"{animator}/seed{seed}/{cond.name}/train", cdir / "train", cdir / "run",
+                           lambda: _train_animator(cfg, data, cdir / "run", animator, seed, cond.stage, cond.av,
+                                                   vq, init), quiet=True)
+
+        def predictions(cond: Condition, root=root, train_run=train_run) -> Path:
+            """The condition's test predictions (predicted again if missing)."""
+            from avguide.animate import predict_split
+
+            pred = root / cond.name / "pred"
+            if not pred.is_dir():
+                run, partial = train_run(cond), pred.with_name("pred.partial")
+                if partial.exists():
+                    shutil.rmtree(partial)
+                predict_split(run, data, "test", partial)
+                pred.with_name("pred.partial").rename(pred)
+            return pred
+
+        for cond in conds.values():
             cdir = root / cond.name
 
             def step(cond=cond, cdir=cdir) -> dict:
-                init = root / "baseline" / "run" if cond.from_baseline else None
-                _once(cdir / "train", lambda: _train_animator(cfg, data, cdir / "run", animator, seed, cond.stage,
-                                                             cond.av, vq, init) or {}, resolved)
-                from avguide.animate import predict_split
-
-                pred = cdir / "pred"
-                if pred.exists():
-                    shutil.rmtree(pred)
-                predict_split(cdir / "run", data, "test", pred)
-                return _evaluate(pred, data, reader, cdir / "eval.json", resolved,
+                run = train_run(cond)
+                shutil.copyfile(run / "metrics.jsonl", cdir / "metrics.jsonl")  # kept beside the light records
+                if (cdir / "pred").exists():
+                    shutil.rmtree(cdir / "pred")
+                return _evaluate(predictions(cond), data, reader, cdir / "eval.json", resolved,
                                  {**extra, "run": str(cdir / "run"), "condition": cond.name})
 
             res = timed(f"{animator}/seed{seed}/{cond.name}", cdir, step)
             results.append({"animator": animator, "seed": seed, "condition": cond.name, **res,
-                            **_gradient_norms(cdir / "run")})
+                            **_gradient_norms(cdir)})
+        if animator == "codetalker" and (vq_dir / "train" / "done.json").is_file():
+            timings[f"{animator}/seed{seed}/vq"] = _step_seconds(vq_dir / "train")
+        if ai == 0 and rank == 0:  # the first unit: the mechanism and the video, while its runs are on disk
+            if cfg.mechanism:
+                from avguide.bench.mechanism import lip_dependence
+
+                for name in ("av", "visual"):
+                    if name in experts:
+                        mechanism[name] = timed(f"mechanism_{name}", out / "mechanism" / name,
+                                                lambda name=name: lip_dependence(expert(name), data, "test",
+                                                                                 seed=base_seed, device=cfg.device))
+            if cfg.video_sentences:
+                from avguide.bench.figures import side_by_side_video
+
+                video = timed("side_by_side", out / "side_by_side", lambda: {"videos": side_by_side_video(
+                    data, predictions(conds["baseline"]), predictions(conds["av_tuned"]), out / "side_by_side",
+                    cfg.video_sentences, cfg.video_size)})["videos"]
+    for name in makers:  # the experts' training times, also where no step needed them this time
+        if (out / "experts" / name / "done.json").is_file():
+            timings[f"expert_{name}"] = _step_seconds(out / "experts" / name)
     if shard is not None:
         print(f"[bench] shard {shard[0]}/{shard[1]} finished; once every shard has, run the same command "
               "without --shard to write the report", flush=True)
         return None
     report = build_report(resolved, results, rows["static"], timings,
                           control="baseline_more" if cfg.finetune_epochs else "baseline", mechanism=mechanism)
-    figures = {}
-    figures["plots"] = plot_conditions(report, out / "plots.png")
-    if cfg.video_sentences:
-        a0, s0 = cfg.animators[0], cfg.seeds[0]
-        seed_dir = out / "runs" / a0 / f"seed{s0}"
-        figures["video"] = side_by_side_video(data, seed_dir / "baseline" / "pred", seed_dir / "av_tuned" / "pred",
-                                              out / "side_by_side", cfg.video_sentences, cfg.video_size)
-    report["figures"] = figures
+    report["figures"] = {"plots": plot_conditions(report, out / "plots.png"), **({"video": video} if video else {})}
     write_bench_report(out, report)
     return report
 
 
-SHARED_STEPS = ("expert_av", "reader", "expert_visual", "expert_untrained")
+SHARED_STEPS = ("expert_av", "expert_reader", "expert_visual", "expert_untrained")
 """Steps every shard needs: shard 1 runs them, the others wait for their ``done.json``."""
 
 
@@ -410,9 +469,10 @@ def _wait_until(path: Path, poll_s: float = 30.0) -> None:
         time.sleep(poll_s)
 
 
-def _gradient_norms(run: Path) -> dict:
-    """Mean gradient-probe norms of a run's last epoch (empty for runs without AV loss)."""
-    path = run / "metrics.jsonl"
+def _gradient_norms(step_dir: Path) -> dict:
+    """The first and last epoch's mean gradient-probe norms of a condition, from the copy of its
+    run's ``metrics.jsonl`` in its step folder (empty for runs without AV loss)."""
+    path = step_dir / "metrics.jsonl"
     if not path.is_file():
         return {}
     lines = load_jsonl(path, "run metrics", partial_tail="drop")

@@ -186,3 +186,31 @@ def test_ci_preset_full(tmp_path):
     videos = report["figures"]["video"]
     assert videos and all((out / "side_by_side").joinpath(v.split("/")[-1]).stat().st_size > 1000 for v in videos)
     assert (out / "report.md").read_text().count("| codetalker |") >= 3
+
+
+def test_continues_from_the_light_records_alone(tmp_path):
+    """A results folder kept in git without its checkpoints and predictions (the ``.gitignore``
+    of ``results/``): finished steps are skipped, and a pending fine-tune trains its baseline again
+    from its seed, which reproduces the baseline that was evaluated."""
+    import shutil
+
+    from avguide.io import load_jsonl
+
+    out = tmp_path / "bench"
+    over = ["animators=[faceformer]", "ablations=false", "sweep_l_av=[]", "mechanism=false", "finetune_epochs=1",
+            "video_sentences=1"]
+    first = run_bench("ci", out, over)
+    seed0 = out / "runs" / "faceformer" / "seed0"
+    def losses(path):  # the run's logged losses, without its timings
+        return [{k: v for k, v in line.items() if k != "seconds"} for line in load_jsonl(path, "metrics")]
+
+    base_metrics = losses(seed0 / "baseline" / "metrics.jsonl")
+    for heavy in [*out.glob("**/run"), *out.glob("**/pred")]:
+        shutil.rmtree(heavy)
+    (seed0 / "av_tuned" / "done.json").unlink()
+    again = run_bench("ci", out, over)
+    assert (seed0 / "baseline" / "run" / "last.json").is_file()  # trained again for the fine-tune
+    assert losses(seed0 / "baseline" / "run" / "metrics.jsonl") == base_metrics
+    assert not (seed0 / "av_paper" / "run").exists()  # finished: not trained again
+    assert again["table"] == first["table"]
+    assert again["figures"]["video"] == first["figures"]["video"]
