@@ -298,6 +298,8 @@ def _bench_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--shard", type=_shard, default=None, metavar="K/N",
                    help="run only the K-th of N shares of the (animator, seed) units, with one torch thread "
                         "per process (start N processes on one -o; then once more without --shard for the report)")
+    p.add_argument("--report-only", action="store_true",
+                   help="run nothing: report the steps finished so far (provisional; the others listed as pending)")
     _add_common(p)
 
 
@@ -320,7 +322,9 @@ def _bench_run(a: argparse.Namespace) -> int:
         import torch
 
         torch.set_num_threads(1)  # N processes of one thread each share the cores
-    run_bench(a.preset, a.out, a.overrides, config_path=a.config, shard=a.shard)
+    if a.shard is not None and a.report_only:
+        raise BadInputError("--shard and --report-only: choose one (a shard runs steps, --report-only runs none)")
+    run_bench(a.preset, a.out, a.overrides, config_path=a.config, shard=a.shard, report_only=a.report_only)
     if a.shard is None:
         print(read_text(Path(a.out) / "report.md", "bench report"))
     return 0

@@ -77,7 +77,8 @@ def check_claim(table: dict, guided: str = "av_tuned", control: str = "baseline"
 
 
 def build_report(config: dict, results: list[dict], static: dict, timings: dict[str, float],
-                 control: str = "baseline", mechanism: dict | None = None) -> dict:
+                 control: str = "baseline", mechanism: dict | None = None, pending: list[str] | None = None
+                 ) -> dict:
     """The report dict (written by :func:`write_bench_report`).
 
     Args:
@@ -87,6 +88,8 @@ def build_report(config: dict, results: list[dict], static: dict, timings: dict[
         timings: seconds per step.
         control: the condition the claim is checked against (see :func:`check_claim`).
         mechanism: {expert name: :func:`avguide.bench.mechanism.lip_dependence` result}.
+        pending: the steps not finished yet (``avguide bench --report-only``): the report is
+            then provisional, and says so.
     """
     table = aggregate(results)
     gt = {"lve": 0.0, "fdd": 0.0, "mve": 0.0, **{m: static[f"gt_{m}"] for m in ("cer", "wer", "ver") if f"gt_{m}" in static}}
@@ -98,7 +101,7 @@ def build_report(config: dict, results: list[dict], static: dict, timings: dict[
             "table": table,
             "order": ordered(table),
             "claim": check_claim(table, control=control), "mechanism": mechanism or {}, "runs": results,
-            "timings_s": timings}
+            "timings_s": timings, "pending": list(pending or [])}
 
 
 def ordered(table: dict) -> list[list]:
@@ -132,8 +135,12 @@ def format_markdown(report: dict) -> str:
     lines = [f"# avguide bench (preset {cfg['preset']}, avguide {report['avguide_version']})", "",
              f"Seeds {cfg['seeds']}; reader: separate visual-only expert; CER/WER/VER corpus rates on the "
              "test split; LVE/MVE over frames; FDD signed mean over sequences. ± is the sample std over "
-             "seeds.", "",
-             "| animator | condition | seeds | " + " | ".join(HEADERS) + " |", "|---" * (len(HEADERS) + 3) + "|"]
+             "seeds.", ""]
+    if report.get("pending"):
+        lines += [f"**Provisional**: {len(report['pending'])} steps have not finished yet, so the rows below "
+                  "hold the seeds finished so far and the verdict may change. Pending: "
+                  + ", ".join(report["pending"]) + ".", ""]
+    lines += ["| animator | condition | seeds | " + " | ".join(HEADERS) + " |", "|---" * (len(HEADERS) + 3) + "|"]
     fixed = {"ground truth (reader ceiling)": report["ground_truth"], "static face (floor)": report["static"]}
     for name, row in fixed.items():
         cells = [f"{row[m] * SCALES[m]:.3f}" if m in row else "-" for m in METRICS]

@@ -257,7 +257,8 @@ def resolve_bench_config(preset: str, overrides: list[str] | tuple[str, ...] = (
 
 
 def run_bench(preset: str, out: str | Path, overrides: list[str] | tuple[str, ...] = (), *,
-              config_path: str | Path | None = None, shard: tuple[int, int] | None = None) -> dict | None:
+              config_path: str | Path | None = None, shard: tuple[int, int] | None = None,
+              report_only: bool = False) -> dict | None:
     """Run (or continue) the benchmark and write its report.
 
     Args:
@@ -273,6 +274,8 @@ def run_bench(preset: str, out: str | Path, overrides: list[str] | tuple[str, ..
             and the others wait for the experts. No
             report: run once more without ``shard`` when all have finished (it skips every finished
             step and writes the report). None: everything, then the report.
+        report_only: run nothing; report the steps finished so far, list the others as pending
+            and mark the verdict provisional (a benchmark that spans several machines or days).
     Returns:
         The report dict written to ``OUT/report.json`` (None for a shard).
     Raises:
@@ -293,7 +296,12 @@ def run_bench(preset: str, out: str | Path, overrides: list[str] | tuple[str, ..
     timings: dict[str, float] = {}
     first = shard is None or shard[0] == 1  # runs the shared steps; the other shards wait for them
 
-    def timed(name: str, step_dir: Path, fn: Callable[[], dict | None], quiet: bool = False) -> dict:
+    pending: list[str] = []
+
+    def timed(name: str, step_dir: Path, fn: Callable[[], dict | None], quiet: bool = False) -> dict | None:
+        if report_only and not (step_dir / "done.json").is_file():
+            pending.append(name)
+            return None
         if not first and name in SHARED_STEPS:
             _wait_until(step_dir / "done.json")
         skipped = (step_dir / "done.json").is_file()
@@ -345,15 +353,22 @@ def run_bench(preset: str, out: str | Path, overrides: list[str] | tuple[str, ..
         return experts[name]
 
     for name in ("av", "reader"):
-        expert(name)  # the ablation experts are trained when a step first needs them
-    reader = load_reader(experts["reader"])
+        if not report_only:
+            expert(name)  # the ablation experts are trained when a step first needs them
+    readers: list = []  # loaded when a step first evaluates
+
+    def reader():
+        if not readers:
+            readers.append(load_reader(experts["reader"]))
+        return readers[0]
+
     extra = {"reader": str(experts["reader"])}
 
     static_dir = out / "eval" / "static"
 
     def floor() -> dict:
         _static_predictions(data, static_dir / "pred")
-        return _evaluate(static_dir / "pred", data, reader, static_dir / "eval.json", resolved, extra,
+        return _evaluate(static_dir / "pred", data, reader(), static_dir / "eval.json", resolved, extra,
                          read_ground_truth=True)
 
     rows = {"static": timed("static", static_dir, floor)} if first else {}
@@ -403,12 +418,13 @@ def run_bench(preset: str, out: str | Path, overrides: list[str] | tuple[str, ..
                 shutil.copyfile(run / "metrics.jsonl", cdir / "metrics.jsonl")  # kept beside the light records
                 if (cdir / "pred").exists():
                     shutil.rmtree(cdir / "pred")
-                return _evaluate(predictions(cond), data, reader, cdir / "eval.json", resolved,
+                return _evaluate(predictions(cond), data, reader(), cdir / "eval.json", resolved,
                                  {**extra, "run": str(cdir / "run"), "condition": cond.name})
 
             res = timed(f"{animator}/seed{seed}/{cond.name}", cdir, step)
-            results.append({"animator": animator, "seed": seed, "condition": cond.name, **res,
-                            **_gradient_norms(cdir)})
+            if res is not None:
+                results.append({"animator": animator, "seed": seed, "condition": cond.name, **res,
+                                **_gradient_norms(cdir)})
         if animator == "codetalker" and (vq_dir / "train" / "done.json").is_file():
             timings[f"{animator}/seed{seed}/vq"] = _step_seconds(vq_dir / "train")
         if ai == 0 and rank == 0:  # the first unit: the mechanism and the video, while its runs are on disk
@@ -417,15 +433,17 @@ def run_bench(preset: str, out: str | Path, overrides: list[str] | tuple[str, ..
 
                 for name in ("av", "visual"):
                     if name in experts:
-                        mechanism[name] = timed(f"mechanism_{name}", out / "mechanism" / name,
-                                                lambda name=name: lip_dependence(expert(name), data, "test",
-                                                                                 seed=base_seed, device=cfg.device))
+                        res = timed(f"mechanism_{name}", out / "mechanism" / name,
+                                    lambda name=name: lip_dependence(expert(name), data, "test", seed=base_seed,
+                                                                     device=cfg.device))
+                        if res is not None:
+                            mechanism[name] = res
             if cfg.video_sentences:
                 from avguide.bench.figures import side_by_side_video
 
-                video = timed("side_by_side", out / "side_by_side", lambda: {"videos": side_by_side_video(
+                video = (timed("side_by_side", out / "side_by_side", lambda: {"videos": side_by_side_video(
                     data, predictions(conds["baseline"]), predictions(conds["av_tuned"]), out / "side_by_side",
-                    cfg.video_sentences, cfg.video_size)})["videos"]
+                    cfg.video_sentences, cfg.video_size)}) or {}).get("videos", [])
     for name in makers:  # the experts' training times, also where no step needed them this time
         if (out / "experts" / name / "done.json").is_file():
             timings[f"expert_{name}"] = _step_seconds(out / "experts" / name)
@@ -433,8 +451,9 @@ def run_bench(preset: str, out: str | Path, overrides: list[str] | tuple[str, ..
         print(f"[bench] shard {shard[0]}/{shard[1]} finished; once every shard has, run the same command "
               "without --shard to write the report", flush=True)
         return None
-    report = build_report(resolved, results, rows["static"], timings,
-                          control="baseline_more" if cfg.finetune_epochs else "baseline", mechanism=mechanism)
+    report = build_report(resolved, results, rows.get("static") or {}, timings,
+                          control="baseline_more" if cfg.finetune_epochs else "baseline", mechanism=mechanism,
+                          pending=pending)
     report["figures"] = {"plots": plot_conditions(report, out / "plots.png"), **({"video": video} if video else {})}
     write_bench_report(out, report)
     return report

@@ -214,3 +214,19 @@ def test_continues_from_the_light_records_alone(tmp_path):
     assert not (seed0 / "av_paper" / "run").exists()  # finished: not trained again
     assert again["table"] == first["table"]
     assert again["figures"]["video"] == first["figures"]["video"]
+    assert again["pending"] == [] and "Provisional" not in (out / "report.md").read_text()
+
+
+def test_report_only_runs_nothing_and_lists_what_is_pending(tmp_path):
+    """Seed 0 finished, seed 1 not started: the report holds seed 0's rows, names seed 1's steps as
+    pending, says the verdict is provisional, and trains nothing."""
+    out = tmp_path / "bench"
+    over = ["animators=[faceformer]", "seeds=[0,1]", "ablations=false", "sweep_l_av=[]", "video_sentences=0",
+            "mechanism=false"]
+    run_bench("ci", out, over, shard=(1, 2))
+    report = run_bench("ci", out, over, report_only=True)
+    assert not (out / "runs" / "faceformer" / "seed1").exists()
+    assert report["pending"] == [f"faceformer/seed1/{c}" for c in ("baseline", "av_paper", "av_tuned")]
+    assert report["table"]["faceformer"]["av_tuned"]["lve"]["n"] == 1
+    md = (out / "report.md").read_text()
+    assert "**Provisional**: 3 steps" in md and "faceformer/seed1/av_tuned" in md
