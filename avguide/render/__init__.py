@@ -9,6 +9,9 @@ Inference only, for video: :func:`cull_plan`, :func:`drawn_faces`, :func:`raster
 :func:`render_frames` (the images of :func:`render_mesh` as sRGB bytes, without autograd).
 :func:`window_submesh`: the part of a mesh some cameras can show over a batch of sequences (the
 same images and gradients for less work; :func:`avguide.lipreader.lipvideo.lip_gray` renders it).
+On CPU, with numba, :func:`rasterize`, :func:`render_mesh` and :func:`antialias` run compiled
+kernels (:mod:`avguide.render.jitzbuf`, :mod:`avguide.render.jitshade`, :mod:`avguide.render.jitalias`;
+``raster.USE_JIT = False`` or ``jit=False`` keeps their torch paths, the references).
 """
 
 from avguide.render.antialias import antialias, face_neighbors

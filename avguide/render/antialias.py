@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import torch
 
+from avguide.render import raster
 from avguide.render.raster import _edge, bary_planes, corner_index
 
 
@@ -183,17 +184,36 @@ def _exit_edges(pair: torch.Tensor, p: torch.Tensor, faces: torch.Tensor, face_i
 
 
 def antialias_planes(planes: torch.Tensor, pix: torch.Tensor, faces: torch.Tensor, face_id: torch.Tensor,
-                     neighbors: torch.Tensor, *, orthographic: bool = True, kernel=lambda fn: fn) -> torch.Tensor:
+                     neighbors: torch.Tensor, *, orthographic: bool = True, kernel=lambda fn: fn,
+                     jit: bool | None = None) -> torch.Tensor:
     """:func:`antialias` on channels-first colours (C, N*H*W), the fast layout on CPU.
 
     ``kernel(fn)`` returns what runs the pure exit-edge search (:mod:`avguide.render.compiled`
-    passes its compiled version); the pair masks and ``nonzero`` calls stay here.
+    passes its compiled version); the pair masks and ``nonzero`` calls stay here. ``jit``: on CPU
+    the whole gradient-free search (silhouettes, pairs, exit edges) runs in
+    :func:`avguide.render.jitalias.silhouette_pairs` when numba imports (the same pairs, hence
+    the same images and gradients bit for bit); False keeps the torch path. None:
+    :data:`avguide.render.raster.USE_JIT`.
 
     Returns:
         (C, N*H*W) float antialiased colours (``planes`` itself when nothing changes).
     """
     n, v, _ = pix.shape
     h, w = face_id.shape[1:]
+    if (raster.USE_JIT if jit is None else jit) and pix.device.type == "cpu":
+        from avguide.render import jitalias  # imports numba: only when rendering
+
+        if jitalias.available():
+            idx, centres, sign, rows = jitalias.silhouette_pairs(pix, faces, face_id, neighbors,
+                                                                 orthographic=orthographic)
+            targets, deltas = [], []
+            for sel in (slice(0, rows), slice(rows, sign.numel())):  # as below: one blend per direction
+                if sel.stop > sel.start:
+                    target, delta = _blend(pix.reshape(n * v, 3), planes, idx[0, sel], idx[1, sel], idx[2:, sel],
+                                           centres[:, sel], sign[sel])
+                    targets.append(target)
+                    deltas.append(delta)
+            return planes.index_add(1, torch.cat(targets), torch.cat(deltas, 1)) if targets else planes
     p = pix.detach()
     with torch.no_grad():
         front, slot, near = _contour_faces(p, faces, face_id, neighbors)
@@ -222,7 +242,7 @@ def antialias_planes(planes: torch.Tensor, pix: torch.Tensor, faces: torch.Tenso
 
 
 def antialias(color: torch.Tensor, pix: torch.Tensor, faces: torch.Tensor, face_id: torch.Tensor,
-              neighbors: torch.Tensor, *, orthographic: bool = True) -> torch.Tensor:
+              neighbors: torch.Tensor, *, orthographic: bool = True, jit: bool | None = None) -> torch.Tensor:
     """Blend colours across silhouette edges so that images vary smoothly with vertices.
 
     Only pixel pairs with different faces where one of the two faces has a silhouette edge in
@@ -235,6 +255,7 @@ def antialias(color: torch.Tensor, pix: torch.Tensor, faces: torch.Tensor, face_
         face_id: (N, H, W) int64 from :func:`avguide.render.raster.rasterize`.
         neighbors: (F, 3) int64 from :func:`face_neighbors` (cache per topology).
         orthographic: camera kind (for the depth test choosing the occluder of a pixel pair).
+        jit: the compiled pair search on CPU (see :func:`antialias_planes`); False: the torch path.
     Returns:
         (N, H, W, C) float antialiased image. Differentiable w.r.t. ``color`` and, through the
         silhouette-edge crossing positions, w.r.t. ``pix``. Images with no silhouette edge are
@@ -242,5 +263,5 @@ def antialias(color: torch.Tensor, pix: torch.Tensor, faces: torch.Tensor, face_
     """
     c = color.shape[-1]
     planes = color.reshape(-1, c).T  # (C, N*H*W) view
-    out = antialias_planes(planes, pix, faces, face_id, neighbors, orthographic=orthographic)
+    out = antialias_planes(planes, pix, faces, face_id, neighbors, orthographic=orthographic, jit=jit)
     return out.T.reshape(color.shape) if out is not planes else color

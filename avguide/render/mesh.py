@@ -12,6 +12,7 @@ import torch
 from avguide.render.antialias import antialias, antialias_planes
 from avguide.render.camera import Camera, project
 from avguide.render.planes import plane_coefficients, shade_planes, shown_faces
+from avguide.render import raster
 from avguide.render.raster import barycentrics, covered_pixels, interpolate, rasterize, rasterize_reference
 from avguide.render.shading import Lights, shade, vertex_normals
 
@@ -51,48 +52,22 @@ def _shown_vertex_normals(verts: torch.Tensor, faces: torch.Tensor, shown: torch
     return vn / vn.square().sum(0, keepdim=True).clamp_min(1e-24).sqrt(), slot  # = norm.clamp_min(1e-12)
 
 
-def render_mesh(verts: torch.Tensor, faces: torch.Tensor, cam: Camera, albedo: torch.Tensor, *,
-                lights: Lights = Lights(), background: float | tuple[float, ...] = 0.0,
-                neighbors: torch.Tensor | None = None, cull_backfaces: bool = True,
-                face_mask: torch.Tensor | None = None, compile: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    """Render shaded images of N meshes sharing one topology (differentiable w.r.t. ``verts``).
+def _use_jit(jit: bool | None, compile: bool, verts: torch.Tensor, albedo: torch.Tensor, cam: Camera) -> bool:
+    """Whether :func:`render_mesh` shades with :mod:`avguide.render.jitshade`."""
+    if not (raster.USE_JIT if jit is None else jit) or compile or verts.device.type != "cpu":
+        return False
+    if albedo.requires_grad or cam.rotation.requires_grad:
+        return False
+    from avguide.render import jitshade
 
-    The planes of the camera-space normals and the albedo are computed once per shown (image,
-    face) pair and every covered pixel evaluates and shades them (:mod:`avguide.render.planes`):
-    the same images and gradients as barycentrics + :func:`avguide.render.raster.interpolate` +
-    :func:`avguide.render.shading.shade` (:func:`render_mesh_reference`).
+    return jitshade.available()
 
-    Args:
-        verts: (N, V, 3) float world positions.
-        faces: (F, 3) int64, counter-clockwise seen from outside.
-        cam: N (or 1) cameras, image size ``cam.size = (H, W)``.
-        albedo: (V, C) or (N, V, C) float per-vertex albedo in [0, 1] (e.g. from
-            :func:`avguide.render.shading.albedo_from_parts`).
-        lights: directional lights + ambient in camera space.
-        background: background value, scalar or one per channel.
-        neighbors: (F, 3) int64 from :func:`avguide.render.antialias.face_neighbors`; when given,
-            silhouette edges are antialiased (smooth images, gradients at occlusion edges).
-        cull_backfaces: see :func:`avguide.render.raster.rasterize`.
-        face_mask: optional (F,) bool subset of faces to draw (cache, e.g. faces near the lips).
-        compile: rasterise, shade and antialias with ``torch.compile``'d kernels (:mod:`avguide.render.compiled`):
-            the same face ids, images and gradients up to float32 rounding, ~1.3x faster after a
-            first call that compiles (~50 s, ~6 s with inductor's disk cache); needs a C++
-            compiler (else a warning, and eager).
-    Returns:
-        image (N, C, H, W) float and coverage mask (N, 1, H, W) float in [0, 1] (antialiased at
-        the outer silhouette when ``neighbors`` is given, else 0/1).
-    """
-    if compile:
-        from avguide.render import compiled
 
-        rasterize_fn, shade_fn, antialias_fn = compiled.rasterize, compiled.shade_planes, compiled.antialias_planes
-    else:
-        rasterize_fn, shade_fn, antialias_fn = rasterize, shade_planes, antialias_planes
+def _shade_torch(verts: torch.Tensor, pix: torch.Tensor, faces: torch.Tensor, face_id: torch.Tensor, cam: Camera,
+                 albedo: torch.Tensor, lights: Lights, background, shade_fn) -> tuple[torch.Tensor, int]:
+    """The torch path of :func:`render_mesh`'s shading: (C + 1, N*H*W) colours and coverage, and C."""
     n, nv, _ = verts.shape
     h, w = cam.size
-    pix = project(verts, cam)  # (N, V, 3)
-    face_id = rasterize_fn(pix, faces, cam.size, orthographic=cam.orthographic,
-                           cull_backfaces=cull_backfaces, face_mask=face_mask)  # (N, H, W)
     pixel, face = covered_pixels(face_id)  # (P,) each
     s_img, s_face, prow = shown_faces(pixel, face, faces.shape[0], h * w)  # (S,), (S,), (P,)
     fv = faces.index_select(0, s_face).T  # (3, S) corner vertex of each shown face
@@ -123,8 +98,71 @@ def render_mesh(verts: torch.Tensor, faces: torch.Tensor, cam: Camera, albedo: t
     fill = torch.cat([bg, bg.new_zeros(1)])  # background colour, coverage 0
     out = fill[:, None].expand(ch + 1, n * h * w).contiguous()  # (C + 1, N*H*W)
     out.index_copy_(1, pixel, torch.cat([rgb, rgb.new_ones(1, rgb.shape[1])]))  # a fresh tensor: in place
+    return out, ch
+
+
+def render_mesh(verts: torch.Tensor, faces: torch.Tensor, cam: Camera, albedo: torch.Tensor, *,
+                lights: Lights = Lights(), background: float | tuple[float, ...] = 0.0,
+                neighbors: torch.Tensor | None = None, cull_backfaces: bool = True,
+                face_mask: torch.Tensor | None = None, compile: bool = False,
+                jit: bool | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Render shaded images of N meshes sharing one topology (differentiable w.r.t. ``verts``).
+
+    On CPU (``jit``) the normals and the covered pixels are shaded by the compiled kernels of
+    :mod:`avguide.render.jitshade`. Otherwise the planes of the camera-space normals and the albedo are computed once per shown (image,
+    face) pair and every covered pixel evaluates and shades them (:mod:`avguide.render.planes`):
+    the same images and gradients as barycentrics + :func:`avguide.render.raster.interpolate` +
+    :func:`avguide.render.shading.shade` (:func:`render_mesh_reference`).
+
+    Args:
+        verts: (N, V, 3) float world positions.
+        faces: (F, 3) int64, counter-clockwise seen from outside.
+        cam: N (or 1) cameras, image size ``cam.size = (H, W)``.
+        albedo: (V, C) or (N, V, C) float per-vertex albedo in [0, 1] (e.g. from
+            :func:`avguide.render.shading.albedo_from_parts`).
+        lights: directional lights + ambient in camera space.
+        background: background value, scalar or one per channel.
+        neighbors: (F, 3) int64 from :func:`avguide.render.antialias.face_neighbors`; when given,
+            silhouette edges are antialiased (smooth images, gradients at occlusion edges).
+        cull_backfaces: see :func:`avguide.render.raster.rasterize`.
+        face_mask: optional (F,) bool subset of faces to draw (cache, e.g. faces near the lips).
+        compile: rasterise, shade and antialias with ``torch.compile``'d kernels (:mod:`avguide.render.compiled`):
+            the same face ids, images and gradients up to float32 rounding, ~1.3x faster after a
+            first call that compiles (~50 s, ~6 s with inductor's disk cache); needs a C++
+            compiler (else a warning, and eager).
+        jit: on CPU, shade with the compiled kernels of :mod:`avguide.render.jitshade` (normals and
+            covered pixels, forward and backward in single passes; the same images and gradients up
+            to float rounding) and find the antialiased pairs with :mod:`avguide.render.jitalias`
+            (the same pairs) when numba imports, the albedo and cameras need no gradient and
+            ``compile`` is off; False keeps the torch path (the reference). None:
+            :data:`avguide.render.raster.USE_JIT`, which also picks the rasteriser's z-buffer.
+    Returns:
+        image (N, C, H, W) float and coverage mask (N, 1, H, W) float in [0, 1] (antialiased at
+        the outer silhouette when ``neighbors`` is given, else 0/1).
+    """
+    if compile:
+        from avguide.render import compiled
+
+        rasterize_fn, shade_fn, antialias_fn = compiled.rasterize, compiled.shade_planes, compiled.antialias_planes
+    else:
+        rasterize_fn, shade_fn, antialias_fn = rasterize, shade_planes, antialias_planes
+    n = verts.shape[0]
+    h, w = cam.size
+    pix = project(verts, cam)  # (N, V, 3)
+    face_id = rasterize_fn(pix, faces, cam.size, orthographic=cam.orthographic,
+                           cull_backfaces=cull_backfaces, face_mask=face_mask)  # (N, H, W)
+    if _use_jit(jit, compile, verts, albedo, cam):
+        from avguide.render import jitshade  # imports numba: only when rendering
+
+        normals, slot = jitshade.camera_normals(verts, faces, face_id, cam.rotation)  # (N, U, 3), (V,)
+        out = jitshade.shade_pixels(pix, normals, slot, albedo, faces, face_id, lights, background=background,
+                                    orthographic=cam.orthographic)  # (C + 1, N*H*W)
+        ch = albedo.shape[-1]
+    else:
+        out, ch = _shade_torch(verts, pix, faces, face_id, cam, albedo, lights, background, shade_fn)
     if neighbors is not None:
-        out = antialias_fn(out, pix, faces, face_id, neighbors, orthographic=cam.orthographic)
+        out = antialias_fn(out, pix, faces, face_id, neighbors, orthographic=cam.orthographic,
+                           **({} if compile else {"jit": jit}))
     out = out.view(ch + 1, n, h, w).permute(1, 0, 2, 3)  # (N, C + 1, H, W)
     return out[:, :-1], out[:, -1:]
 
@@ -148,6 +186,6 @@ def render_mesh_reference(verts: torch.Tensor, faces: torch.Tensor, cam: Camera,
     rgb = shade(interpolate(normals, faces, fid, bary), interpolate(albedo, faces, fid, bary), lights) * covered
     out = torch.cat([rgb, covered], -1)  # (N, H, W, C + 1)
     if neighbors is not None:
-        out = antialias(out, pix, faces, fid, neighbors, orthographic=cam.orthographic)
+        out = antialias(out, pix, faces, fid, neighbors, orthographic=cam.orthographic, jit=False)
     out = out.permute(0, 3, 1, 2)  # (N, C + 1, H, W)
     return out[:, :-1], out[:, -1:]

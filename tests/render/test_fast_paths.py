@@ -111,7 +111,8 @@ def test_rasterize_equals_reference_on_jittered_head(head):
             assert torch.equal(fast, ref)
 
 
-def test_render_mesh_equals_full_image_reference_images_and_gradients(head):
+@pytest.mark.parametrize("jit", [True, False])  # the compiled shading (avguide.render.jitshade), the torch one
+def test_render_mesh_equals_full_image_reference_images_and_gradients(head, jit):
     g = torch.Generator().manual_seed(3)
     alb = albedo_from_parts(torch.from_numpy(head.vertex_part.astype(np.int64)), head.part_names).double()
     nb = face_neighbors(head.faces)
@@ -121,7 +122,7 @@ def test_render_mesh_equals_full_image_reference_images_and_gradients(head):
                 lip_camera(head.vertices.double(), head.lips, size=32, orthographic=False)]:
         weights = torch.rand(2, 4, *cam.size, generator=g, dtype=torch.float64)
         grads, images = [], []
-        for fn in (lambda v: torch.cat(render_mesh(v, head.faces, cam, alb, neighbors=nb), 1),
+        for fn in (lambda v: torch.cat(render_mesh(v, head.faces, cam, alb, neighbors=nb, jit=jit), 1),
                    lambda v: torch.cat(render_mesh_reference(v, head.faces, cam, alb, neighbors=nb), 1)):
             v = v0.clone().requires_grad_(True)
             img = fn(v)
