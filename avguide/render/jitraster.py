@@ -191,22 +191,37 @@ def _zbuffer(pix, faces, area, order, m, hh, ww, fid, zbuf):
         inv = 1.0 / (d1x * d2y - d2x * d1y)
         gx = ((z1 - z0) * d2y - (z2 - z0) * d1y) * inv
         gy = ((z2 - z0) * d1x - (z1 - z0) * d2x) * inv
+        # the loops read locals: values in arrays are read again after every store to zbuf
+        ex0, ex1, ex2, ey0, ey1, ey2 = ex[0], ex[1], ex[2], ey[0], ey[1], ey[2]
+        dx0, dx1, dx2, dy0, dy1, dy2 = edx[0], edx[1], edx[2], edy[0], edy[1], edy[2]
+        xa, ya = x[0], y[0]
         for r in range(r0, r1 + 1):
             py = r + 0.5
-            t0, t1, t2 = edx[0] * (py - ey[0]), edx[1] * (py - ey[1]), edx[2] * (py - ey[2])
-            zr = z0 + gy * (py - y[0])
+            t0, t1, t2 = dx0 * (py - ey0), dx1 * (py - ey1), dx2 * (py - ey2)
+            # the row's columns where the edges can be >= 0, a pixel wider on each side than where
+            # they are (the exact test below decides; this only skips the box's far corners)
+            lo, hi = c0 - 1.0, c1 + 1.0
+            for e, t, dy in ((ex0, t0, dy0), (ex1, t1, dy1), (ex2, t2, dy2)):
+                if dy > 0:
+                    hi = min(hi, e + t / dy + 0.5)
+                elif dy < 0:
+                    lo = max(lo, e + t / dy - 1.5)
+            if not lo <= hi:
+                continue
+            zr = z0 + gy * (py - ya)
             row = r * ww
-            for c in range(c0, c1 + 1):
+            for c in range(max(c0, math.ceil(lo)), min(c1, math.floor(hi)) + 1):
                 # edge functions t - dy (px - x): >= 0 inside (the same values, negated, in the
-                # face across the edge)
+                # face across the edge); without branches (whether a pixel centre is inside is
+                # as good as random: a branch on it costs more than the test)
                 px = c + 0.5
-                z = zr + gx * (px - x[0])
-                if ((t0 - edy[0] * (px - ex[0]) >= 0) & (t1 - edy[1] * (px - ex[1]) >= 0)
-                        & (t2 - edy[2] * (px - ex[2]) >= 0)):
-                    q = row + c
-                    if z < zbuf[q] or (z == zbuf[q] and f < fid[q]):
-                        zbuf[q] = z
-                        fid[q] = f
+                z = zr + gx * (px - xa)
+                q = row + c
+                zq, fq = zbuf[q], fid[q]
+                take = ((t0 - dy0 * (px - ex0) >= 0) & (t1 - dy1 * (px - ex1) >= 0)
+                        & (t2 - dy2 * (px - ex2) >= 0) & ((z < zq) | ((z == zq) & (f < fq))))
+                zbuf[q] = z if take else zq
+                fid[q] = f if take else fq
 
 
 @_jit
