@@ -14,18 +14,24 @@ dataset split (``avguide evaluate``, the benchmark).
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 import tempfile
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import TYPE_CHECKING, Iterator, Sequence
 
 import numpy as np
-import torch
 
 from avguide import AUDIO_RATE
 from avguide.errors import BadInputError
+
+if TYPE_CHECKING:  # imported where used: animate_files and say start the video's frame process first
+    import torch
+
+    from avguide.render.frameprocess import FrameProcess
 
 SILENCE_RMS = 1e-4
 """Audio quieter than this (RMS, full scale 1) is refused as silent."""
@@ -197,6 +203,8 @@ def one_torch_thread() -> Iterator[None]:
     and on a busy machine wall time too). The shipped default animates 10 s of speech in 0.2 s of
     CPU with one thread, 15 s with two on this project's 2-core machine while trainings run
     (vertices differ by float rounding, up to 6e-8: some sums are split between threads)."""
+    import torch
+
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -205,7 +213,6 @@ def one_torch_thread() -> Iterator[None]:
         torch.set_num_threads(threads)
 
 
-@torch.no_grad()
 def animate_speech(anim: LoadedAnimator, audio: np.ndarray, template: np.ndarray, style: int,
                    chunk_s: float = 10.0):
     """Animate one clip, block by block, with one PyTorch thread (:func:`one_torch_thread`).
@@ -218,19 +225,21 @@ def animate_speech(anim: LoadedAnimator, audio: np.ndarray, template: np.ndarray
         (k, V, 3) float32 blocks of consecutive frames at ``anim.fps``; ``round(L / 16000 * fps)``
         frames in all.
     """
+    import torch
+
     from avguide.animators.stream import animate_in_chunks, can_stream
 
     if can_stream(anim.model):
         blocks = animate_in_chunks(anim.model, audio, template, style, chunk_s)
         while True:
-            with one_torch_thread():  # only while a block is computed: the caller's work keeps its threads
+            with one_torch_thread(), torch.no_grad():  # only while a block is computed: not the caller's work
                 block = next(blocks, None)
             if block is None:
                 return
             yield block
     device = next(anim.model.parameters()).device
     a = torch.from_numpy(audio)[None].to(device)
-    with one_torch_thread():
+    with one_torch_thread(), torch.no_grad():
         out = anim.model.generate(a, torch.tensor([a.shape[1]], device=device),
                                   torch.from_numpy(np.asarray(template, np.float32))[None].to(device),
                                   torch.tensor([style], device=device))
@@ -275,7 +284,7 @@ def _outputs_of(out: Path, name: str, formats: Sequence[str]) -> dict[str, Path]
 
 def write_outputs(out_dir: str | Path, name: str, frames, n_frames: int, audio: np.ndarray, anim: LoadedAnimator,
                   template: np.ndarray, faces: np.ndarray | None, formats: Sequence[str], *, caption: str = "",
-                  progress: bool = False) -> dict[str, str]:
+                  progress: bool = False, frame_process: FrameProcess | None = None) -> dict[str, str]:
     """Write every requested format of one animated clip.
 
     Args:
@@ -284,6 +293,8 @@ def write_outputs(out_dir: str | Path, name: str, frames, n_frames: int, audio: 
         audio: (L,) float32 16 kHz (muxed into the mp4).
         template: (V, 3) the face (ARKit solve, glb base mesh). faces: (F, 3) or None.
         formats: subset of :data:`FORMATS`.
+        frame_process: the mp4's frames are drawn there (:func:`start_frame_process`); without
+            it, in this process (the compiled renderer loaded in a thread while the animator works).
     Returns:
         {format: path written} (ARKit: the CSV; its JSON sits beside it).
     Raises:
@@ -297,7 +308,7 @@ def write_outputs(out_dir: str | Path, name: str, frames, n_frames: int, audio: 
     out = Path(out_dir)
     paths = _outputs_of(out, name, formats)
     out.mkdir(parents=True, exist_ok=True)
-    if "mp4" in formats:  # the video renderer's machine code loads while the animator works
+    if "mp4" in formats and frame_process is None:  # the video renderer's machine code loads while the animator works
         threading.Thread(target=_warm_video_renderer, daemon=True).start()
     result: dict[str, str] = {}
     with tempfile.TemporaryDirectory(dir=out, prefix=f".{name}.") as tmp:
@@ -344,7 +355,7 @@ def write_outputs(out_dir: str | Path, name: str, frames, n_frames: int, audio: 
             save_wav(wav, audio, AUDIO_RATE)
             render_video([seq], _need_faces(faces, "mp4"), paths["mp4"], fps=anim.fps, audio_path=wav,
                          vertex_part=_parts(template.shape[0]), captions=[caption] if caption else None,
-                         progress=progress)
+                         progress=progress, frame_process=frame_process)
             result["mp4"] = str(paths["mp4"])
         if "npy" in formats:
             del seq, verts
@@ -352,6 +363,58 @@ def write_outputs(out_dir: str | Path, name: str, frames, n_frames: int, audio: 
                 Path(npy_tmp).replace(final)
             result["npy"] = str(paths["npy"])
     return result
+
+
+def start_frame_process(workers: int = 2) -> subprocess.Popen:
+    """Start the process that draws the video's frames (:class:`avguide.render.frameprocess.FrameProcess`)
+    now, before this process imports torch: on 2 cores it imports numba and loads the compiled
+    renderer (about 1 s of CPU) while this one imports torch and animates.
+
+    The program imports ``avguide/render/jitraster.py`` as ``avguide.render.jitraster`` (the name
+    its numba cache is kept under) without running the packages' ``__init__`` (``avguide.render``'s
+    imports torch), then runs its ``serve``.
+
+    Args:
+        workers: threads drawing frames in the process.
+    Returns:
+        The process, stdin and stdout piped; wrap it in ``FrameProcess`` to use it.
+    """
+    package = Path(__file__).resolve().parent
+    return subprocess.Popen([sys.executable, "-c", _FRAME_PROCESS, str(package), str(workers)], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE)
+
+
+_FRAME_PROCESS = """import sys, types
+del sys.path[0]  # not the current folder's modules
+for name, path in (("avguide", sys.argv[1]), ("avguide.render", sys.argv[1] + "/render")):
+    sys.modules[name] = types.ModuleType(name)  # the package, without its __init__
+    sys.modules[name].__path__ = [path]
+from avguide.render.jitraster import serve
+serve(int(sys.argv[2]))
+"""
+"""The program of :func:`start_frame_process`."""
+
+
+def _frame_process(proc: subprocess.Popen | None) -> FrameProcess | None:
+    """``proc`` wrapped in a ``FrameProcess`` (None stays None)."""
+    if proc is None:
+        return None
+    from avguide.render.frameprocess import FrameProcess
+
+    return FrameProcess(proc)
+
+
+def _end_frame_process(proc: subprocess.Popen | None) -> None:
+    """Close the frame process's input (it then exits) and wait for it; kill it after 5 s."""
+    if proc is None:
+        return
+    try:
+        proc.stdin.close()
+        proc.wait(5)
+    except (OSError, subprocess.TimeoutExpired):
+        proc.kill()
+        proc.wait()
+    proc.stdout.close()
 
 
 def _warm_video_renderer() -> None:
@@ -435,34 +498,43 @@ def animate_files(speech: Sequence[str | Path], out_dir: str | Path, *, checkpoi
         MissingFileError / BadInputError: a missing or unreadable input, silent audio, a bad model,
             subject or template, an output path in the way (checked before any work).
     """
-    from tqdm import tqdm
-
-    from avguide.audio.io import load_audio
-    from avguide.io import existing_file
-
-    torch.manual_seed(seed)
     formats = parse_formats(formats)
     if not speech:
         raise BadInputError("no speech file given")
-    for p in speech:
-        existing_file(p, "speech file")  # missing, or a directory
-    names = output_names(speech)
-    _check_outputs(out_dir, names, formats)
-    anim = load_animator(checkpoint)
-    base, faces, style = face_template(anim, subject, template)
-    check_formats(anim, base, faces, formats)
-    for path in speech:  # every input readable and not silent before anything is written
-        check_speech(load_audio(path), str(path))
-    results = []
-    for path, name in tqdm(list(zip(speech, names)), desc="animate", unit="file", disable=not progress or len(speech) < 2):
-        wav = load_audio(path)
-        n = n_frames_of(anim, len(wav))
-        frames = animate_speech(anim, wav, base, style)
-        outputs = write_outputs(out_dir, name, frames, n, wav, anim, base, faces, formats,
-                                caption=f"{name} ({anim.train_subjects[style]} style)", progress=progress)
-        results.append({"input": str(path), "name": name, "frames": n, "fps": anim.fps,
-                        "subject": anim.train_subjects[style], "outputs": outputs})
-    return results
+    proc = start_frame_process() if "mp4" in formats else None  # first: it loads numba while torch loads here
+    try:
+        from tqdm import tqdm
+
+        import torch
+
+        from avguide.audio.io import load_audio
+        from avguide.io import existing_file
+
+        torch.manual_seed(seed)
+        for p in speech:
+            existing_file(p, "speech file")  # missing, or a directory
+        names = output_names(speech)
+        _check_outputs(out_dir, names, formats)
+        anim = load_animator(checkpoint)
+        base, faces, style = face_template(anim, subject, template)
+        check_formats(anim, base, faces, formats)
+        for path in speech:  # every input readable and not silent before anything is written
+            check_speech(load_audio(path), str(path))
+        frame_process = _frame_process(proc)
+        results = []
+        for path, name in tqdm(list(zip(speech, names)), desc="animate", unit="file",
+                               disable=not progress or len(speech) < 2):
+            wav = load_audio(path)
+            n = n_frames_of(anim, len(wav))
+            frames = animate_speech(anim, wav, base, style)
+            outputs = write_outputs(out_dir, name, frames, n, wav, anim, base, faces, formats,
+                                    caption=f"{name} ({anim.train_subjects[style]} style)", progress=progress,
+                                    frame_process=frame_process)
+            results.append({"input": str(path), "name": name, "frames": n, "fps": anim.fps,
+                            "subject": anim.train_subjects[style], "outputs": outputs})
+        return results
+    finally:
+        _end_frame_process(proc)
 
 
 def speak_text(text: str, voice: str | None = None, rate_wpm: int | None = None) -> np.ndarray:
@@ -516,29 +588,34 @@ def say(text: str, out_dir: str | Path, *, voice: str | None = None, rate_wpm: i
     Writes ``<name>.wav`` (the speech) and the requested formats; ``name`` defaults to a slug of
     the text. Returns the dict of :func:`animate_files` for the one clip.
     """
-    from avguide.audio.io import save_wav
-
-    torch.manual_seed(seed)
     formats = parse_formats(formats)
-    stem = _check_stem(name) if name else slug(text)
-    out = _check_outputs(out_dir, [stem], formats)
-    from avguide.io import check_output_file
+    proc = start_frame_process() if "mp4" in formats else None  # first: it loads numba while torch loads here
+    try:
+        import torch
 
-    check_output_file(out / f"{stem}.wav", "-o")
-    anim = load_animator(checkpoint)
-    base, faces, style = face_template(anim, subject)
-    check_formats(anim, base, faces, formats)
-    wav = speak_text(text, voice, rate_wpm)
-    n = n_frames_of(anim, len(wav))
-    outputs = write_outputs(out, stem, animate_speech(anim, wav, base, style), n, wav, anim, base, faces, formats,
-                            caption=text if len(text) <= 60 else text[:57] + "...", progress=progress)
+        from avguide.audio.io import save_wav
+        from avguide.io import check_output_file
+
+        torch.manual_seed(seed)
+        stem = _check_stem(name) if name else slug(text)
+        out = _check_outputs(out_dir, [stem], formats)
+        check_output_file(out / f"{stem}.wav", "-o")
+        anim = load_animator(checkpoint)
+        base, faces, style = face_template(anim, subject)
+        check_formats(anim, base, faces, formats)
+        wav = speak_text(text, voice, rate_wpm)
+        n = n_frames_of(anim, len(wav))
+        outputs = write_outputs(out, stem, animate_speech(anim, wav, base, style), n, wav, anim, base, faces, formats,
+                                caption=text if len(text) <= 60 else text[:57] + "...", progress=progress,
+                                frame_process=_frame_process(proc))
+    finally:
+        _end_frame_process(proc)
     save_wav(out / f"{stem}.wav", wav, AUDIO_RATE)
     outputs["wav"] = str(out / f"{stem}.wav")
     return {"input": text, "name": stem, "frames": n, "fps": anim.fps, "subject": anim.train_subjects[style],
             "outputs": outputs, "seconds": len(wav) / AUDIO_RATE}
 
 
-@torch.no_grad()
 def predict_split(run: str | Path, data: str | Path, split: str, out_dir: str | Path, *,
                   batch_size: int = 8, which: str = "best") -> list[Path]:
     """Predict every recording of a dataset split (unseen subjects in training subject 0's style;
@@ -547,6 +624,8 @@ def predict_split(run: str | Path, data: str | Path, split: str, out_dir: str | 
     Returns:
         The written paths.
     """
+    import torch
+
     from avguide.data.batching import RecordingDataset, make_loader
     from avguide.data.layouts import open_dataset
     from avguide.io import save_npy_atomic
@@ -561,8 +640,9 @@ def predict_split(run: str | Path, data: str | Path, split: str, out_dir: str | 
     paths = []
     for batch in loader:
         batch = batch.to(device)
-        pred = anim.model.generate(batch.audio, batch.audio_lengths, batch.template, batch.subject.clamp(min=0),
-                                   n_frames=batch.lengths)
+        with torch.no_grad():
+            pred = anim.model.generate(batch.audio, batch.audio_lengths, batch.template, batch.subject.clamp(min=0),
+                                       n_frames=batch.lengths)
         for i, name in enumerate(batch.names):
             n = int(batch.lengths[i])
             p = Path(out_dir) / f"{name}.npy"

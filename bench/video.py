@@ -127,13 +127,14 @@ def speaking_head(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.nda
     return frames.numpy(), np.array(head.faces, np.int64), np.array(head.vertex_part), tuple(head.part_names)
 
 
-def baseline_tree(rev: str | None, dest: Path) -> Path:
-    """A copy of this tree's ``avguide`` package under ``dest`` with ``avguide/render`` from ``rev``
-    (this tree's own when ``rev`` is None); returns the folder to put on PYTHONPATH."""
+def baseline_tree(rev: str | None, dest: Path, part: str = "avguide/render") -> Path:
+    """A copy of this tree's ``avguide`` package under ``dest`` with ``part`` (a folder of it, or
+    ``avguide`` itself) from ``rev`` (this tree's own when ``rev`` is None); returns the folder to
+    put on PYTHONPATH."""
     shutil.copytree(ROOT / "avguide", dest / "avguide", ignore=shutil.ignore_patterns("__pycache__"))
     if rev is not None:
-        shutil.rmtree(dest / "avguide" / "render")
-        archive = subprocess.run(["git", "-C", str(ROOT), "archive", rev, "avguide/render"], capture_output=True,
+        shutil.rmtree(dest / part)
+        archive = subprocess.run(["git", "-C", str(ROOT), "archive", rev, part], capture_output=True,
                                  check=True).stdout
         subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
     return dest

@@ -34,14 +34,21 @@ beside this file, or a user cache folder when that is read-only). Without numba
 from __future__ import annotations
 
 import math
+import pickle
+import queue
+import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
-from avguide.render.camera import Camera, project
-from avguide.render.fastframes import _window
-from avguide.render.fastraster import CullPlan
-from avguide.render.shading import Lights
+if TYPE_CHECKING:  # torch and the torch renderers are imported where used: the frame process runs without them
+    import torch
+
+    from avguide.render.camera import Camera
+    from avguide.render.fastraster import CullPlan
+    from avguide.render.shading import Lights
 
 try:
     import numba
@@ -418,20 +425,19 @@ def _render_chunk(verts, pix, faces, neighbors, cullable, rim, rim_loop, n_loops
 def warm_up() -> None:
     """Load (or compile) the renderer's machine code now: one call of :func:`render_frames_jit` on
     a triangle, so that a video's first frames do not wait for it (``avguide animate`` runs it in
-    a thread while the animator works). Nothing without numba."""
+    a thread while the animator works, or in its :class:`FrameProcess`). Nothing without numba."""
     if numba is None:
         return
-    from avguide.render.camera import orthographic_camera
-    from avguide.render.fastraster import cull_plan
+    scene = {"faces": np.array([[0, 1, 2]], np.int64), "neighbors": np.full((1, 3), -1, np.int64),
+             "cullable": np.zeros(1, np.bool_), "rim": np.zeros(0, np.int64), "rim_loop": np.zeros(0, np.int64),
+             "n_loops": 0, "rot": np.eye(3), "albedo": np.full((3, 3), 0.5), "to_light": np.array([[0.0, 0.0, -1.0]]),
+             "intensity": np.ones(1), "ambient": 0.25, "bg_lin": np.full(3, 0.1), "gamma": 2.2, "antialias": True,
+             "bg": np.full(3, 89, np.uint8)}
+    verts = np.array([[[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]], np.float32)  # (1, 3, 3)
+    pix = np.array([[[1.0, 1.0, 3.0], [6.0, 1.0, 3.0], [1.0, 6.0, 3.0]]], np.float32)  # window coordinates
+    _draw(scene, verts, pix, (0, 0, 8, 8), (8, 8))
 
-    verts = torch.tensor([[[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]])  # (1, 3, 3)
-    faces = torch.tensor([[0, 1, 2]])
-    cam = orthographic_camera(torch.tensor([[0.3, 0.3, 3.0]]), torch.tensor([[0.3, 0.3, 0.0]]), 1.5, (8, 8))
-    render_frames_jit(verts, faces, cam, torch.full((3, 3), 0.5), plan=cull_plan(verts[0], faces),
-                      neighbors=torch.full((1, 3), -1), background=0.1)
 
-
-@torch.no_grad()
 def rasterize_jit(pix: torch.Tensor, faces: torch.Tensor, size: tuple[int, int], *,
                   draw: torch.Tensor | None = None) -> torch.Tensor:
     """Nearest face at every pixel centre, the z-buffer of :func:`render_frames_jit` (for tests).
@@ -451,6 +457,8 @@ def rasterize_jit(pix: torch.Tensor, faces: torch.Tensor, size: tuple[int, int],
     Raises:
         RuntimeError: numba is missing.
     """
+    import torch
+
     if numba is None:
         raise RuntimeError("rasterize_jit needs numba (pip install numba)")
     n, (h, w) = pix.shape[0], size
@@ -462,49 +470,97 @@ def rasterize_jit(pix: torch.Tensor, faces: torch.Tensor, size: tuple[int, int],
     return torch.from_numpy(out.astype(np.int64)).view(n, h, w)
 
 
-@torch.no_grad()
+def _draw(scene: dict, verts: np.ndarray, pix: np.ndarray, window: tuple[int, int, int, int],
+          size: tuple[int, int]) -> np.ndarray:
+    """(N, H, W, 3) uint8 frames: the background, the window drawn by :func:`_render_chunk`."""
+    n, (h, w), (top, left, hh, ww) = verts.shape[0], size, window
+    out = np.empty((n, h, w, 3), np.uint8)
+    bg = scene["bg"]
+    if (bg == bg[0]).all():
+        out.fill(bg[0])
+    else:
+        out[:] = bg
+    if hh == 0 or ww == 0 or n == 0:
+        return out
+    _render_chunk(verts, pix, scene["faces"], scene["neighbors"], scene["cullable"], scene["rim"], scene["rim_loop"],
+                  scene["n_loops"], scene["rot"], scene["albedo"], scene["to_light"], scene["intensity"],
+                  scene["ambient"], scene["bg_lin"], scene["gamma"], top, left, hh, ww, scene["antialias"], out)
+    return out
+
+
 def render_frames_jit(verts: torch.Tensor, faces: torch.Tensor, cam: Camera, albedo: torch.Tensor, *,
-                      plan: CullPlan, neighbors: torch.Tensor | None = None, lights: Lights = Lights(),
+                      plan: CullPlan, neighbors: torch.Tensor | None = None, lights: Lights | None = None,
                       background: float | tuple[float, float, float] = 0.0, gamma: float = 2.2) -> torch.Tensor:
     """:func:`avguide.render.fastframes.render_frames`, compiled (same arguments, same images up to
     rounding; the torch function itself when numba is missing).
 
     Args:
         as :func:`avguide.render.fastframes.render_frames` (verts (N, V, 3), faces (F, 3), albedo
-        (V, 3), plan, neighbors, lights, background, gamma), with one orthographic camera.
+        (V, 3), plan, neighbors, lights (default ``Lights()``), background, gamma), with one
+        orthographic camera.
     Returns:
         (N, H, W, 3) uint8 sRGB frames (CPU).
     """
+    import torch
+
+    from avguide.render.shading import Lights
+
+    lights = Lights() if lights is None else lights
     if numba is None:
         from avguide.render.fastframes import render_frames
 
         return render_frames(verts, faces, cam, albedo, plan=plan, neighbors=neighbors, lights=lights,
                              background=background, gamma=gamma)
     assert cam.orthographic and len(cam) == 1, "render_frames_jit draws one orthographic camera"
-    n, (h, w) = verts.shape[0], cam.size
-    verts = verts.detach().float().cpu()
-    bg_lin = np.broadcast_to(np.asarray(background, np.float64), (3,)).copy()
-    thresholds = ((np.arange(1, 256) - 0.5) / 255) ** gamma  # the kernel's rounding (_byte_table)
-    bg = np.searchsorted(thresholds, np.clip(bg_lin, 0, 1), side="right").astype(np.uint8)  # (3,)
-    out = np.empty((n, h, w, 3), np.uint8)
-    if (bg == bg[0]).all():
-        out.fill(bg[0])
-    else:
-        out[:] = bg
-    pix = project(verts, cam.to(device="cpu", dtype=torch.float32))  # (N, V, 3)
-    top, left, hh, ww = _window(pix, (h, w))
-    if hh == 0 or ww == 0 or n == 0:
-        return torch.from_numpy(out)
-    pix = pix - torch.tensor([left, top, 0.0])  # window coordinates
-    d = np.asarray(lights.directions, np.float64)
-    to_light = -d / np.linalg.norm(d, axis=-1, keepdims=True)  # (L, 3)
-    nf = faces.shape[0]
-    nb = neighbors.cpu().numpy().astype(np.int64) if neighbors is not None else np.full((nf, 3), -1, np.int64)
-    _render_chunk(verts.numpy(), pix.numpy(), np.ascontiguousarray(faces.cpu().numpy(), np.int64),
-                  np.ascontiguousarray(nb), plan.cullable.cpu().numpy().astype(np.bool_),
-                  plan.rim.cpu().numpy().astype(np.int64), plan.rim_loop.cpu().numpy().astype(np.int64),
-                  int(plan.n_loops), cam.rotation[0].double().cpu().numpy(),
-                  np.ascontiguousarray(albedo.detach().cpu().numpy(), np.float64).reshape(-1, 3), to_light,
-                  np.asarray(lights.intensities, np.float64), float(lights.ambient), bg_lin, float(gamma),
-                  top, left, hh, ww, neighbors is not None, out)
-    return torch.from_numpy(out)
+    from avguide.render.frameprocess import frame_arrays, scene_arrays
+
+    scene = scene_arrays(faces, albedo, plan=plan, neighbors=neighbors, lights=lights, background=background,
+                         gamma=gamma)
+    scene["rot"] = cam.rotation[0].double().cpu().numpy()
+    return torch.from_numpy(_draw(scene, *frame_arrays(verts, cam), cam.size))
+
+
+def serve(workers: int) -> None:
+    """The frame process's loop (:class:`avguide.render.frameprocess.FrameProcess`): load the kernel, say whether it runs, then
+    draw the chunks read from stdin on ``workers`` threads, writing each chunk's frames to stdout
+    in the order asked (a pickled header, then the raw bytes). Ends when stdin closes."""
+    inp, out = sys.stdin.buffer, sys.stdout.buffer
+    try:
+        ok = numba is not None
+        if ok:
+            warm_up()
+        pickle.dump(("ready", ok), out, protocol=4)
+        out.flush()
+        if not ok:
+            return
+        answers: queue.Queue = queue.Queue()
+
+        def answer() -> None:  # the writer: chunks in the order asked
+            while (done := answers.get()) is not None:
+                try:
+                    frames = done.result()
+                except Exception as e:  # noqa: BLE001  reported to the caller, who raises it
+                    pickle.dump(("error", f"{type(e).__name__}: {e}"), out, protocol=4)
+                    out.flush()
+                    return
+                pickle.dump(("frames", frames.shape), out, protocol=4)
+                out.write(memoryview(frames).cast("B"))
+                out.flush()
+
+        writer = threading.Thread(target=answer, daemon=True)
+        writer.start()
+        scene = None
+        with ThreadPoolExecutor(workers) as pool:
+            while True:
+                try:
+                    msg = pickle.load(inp)
+                except EOFError:
+                    break
+                if msg[0] == "scene":
+                    scene = msg[1]
+                else:
+                    answers.put(pool.submit(_draw, scene, *msg[1:]))
+        answers.put(None)
+        writer.join()
+    except (KeyboardInterrupt, BrokenPipeError):  # the caller was interrupted or stopped: it says why
+        pass

@@ -22,6 +22,7 @@ import sys
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -35,6 +36,9 @@ from avguide.render.fastframes import render_frames
 from avguide.render.fastraster import cull_plan
 from avguide.render.mesh import render_mesh
 from avguide.render.shading import PART_COLORS
+
+if TYPE_CHECKING:
+    from avguide.render.frameprocess import FrameProcess
 
 VIEWS = {"front": (0.0, 0.0, 1.0), "three_quarter": (0.55, 0.1, 1.0)}
 """Camera directions (from the face, in mesh coordinates: +y up, face towards +z)."""
@@ -97,7 +101,7 @@ def render_video(sequences: list[np.ndarray], faces: np.ndarray, out_path: str |
                  part_names: tuple[str, ...] = tuple(PART_COLORS), captions: list[str] | None = None,
                  size: int = 512, view: str = "three_quarter", max_mismatch_s: float = 0.2,
                  chunk: int | None = None, workers: int = 2, preset: str = "ultrafast", crf: int = 18,
-                 renderer: str = "fast", progress: bool = True) -> dict:
+                 renderer: str = "fast", progress: bool = True, frame_process: FrameProcess | None = None) -> dict:
     """Render vertex sequences to an MP4 (H.264, yuv420p), side by side, with optional audio.
 
     Args:
@@ -129,6 +133,9 @@ def render_video(sequences: list[np.ndarray], faces: np.ndarray, out_path: str |
             (pixel centres on an edge may differ). ``fast`` compiles on its first use in a fresh
             numba cache (seconds), later processes load it from the cache.
         progress: a progress bar on stderr (tqdm) for renders longer than a second.
+        frame_process: with ``renderer="fast"``, the frames are drawn in this process
+            (:class:`avguide.render.frameprocess.FrameProcess`, its own worker threads; the same
+            frames) when it runs the compiled kernel, else here.
     Returns:
         {"frames": n, "fps": fps, "duration_s": n / fps, "trimmed_frames": [...], "padded_frames": [...]}
         per sequence, so the caller can state what was adjusted.
@@ -209,13 +216,20 @@ def render_video(sequences: list[np.ndarray], faces: np.ndarray, out_path: str |
         albedo = albedo_from_parts(torch.as_tensor(np.asarray(vertex_part, np.int64)), part_names)
     nb = face_neighbors(faces_t)
     plan = cull_plan(v0, faces_t) if renderer != "mesh" else None
-    draw = render_frames
-    if renderer == "fast":
-        from avguide.render.jitraster import render_frames_jit  # imports numba: only when rendering
-
-        draw = render_frames_jit
     cap_h = 28 if captions else 0
     width, height = size * len(seqs), size + cap_h
+    remote = renderer == "fast" and frame_process is not None and frame_process.ready()
+    draw = render_frames
+    if renderer == "fast" and not remote:
+        from avguide.render.jitraster import render_frames_jit  # imports numba: only when rendering here
+
+        draw = render_frames_jit
+    if remote:
+        from avguide.render.frameprocess import frame_arrays, scene_arrays
+
+        scene = scene_arrays(faces_t, albedo, plan=plan, neighbors=nb, background=BACKGROUND, gamma=GAMMA)
+        scene["rot"] = cam.rotation[0].double().cpu().numpy()
+        frame_process.set_scene(scene)
 
     def frames(s0: int) -> np.ndarray:  # (t, height, width, 3) uint8 frames s0 .. s0 + chunk - 1, all panels
         t = min(chunk, n_frames - s0)
@@ -232,6 +246,25 @@ def render_video(sequences: list[np.ndarray], faces: np.ndarray, out_path: str |
                 panel = _to_bytes(img)
             frame[:, cap_h:, i * size: (i + 1) * size] = panel  # (t, size, size, 3)
         return frame
+
+    class Asked:  # the frames of a chunk asked of the frame process, received in the order asked
+        def __init__(self, s0: int):
+            self.t = min(chunk, n_frames - s0)
+            for s in seqs:
+                frame_process.ask(*frame_arrays(torch.from_numpy(np.array(s[s0: s0 + self.t])), cam), cam.size)
+
+        def result(self) -> np.ndarray:  # (t, height, width, 3) uint8, as frames(s0)
+            frame = np.empty((self.t, height, width, 3), np.uint8)
+            for i in range(len(seqs)):
+                frame[:, cap_h:, i * size: (i + 1) * size] = frame_process.receive()
+            return frame
+
+        def cancel(self) -> None:  # receive and drop: the process answers in order
+            try:
+                for _ in seqs:
+                    frame_process.receive()
+            except RuntimeError:
+                pass
 
     def caption_rows() -> np.ndarray:  # (cap_h, width, 3) uint8
         return np.concatenate([caption_image(c, size, cap_h) for c in captions], axis=1)
@@ -261,7 +294,7 @@ def render_video(sequences: list[np.ndarray], faces: np.ndarray, out_path: str |
                 pending = deque()
                 try:
                     for s0 in range(0, n_frames, chunk):
-                        pending.append((pool.submit(frames, s0), min(chunk, n_frames - s0)))
+                        pending.append((Asked(s0) if remote else pool.submit(frames, s0), min(chunk, n_frames - s0)))
                         while pending and (len(pending) > 2 * workers or s0 + chunk >= n_frames):
                             done, count = pending.popleft()
                             frame = done.result()
