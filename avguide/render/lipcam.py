@@ -47,8 +47,43 @@ def resampled_length(n_in: torch.Tensor, fps_in: float, fps_out: float = EXPERT_
     return torch.where(n_in > 0, out.clamp_min(1), torch.zeros_like(out))
 
 
-def resample_fps(verts: torch.Tensor, lengths: torch.Tensor, fps_in: float, fps_out: float = EXPERT_FPS
-                 ) -> tuple[torch.Tensor, torch.Tensor]:
+def _check_resample(verts: torch.Tensor, lengths: torch.Tensor, fps_in: float, fps_out: float, name: str
+                    ) -> torch.Tensor:
+    """``lengths`` as (B,) int64 on the device of ``verts``, after the checks of :func:`resample_fps`."""
+    if fps_in <= 0 or fps_out <= 0:
+        raise ValueError(f"{name}: frame rates must be > 0, got fps_in={fps_in}, fps_out={fps_out}")
+    b, t = verts.shape[:2]
+    lengths = torch.as_tensor(lengths, device=verts.device).long()
+    if lengths.shape != (b,) or bool((lengths < 1).any()) or bool((lengths > t).any()):
+        raise ValueError(f"{name}: lengths must be (B,)={b} values in [1, {t}], got {lengths.tolist()}")
+    return lengths
+
+
+def _source_frames(k: torch.Tensor, lengths: torch.Tensor, fps_in: float, fps_out: float, dtype: torch.dtype
+                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Input frames i0, i1 (int64) and weight w1 (``dtype``) of output frames ``k`` of sequences of
+    ``lengths`` (tensors of one shape): output k = frame i0 * (1 - w1) + frame i1 * w1."""
+    s = k.double() * (fps_in / fps_out)  # fractional source frame
+    last = (lengths - 1).double()
+    s = torch.minimum(s, last)  # hold the last valid frame
+    i0 = s.floor().long()
+    i1 = torch.minimum(i0 + 1, last.long())
+    return i0, i1, (s - i0.double()).to(dtype)
+
+
+def _jit_blend(verts: torch.Tensor, jit: bool | None) -> bool:
+    """Whether the resampling blends frames with :func:`avguide.render.jitblend.blend_rows`."""
+    from avguide.render import raster
+
+    if not (raster.USE_JIT if jit is None else jit) or verts.device.type != "cpu":
+        return False
+    from avguide.render import jitblend
+
+    return jitblend.available()
+
+
+def resample_fps(verts: torch.Tensor, lengths: torch.Tensor, fps_in: float, fps_out: float = EXPERT_FPS, *,
+                 jit: bool | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Linear interpolation of padded vertex sequences in time (differentiable w.r.t. ``verts``).
 
     Output frame k samples the instant ``t_k = k / fps_out``, i.e. the fractional input frame
@@ -60,30 +95,70 @@ def resample_fps(verts: torch.Tensor, lengths: torch.Tensor, fps_in: float, fps_
         lengths: (B,) int64 valid frames per sequence, 1 <= lengths <= T.
         fps_in: input frame rate (Hz), > 0.
         fps_out: output frame rate (Hz), default 25 (the expert's).
+        jit: on CPU, blend frames with :func:`avguide.render.jitblend.blend_rows` (one compiled pass;
+            the same frames bit for bit, gradients to a rounding) when numba imports; False: torch.
+            None: :data:`avguide.render.raster.USE_JIT`.
     Returns:
         verts_out (B, T_out, V, 3) with ``T_out = max(lengths_out)``; frames past a sequence's
         length repeat its last valid frame. lengths_out (B,) int64 from :func:`resampled_length`.
     Raises:
         ValueError: non-positive frame rate or lengths outside [1, T].
     """
-    if fps_in <= 0 or fps_out <= 0:
-        raise ValueError(f"resample_fps: frame rates must be > 0, got fps_in={fps_in}, fps_out={fps_out}")
+    lengths = _check_resample(verts, lengths, fps_in, fps_out, "resample_fps")
     b, t = verts.shape[:2]
-    lengths = torch.as_tensor(lengths, device=verts.device).long()
-    if lengths.shape != (b,) or bool((lengths < 1).any()) or bool((lengths > t).any()):
-        raise ValueError(f"resample_fps: lengths must be (B,)={b} values in [1, {t}], got {lengths.tolist()}")
     out_len = resampled_length(lengths, fps_in, fps_out)
     t_out = int(out_len.max())
-    k = torch.arange(t_out, device=verts.device, dtype=torch.float64)
-    s = k[None, :] * (fps_in / fps_out)  # (B', T_out) fractional source frame
-    last = (lengths - 1).double()[:, None]  # (B, 1)
-    s = torch.minimum(s, last)  # hold the last valid frame
-    i0 = s.floor().long()  # (B, T_out)
-    i1 = torch.minimum(i0 + 1, last.long())
-    w1 = (s - i0.double()).to(verts.dtype)[..., None, None]  # (B, T_out, 1, 1)
+    k = torch.arange(t_out, device=verts.device)[None, :].expand(b, t_out)  # (B, T_out)
+    i0, i1, w1 = _source_frames(k, lengths[:, None].expand(b, t_out), fps_in, fps_out, verts.dtype)
+    if _jit_blend(verts, jit):
+        from avguide.render.jitblend import blend_rows
+
+        first = torch.arange(b)[:, None] * t  # (B, 1) row of each sequence's frame 0
+        out = blend_rows(verts.reshape(b * t, -1, verts.shape[-1]), (first + i0).view(-1), (first + i1).view(-1),
+                         (1 - w1).view(-1), w1.reshape(-1), torch.arange(verts.shape[2]))  # (B*T_out, V, 3)
+        return out.view(b, t_out, *verts.shape[2:]), out_len
+    w1 = w1[..., None, None]  # (B, T_out, 1, 1)
     bi = torch.arange(b, device=verts.device)[:, None]
     out = verts[bi, i0] * (1 - w1) + verts[bi, i1] * w1  # (B, T_out, V, 3)
     return out, out_len
+
+
+def resample_frames(verts: torch.Tensor, lengths: torch.Tensor, fps_in: float, fps_out: float = EXPERT_FPS, *,
+                    vertices: torch.Tensor | None = None, jit: bool | None = None
+                    ) -> tuple[torch.Tensor, torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+    """The valid frames of :func:`resample_fps`, at some vertices, as one batch of meshes.
+
+    Equal to ``resample_fps(verts[:, :, vertices], ...)`` followed by the gather of its valid frames,
+    without the padded frames and the other vertices (one compiled pass on CPU, see ``jit``).
+
+    Args:
+        verts, lengths, fps_in, fps_out: as :func:`resample_fps`.
+        vertices: optional (U,) int64 vertices to keep, in output order (default: all).
+        jit: as :func:`resample_fps`.
+    Returns:
+        frames (N, U, 3) float, the N = ``lengths_out.sum()`` valid output frames, sequence by
+        sequence; lengths_out (B,) int64; and (bi, ti) (N,) int64 each frame's sequence and index.
+    Raises:
+        ValueError: as :func:`resample_fps`, or ``vertices`` outside [0, V).
+    """
+    lengths = _check_resample(verts, lengths, fps_in, fps_out, "resample_frames")
+    b, t, nv = verts.shape[:3]
+    if vertices is not None:
+        vertices = torch.as_tensor(vertices, device=verts.device).long()
+        if vertices.numel() and (int(vertices.min()) < 0 or int(vertices.max()) >= nv):
+            raise ValueError(f"resample_frames: vertices must lie in [0, {nv})")
+    out_len = resampled_length(lengths, fps_in, fps_out)
+    valid = torch.arange(int(out_len.max()), device=verts.device)[None, :] < out_len[:, None]  # (B, T_out)
+    bi, ti = valid.nonzero(as_tuple=True)  # (N,) each
+    if not _jit_blend(verts, jit):
+        v = verts if vertices is None else verts.index_select(2, vertices)
+        return resample_fps(v, lengths, fps_in, fps_out, jit=False)[0][bi, ti], out_len, (bi, ti)
+    from avguide.render.jitblend import blend_rows
+
+    i0, i1, w1 = _source_frames(ti, lengths.index_select(0, bi), fps_in, fps_out, verts.dtype)  # (N,) each
+    frames = blend_rows(verts.reshape(b * t, nv, -1), bi * t + i0, bi * t + i1, 1 - w1, w1,
+                        torch.arange(nv) if vertices is None else vertices)
+    return frames, out_len, (bi, ti)
 
 
 def lip_camera(template: torch.Tensor, lip_idx: torch.Tensor, *, size: int = LIP_SIZE, margin: float = 0.3,
