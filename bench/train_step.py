@@ -20,10 +20,13 @@ weights. Each row is one full optimiser step of the animator loop (forward,
     av balanced vertices  l_av set every step from the gradient norms on the vertices
     av balanced params    ... on the animator's parameters
 
-each once per training mode of ``--forcing`` (``--rows`` keeps some of them). The lip renderer's
-z-buffer is the compiled one (:mod:`avguide.render.jitzbuf`, when numba is importable); with
-``--torch-raster`` every AV row also runs with the torch z-buffer (``... torch-z``, the same images
-and gradients), interleaved with it. Every repetition runs
+each once per training mode of ``--forcing`` (``--rows`` keeps some of them). The lip renderer runs
+its compiled kernels (when numba is importable: the z-buffer of :mod:`avguide.render.jitzbuf`, the
+shading of :mod:`avguide.render.jitshade`, the antialiasing pairs of :mod:`avguide.render.jitalias`,
+the 25 fps resampling of :mod:`avguide.render.jitblend`); with ``--torch-raster`` every AV row also
+runs with the torch renderer they replace (``raster.USE_JIT = False``: ``... torch``, the same
+images and gradients up to float rounding), interleaved with it: the cost before and after side by
+side. Every repetition runs
 each row once, in turn, so that a change of machine load hits them alike; the table gives the
 median wall-clock and process CPU seconds per step (all threads: torch's and the renderer's
 workers) and their ratios to the medians of the baseline of the same training mode. On a machine shared with other
@@ -75,7 +78,8 @@ def main() -> None:
                     help="the animator's training: teacher forcing (the shipped recipe), autoregressive, or both")
     ap.add_argument("--rows", default=",".join(ROWS), help="comma-separated rows to run (baseline always)")
     ap.add_argument("--torch-raster", action="store_true",
-                    help="also run every AV row with the torch z-buffer (raster.USE_JIT = False)")
+                    help="also run every AV row with the torch renderer (raster.USE_JIT = False: z-buffer, "
+                         "shading, antialiasing, resampling)")
     a = ap.parse_args()
     rows = {name: ROWS[name] for name in ["baseline", *a.rows.split(",")] if name in ROWS}
     modes = ["tf", "ar"] if a.forcing == "both" else [a.forcing]
@@ -114,7 +118,7 @@ def main() -> None:
                 objectives[mode, name] = own, True
                 continue
             for jit in ([False, True] if a.torch_raster else [True]):
-                objectives[mode, name + ("" if jit else " torch-z")] = AVGuidance(
+                objectives[mode, name + ("" if jit else " torch")] = AVGuidance(
                     dataclasses.replace(cfg.av, **av), index.n_vertices, lips, torch.device("cpu"), trained,
                     weights=weights, params=models[mode][1]), jit
 
@@ -136,8 +140,8 @@ def main() -> None:
     print(f"FaceFormer preset cpu, batch {len(batch.names)} ({frames} frames at {batch.fps:g} fps), "
           f"expert av/{a.expert} ({crop}x{crop} crops, random weights), {a.threads} threads, {a.reps} reps after "
           "one warm-up; training: tf = teacher forcing (the shipped recipe), ar = autoregressive")
-    print(f"z-buffer: {'compiled (numba)' if jitzbuf.available() else 'torch (numba not importable)'}"
-          + (", torch-z rows: torch" if a.torch_raster else ""))
+    print(f"renderer: {'compiled (numba)' if jitzbuf.available() else 'torch (numba not importable)'}"
+          + (", '... torch' rows: torch (raster.USE_JIT = False)" if a.torch_raster else ""))
     for key, (objective, jit) in objectives.items():  # warm-up
         step(key[0], objective, jit)
     times: dict[tuple[str, str], list[tuple[float, float]]] = {key: [] for key in objectives}

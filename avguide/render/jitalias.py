@@ -74,8 +74,8 @@ def _depth(p, i, faces, f, px, py, one, ortho):
 @_jit
 def _pairs(p, faces, face_id, neighbors, xs, ys, consts, ortho, out_i, out_f):
     """Fill out_i (K, 4) int64 (pa, pb, rows of N*V of the exit edge's ends) and out_f (K, 5)
-    (ax, ay, bx, by, sign) with the kept pairs; returns K and the number of horizontal ones. xs (W,), ys (H,) pixel centres and
-    consts (one, two) in p's dtype; face_id (N, H, W)."""
+    (ax, ay, bx, by, sign) with the kept pairs; returns K and the number of horizontal ones.
+    xs (W,), ys (H,) pixel centres and consts (one, two) in p's dtype; face_id (N, H, W)."""
     n, h, w = face_id.shape
     nv = p.shape[1]
     one, two = consts[0], consts[1]
@@ -163,7 +163,8 @@ def silhouette_pairs(pix: torch.Tensor, faces: torch.Tensor, face_id: torch.Tens
     out_i, out_f = np.empty((cap, 4), np.int64), np.empty((cap, 5), dt)
     k = rows = 0
     if n * h * w:
-        k, rows = _pairs(p.numpy(), faces.contiguous().numpy(), face_id.contiguous().numpy(), neighbors.contiguous().numpy(),
-                   xs, ys, np.array([1.0, 2.0], dt), bool(orthographic), out_i, out_f)
+        k, rows = _pairs(p.numpy(), faces.contiguous().numpy(), face_id.contiguous().numpy(),
+                         neighbors.contiguous().numpy(), xs, ys, np.array([1.0, 2.0], dt), bool(orthographic),
+                         out_i, out_f)
     idx, f = torch.from_numpy(out_i[:k].T.copy()), torch.from_numpy(out_f[:k].T.copy())
     return idx, f[:4], f[4], rows

@@ -109,8 +109,9 @@ def render_mesh(verts: torch.Tensor, faces: torch.Tensor, cam: Camera, albedo: t
     """Render shaded images of N meshes sharing one topology (differentiable w.r.t. ``verts``).
 
     On CPU (``jit``) the normals and the covered pixels are shaded by the compiled kernels of
-    :mod:`avguide.render.jitshade`. Otherwise the planes of the camera-space normals and the albedo are computed once per shown (image,
-    face) pair and every covered pixel evaluates and shades them (:mod:`avguide.render.planes`):
+    :mod:`avguide.render.jitshade`. Otherwise the planes of the camera-space normals and the
+    albedo are computed once per shown (image, face) pair and every covered pixel evaluates and
+    shades them (:mod:`avguide.render.planes`):
     the same images and gradients as barycentrics + :func:`avguide.render.raster.interpolate` +
     :func:`avguide.render.shading.shade` (:func:`render_mesh_reference`).
 

@@ -66,6 +66,7 @@ def test_pairs_of_a_single_triangle():
     assert k > 10 and 0 < rows < k and bool((sign == -1).all())
     assert bool((face_id.view(-1)[idx[0]] == 0).all()) and bool((face_id.view(-1)[idx[1]] == -1).all())
     hw = 16
-    assert torch.equal(centres[0], (idx[0] % hw).float() + 0.5) and torch.equal(centres[3], (idx[1] // hw).float() + 0.5)
+    assert torch.equal(centres[0], (idx[0] % hw).float() + 0.5)
+    assert torch.equal(centres[3], (idx[1] // hw).float() + 0.5)
     empty = jitalias.silhouette_pairs(pix, faces, torch.full((1, 16, 16), -1), face_neighbors(faces))
     assert empty[2].numel() == 0 and empty[3] == 0
