@@ -160,10 +160,12 @@ def _tile_order(pix, faces, area, draw, hh, ww, order):
 
 
 @_jit
-def _zbuffer(pix, faces, area, order, m, hh, ww, fid, zbuf):
+def _zbuffer(pix, faces, area, order, m, hh, ww, fid, zbuf, geo):
     """Nearest face at every pixel centre of the (hh, ww) window among the m faces of order (the
     lower face index on an exact tie): fid (hh*ww,) int32 (-1: none) and its depth zbuf (hh*ww,)
-    float64 (inf: none), both written."""
+    float64 (inf: none), both written; geo (F, 7) float64: for every face that may cover a pixel,
+    its first corner x0, y0, the edges to the others d1x, d1y, d2x, d2y and 1 / their cross
+    product (what :func:`_shade` interpolates with)."""
     fid[:] = -1
     zbuf[:] = np.inf
     ex = np.empty(3)
@@ -196,6 +198,7 @@ def _zbuffer(pix, faces, area, order, m, hh, ww, fid, zbuf):
         # depth plane z0 + gx (px - x0) + gy (py - y0)
         d1x, d1y, d2x, d2y = x[1] - x[0], y[1] - y[0], x[2] - x[0], y[2] - y[0]
         inv = 1.0 / (d1x * d2y - d2x * d1y)
+        geo[f, 0], geo[f, 1], geo[f, 2], geo[f, 3], geo[f, 4], geo[f, 5], geo[f, 6] = x[0], y[0], d1x, d1y, d2x, d2y, inv
         gx = ((z1 - z0) * d2y - (z2 - z0) * d1y) * inv
         gy = ((z2 - z0) * d1x - (z1 - z0) * d2x) * inv
         # the loops read locals: values in arrays are read again after every store to zbuf
@@ -232,10 +235,10 @@ def _zbuffer(pix, faces, area, order, m, hh, ww, fid, zbuf):
 
 
 @_jit
-def _shade(pix, faces, normals, albedo, fid, to_light, intensity, ambient, bg_lin, hh, ww, lin):
+def _shade(geo, faces, normals, albedo, fid, to_light, intensity, ambient, bg_lin, hh, ww, lin):
     """Linear colour of every window pixel into lin (hh*ww, 3) float32: Lambert shading of the
     interpolated, re-normalised normal times the interpolated albedo; the background's colour
-    where fid < 0."""
+    where fid < 0. geo: the faces' corner and edges (:func:`_zbuffer`)."""
     for r in range(hh):
         py = r + 0.5
         for c in range(ww):
@@ -245,10 +248,7 @@ def _shade(pix, faces, normals, albedo, fid, to_light, intensity, ambient, bg_li
                 lin[q, 0], lin[q, 1], lin[q, 2] = bg_lin[0], bg_lin[1], bg_lin[2]
                 continue
             a, b, cc = faces[f, 0], faces[f, 1], faces[f, 2]
-            x0, y0 = np.float64(pix[a, 0]), np.float64(pix[a, 1])
-            d1x, d1y = pix[b, 0] - x0, pix[b, 1] - y0
-            d2x, d2y = pix[cc, 0] - x0, pix[cc, 1] - y0
-            inv = 1.0 / (d1x * d2y - d2x * d1y)
+            x0, y0, d1x, d1y, d2x, d2y, inv = geo[f, 0], geo[f, 1], geo[f, 2], geo[f, 3], geo[f, 4], geo[f, 5], geo[f, 6]
             ex, ey = (c + 0.5) - x0, py - y0
             w1 = (ex * d2y - ey * d2x) * inv  # barycentric weights of corners b and cc
             w2 = (ey * d1x - ex * d1y) * inv
@@ -377,6 +377,7 @@ def _face_ids(pix, faces, draw, hh, ww, out):
     area = np.empty(nf)
     order = np.empty(nf, np.int64)
     zbuf = np.empty(hh * ww)
+    geo = np.empty((nf, 7))
     for i in range(pix.shape[0]):
         p = pix[i]
         for f in range(nf):
@@ -384,7 +385,7 @@ def _face_ids(pix, faces, draw, hh, ww, out):
             area[f] = ((np.float64(p[b, 0]) - p[a, 0]) * (np.float64(p[c, 1]) - p[a, 1])
                        - (np.float64(p[b, 1]) - p[a, 1]) * (np.float64(p[c, 0]) - p[a, 0]))
         m = _tile_order(p, faces, area, draw[i], hh, ww, order)
-        _zbuffer(p, faces, area, order, m, hh, ww, out[i], zbuf)
+        _zbuffer(p, faces, area, order, m, hh, ww, out[i], zbuf, geo)
 
 
 @_jit
@@ -403,6 +404,7 @@ def _render_chunk(verts, pix, faces, neighbors, cullable, rim, rim_loop, n_loops
     area = np.empty(nf)
     draw = np.empty(nf, np.bool_)
     order = np.empty(nf, np.int64)
+    geo = np.empty((nf, 7))
     kind = np.zeros(nf, np.uint8)
     fid = np.empty(hh * ww, np.int32)
     zbuf = np.empty(hh * ww)
@@ -413,8 +415,8 @@ def _render_chunk(verts, pix, faces, neighbors, cullable, rim, rim_loop, n_loops
         _normals(verts[i], faces, rot, normals)
         _cull(p, faces, cullable, rim, rim_loop, n_loops, area, draw)
         m = _tile_order(p, faces, area, draw, hh, ww, order)
-        _zbuffer(p, faces, area, order, m, hh, ww, fid, zbuf)
-        _shade(p, faces, normals, albedo, fid, to_light, intensity, ambient, bg_lin, hh, ww, lin)
+        _zbuffer(p, faces, area, order, m, hh, ww, fid, zbuf, geo)
+        _shade(geo, faces, normals, albedo, fid, to_light, intensity, ambient, bg_lin, hh, ww, lin)
         if antialias:
             acc[:] = 0.0
             _silhouette_kind(p, faces, neighbors, area, kind)
