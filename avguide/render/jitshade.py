@@ -17,7 +17,8 @@ torch path builds planes per shown (image, face) pair (about 1.5 pixels each in 
 gathers them per pixel, and autograd's backward fills a zero tensor per gather. The arithmetic is
 float64 whatever the input dtype, rounded once into the output: float32 results are within a
 rounding of the torch float32 path's (which rounds at every operation), float64 results agree to
-~1e-12 (``tests/render/test_jitshade.py``). Gradients are accumulated in float64, too.
+~1e-12 (``tests/render/test_jitshade.py``). Each gradient term is computed in float64 and added
+into the input's dtype (as the torch path's ``index_add``).
 
 The kernels run without the GIL (the threads of :func:`avguide.render.parallel.map_batch` shade at
 the same time) and are cached on disk like :mod:`avguide.render.jitzbuf`'s. Without numba
@@ -115,7 +116,8 @@ def _normals_fwd(v, faces, around, slot, u, rot, raw, out):
 
 @_jit
 def _normals_bwd(v, faces, around, slot, u, rot, raw, grad, g_v):
-    """g_v (N, V, 3) float64 += the gradient of the vertices from grad (N, U, 3) of the output."""
+    """g_v (N, V, 3) += the gradient of the vertices from grad (N, U, 3) of the output (each
+    term computed in float64, added in the dtype of g_v)."""
     g_raw = np.empty((u, 3))
     for i in range(v.shape[0]):
         for s in range(u):
@@ -177,10 +179,10 @@ class _CameraNormals(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad, _):
         v, fs, around, slot, u, rot, raw = ctx.state
-        g_v = np.zeros(v.shape)
-        _normals_bwd(v.numpy(), fs.numpy(), around, slot, u, rot, raw,
-                     grad.detach().double().contiguous().numpy(), g_v)
-        return torch.from_numpy(g_v).to(v.dtype), None, None, None
+        g_v = torch.zeros(v.shape, dtype=v.dtype)
+        _normals_bwd(v.numpy(), fs.numpy(), around, slot, u, rot, raw, grad.detach().contiguous().numpy(),
+                     g_v.numpy())
+        return g_v, None, None, None
 
 
 def camera_normals(verts: torch.Tensor, faces: torch.Tensor, face_id: torch.Tensor,
@@ -258,7 +260,8 @@ def _shade_fwd(pix, nrm, slot, alb, faces, face_id, w, dirs, inten, ambient, ort
 
 @_jit
 def _shade_bwd(pix, nrm, slot, alb, faces, face_id, w, dirs, inten, ambient, ortho, grad, g_pix, g_nrm):
-    """g_pix (N, V, 3) and g_nrm (N, U, 3) float64 += the gradients from grad (C + 1, N*H*W)."""
+    """g_pix (N, V, 3) and g_nrm (N, U, 3) += the gradients from grad (C + 1, N*H*W) (each term
+    computed in float64, added in the dtype of g_pix, g_nrm)."""
     hw = face_id.shape[1]
     ch = alb.shape[2]
     for i in range(face_id.shape[0]):
@@ -365,10 +368,9 @@ class _ShadePixels(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         p, nrm = ctx.args[0], ctx.args[1]
-        g_pix, g_nrm = np.zeros(p.shape), np.zeros(nrm.shape)
-        _shade_bwd(*ctx.args, grad.detach().contiguous().numpy(), g_pix, g_nrm)
-        return (torch.from_numpy(g_pix).to(ctx.dtypes[0]), torch.from_numpy(g_nrm).to(ctx.dtypes[1]),
-                None, None, None, None, None, None, None)
+        g_pix, g_nrm = torch.zeros(p.shape, dtype=ctx.dtypes[0]), torch.zeros(nrm.shape, dtype=ctx.dtypes[1])
+        _shade_bwd(*ctx.args, grad.detach().contiguous().numpy(), g_pix.numpy(), g_nrm.numpy())
+        return g_pix, g_nrm, None, None, None, None, None, None, None
 
 
 def shade_pixels(pix: torch.Tensor, normals: torch.Tensor, slot: torch.Tensor, albedo: torch.Tensor,
