@@ -190,10 +190,10 @@ def antialias_planes(planes: torch.Tensor, pix: torch.Tensor, faces: torch.Tenso
 
     ``kernel(fn)`` returns what runs the pure exit-edge search (:mod:`avguide.render.compiled`
     passes its compiled version); the pair masks and ``nonzero`` calls stay here. ``jit``: on CPU
-    the whole gradient-free search (silhouettes, pairs, exit edges) runs in
-    :func:`avguide.render.jitalias.silhouette_pairs` when numba imports (the same pairs, hence
-    the same images and gradients bit for bit); False keeps the torch path. None:
-    :data:`avguide.render.raster.USE_JIT`.
+    the gradient-free search (silhouettes, pairs, exit edges) runs in
+    :func:`avguide.render.jitalias.silhouette_pairs` and the blend in :func:`avguide.render.jitalias.blend`
+    when numba imports (the same images bit for bit, gradients to a rounding); False keeps the
+    torch path. None: :data:`avguide.render.raster.USE_JIT`.
 
     Returns:
         (C, N*H*W) float antialiased colours (``planes`` itself when nothing changes).
@@ -204,16 +204,9 @@ def antialias_planes(planes: torch.Tensor, pix: torch.Tensor, faces: torch.Tenso
         from avguide.render import jitalias  # imports numba: only when rendering
 
         if jitalias.available():
-            idx, centres, sign, rows = jitalias.silhouette_pairs(pix, faces, face_id, neighbors,
-                                                                 orthographic=orthographic)
-            targets, deltas = [], []
-            for sel in (slice(0, rows), slice(rows, sign.numel())):  # as below: one blend per direction
-                if sel.stop > sel.start:
-                    target, delta = _blend(pix.reshape(n * v, 3), planes, idx[0, sel], idx[1, sel], idx[2:, sel],
-                                           centres[:, sel], sign[sel])
-                    targets.append(target)
-                    deltas.append(delta)
-            return planes.index_add(1, torch.cat(targets), torch.cat(deltas, 1)) if targets else planes
+            idx, centres, sign, _ = jitalias.silhouette_pairs(pix, faces, face_id, neighbors,
+                                                              orthographic=orthographic)
+            return jitalias.blend(planes, pix, idx, centres, sign) if sign.numel() else planes
     p = pix.detach()
     with torch.no_grad():
         front, slot, near = _contour_faces(p, faces, face_id, neighbors)

@@ -3,12 +3,13 @@
 The antialiasing has a gradient-free part that decides, for every pair of neighbouring pixels,
 whether it straddles a silhouette edge and which edge (``antialias._contour_faces``, the pair
 masks and ``antialias._exit_edges``), and a small differentiable part on the pairs it keeps
-(``antialias._blend``). :func:`silhouette_pairs` is the first part in one pass of machine code per
-image; ``antialias_planes`` then blends its pairs with the same torch code as before, so images
-and gradients are those of the torch path *bit for bit*: the kernel repeats its arithmetic
-operation by operation in the input's dtype (no fused multiply-add, no fast-math; the pixel
-centres come in as arrays of that dtype), hence takes the same decisions (``torch.equal`` of the
-pairs in ``tests/render/test_jitalias.py``):
+(``antialias._blend`` and an ``index_add``). :func:`silhouette_pairs` is the first part in one
+pass of machine code per image, :func:`blend` the second, with a hand-written backward. Both
+repeat the torch path's arithmetic operation by operation in the input's dtype (no fused
+multiply-add, no fast-math; the pixel centres come in as arrays of that dtype), hence take the
+same decisions and give the same images bit for bit (``torch.equal`` in
+``tests/render/test_jitalias.py``); the backward computes each term in float64 and adds it in
+the input's dtype, so gradients agree to a rounding. The pairs:
 
 - a face is front-facing in an image where twice its signed screen area
   ``(x1 - x0)(y2 - y0) - (y1 - y0)(x2 - x0)`` is < 0; a pixel is *near* a silhouette when its face
@@ -168,3 +169,100 @@ def silhouette_pairs(pix: torch.Tensor, faces: torch.Tensor, face_id: torch.Tens
                          out_i, out_f)
     idx, f = torch.from_numpy(out_i[:k].T.copy()), torch.from_numpy(out_f[:k].T.copy())
     return idx, f[:4], f[4], rows
+
+
+@_jit
+def _edge_crossing(pix, idx, cen, sign, k):
+    """ea, eb: the exit edge's function at both pixel centres of pair k (``antialias._inside``), and
+    the edge's ends x0, y0, x1, y1, in pix's dtype."""
+    e0, e1 = idx[2, k], idx[3, k]
+    x0, y0, x1, y1 = pix[e0, 0], pix[e0, 1], pix[e1, 0], pix[e1, 1]
+    s = sign[k]
+    ea = s * ((x1 - x0) * (cen[1, k] - y0) - (y1 - y0) * (cen[0, k] - x0))
+    eb = s * ((x1 - x0) * (cen[3, k] - y0) - (y1 - y0) * (cen[2, k] - x0))
+    return ea, eb, x0, y0, x1, y1
+
+
+@_jit
+def _blend_fwd(pix, planes, idx, cen, sign, half, out):
+    """out (C, N*H*W) (a copy of planes) += the blend of every pair, in order (``index_add``)."""
+    for k in range(sign.shape[0]):
+        ea, eb, _, _, _, _ = _edge_crossing(pix, idx, cen, sign, k)
+        t = ea / (ea - eb)  # the crossing, 0 at a, 1 at b
+        wgt = abs(t - half)
+        pa, pb = idx[0, k], idx[1, k]
+        if t > half:  # the occluder covers t - 1/2 of b
+            for c in range(planes.shape[0]):
+                out[c, pb] += wgt * (planes[c, pa] - planes[c, pb])
+        else:  # or misses 1/2 - t of a
+            for c in range(planes.shape[0]):
+                out[c, pa] += wgt * (planes[c, pb] - planes[c, pa])
+
+
+@_jit
+def _blend_bwd(pix, planes, idx, cen, sign, half, grad, g_pix, g_planes):
+    """g_planes (a copy of grad) and g_pix (N*V, 3) (zeros) += the blends' gradients."""
+    for k in range(sign.shape[0]):
+        ea, eb, x0, y0, x1, y1 = _edge_crossing(pix, idx, cen, sign, k)
+        t = ea / (ea - eb)
+        wgt = np.float64(abs(t - half))
+        pa, pb = idx[0, k], idx[1, k]
+        src, dst = (pa, pb) if t > half else (pb, pa)  # delta = wgt * (c[src] - c[dst]) added at dst
+        g_wgt = 0.0
+        for c in range(planes.shape[0]):
+            g = np.float64(grad[c, dst])
+            g_wgt += g * (np.float64(planes[c, src]) - np.float64(planes[c, dst]))
+            g_planes[c, src] += wgt * g
+            g_planes[c, dst] -= wgt * g
+        d = t - half
+        g_t = g_wgt if d > 0 else (-g_wgt if d < 0 else 0.0)  # |d|' = sgn(d)
+        ea, eb = np.float64(ea), np.float64(eb)
+        den = ea - eb
+        g_ea, g_eb = -g_t * eb / (den * den), g_t * ea / (den * den)
+        s = np.float64(sign[k])
+        ax, ay, bx, by = np.float64(cen[0, k]), np.float64(cen[1, k]), np.float64(cen[2, k]), np.float64(cen[3, k])
+        x0, y0, x1, y1 = np.float64(x0), np.float64(y0), np.float64(x1), np.float64(y1)
+        e0, e1 = idx[2, k], idx[3, k]
+        g_pix[e0, 0] += s * (g_ea * (y1 - ay) + g_eb * (y1 - by))
+        g_pix[e0, 1] += s * (g_ea * (ax - x1) + g_eb * (bx - x1))
+        g_pix[e1, 0] += s * (g_ea * (ay - y0) + g_eb * (by - y0))
+        g_pix[e1, 1] += s * (g_ea * (x0 - ax) + g_eb * (x0 - bx))
+
+
+class _Blend(torch.autograd.Function):
+    """See :func:`blend`."""
+
+    @staticmethod
+    def forward(ctx, planes, pix, idx, centres, sign):
+        n, v, _ = pix.shape
+        p = pix.detach().reshape(n * v, 3).contiguous()
+        pl = planes.detach().contiguous()
+        out = pl.clone()
+        dt = p.numpy().dtype
+        args = (p.numpy(), pl.numpy(), idx.contiguous().numpy(), centres.contiguous().numpy(),
+                sign.contiguous().numpy(), dt.type(0.5))
+        _blend_fwd(*args, out.numpy())
+        ctx.args, ctx.pix_shape = args, pix.shape
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        g_planes = grad.detach().contiguous().clone()
+        g_pix = torch.zeros(ctx.pix_shape, dtype=grad.dtype)
+        _blend_bwd(*ctx.args, grad.detach().contiguous().numpy(), g_pix.view(-1, 3).numpy(), g_planes.numpy())
+        return g_planes, g_pix, None, None, None
+
+
+def blend(planes: torch.Tensor, pix: torch.Tensor, idx: torch.Tensor, centres: torch.Tensor, sign: torch.Tensor
+          ) -> torch.Tensor:
+    """The antialiasing blend of the pairs of :func:`silhouette_pairs` (differentiable, once).
+
+    Args:
+        planes: (C, N*H*W) float CPU colours (channels first), with gradient.
+        pix: (N, V, 3) float projected vertices (same dtype), with gradient.
+        idx, centres, sign: from :func:`silhouette_pairs`.
+    Returns:
+        (C, N*H*W) float: ``planes`` plus, at each pair's target pixel, its share of the other
+        pixel's colour (``antialias._blend`` + ``index_add``, the same values bit for bit).
+    """
+    return _Blend.apply(planes, pix, idx, centres, sign)

@@ -1,5 +1,6 @@
-"""The compiled silhouette search (avguide.render.jitalias) gives antialias_planes exactly the pairs of
-its torch path: identical images and gradients (torch.equal)."""
+"""The compiled antialiasing (avguide.render.jitalias) against its torch path: the same pairs, hence
+identical images (torch.equal); gradients to a rounding (each term in float64, added in the
+input's dtype: 1e-6 of the largest in float32, 1e-13 in float64); finite differences."""
 
 import pytest
 import torch
@@ -26,6 +27,15 @@ def _both(pix0, faces, face_id, nb, ortho, seed=1):
     return out[True], out[False]
 
 
+def _check(fast, slow):
+    """Images identical, gradients (d pix, d planes) within a rounding."""
+    assert torch.equal(fast[0], slow[0])
+    tol = 1e-6 if fast[0].dtype == torch.float32 else 1e-13
+    for a, b in zip(fast[1:3], slow[1:3]):
+        assert float(b.abs().max()) > 0
+        torch.testing.assert_close(a, b, rtol=0, atol=tol * float(b.abs().max()))
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("ortho", [True, False])
 def test_head_pairs_images_and_gradients_are_identical(head, dtype, ortho):
@@ -39,8 +49,7 @@ def test_head_pairs_images_and_gradients_are_identical(head, dtype, ortho):
         face_id = rasterize(pix, head.faces, cam.size, orthographic=ortho)
         fast, slow = _both(pix, head.faces, face_id, nb, ortho)
         assert fast[3] > 100  # pixels changed by the antialiasing
-        for a, b in zip(fast[:3], slow[:3]):
-            assert torch.equal(a, b)
+        _check(fast, slow)
 
 
 def test_triangle_soup_with_background_and_open_edges(soup):
@@ -53,8 +62,7 @@ def test_triangle_soup_with_background_and_open_edges(soup):
             face_id = rasterize(pix, faces, (40, 40), cull_backfaces=cull)
             fast, slow = _both(pix, faces, face_id, nb, True, seed=4)
             assert fast[3] > 50
-            for a, b in zip(fast[:3], slow[:3]):
-                assert torch.equal(a, b)
+            _check(fast, slow)
 
 
 def test_pairs_of_a_single_triangle():
@@ -70,3 +78,23 @@ def test_pairs_of_a_single_triangle():
     assert torch.equal(centres[3], (idx[1] // hw).float() + 0.5)
     empty = jitalias.silhouette_pairs(pix, faces, torch.full((1, 16, 16), -1), face_neighbors(faces))
     assert empty[2].numel() == 0 and empty[3] == 0
+
+
+def test_blend_gradients_match_finite_differences(head):
+    """The hand-written backward of the blend, with the pairs held fixed (its inputs)."""
+    g = torch.Generator().manual_seed(5)
+    v = (head.vertices[None] + 0.5 * head.jaw_open[None]).double()
+    cam = lip_camera(head.vertices.double(), head.lips, size=24)
+    pix = project(v, cam)
+    face_id = rasterize(pix, head.faces, cam.size)
+    idx, centres, sign, _ = jitalias.silhouette_pairs(pix, head.faces, face_id, face_neighbors(head.faces))
+    assert sign.numel() >= 10
+    used = idx[2:].reshape(-1).unique()  # perturb only the edge ends the blends read (a small gradcheck)
+    planes = torch.rand(3, 24 * 24, generator=g, dtype=torch.float64).requires_grad_(True)
+    ends = pix.reshape(-1, 3)[used].detach().requires_grad_(True)
+
+    def fn(planes, ends):
+        p = pix.detach().reshape(-1, 3).index_put((used,), ends).view_as(pix)
+        return jitalias.blend(planes, p, idx, centres, sign)
+
+    torch.autograd.gradcheck(fn, (planes, ends), eps=1e-6, atol=1e-6, rtol=1e-5)
