@@ -137,11 +137,23 @@ def reader_metrics(model_dir: Path, data: Path, decoding: dict) -> dict:
     return out
 
 
-def _training(run: Path) -> dict:
-    lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines() if x.strip()]
-    return {"seconds": round(sum(x.get("seconds", 0.0) for x in lines), 1), "epochs": len(lines),
-            "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, {platform.system()}",
-            "device": "cpu" if not torch.cuda.is_available() else torch.cuda.get_device_name(0)}
+def _training(run: Path, config: dict) -> dict:
+    """Training wall time (the sum of the epochs' logged seconds), epochs and machine; for a
+    CodeTalker its codebook run (``vq_run``) is counted too, and the epochs given per stage."""
+    def stage(r: Path) -> tuple[float, int]:
+        lines = [json.loads(x) for x in (r / "metrics.jsonl").read_text().splitlines() if x.strip()]
+        return sum(x.get("seconds", 0.0) for x in lines), len(lines)
+
+    seconds, epochs = stage(run)
+    rec = {"seconds": round(seconds, 1), "epochs": epochs,
+           "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, {platform.system()}",
+           "device": "cpu" if not torch.cuda.is_available() else torch.cuda.get_device_name(0)}
+    vq_run = Path(config["vq_run"]) if config.get("vq_run") else None
+    if vq_run is not None and (vq_run / "metrics.jsonl").is_file():
+        vq_seconds, vq_epochs = stage(vq_run)
+        rec |= {"seconds": round(seconds + vq_seconds, 1), "epochs_per_stage": {"vq": vq_epochs, "baseline": epochs},
+                "seconds_per_stage": {"vq": round(vq_seconds, 1), "baseline": round(seconds, 1)}}
+    return rec
 
 
 def _data(data: Path) -> dict:
@@ -207,7 +219,7 @@ def main() -> None:
     files = {p.name: {"sha256": sha256_file(p), "bytes": p.stat().st_size} for p in sorted(folder.iterdir())}
     manifest["models"][args.name] = {
         "kind": args.kind, "summary": args.summary, "files": files, "config": meta.get("config", {}),
-        "recipe": args.recipe, "data": _data(args.data), "training": _training(args.run),
+        "recipe": args.recipe, "data": _data(args.data), "training": _training(args.run, meta.get("config", {})),
         "commit": _commit(), "avguide_version": avguide.__version__, "decoding": decoding if args.kind != "animator"
         else None, "test_metrics_fp32": fp32, "test_metrics": {},
     }
