@@ -44,6 +44,8 @@ FORMATS = ("mp4", "npy", "arkit", "glb", "obj")
 """Output formats: video with the audio, (T, V*3) vertices, ARKit weights (Live Link Face CSV and
 JSON), glTF 2.0 binary with morph targets and their animation, one OBJ per frame."""
 DEFAULT_FORMATS = ("mp4", "npy")
+VIDEO_SIZE = 512
+"""Side of the mp4's square image (pixels)."""
 
 
 @dataclass
@@ -310,6 +312,8 @@ def write_outputs(out_dir: str | Path, name: str, frames, n_frames: int, audio: 
     out.mkdir(parents=True, exist_ok=True)
     if "mp4" in formats and frame_process is None:  # the video renderer's machine code loads while the animator works
         threading.Thread(target=_warm_video_renderer, daemon=True).start()
+    if "mp4" in formats and frame_process is not None and caption and frame_process.ready():
+        frame_process.ask_captions([caption], VIDEO_SIZE)  # drawn there while the animator works here
     result: dict[str, str] = {}
     with tempfile.TemporaryDirectory(dir=out, prefix=f".{name}.") as tmp:
         npy_tmp = Path(tmp) / "vertices.npy"
@@ -355,7 +359,7 @@ def write_outputs(out_dir: str | Path, name: str, frames, n_frames: int, audio: 
             save_wav(wav, audio, AUDIO_RATE)
             render_video([seq], _need_faces(faces, "mp4"), paths["mp4"], fps=anim.fps, audio_path=wav,
                          vertex_part=_parts(template.shape[0]), captions=[caption] if caption else None,
-                         progress=progress, frame_process=frame_process)
+                         size=VIDEO_SIZE, progress=progress, frame_process=frame_process)
             result["mp4"] = str(paths["mp4"])
         if "npy" in formats:
             del seq, verts

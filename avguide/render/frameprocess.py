@@ -71,9 +71,10 @@ class FrameProcess:
 
     The process imports :mod:`avguide.render.jitraster` alone (numpy and numba: not torch, not the
     ``avguide.render`` package, whose ``__init__`` imports torch), loads the kernel
-    (:func:`avguide.render.jitraster.warm_up`) and draws what it is sent: a scene (the arrays of
-    :func:`scene_arrays` plus ``rot``), then chunks of frames (the arrays of :func:`frame_arrays`)
-    on its worker threads, answering in the order asked. The frames are those of
+    (:func:`avguide.render.jitraster.warm_up`) and draws what it is sent: caption bands
+    (:meth:`ask_captions`), a scene (the arrays of :func:`scene_arrays` plus ``rot``), then chunks
+    of frames (the arrays of :func:`frame_arrays`) on its worker threads, answering in the order
+    asked. The frames are those of
     :func:`avguide.render.jitraster.render_frames_jit` for the same arrays, bit for bit (the same
     kernel on the same numbers).
 
@@ -85,7 +86,8 @@ class FrameProcess:
     def __init__(self, proc: subprocess.Popen):
         self._proc = proc
         self._ready: bool | None = None
-        self._asked = 0
+        self._asked = 0  # answers not yet received
+        self._captions: dict[tuple, np.ndarray | None] = {}  # asked caption bands (None: not yet received)
 
     def ready(self) -> bool:
         """Whether the process runs the compiled kernel (waits for its start; False when numba is
@@ -110,27 +112,54 @@ class FrameProcess:
         self._send(("frames", verts, pix, window, size))
         self._asked += 1
 
+    def ask_captions(self, captions: list[str], width: int) -> None:
+        """Ask for a video's caption band (:func:`avguide.render.caption.caption_rows`, ``width``
+        pixels a panel) before any frames: the process draws it while it has nothing else to do
+        (``avguide animate`` asks while it animates). Nothing when asked already."""
+        if (key := (tuple(captions), width)) not in self._captions:
+            self._send(("caption", list(captions), width))
+            self._captions[key] = None
+            self._asked += 1
+
+    def captions(self, captions: list[str], width: int) -> np.ndarray:
+        """The (CAPTION_HEIGHT, width * len(captions), 3) uint8 band :meth:`ask_captions` asked for
+        (asked now if it was not; before the frames asked since, or it raises)."""
+        key = (tuple(captions), width)
+        self.ask_captions(captions, width)
+        while self._captions[key] is None:
+            assert self._answer() is None, "FrameProcess.captions: frames answered before the captions asked"
+        return self._captions[key]
+
     def receive(self) -> np.ndarray:
         """The (N, H, W, 3) uint8 frames of the oldest chunk asked and not yet received.
 
         Raises:
             RuntimeError: the process failed (its error message) or stopped.
         """
-        assert self._asked > 0, "FrameProcess.receive without a chunk asked"
+        while (frames := self._answer()) is None:  # a caption band asked before the frames: kept
+            pass
+        return frames
+
+    def _answer(self) -> np.ndarray | None:
+        """Read the next answer: frames are returned, a caption band kept (None returned)."""
+        assert self._asked > 0, "FrameProcess: an answer read with none asked"
         self._asked -= 1
         try:
             head = pickle.load(self._proc.stdout)
         except (EOFError, OSError, pickle.UnpicklingError) as e:
             raise RuntimeError(f"the frame process stopped ({type(e).__name__}: {e})") from None
-        if head[0] != "frames":
+        if head[0] == "error":
             raise RuntimeError(f"the frame process failed: {head[1]}")
         out = np.empty(head[1], np.uint8)
         buf, got = memoryview(out).cast("B"), 0
         while got < len(buf):
             n = self._proc.stdout.readinto(buf[got:])
             if not n:
-                raise RuntimeError("the frame process stopped in the middle of a chunk")
+                raise RuntimeError("the frame process stopped in the middle of an answer")
             got += n
+        if head[0] == "caption":
+            self._captions[head[2]] = out
+            return None
         return out
 
     def close(self) -> None:

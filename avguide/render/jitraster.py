@@ -34,6 +34,7 @@ beside this file, or a user cache folder when that is read-only). Without numba
 from __future__ import annotations
 
 import math
+import os
 import pickle
 import queue
 import sys
@@ -522,10 +523,21 @@ def render_frames_jit(verts: torch.Tensor, faces: torch.Tensor, cam: Camera, alb
     return torch.from_numpy(_draw(scene, *frame_arrays(verts, cam), cam.size))
 
 
+def _caption(captions: list[str], width: int) -> tuple[str, tuple, np.ndarray]:
+    from avguide.render.caption import caption_rows
+
+    return "caption", (tuple(captions), width), caption_rows(captions, width)
+
+
+def _frames(scene: dict, *args) -> tuple[str, None, np.ndarray]:
+    return "frames", None, _draw(scene, *args)
+
+
 def serve(workers: int) -> None:
-    """The frame process's loop (:class:`avguide.render.frameprocess.FrameProcess`): load the kernel, say whether it runs, then
-    draw the chunks read from stdin on ``workers`` threads, writing each chunk's frames to stdout
-    in the order asked (a pickled header, then the raw bytes). Ends when stdin closes."""
+    """The frame process's loop (:class:`avguide.render.frameprocess.FrameProcess`): load the
+    kernel, say whether it runs, then draw the caption bands and chunks of frames read from stdin
+    on ``workers`` threads, writing each answer to stdout in the order asked (a pickled header,
+    then the raw bytes). Ends the process when stdin closes."""
     inp, out = sys.stdin.buffer, sys.stdout.buffer
     try:
         ok = numba is not None
@@ -537,16 +549,16 @@ def serve(workers: int) -> None:
             return
         answers: queue.Queue = queue.Queue()
 
-        def answer() -> None:  # the writer: chunks in the order asked
+        def answer() -> None:  # the writer: answers in the order asked
             while (done := answers.get()) is not None:
                 try:
-                    frames = done.result()
+                    kind, key, image = done.result()
                 except Exception as e:  # noqa: BLE001  reported to the caller, who raises it
                     pickle.dump(("error", f"{type(e).__name__}: {e}"), out, protocol=4)
                     out.flush()
                     return
-                pickle.dump(("frames", frames.shape), out, protocol=4)
-                out.write(memoryview(frames).cast("B"))
+                pickle.dump((kind, image.shape, key), out, protocol=4)
+                out.write(memoryview(np.ascontiguousarray(image)).cast("B"))
                 out.flush()
 
         writer = threading.Thread(target=answer, daemon=True)
@@ -560,9 +572,13 @@ def serve(workers: int) -> None:
                     break
                 if msg[0] == "scene":
                     scene = msg[1]
+                elif msg[0] == "caption":
+                    answers.put(pool.submit(_caption, *msg[1:]))
                 else:
-                    answers.put(pool.submit(_draw, scene, *msg[1:]))
+                    answers.put(pool.submit(_frames, scene, *msg[1:]))
         answers.put(None)
         writer.join()
+        out.flush()
     except (KeyboardInterrupt, BrokenPipeError):  # the caller was interrupted or stopped: it says why
         pass
+    os._exit(0)  # now: the interpreter's and numba's teardown cost a few tenths of a second of CPU

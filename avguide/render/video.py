@@ -32,6 +32,7 @@ from avguide.errors import BadInputError
 from avguide.io import atomic_path, audio_duration, one_line, output_problem
 from avguide.render.antialias import face_neighbors
 from avguide.render.camera import Camera, orthographic_camera
+from avguide.render.caption import CAPTION_HEIGHT, caption_image, caption_rows  # noqa: F401  (caption_image: API)
 from avguide.render.fastframes import render_frames
 from avguide.render.fastraster import cull_plan
 from avguide.render.mesh import render_mesh
@@ -57,22 +58,6 @@ BACKGROUND = 0.08
 
 GAMMA = 2.2
 """Display gamma of the frames' bytes."""
-
-
-def caption_image(text: str, width: int, height: int = 28) -> np.ndarray:
-    """Rasterise a caption once (matplotlib Agg, white text on black).
-
-    Returns:
-        (height, width, 3) uint8.
-    """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(width / 100, height / 100), dpi=100, facecolor="black")
-    FigureCanvasAgg(fig)
-    fig.text(0.5, 0.5, text, color="white", ha="center", va="center", fontsize=height * 0.45)
-    fig.canvas.draw()
-    return np.asarray(fig.canvas.buffer_rgba())[:height, :width, :3].copy()
 
 
 def video_camera(verts: torch.Tensor, view: str = "three_quarter", size: int = 512) -> Camera:
@@ -216,7 +201,7 @@ def render_video(sequences: list[np.ndarray], faces: np.ndarray, out_path: str |
         albedo = albedo_from_parts(torch.as_tensor(np.asarray(vertex_part, np.int64)), part_names)
     nb = face_neighbors(faces_t)
     plan = cull_plan(v0, faces_t) if renderer != "mesh" else None
-    cap_h = 28 if captions else 0
+    cap_h = CAPTION_HEIGHT if captions else 0
     width, height = size * len(seqs), size + cap_h
     remote = renderer == "fast" and frame_process is not None and frame_process.ready()
     draw = render_frames
@@ -229,6 +214,8 @@ def render_video(sequences: list[np.ndarray], faces: np.ndarray, out_path: str |
 
         scene = scene_arrays(faces_t, albedo, plan=plan, neighbors=nb, background=BACKGROUND, gamma=GAMMA)
         scene["rot"] = cam.rotation[0].double().cpu().numpy()
+        if captions:
+            frame_process.ask_captions(captions, size)  # before the frames: answers come in the order asked
         frame_process.set_scene(scene)
 
     def frames(s0: int) -> np.ndarray:  # (t, height, width, 3) uint8 frames s0 .. s0 + chunk - 1, all panels
@@ -266,8 +253,9 @@ def render_video(sequences: list[np.ndarray], faces: np.ndarray, out_path: str |
             except RuntimeError:
                 pass
 
-    def caption_rows() -> np.ndarray:  # (cap_h, width, 3) uint8
-        return np.concatenate([caption_image(c, size, cap_h) for c in captions], axis=1)
+    class Drawn:  # the caption band drawn by the frame process (maybe asked earlier, see ask_captions)
+        def result(self) -> np.ndarray:  # (cap_h, width, 3) uint8
+            return frame_process.captions(captions, size)
 
     ffmpeg = _ffmpeg_exe()
     out_path = Path(out_path)
@@ -290,7 +278,9 @@ def render_video(sequences: list[np.ndarray], faces: np.ndarray, out_path: str |
                 torch.set_num_threads(1)
             # chunks rendered ahead by the workers, at most 2 per worker waiting for the encoder
             with ThreadPoolExecutor(workers) as pool:
-                caption = pool.submit(caption_rows) if captions else None  # matplotlib: first on a worker
+                caption = None
+                if captions:  # matplotlib: first on a worker, or in the frame process
+                    caption = Drawn() if remote else pool.submit(caption_rows, captions, size)
                 pending = deque()
                 try:
                     for s0 in range(0, n_frames, chunk):

@@ -46,10 +46,16 @@ def test_frames_of_the_process_equal_the_compiled_renderer_here(head, frame_proc
     assert got.shape == (6, 96, 96, 3) and np.array_equal(got, here.numpy())
 
 
-def test_render_video_with_the_process_writes_the_same_file(head, frame_process, tmp_path):
+@pytest.mark.parametrize("caption_early", [False, True])
+def test_render_video_with_the_process_writes_the_same_file(head, frame_process, tmp_path, caption_early):
+    """Captions included: drawn by the process too, asked by render_video or earlier (as
+    ``avguide animate`` does while it animates)."""
     seq = _poses(head, 9, seed=22).numpy()
     kw = dict(fps=30.0, vertex_part=head.vertex_part, part_names=tuple(head.part_names), size=64,
               captions=["a caption"], progress=False)
+    if caption_early:
+        assert frame_process.ready()
+        frame_process.ask_captions(["a caption"], 64)
     render_video([seq], head.faces.numpy(), tmp_path / "here.mp4", **kw)
     render_video([seq], head.faces.numpy(), tmp_path / "there.mp4", frame_process=frame_process, **kw)
     assert (tmp_path / "here.mp4").read_bytes() == (tmp_path / "there.mp4").read_bytes()
