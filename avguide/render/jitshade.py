@@ -54,8 +54,9 @@ def _jit(fn):
 
 @_jit
 def _normal_plan(faces, face_id, nv):
-    """slot (V,) int64 column of each needed vertex (corner of a shown face; -1 for others), U, and
-    around (Fa,) int64 the faces touching a needed vertex, ascending."""
+    """slot (V,) int64 row of each needed vertex (corner of a shown face; -1 for others), U, and
+    the Fa faces touching a needed vertex, in face order: their corners (Fa, 3) int64 and the
+    corners' slots (Fa, 3) int64."""
     nf = faces.shape[0]
     shown = np.zeros(nf, np.bool_)
     for f in face_id:
@@ -75,13 +76,19 @@ def _normal_plan(faces, face_id, nv):
     keep = np.zeros(nf, np.bool_)
     for f in range(nf):
         keep[f] = need[faces[f, 0]] or need[faces[f, 1]] or need[faces[f, 2]]
-    return slot, u, np.nonzero(keep)[0]
+    around = faces[np.nonzero(keep)[0]]  # (Fa, 3)
+    around_slot = np.empty_like(around)
+    for j in range(around.shape[0]):
+        for k in range(3):
+            around_slot[j, k] = slot[around[j, k]]
+    return slot, u, around, around_slot
 
 
 @_jit
-def _face_normal(v, i, faces, f):
-    """Twice-area normal (e x g, e = b - a, g = c - a) of face f in image i, float64, and e, g."""
-    a, b, c = faces[f, 0], faces[f, 1], faces[f, 2]
+def _face_normal(v, i, tri, j):
+    """Twice-area normal (e x g, e = b - a, g = c - a) of triangle j (corners tri[j]) in image i,
+    float64, and e, g."""
+    a, b, c = tri[j, 0], tri[j, 1], tri[j, 2]
     ex = np.float64(v[i, b, 0]) - np.float64(v[i, a, 0])
     ey = np.float64(v[i, b, 1]) - np.float64(v[i, a, 1])
     ez = np.float64(v[i, b, 2]) - np.float64(v[i, a, 2])
@@ -92,16 +99,17 @@ def _face_normal(v, i, faces, f):
 
 
 @_jit
-def _normals_fwd(v, faces, around, slot, u, rot, raw, out):
-    """raw (N, U, 3) float64 summed face normals; out (N, U, 3) camera-space unit normals."""
-    fn = np.empty((around.shape[0], 3))
+def _normals_fwd(v, tri, tri_slot, u, rot, raw, out):
+    """raw (N, U, 3) float64 summed face normals of the Fa triangles tri (Fa, 3) (tri_slot: their
+    corners' rows, -1 for vertices not needed); out (N, U, 3) camera-space unit normals."""
+    fn = np.empty((tri.shape[0], 3))
     for i in range(v.shape[0]):
-        for j in range(around.shape[0]):
-            fn[j, 0], fn[j, 1], fn[j, 2], _, _, _, _, _, _ = _face_normal(v, i, faces, around[j])
+        for j in range(tri.shape[0]):
+            fn[j, 0], fn[j, 1], fn[j, 2], _, _, _, _, _, _ = _face_normal(v, i, tri, j)
         raw[i] = 0.0
         for k in range(3):  # corner by corner, faces in order (the torch path's index_add order)
-            for j in range(around.shape[0]):
-                s = slot[faces[around[j], k]]
+            for j in range(tri.shape[0]):
+                s = tri_slot[j, k]
                 if s >= 0:
                     raw[i, s, 0] += fn[j, 0]
                     raw[i, s, 1] += fn[j, 1]
@@ -115,7 +123,7 @@ def _normals_fwd(v, faces, around, slot, u, rot, raw, out):
 
 
 @_jit
-def _normals_bwd(v, faces, around, slot, u, rot, raw, grad, g_v):
+def _normals_bwd(v, tri, tri_slot, u, rot, raw, grad, g_v):
     """g_v (N, V, 3) += the gradient of the vertices from grad (N, U, 3) of the output (each
     term computed in float64, added in the dtype of g_v)."""
     g_raw = np.empty((u, 3))
@@ -134,19 +142,19 @@ def _normals_bwd(v, faces, around, slot, u, rot, raw, grad, g_v):
             else:
                 norm = 1e-12
             g_raw[s, 0], g_raw[s, 1], g_raw[s, 2] = gx / norm, gy / norm, gz / norm
-        for f in around:
+        for j in range(tri.shape[0]):
             hx = hy = hz = 0.0
             for k in range(3):
-                s = slot[faces[f, k]]
+                s = tri_slot[j, k]
                 if s >= 0:
                     hx += g_raw[s, 0]
                     hy += g_raw[s, 1]
                     hz += g_raw[s, 2]
-            _, _, _, ex, ey, ez, gx, gy, gz = _face_normal(v, i, faces, f)
+            _, _, _, ex, ey, ez, gx, gy, gz = _face_normal(v, i, tri, j)
             # n = e x g: dn.h = de.(g x h) + dg.(h x e)
             dex, dey, dez = gy * hz - gz * hy, gz * hx - gx * hz, gx * hy - gy * hx
             dgx, dgy, dgz = hy * ez - hz * ey, hz * ex - hx * ez, hx * ey - hy * ex
-            a, b, c = faces[f, 0], faces[f, 1], faces[f, 2]
+            a, b, c = tri[j, 0], tri[j, 1], tri[j, 2]
             g_v[i, a, 0] -= dex + dgx
             g_v[i, a, 1] -= dey + dgy
             g_v[i, a, 2] -= dez + dgz
@@ -166,22 +174,21 @@ class _CameraNormals(torch.autograd.Function):
         n, nv, _ = verts.shape
         v = verts.detach().contiguous()
         fs = faces.contiguous()
-        slot, u, around = _normal_plan(fs.numpy(), face_id.reshape(-1).contiguous().numpy(), nv)
+        slot, u, tri, tri_slot = _normal_plan(fs.numpy(), face_id.reshape(-1).contiguous().numpy(), nv)
         rot = rotation.detach().double().expand(n, 3, 3).contiguous().numpy()
         raw = np.empty((n, u, 3))
         out = torch.empty((n, u, 3), dtype=verts.dtype)
-        _normals_fwd(v.numpy(), fs.numpy(), around, slot, u, rot, raw, out.numpy())
-        ctx.state = v, fs, around, slot, u, rot, raw
+        _normals_fwd(v.numpy(), tri, tri_slot, u, rot, raw, out.numpy())
+        ctx.state = v, tri, tri_slot, u, rot, raw
         slot_t = torch.from_numpy(slot)
         ctx.mark_non_differentiable(slot_t)
         return out, slot_t
 
     @staticmethod
     def backward(ctx, grad, _):
-        v, fs, around, slot, u, rot, raw = ctx.state
+        v, tri, tri_slot, u, rot, raw = ctx.state
         g_v = torch.zeros(v.shape, dtype=v.dtype)
-        _normals_bwd(v.numpy(), fs.numpy(), around, slot, u, rot, raw, grad.detach().contiguous().numpy(),
-                     g_v.numpy())
+        _normals_bwd(v.numpy(), tri, tri_slot, u, rot, raw, grad.detach().contiguous().numpy(), g_v.numpy())
         return g_v, None, None, None
 
 
