@@ -369,7 +369,7 @@ def write_outputs(out_dir: str | Path, name: str, frames, n_frames: int, audio: 
     return result
 
 
-def start_frame_process(workers: int = 2) -> subprocess.Popen:
+def start_frame_process(workers: int = 2) -> subprocess.Popen | None:
     """Start the process that draws the video's frames (:class:`avguide.render.frameprocess.FrameProcess`)
     now, before this process imports torch: on 2 cores it imports numba and loads the compiled
     renderer (about 1 s of CPU) while this one imports torch and animates.
@@ -381,11 +381,15 @@ def start_frame_process(workers: int = 2) -> subprocess.Popen:
     Args:
         workers: threads drawing frames in the process.
     Returns:
-        The process, stdin and stdout piped; wrap it in ``FrameProcess`` to use it.
+        The process, stdin and stdout piped (wrap it in ``FrameProcess`` to use it), or None when
+        it cannot be started (the video is then drawn in this process).
     """
     package = Path(__file__).resolve().parent
-    return subprocess.Popen([sys.executable, "-c", _FRAME_PROCESS, str(package), str(workers)], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE)
+    try:
+        return subprocess.Popen([sys.executable, "-c", _FRAME_PROCESS, str(package), str(workers)],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    except OSError:
+        return None
 
 
 _FRAME_PROCESS = """import sys, types

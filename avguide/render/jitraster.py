@@ -3,17 +3,19 @@ of machine code per frame (numba), for the video writer.
 
 :func:`render_frames_jit` takes the arguments of ``render_frames`` and returns the same sRGB bytes
 up to rounding; the work per frame, in :func:`_render_chunk` (``numba.njit(cache=True,
-nogil=True)``: compiled once, kept in numba's on-disk cache, run without the GIL so the video
-writer's worker threads render frames at the same time):
+nogil=True)``: compiled once, kept in numba's on-disk cache, run without the GIL so that worker
+threads draw frames at the same time):
 
 1. **Normals and culling.** Area-weighted vertex normals rotated into camera space; the back faces
    :func:`avguide.render.fastraster.drawn_faces` would drop (outside every boundary loop's box of
    a cullable component) are skipped.
 2. **Z-buffer.** Every drawn face tests the pixel centres of its box: covered when on the inner
-   side of (or on) its three edges. Each edge function is computed from the edge's end with the
+   side of (or on) its three edges (the rows' columns narrowed to where the edges can be, a pixel
+   wider each side; the test decides). Each edge function is computed from the edge's end with the
    lower vertex index in float64, so the two faces of an edge get values of opposite sign exactly:
    no pixel centre falls between them, one exactly on the edge is covered by both. The nearest
-   face wins (float64 depth plane), the lower face index on an exact tie.
+   face wins (float64 depth plane), the lower face index on an exact tie. It keeps each face's
+   corner, edges and inverse cross product for the shading.
 3. **Shading.** Lambert shading of the interpolated, re-normalised camera-space normal times the
    interpolated albedo (:func:`avguide.render.shading.shade`), per pixel from its face's corners.
 4. **Antialiasing.** The silhouette box filter of :mod:`avguide.render.antialias`: every pair of
@@ -29,6 +31,10 @@ The first call in a fresh numba cache compiles (a few seconds, ``bench/video.py`
 later processes load the machine code from the cache (``NUMBA_CACHE_DIR``, or ``__pycache__``
 beside this file, or a user cache folder when that is read-only). Without numba
 :func:`available` is False and the video writer uses the torch ``render_frames``.
+
+This module imports neither torch nor the rest of ``avguide`` at its top: ``avguide animate``
+runs it alone in a frame process (:func:`serve`, :class:`avguide.render.frameprocess.FrameProcess`)
+started before torch is imported.
 """
 
 from __future__ import annotations

@@ -11,7 +11,10 @@ Frames are drawn by the compiled inference renderer
 frames by ``workers`` threads (the compiled renderer runs without the GIL) while ffmpeg encodes
 the previous ones in its own process (x264 ``ultrafast`` in one thread by default: on 2 cores the
 encoder's CPU time is the renderers' loss; the caption, matplotlib's, is drawn by a worker while
-the other renders the first frames); ``bench/video.py`` measures the renderers and the encoder.
+the other renders the first frames). ``avguide animate`` passes a
+:class:`avguide.render.frameprocess.FrameProcess` started before it imported torch: the same
+kernel draws the same frames and the caption there, on its own threads. ``bench/video.py``
+measures the renderers and the encoder.
 """
 
 from __future__ import annotations
@@ -107,7 +110,8 @@ def render_video(sequences: list[np.ndarray], faces: np.ndarray, out_path: str |
         chunk: frames rendered per call; default about 2**20 pixels (4 frames at 512 x 512: larger
             chunks are slower per frame on CPU, smaller ones pay the per-call cost more often).
         workers: threads rendering chunks at the same time (each with one PyTorch thread:
-            ``torch.set_num_threads(1)`` for the duration of the call when ``workers > 1``).
+            ``torch.set_num_threads(1)`` for the duration of the call when ``workers > 1``); also
+            the chunks asked ahead of a frame process, which draws on its own threads.
         preset, crf: x264 speed preset (one of :data:`X264_PRESETS`) and constant rate factor
             (0-51, lower is better; 18 is visually lossless). x264 runs in one thread. On the
             speaking head at 512 px (``bench/video.py --quality``): ``ultrafast`` 2.6 ms of CPU a
