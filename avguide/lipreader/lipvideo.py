@@ -30,9 +30,8 @@ import torch
 
 from avguide.errors import BadInputError, MissingFileError
 from avguide.lipreader.preprocess import normalize_video
-from avguide.render import (Camera, albedo_from_parts, face_neighbors, lip_camera, render_mesh,
-                            resample_fps)
-from avguide.render.lipcam import LUMA, crop_window
+from avguide.render import Camera, albedo_from_parts, face_neighbors, lip_camera, render_mesh
+from avguide.render.lipcam import LUMA, crop_window, resample_frames
 from avguide.render.parallel import map_batch
 from avguide.render.submesh import window_submesh
 
@@ -216,17 +215,15 @@ def lip_gray(verts: torch.Tensor, lengths: torch.Tensor, fps: float, assets: Ren
     assert len(cam) == b and cam.size[0] >= crop, "one camera per sequence, image >= crop"
     dev = verts.device
     faces, albedo, nb = assets.faces.to(dev), assets.albedo.to(dev, verts.dtype), assets.neighbors.to(dev)
+    vertices = None
     if submesh:
         window = crop_window(cam, crop) if min(cam.size) >= crop + 2 else cam  # what is drawn (below)
         sub = window_submesh(verts, lengths, window, faces, nb, face_mask)
         if sub is not None:  # from here on, V is the sub-mesh's
-            verts, albedo = verts.index_select(2, sub.vertices), albedo.index_select(0, sub.vertices)
+            vertices, albedo = sub.vertices, albedo.index_select(0, sub.vertices)
             faces, nb, face_mask = sub.faces, sub.neighbors, sub.face_mask
-    v25, len25 = resample_fps(verts, lengths, fps)  # (B, T25, V, 3)
-    t25 = v25.shape[1]
-    valid = torch.arange(t25, device=dev)[None, :] < len25[:, None]  # (B, T25)
-    bi, ti = valid.nonzero(as_tuple=True)
-    frames = v25[bi, ti]  # (N, V, 3)
+    frames, len25, (bi, ti) = resample_frames(verts, lengths, fps, vertices=vertices)  # (N, V, 3) valid frames
+    t25 = int(len25.max())
     cams = cam.repeat_interleave(torch.bincount(bi, minlength=b))
     if min(cam.size) >= crop + 2:
         cams, top, left = crop_window(cams, crop), 1, 1  # draw only the crop and its 1-pixel ring
