@@ -2,9 +2,9 @@
 
     pred (B, T, V, 3) @ dataset fps
       -> resample to 25 fps, render with the lip camera placed from each subject's template
-         (DESIGN.md points 3 and 6), centre crop, gray, normalise      (B, T25, 1, c, c)
+         (docs/design.md, section 2, points 3 and 6), centre crop, gray, normalise      (B, T25, 1, c, c)
       -> expert(video, audio at 16 kHz cut to 640 samples per frame [AV expert only],
-                transcript tokens from the expert's own tokeniser)    (DESIGN.md points 2 and 4)
+                transcript tokens from the expert's own tokeniser)    (docs/design.md, section 2, points 2 and 4)
       -> {"ctc": L_ctc, "ce": L_ce (label-smoothed attention CE)}
     L_rlv = MSE over the lip vertices (the regulariser)
 
@@ -12,7 +12,7 @@ The stage's total loss is ``l_mse * L_mse + l_av * (l_ctc * L_ctc + l_ce * L_ce)
 (:func:`loss_weights` turns :class:`AVGuidanceConfig` into the per-term weights that
 :func:`avguide.train.losses.combine` uses). :func:`gradient_probe` measures how strongly each
 weighted term pulls on the predicted vertices, so anyone can see whether the guidance reaches the
-mesh (the published code's renderer passed ~0 gradient, DESIGN.md point 1).
+mesh (the published code's renderer passed ~0 gradient, docs/design.md, section 2, point 1).
 
 :meth:`AVGuidance.step` is the whole AV part of a training step, as EnCodec's ``Balancer`` is
 for its losses: the render and the expert's reading, the balance of l_av (``av.balance``), the
