@@ -13,15 +13,15 @@ dataset split (``avguide evaluate``, the benchmark).
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
 import tempfile
 import threading
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator, Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
@@ -196,28 +196,23 @@ def n_frames_of(anim: LoadedAnimator, n_samples: int) -> int:
     return max(1, round(n_samples / AUDIO_RATE * anim.fps))
 
 
-@contextmanager
-def one_torch_thread() -> Iterator[None]:
-    """PyTorch's intra-op threads set to one for the block, then restored.
+def _passive_openmp() -> None:
+    """Idle OpenMP threads sleep instead of spinning (``OMP_WAIT_POLICY=PASSIVE`` unless the user
+    set it), when torch is not imported yet (OpenMP reads it once, as torch loads).
 
-    The animators decode one frame at a time: a step is a few hundred small operations, too small
-    to share between threads; with two threads each waits for the other (CPU time spent spinning,
-    and on a busy machine wall time too). The shipped default animates 10 s of speech in 0.2 s of
-    CPU with one thread, 15 s with two on this project's 2-core machine while trainings run
-    (vertices differ by float rounding, up to 6e-8: some sums are split between threads)."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
+    The animators decode one frame at a time: a step is a few hundred small operations, and after
+    each one torch's other threads spin, waiting for the next. On this project's 2-core machine 10
+    s of speech took 15 s of CPU (and, with trainings on both cores, as much wall time), 0.24 s
+    with the threads asleep; with the same threads, the same numbers (one thread would take 0.17
+    s, but other sums: vertices within 6e-8 of these, a few pixels of the video one level off).
+    The spinning core is also the one the video's frame process starts on."""
+    if "torch" not in sys.modules:
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 def animate_speech(anim: LoadedAnimator, audio: np.ndarray, template: np.ndarray, style: int,
                    chunk_s: float = 10.0):
-    """Animate one clip, block by block, with one PyTorch thread (:func:`one_torch_thread`).
+    """Animate one clip, block by block.
 
     Args:
         anim: the loaded animator. audio: (L,) float32 16 kHz mono.
@@ -234,14 +229,14 @@ def animate_speech(anim: LoadedAnimator, audio: np.ndarray, template: np.ndarray
     if can_stream(anim.model):
         blocks = animate_in_chunks(anim.model, audio, template, style, chunk_s)
         while True:
-            with one_torch_thread(), torch.no_grad():  # only while a block is computed: not the caller's work
+            with torch.no_grad():  # only while a block is computed: not the caller's work
                 block = next(blocks, None)
             if block is None:
                 return
             yield block
     device = next(anim.model.parameters()).device
     a = torch.from_numpy(audio)[None].to(device)
-    with one_torch_thread(), torch.no_grad():
+    with torch.no_grad():
         out = anim.model.generate(a, torch.tensor([a.shape[1]], device=device),
                                   torch.from_numpy(np.asarray(template, np.float32))[None].to(device),
                                   torch.tensor([style], device=device))
@@ -510,6 +505,7 @@ def animate_files(speech: Sequence[str | Path], out_dir: str | Path, *, checkpoi
     if not speech:
         raise BadInputError("no speech file given")
     proc = start_frame_process() if "mp4" in formats else None  # first: it loads numba while torch loads here
+    _passive_openmp()
     try:
         from tqdm import tqdm
 
@@ -598,6 +594,7 @@ def say(text: str, out_dir: str | Path, *, voice: str | None = None, rate_wpm: i
     """
     formats = parse_formats(formats)
     proc = start_frame_process() if "mp4" in formats else None  # first: it loads numba while torch loads here
+    _passive_openmp()
     try:
         import torch
 
