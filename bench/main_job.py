@@ -117,6 +117,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--baseline", help="git revision whose avguide/render is the old side of 2. (bench/video.py)")
     args = ap.parse_args()
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch, as avguide animate has it (its animation alone)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         long_wav, short_wav = tmp / "long.wav", tmp / "ten_s.wav"
