@@ -1,6 +1,6 @@
 """Streaming animation speed (not a test): latency, real-time factor and look-ahead of /api/stream.
 
-    python bench/stream.py [--model default] [--seconds 20] [--chunk-ms 20 40 100] [--threads 1]
+    python bench/stream.py [--model faceformer] [--seconds 20] [--chunk-ms 20 40 100] [--threads 1]
     python bench/stream.py --compare REV [--repeats 5]     # this tree's RTF against git revision REV
 
 Speech: espeak-ng sentences (several voices) to ``--seconds`` s. For each chunk size, three runs:
@@ -23,7 +23,7 @@ at git revision ``REV`` (``git archive``), alternating in fresh subprocesses (ol
 new / old. On a machine shared with other work, the process-CPU figures and the ratios are the
 ones to trust; wall time there is pessimistic.
 
-Figures are medians (p95 beside). The model: a shipped animator (``--model default``); where none
+Figures are medians (p95 beside). The model: a shipped animator (``--model faceformer``, the studio's); where none
 is shipped, the same architecture (:func:`avguide.animators.faceformer_cpu`) randomly
 initialised, which costs the same time. Targets (issue 20, 2 cores): latency < 150 ms,
 look-ahead <= 100 ms, RTF < 0.1.
@@ -233,7 +233,7 @@ def compare(a: argparse.Namespace) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default="default", help="shipped name or run; 'random': the preset, random weights")
+    ap.add_argument("--model", default="faceformer", help="shipped name or run; 'random': the preset, random weights")
     ap.add_argument("--seconds", type=float, default=20.0, help="seconds of speech per run")
     ap.add_argument("--chunk-ms", type=float, nargs="+", default=[20.0, 40.0, 100.0])
     ap.add_argument("--threads", type=int, default=1, help="torch threads (the server uses 1)")

@@ -10,7 +10,7 @@
   nothing is fetched at run time.
 
     from avguide.serve import create_app, serve
-    serve(load_animator("default"), host="127.0.0.1", port=8000)
+    serve(load_animator("faceformer"), host="127.0.0.1", port=8000)
 
 ``examples/stream_client.py`` streams a wav file to a running server.
 """

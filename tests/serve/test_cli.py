@@ -36,7 +36,7 @@ def _parse(*argv: str) -> argparse.Namespace:
 
 def test_defaults_listen_on_this_machine_only():
     a = _parse()
-    assert (a.host, a.port, a.model) == ("127.0.0.1", 8000, "default")
+    assert (a.host, a.port, a.model) == ("127.0.0.1", 8000, "faceformer")
 
 
 @pytest.mark.parametrize("argv,words", [
