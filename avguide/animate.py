@@ -201,11 +201,10 @@ def _passive_openmp() -> None:
     set it), when torch is not imported yet (OpenMP reads it once, as torch loads).
 
     The animators decode one frame at a time: a step is a few hundred small operations, and after
-    each one torch's other threads spin, waiting for the next. On this project's 2-core machine 10
-    s of speech took 15 s of CPU (and, with trainings on both cores, as much wall time), 0.24 s
-    with the threads asleep; with the same threads, the same numbers (one thread would take 0.17
-    s, but other sums: vertices within 6e-8 of these, a few pixels of the video one level off).
-    The spinning core is also the one the video's frame process starts on."""
+    each one torch's other threads would spin, waiting for the next, on the core the video's frame
+    process needs. Asleep, the same threads give the same numbers (one thread would sum in another
+    order: vertices within float rounding, a few pixels one level off). docs/results.md, session
+    13, has the measurements."""
     if "torch" not in sys.modules:
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
