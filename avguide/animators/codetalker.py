@@ -217,7 +217,7 @@ class CodeTalker(nn.Module):
         r = self.cfg.audio_ratio
         dec = self.decoding(style, n_frames, memory)
         steps = [dec.step(memory[:, t * r:(t + 1) * r]) for t in range(n_frames)]
-        return torch.cat([o for o, _ in steps], 1), torch.cat([f for _, f in steps], 1)
+        return dec.offsets(torch.cat([h for h, _ in steps], 1)), torch.cat([f for _, f in steps], 1)
 
     def _decode_recompute(self, memory: torch.Tensor, style: torch.Tensor, n_frames: int):
         """Reference: the real forward over the whole prefix at every frame (O(T^2))."""
@@ -255,6 +255,10 @@ class CodeTalkerDecoding:
     """CodeTalker's autoregressive decoder state: one frame per :meth:`step` through the predictor,
     the codebook and the causal VQ decoder (training, offline and streamed animation all run it).
 
+    The next token ``vertice_map(readout(h)) + style`` is affine in the VQ decoder's output ``h``
+    (:meth:`MotionVQVAE.readout`), so the loop uses the folded ``(D, H)`` map and never touches the
+    ``V*3``-wide layers; :meth:`offsets` reads the frames out afterwards, all at once.
+
     Args:
         model: the CodeTalker. style: ``(B, 1, D)`` style embedding.
         n_frames: frames to decode, or None (streaming; needs ``context`` and ``vq.context`` > 0).
@@ -263,22 +267,29 @@ class CodeTalkerDecoding:
 
     def __init__(self, model: CodeTalker, style: torch.Tensor, n_frames: int | None, like: torch.Tensor):
         cfg = model.cfg
-        self.model, self.style = model, style
+        self.model = model
         self.stepper = DecoderStepper(model.transformer_decoder, cfg.n_heads, cfg.period, cfg.context, n_frames, like)
         self.motion = DecodeStepper(model.vqvae, n_frames, like)
         self.pe = periodic_encoding(cfg.period, cfg.feature_dim, cfg.period).to(like)  # (period, D): one cycle
-        self.token = model.vertice_map(like.new_zeros(style.shape[0], 1, model.n_vertices * 3)) + style
+        vm, out, scale = model.vertice_map, model.vqvae.dec_out, model.vqvae.motion_scale
+        self.fold_w = vm.weight @ out.weight * scale  # (D, H)
+        self.fold_b = vm.weight @ out.bias * scale + vm.bias + style  # (B, 1, D)
+        self.token = vm(like.new_zeros(style.shape[0], 1, model.n_vertices * 3)) + style  # (B, 1, D)
         self.t = 0
 
     def step(self, memory: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(B, r, D)`` aligned audio memory -> the frame's ``(B, 1, V*3)`` offsets and ``(B, 1, n, c)``
-        code features."""
+        """``(B, r, D)`` aligned audio memory -> the frame's ``(B, 1, H)`` VQ decoder output
+        (:meth:`offsets` of it are its offsets) and ``(B, 1, n, c)`` code features."""
         m = self.model
         feat = m.features(self.stepper.step(m.pe_dropout(self.token + self.pe[self.t % len(self.pe)]), memory))
-        offset = self.motion.step(m.vqvae.quantizer.lookup(feat))  # (B, 1, V*3)
-        self.token = m.vertice_map(offset) + self.style
+        h = self.motion.step(m.vqvae.quantizer.lookup(feat))  # (B, 1, H)
+        self.token = h @ self.fold_w.T + self.fold_b  # == vertice_map(readout(h)) + style
         self.t += 1
-        return offset, feat
+        return h, feat
+
+    def offsets(self, hidden: torch.Tensor) -> torch.Tensor:
+        """``(B, t, H)`` outputs of :meth:`step` -> ``(B, t, V*3)`` offsets from the template."""
+        return self.model.vqvae.readout(hidden)
 
 
 def _masked_l1(pred: torch.Tensor, target: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:

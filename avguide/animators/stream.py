@@ -17,13 +17,14 @@ Offline animation of long audio uses it too (:func:`animate_in_chunks`), so a 10
 never holds more than a chunk of frames in memory.
 
 A reader that only wants a linear function of the offsets (the ARKit weights of the studio's
-stream) can skip the ``V*3``-wide readout: a FaceFormer's offsets are affine in its decoder
-outputs (:func:`affine_readout`), and ``push(chunk, hidden=True)`` returns those ``(k, D)``
-outputs instead of the meshes, to be folded into the reader's own map.
+stream) can skip the ``V*3``-wide readout: both animators' offsets are affine in one vector per
+frame (:func:`affine_readout`), and ``push(chunk, hidden=True)`` returns those ``(k, D)``
+vectors instead of the meshes, to be folded into the reader's own map.
 """
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from typing import Iterator
 
 import numpy as np
@@ -43,14 +44,32 @@ def can_stream(model: torch.nn.Module) -> bool:
     return isinstance(model.audio_encoder, MelEncoder) and model.audio_encoder.lookahead >= 0 and windows
 
 
-def affine_readout(model: torch.nn.Module) -> tuple[torch.Tensor, torch.Tensor] | None:
-    """The map from a frame's decoder output to its offsets, where it is affine (FaceFormer):
-    ``(W, b)``, ``W`` (V*3, D) and ``b`` (V*3,) float32 with ``offsets = h @ W.T + b`` for the
-    ``(D,)`` output ``h`` of :meth:`AnimationStream.push` with ``hidden=True``. None for an
-    animator whose offsets are not an affine function of one vector per frame (CodeTalker)."""
-    if model.cfg.kind != "faceformer":
-        return None
-    return model.vertice_map_r.weight.detach(), model.vertice_map_r.bias.detach()
+def affine_readout(model: torch.nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+    """The map from a frame's decoder output to its offsets: ``(W, b)``, ``W`` (V*3, D) and ``b``
+    (V*3,) float32 with ``offsets = h @ W.T + b`` for the ``(D,)`` output ``h`` of
+    :meth:`AnimationStream.push` with ``hidden=True`` (FaceFormer: ``vertice_map_r``, D its
+    feature width; CodeTalker: the VQ decoder's last layer scaled by ``motion_scale``, D the VQ
+    decoder's width)."""
+    if model.cfg.kind == "faceformer":
+        return model.vertice_map_r.weight.detach(), model.vertice_map_r.bias.detach()
+    vq = model.vqvae
+    return (vq.dec_out.weight * vq.motion_scale).detach(), (vq.dec_out.bias * vq.motion_scale).detach()
+
+
+@contextmanager
+def one_thread() -> Iterator[None]:
+    """Run torch on one thread inside the block (restored after).
+
+    An autoregressive step is a few hundred small operations: split over two threads, each one
+    waits for the other to wake (OpenMP threads sleep between operations, see
+    ``avguide.animate._passive_openmp``), and a shipped CodeTalker decodes 10 s of speech in
+    2.5 s instead of 1.05 s on one thread (2 idle cores; docs/results.md, session 14)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(n)
 
 
 class AnimationStream:
@@ -94,23 +113,21 @@ class AnimationStream:
     @torch.inference_mode()
     def _decode(self, feats: torch.Tensor, hidden: bool) -> torch.Tensor:
         """Decode every whole frame in ``pending + feats``; ``(k, V, 3)`` meshes, or with
-        ``hidden`` the ``(k, D)`` decoder outputs (FaceFormer)."""
+        ``hidden`` the ``(k, D)`` decoder outputs (:func:`affine_readout`)."""
         feats = torch.cat([self.pending, feats])
         k = len(feats) // self.ratio
         self.pending = feats[k * self.ratio:]
         if k == 0:
-            return self.template.new_zeros(0, self.model.cfg.feature_dim) if hidden else \
+            return self.template.new_zeros(0, self.readout[0].shape[1]) if hidden else \
                 self.template.new_zeros(0, *self.template.shape)
         memory = self.model.audio_feature_map(feats[: k * self.ratio])[None]  # (1, k*r, D)
-        outs = [self.decoding.step(memory[:, i * self.ratio:(i + 1) * self.ratio]) for i in range(k)]
+        with one_thread():
+            outs = [self.decoding.step(memory[:, i * self.ratio:(i + 1) * self.ratio]) for i in range(k)]
         self.frames += k
+        states = torch.cat([o[0] if isinstance(o, tuple) else o for o in outs], 1)  # (1, k, D); CodeTalker: (h, feat)
         if hidden:
-            return torch.cat(outs, 1)[0]  # (k, D)
-        if isinstance(outs[0], tuple):  # CodeTalker: offsets per step
-            offsets = torch.cat([o for o, _ in outs], 1)
-        else:  # FaceFormer: hidden states, read out at once
-            offsets = self.decoding.offsets(torch.cat(outs, 1))
-        return offsets[0].view(k, -1, 3) + self.template  # (k, V, 3)
+            return states[0]  # (k, D)
+        return self.decoding.offsets(states)[0].view(k, -1, 3) + self.template  # (k, V, 3)
 
     def push(self, chunk: torch.Tensor | np.ndarray, hidden: bool = False) -> torch.Tensor:
         """Add ``(n,)`` float32 samples of 16 kHz mono speech; return the ``(k, V, 3)`` new frames
@@ -118,25 +135,18 @@ class AnimationStream:
 
         Raises:
             BadInputError: not a 1-D finite float array.
-            ValueError: ``hidden`` for an animator without an affine readout (:func:`affine_readout`).
         """
         chunk = torch.as_tensor(np.asarray(chunk, np.float32))
         if chunk.dim() != 1 or not torch.isfinite(chunk).all():
             raise BadInputError(f"audio chunk: expected finite (n,) float32 samples, got shape {tuple(chunk.shape)}")
-        self._check_hidden(hidden)
         self.n_samples += len(chunk)
         return self._decode(self.features.push(chunk), hidden)
 
     def finish(self, hidden: bool = False) -> torch.Tensor:
         """The remaining frames (as :meth:`push`): the clip has ``round(samples / 16000 * fps)``
         frames in all."""
-        self._check_hidden(hidden)
         total = int(frame_counts(torch.tensor([max(self.n_samples, 1)]), self.fps)[0])
         return self._decode(self.features.finish(total * self.ratio), hidden)
-
-    def _check_hidden(self, hidden: bool) -> None:
-        if hidden and self.readout is None:
-            raise ValueError(f"hidden=True needs an affine readout (FaceFormer); this is a {self.model.cfg.kind}")
 
 
 def animate_in_chunks(model: torch.nn.Module, audio: np.ndarray, template: np.ndarray, subject: int,

@@ -260,7 +260,12 @@ class MotionVQVAE(nn.Module):
         x = self._act(self.dec_conv(x).transpose(1, 2))  # (B, T, H)
         x = encode_full(self.dec_transformer, x + self._pe(t, x), torch.full((b,), t, device=x.device),
                         self.cfg.n_heads, self.cfg.period, causal=True, context=self.cfg.context)
-        return self.dec_out(x) * self.motion_scale
+        return self.readout(x)
+
+    def readout(self, hidden: torch.Tensor) -> torch.Tensor:
+        """The decoder's last layer: ``(B, T, H)`` transformer outputs -> ``(B, T, V*3)`` offsets
+        (affine: ``dec_out`` scaled by ``motion_scale``)."""
+        return self.dec_out(hidden) * self.motion_scale
 
     def forward(self, offsets: torch.Tensor, lengths: torch.Tensor) -> dict:
         """Reconstruct motion through the codebook (stage-1 training).
@@ -294,6 +299,10 @@ def masked_instance_norm(x: torch.Tensor, lengths: torch.Tensor, eps: float = 1e
 class DecodeStepper:
     """Frame-by-frame :meth:`MotionVQVAE.decode` with a key/value cache and a conv history.
 
+    :meth:`step` stops before the ``V*3``-wide last layer (:meth:`MotionVQVAE.readout`): a caller
+    that feeds the frame back (CodeTalker's predictor) folds that affine layer into its own map,
+    and reads out many frames at once, one matrix product instead of one per frame.
+
     Args:
         vqvae: the autoencoder. n_frames: frames that will be stepped, or None (streaming; needs
             ``vq.context > 0``).
@@ -310,7 +319,8 @@ class DecodeStepper:
                                             like)
 
     def step(self, codes: torch.Tensor) -> torch.Tensor:
-        """``(B, 1, n_codes, code_dim)`` codes of the next frame -> ``(B, 1, V*3)`` offsets."""
+        """``(B, 1, n_codes, code_dim)`` codes of the next frame -> its ``(B, 1, H)`` transformer
+        output (:meth:`MotionVQVAE.readout` of it is the frame's offsets)."""
         vq = self.vqvae
         x = vq.dec_in(codes.flatten(2)).transpose(1, 2)  # (B, H, 1)
         window = torch.cat([self.history, x], 2)  # (B, H, k)
@@ -318,4 +328,4 @@ class DecodeStepper:
         x = vq._act(vq.dec_conv(window).transpose(1, 2))  # (B, 1, H)
         x = self.stepper.step(x + self.pe[self.t % len(self.pe)])
         self.t += 1
-        return vq.dec_out(x) * vq.motion_scale
+        return x

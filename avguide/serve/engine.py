@@ -40,7 +40,7 @@ class ArkitProjector:
     * a stream passes its own ``active`` set: each frame's QP then starts from the bounds the frame
       before held (:func:`avguide.export.boxqp.solve_box_qp_warm`; consecutive frames share most
       of their bounds, so this costs a fraction of a fresh solve);
-    * with the animator's affine ``readout`` (FaceFormer, :func:`avguide.animators.stream.affine_readout`)
+    * with the animator's affine ``readout`` (:func:`avguide.animators.stream.affine_readout`)
       the projections of a frame come straight from its (D,) decoder output through the folded
       (K, D) map ``blendshapes . W`` (:meth:`from_hidden`): no ``V*3``-wide product per frame.
 
