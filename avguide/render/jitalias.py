@@ -27,25 +27,12 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-try:
-    import numba
-except ImportError:  # optional: antialias_planes keeps its torch path
-    numba = None
+from avguide.render.numbajit import available, njit  # noqa: F401  (available: the switch callers ask)
 
 
-def available() -> bool:
-    """Whether numba imported (then :func:`silhouette_pairs` runs compiled)."""
-    return numba is not None
 
 
-def _jit(fn):
-    """``numba.njit(cache=True, nogil=True)``, or ``fn`` itself without numba."""
-    if numba is None:
-        return fn
-    return numba.njit(cache=True, nogil=True)(fn)
-
-
-@_jit
+@njit
 def _front(p, i, faces, f):
     """Face f is front-facing in image i (signed screen area < 0; False for f < 0)."""
     if f < 0:
@@ -55,7 +42,7 @@ def _front(p, i, faces, f):
     return (x1 - x0) * (y2 - y0) - (y1 - y0) * (x2 - x0) < 0
 
 
-@_jit
+@njit
 def _depth(p, i, faces, f, px, py, one, ortho):
     """Depth of the pixel centre (px, py) in face f of image i (``raster.bary_planes`` in p's dtype)."""
     a, b, c = faces[f, 0], faces[f, 1], faces[f, 2]
@@ -72,7 +59,7 @@ def _depth(p, i, faces, f, px, py, one, ortho):
     return za * w0 + zb * w1 + zc * w2
 
 
-@_jit
+@njit
 def _pairs(p, faces, face_id, neighbors, xs, ys, consts, ortho, out_i, out_f):
     """Fill out_i (K, 4) int64 (pa, pb, rows of N*V of the exit edge's ends) and out_f (K, 5)
     (ax, ay, bx, by, sign) with the kept pairs; returns K and the number of horizontal ones.
@@ -171,7 +158,7 @@ def silhouette_pairs(pix: torch.Tensor, faces: torch.Tensor, face_id: torch.Tens
     return idx, f[:4], f[4], rows
 
 
-@_jit
+@njit
 def _edge_crossing(pix, idx, cen, sign, k):
     """ea, eb: the exit edge's function at both pixel centres of pair k (``antialias._inside``), and
     the edge's ends x0, y0, x1, y1, in pix's dtype."""
@@ -183,7 +170,7 @@ def _edge_crossing(pix, idx, cen, sign, k):
     return ea, eb, x0, y0, x1, y1
 
 
-@_jit
+@njit
 def _blend_fwd(pix, planes, idx, cen, sign, half, out):
     """out (C, N*H*W) (a copy of planes) += the blend of every pair, in order (``index_add``)."""
     for k in range(sign.shape[0]):
@@ -199,7 +186,7 @@ def _blend_fwd(pix, planes, idx, cen, sign, half, out):
                 out[c, pa] += wgt * (planes[c, pb] - planes[c, pa])
 
 
-@_jit
+@njit
 def _blend_bwd(pix, planes, idx, cen, sign, half, grad, g_pix, g_planes):
     """g_planes (a copy of grad) and g_pix (N*V, 3) (zeros) += the blends' gradients."""
     for k in range(sign.shape[0]):

@@ -16,28 +16,14 @@ two), so gradients agree to a rounding of the input's dtype.
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 
-try:
-    import numba
-except ImportError:  # optional: the callers keep their torch paths
-    numba = None
+from avguide.render.numbajit import available, njit  # noqa: F401  (available: the switch callers ask)
 
 
-def available() -> bool:
-    """Whether numba imported (then :func:`blend_rows` runs compiled)."""
-    return numba is not None
 
 
-def _jit(fn):
-    """``numba.njit(cache=True, nogil=True)``, or ``fn`` itself without numba."""
-    if numba is None:
-        return fn
-    return numba.njit(cache=True, nogil=True)(fn)
-
-
-@_jit
+@njit
 def _blend_fwd(src, r0, r1, w0, w1, vid, out):
     """out[n, u] = src[r0[n], vid[u]] * w0[n] + src[r1[n], vid[u]] * w1[n]."""
     for n in range(out.shape[0]):
@@ -48,7 +34,7 @@ def _blend_fwd(src, r0, r1, w0, w1, vid, out):
                 out[n, u, c] = src[a, v, c] * p + src[b, v, c] * q
 
 
-@_jit
+@njit
 def _blend_bwd(grad, r0, r1, w0, w1, vid, g_src):
     """g_src (R, V, C) (zeros) += the gradient of src from grad (N, U, C)."""
     for n in range(grad.shape[0]):

@@ -57,24 +57,9 @@ if TYPE_CHECKING:  # torch and the torch renderers are imported where used: the 
     from avguide.render.fastraster import CullPlan
     from avguide.render.shading import Lights
 
-try:
-    import numba
-except ImportError:  # a declared dependency; without it the video writer draws with torch
-    numba = None
+from avguide.render.numbajit import available, njit
 
 
-def available() -> bool:
-    """Whether numba imported (then :func:`render_frames_jit` runs compiled)."""
-    return numba is not None
-
-
-def _jit(fn):
-    """``numba.njit(cache=True, nogil=True)``, or ``fn`` itself without numba. The kernels keep
-    their per-pixel loops inside one function: a call that passes arrays costs reference
-    counting (tens of nanoseconds), even when numba inlines it."""
-    if numba is None:
-        return fn
-    return numba.njit(cache=True, nogil=True, error_model="numpy")(fn)
 
 
 _LUT_BITS = 14
@@ -85,7 +70,7 @@ _TILE = 32
 faces touch stay in a core's cache."""
 
 
-@_jit
+@njit(error_model="numpy")
 def _normals(verts, faces, rot, out):
     """Camera-space unit vertex normals (area-weighted, as ``vertex_normals`` then ``@ rot.T``).
 
@@ -108,7 +93,7 @@ def _normals(verts, faces, rot, out):
             out[i, r] = (rot[r, 0] * acc[i, 0] + rot[r, 1] * acc[i, 1] + rot[r, 2] * acc[i, 2]) * inv
 
 
-@_jit
+@njit(error_model="numpy")
 def _cull(pix, faces, cullable, rim, rim_loop, n_loops, area, draw):
     """Twice the signed screen area of every face (< 0: front) and the faces to draw (as
     ``drawn_faces``). pix (V, 3) float32; area (F,) float64 and draw (F,) bool are written."""
@@ -137,7 +122,7 @@ def _cull(pix, faces, cullable, rim, rim_loop, n_loops, area, draw):
         draw[f] = keep
 
 
-@_jit
+@njit(error_model="numpy")
 def _tile_order(pix, faces, area, draw, hh, ww, order):
     """The drawn faces with a non-zero finite area, by tile of their centroid (a counting sort):
     writes them to order (F,) int64 and returns their number."""
@@ -166,7 +151,7 @@ def _tile_order(pix, faces, area, draw, hh, ww, order):
     return count[tx * ty]
 
 
-@_jit
+@njit(error_model="numpy")
 def _zbuffer(pix, faces, area, order, m, hh, ww, fid, zbuf, geo):
     """Nearest face at every pixel centre of the (hh, ww) window among the m faces of order (the
     lower face index on an exact tie): fid (hh*ww,) int32 (-1: none) and its depth zbuf (hh*ww,)
@@ -241,7 +226,7 @@ def _zbuffer(pix, faces, area, order, m, hh, ww, fid, zbuf, geo):
                 fid[q] = f if take else fq
 
 
-@_jit
+@njit(error_model="numpy")
 def _shade(geo, faces, normals, albedo, fid, to_light, intensity, ambient, bg_lin, hh, ww, lin):
     """Linear colour of every window pixel into lin (hh*ww, 3) float32: Lambert shading of the
     interpolated, re-normalised normal times the interpolated albedo; the background's colour
@@ -271,7 +256,7 @@ def _shade(geo, faces, normals, albedo, fid, to_light, intensity, ambient, bg_li
                 lin[q, ch] = (w0 * albedo[a, ch] + w1 * albedo[b, ch] + w2 * albedo[cc, ch]) * light
 
 
-@_jit
+@njit(error_model="numpy")
 def _silhouette_kind(pix, faces, neighbors, area, kind):
     """kind (F,) uint8: bit 1, face f has a steep silhouette edge (|dy| > |dx|; its neighbour
     across it missing or back-facing); bit 2, a shallow one."""
@@ -286,7 +271,7 @@ def _silhouette_kind(pix, faces, neighbors, area, kind):
         kind[f] = k8
 
 
-@_jit
+@njit(error_model="numpy")
 def _antialias(pix, faces, neighbors, area, kind, fid, zbuf, lin, hh, ww, acc):
     """Blend deltas of the silhouette pairs, read from the unblended colours lin (hh*ww, 3), added
     to acc (hh*ww, 3) (as ``antialias_planes``)."""
@@ -339,7 +324,7 @@ def _antialias(pix, faces, neighbors, area, kind, fid, zbuf, lin, hh, ww, acc):
                         acc[pa, ch] += wgt * (lin[pb, ch] - lin[pa, ch])
 
 
-@_jit
+@njit(error_model="numpy")
 def _byte_table(gamma, thr, lut):
     """thr (257,): the linear value from which the byte is b (thr[0] = -inf, thr[256] = inf);
     lut (2**_LUT_BITS + 1,) uint8: the byte at the lower end of each bin of [0, 1]."""
@@ -356,7 +341,7 @@ def _byte_table(gamma, thr, lut):
         lut[i] = b
 
 
-@_jit
+@njit(error_model="numpy")
 def _to_bytes(lin, acc, thr, lut, hh, ww, top, left, out):
     """out[top + r, left + c] (uint8 (H, W, 3)) = round(255 * clamp(lin + acc, 0, 1) ** (1 /
     gamma)) of the window's pixels, by the thresholds of :func:`_byte_table` (no power)."""
@@ -377,7 +362,7 @@ def _to_bytes(lin, acc, thr, lut, hh, ww, top, left, out):
                 out[top + r, left + c, ch] = b
 
 
-@_jit
+@njit(error_model="numpy")
 def _face_ids(pix, faces, draw, hh, ww, out):
     """Face ids of N images (:func:`rasterize_jit`) into out (N, hh*ww) int32."""
     nf = faces.shape[0]
@@ -395,7 +380,7 @@ def _face_ids(pix, faces, draw, hh, ww, out):
         _zbuffer(p, faces, area, order, m, hh, ww, out[i], zbuf, geo)
 
 
-@_jit
+@njit(error_model="numpy")
 def _render_chunk(verts, pix, faces, neighbors, cullable, rim, rim_loop, n_loops, rot, albedo, to_light, intensity,
                   ambient, bg_lin, gamma, top, left, hh, ww, antialias, out):
     """Draw N frames' windows into out (N, H, W, 3) uint8 (the rest is left as it is).
@@ -435,7 +420,7 @@ def warm_up() -> None:
     """Load (or compile) the renderer's machine code now: one call of :func:`render_frames_jit` on
     a triangle, so that a video's first frames do not wait for it (``avguide animate`` runs it in
     a thread while the animator works, or in its :class:`FrameProcess`). Nothing without numba."""
-    if numba is None:
+    if not available():
         return
     scene = {"faces": np.array([[0, 1, 2]], np.int64), "neighbors": np.full((1, 3), -1, np.int64),
              "cullable": np.zeros(1, np.bool_), "rim": np.zeros(0, np.int64), "rim_loop": np.zeros(0, np.int64),
@@ -468,7 +453,7 @@ def rasterize_jit(pix: torch.Tensor, faces: torch.Tensor, size: tuple[int, int],
     """
     import torch
 
-    if numba is None:
+    if not available():
         raise RuntimeError("rasterize_jit needs numba (pip install numba)")
     n, (h, w) = pix.shape[0], size
     if draw is None:
@@ -515,7 +500,7 @@ def render_frames_jit(verts: torch.Tensor, faces: torch.Tensor, cam: Camera, alb
     from avguide.render.shading import Lights
 
     lights = Lights() if lights is None else lights
-    if numba is None:
+    if not available():
         from avguide.render.fastframes import render_frames
 
         return render_frames(verts, faces, cam, albedo, plan=plan, neighbors=neighbors, lights=lights,
@@ -546,7 +531,7 @@ def serve(workers: int) -> None:
     then the raw bytes). Ends the process when stdin closes."""
     inp, out = sys.stdin.buffer, sys.stdout.buffer
     try:
-        ok = numba is not None
+        ok = available()
         if ok:
             warm_up()
         pickle.dump(("ready", ok), out, protocol=4)

@@ -32,27 +32,14 @@ import torch
 
 from avguide.render.shading import Lights
 
-try:
-    import numba
-except ImportError:  # optional: render_mesh falls back to its torch path
-    numba = None
+from avguide.render.numbajit import available, njit  # noqa: F401  (available: the switch callers ask)
 
 
-def available() -> bool:
-    """Whether numba imported (then the kernels below run compiled)."""
-    return numba is not None
-
-
-def _jit(fn):
-    """``numba.njit(cache=True, nogil=True)``, or ``fn`` itself without numba."""
-    if numba is None:
-        return fn
-    return numba.njit(cache=True, nogil=True)(fn)
 
 
 # ---- normals ------------------------------------------------------------------------------------
 
-@_jit
+@njit
 def _normal_plan(faces, face_id, nv):
     """slot (V,) int64 row of each needed vertex (corner of a shown face; -1 for others), U, and
     the Fa faces touching a needed vertex, in face order: their corners (Fa, 3) int64 and the
@@ -84,7 +71,7 @@ def _normal_plan(faces, face_id, nv):
     return slot, u, around, around_slot
 
 
-@_jit
+@njit
 def _face_normal(v, i, tri, j):
     """Twice-area normal (e x g, e = b - a, g = c - a) of triangle j (corners tri[j]) in image i,
     float64, and e, g."""
@@ -98,7 +85,7 @@ def _face_normal(v, i, tri, j):
     return ey * gz - ez * gy, ez * gx - ex * gz, ex * gy - ey * gx, ex, ey, ez, gx, gy, gz
 
 
-@_jit
+@njit
 def _normals_fwd(v, tri, tri_slot, u, rot, raw, out):
     """raw (N, U, 3) float64 summed face normals of the Fa triangles tri (Fa, 3) (tri_slot: their
     corners' rows, -1 for vertices not needed); out (N, U, 3) camera-space unit normals."""
@@ -122,7 +109,7 @@ def _normals_fwd(v, tri, tri_slot, u, rot, raw, out):
                 out[i, s, r] = rot[i, r, 0] * x + rot[i, r, 1] * y + rot[i, r, 2] * z
 
 
-@_jit
+@njit
 def _normals_bwd(v, tri, tri_slot, u, rot, raw, grad, g_v):
     """g_v (N, V, 3) += the gradient of the vertices from grad (N, U, 3) of the output (each
     term computed in float64, added in the dtype of g_v)."""
@@ -211,7 +198,7 @@ def camera_normals(verts: torch.Tensor, faces: torch.Tensor, face_id: torch.Tens
 
 # ---- pixels -------------------------------------------------------------------------------------
 
-@_jit
+@njit
 def _pixel_bary(pix, i, a, b, c, px, py, ortho):
     """Barycentrics (float64) of (px, py) in face (a, b, c) of image i: the weights w0, w1, w2 and,
     for the backward, the screen ones before the perspective correction and their sum."""
@@ -229,7 +216,7 @@ def _pixel_bary(pix, i, a, b, c, px, py, ortho):
     return q0 / tot, q1 / tot, q2 / tot, s0, s1, s2, tot, area
 
 
-@_jit
+@njit
 def _pixel_normal(nrm, i, sa, sb, sc, w0, w1, w2):
     """Interpolated camera-space normal (float64)."""
     x = w0 * nrm[i, sa, 0] + w1 * nrm[i, sb, 0] + w2 * nrm[i, sc, 0]
@@ -238,7 +225,7 @@ def _pixel_normal(nrm, i, sa, sb, sc, w0, w1, w2):
     return x, y, z
 
 
-@_jit
+@njit
 def _shade_fwd(pix, nrm, slot, alb, faces, face_id, w, dirs, inten, ambient, ortho, out):
     """out (C + 1, N*H*W) (background and coverage 0 filled in) <- colour and coverage 1 of every
     covered pixel. face_id (N, H*W); alb (1 or N, V, C) float64; dirs (L, 3) unit, float64."""
@@ -265,7 +252,7 @@ def _shade_fwd(pix, nrm, slot, alb, faces, face_id, w, dirs, inten, ambient, ort
             out[ch, p] = 1.0
 
 
-@_jit
+@njit
 def _shade_bwd(pix, nrm, slot, alb, faces, face_id, w, dirs, inten, ambient, ortho, grad, g_pix, g_nrm):
     """g_pix (N, V, 3) and g_nrm (N, U, 3) += the gradients from grad (C + 1, N*H*W) (each term
     computed in float64, added in the dtype of g_pix, g_nrm)."""

@@ -31,27 +31,14 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-try:
-    import numba
-except ImportError:  # optional here: rasterize falls back to its torch path
-    numba = None
+from avguide.render.numbajit import available, njit
 
 _NONE = np.iinfo(np.int64).max  # no fragment yet at a pixel
 
 
-def available() -> bool:
-    """Whether numba imported (then :func:`zbuffer` runs compiled)."""
-    return numba is not None
 
 
-def _jit(fn):
-    """``numba.njit(cache=True, nogil=True)``, or ``fn`` itself without numba."""
-    if numba is None:
-        return fn
-    return numba.njit(cache=True, nogil=True)(fn)
-
-
-@_jit
+@njit
 def _draw(p, faces, fidx, h, w, orthographic, cull_backfaces, out):
     """Face ids of N images.
 
@@ -148,7 +135,7 @@ def zbuffer(pix: torch.Tensor, faces: torch.Tensor, size: tuple[int, int], *, or
     Raises:
         IndexError: a face indexes a vertex outside [0, V) (the kernel does not check bounds).
     """
-    assert numba is not None, "zbuffer needs numba (check available())"
+    assert available(), "zbuffer needs numba (check available())"
     n, v = pix.shape[0], pix.shape[1]
     h, w = size
     p = pix.detach().float().contiguous()  # (N, V, 3) float32

@@ -168,7 +168,7 @@ def test_without_numba_the_torch_renderer_draws(head, monkeypatch):
     alb = torch.full((head.vertices.shape[0], 3), 0.6)
     cam = video_camera(head.vertices, "front", 48)
     kw = dict(plan=cull_plan(head.vertices, head.faces), neighbors=face_neighbors(head.faces), background=0.1)
-    monkeypatch.setattr(jitraster, "numba", None)
+    monkeypatch.setattr(jitraster, "available", lambda: False)
     assert not jitraster.available()
     assert torch.equal(jitraster.render_frames_jit(v, head.faces, cam, alb, **kw),
                        render_frames(v, head.faces, cam, alb, **kw))

@@ -141,7 +141,7 @@ def test_nothing_in_view_and_without_numba(head, monkeypatch):
     (img.sum() + cov.sum()).backward()
     assert torch.equal(img, torch.full_like(img, 0.5)) and not bool(cov.any())
     assert torch.equal(v.grad, torch.zeros_like(v))
-    monkeypatch.setattr(jitshade, "numba", None)  # available() is False: render_mesh shades with torch
+    monkeypatch.setattr(jitshade, "available", lambda: False)  # available() is False: render_mesh shades with torch
     monkeypatch.setattr(jitshade, "shade_pixels", lambda *a, **k: pytest.fail("shade_pixels called without numba"))
     alb = albedo_from_parts(torch.from_numpy(head.vertex_part.astype(np.int64)), head.part_names)
     cam = lip_camera(head.vertices, head.lips, size=24)
