@@ -30,8 +30,6 @@ import torch
 from avguide.render.numbajit import available, njit  # noqa: F401  (available: the switch callers ask)
 
 
-
-
 @njit
 def _front(p, i, faces, f):
     """Face f is front-facing in image i (signed screen area < 0; False for f < 0)."""

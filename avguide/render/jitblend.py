@@ -21,8 +21,6 @@ import torch
 from avguide.render.numbajit import available, njit  # noqa: F401  (available: the switch callers ask)
 
 
-
-
 @njit
 def _blend_fwd(src, r0, r1, w0, w1, vid, out):
     """out[n, u] = src[r0[n], vid[u]] * w0[n] + src[r1[n], vid[u]] * w1[n]."""

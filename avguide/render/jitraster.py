@@ -60,8 +60,6 @@ if TYPE_CHECKING:  # torch and the torch renderers are imported where used: the 
 from avguide.render.numbajit import available, njit
 
 
-
-
 _LUT_BITS = 14
 """The gamma table has 2**14 bins over [0, 1]; the exact thresholds correct each bin's byte."""
 

@@ -35,8 +35,6 @@ from avguide.render.shading import Lights
 from avguide.render.numbajit import available, njit  # noqa: F401  (available: the switch callers ask)
 
 
-
-
 # ---- normals ------------------------------------------------------------------------------------
 
 @njit

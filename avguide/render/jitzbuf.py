@@ -36,8 +36,6 @@ from avguide.render.numbajit import available, njit
 _NONE = np.iinfo(np.int64).max  # no fragment yet at a pixel
 
 
-
-
 @njit
 def _draw(p, faces, fidx, h, w, orthographic, cull_backfaces, out):
     """Face ids of N images.
