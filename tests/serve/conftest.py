@@ -27,25 +27,31 @@ class TinyAnimator:
     checkpoint: Path = Path("tiny-random-animator")
 
 
-def tiny_animator() -> TinyAnimator:
-    """A random-initialised streaming FaceFormer (tiny preset, 2 mel frames of look-ahead,
-    12-frame attention window) on the head's 4742 vertices, two speaking styles. Its output map
-    is a random mix of the head's blendshapes, so its motion is facial (within the rig) and moves
-    with the speech, and its ARKit weights are far from constant."""
-    from avguide.animators import build_animator, faceformer_tiny
+def tiny_animator(kind: str = "faceformer") -> TinyAnimator:
+    """A random-initialised streaming animator (tiny preset, 2 mel frames of look-ahead, 12-frame
+    attention windows) on the head's 4742 vertices, two speaking styles. Its output map (FaceFormer:
+    ``vertice_map_r``; CodeTalker: the VQ decoder's last layer) is a random mix of the head's
+    blendshapes, so its motion is facial (within the rig) and moves with the speech, and its ARKit
+    weights are far from constant."""
+    from avguide.animators import build_animator, codetalker_tiny, faceformer_tiny
     from avguide.assets.head import load_head
 
     head = load_head()
     torch.manual_seed(0)
-    cfg = faceformer_tiny()
+    cfg = faceformer_tiny() if kind == "faceformer" else codetalker_tiny()
     cfg.audio.lookahead, cfg.context = 2, 12
+    if kind == "codetalker":
+        cfg.vq.context = 12
     model = build_animator(cfg, head.num_vertices, 2).eval()
+    out = model.vertice_map_r if kind == "faceformer" else model.vqvae.dec_out
     basis = torch.from_numpy(head.blendshapes.reshape(52, -1).copy())  # (52, V*3)
     g = torch.Generator().manual_seed(1)
-    mix = torch.randn(52, cfg.feature_dim, generator=g) * 0.08          # (52, D)
+    mix = torch.randn(52, out.in_features, generator=g) * 0.08         # (52, D)
     with torch.no_grad():
-        model.vertice_map_r.weight.copy_(basis.T @ mix)                  # (V*3, D)
-        model.vertice_map_r.bias.copy_(basis.T @ torch.full((52,), 0.4))
+        out.weight.copy_(basis.T @ mix)                                  # (V*3, D)
+        out.bias.copy_(basis.T @ torch.full((52,), 0.4))
+        if kind == "codetalker":  # zero-initialised: every frame would pick the same codes
+            model.feat_map.weight.normal_(0, 0.5, generator=g)
     shifted = head.vertices + 0.002 * head.blendshapes[17]  # bob's face: slightly open jaw
     return TinyAnimator(model, float(cfg.fps), ["alice", "bob"], {"alice": head.vertices.copy(), "bob": shifted})
 
@@ -53,6 +59,11 @@ def tiny_animator() -> TinyAnimator:
 @pytest.fixture(scope="session")
 def anim() -> TinyAnimator:
     return tiny_animator()
+
+
+@pytest.fixture(scope="session")
+def anim_codetalker() -> TinyAnimator:
+    return tiny_animator("codetalker")
 
 
 class LiveServer:

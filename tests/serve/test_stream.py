@@ -309,12 +309,13 @@ def test_projector_warm_start_and_folded_readout_equal_the_plain_solve(anim):
         ArkitProjector(head.blendshapes).from_hidden(h)
 
 
-def test_session_weights_with_and_without_vertices_agree(anim):
+@pytest.mark.parametrize("kind", ["faceformer", "codetalker"])
+def test_session_weights_with_and_without_vertices_agree(anim, anim_codetalker, kind):
     """Without vertices the session computes the weights from the decoder outputs (no meshes);
     with them, from the meshes: the same weights within the rounding of the meshes."""
     from avguide.serve.engine import Engine
 
-    engine = Engine(anim)
+    engine = Engine(anim if kind == "faceformer" else anim_codetalker)
     pcm = _speech("With and without the meshes.")
     weights = {}
     for vertices in (False, True):
