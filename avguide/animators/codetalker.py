@@ -26,7 +26,6 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from avguide.animators.common import (DecoderStepper, check_batch, check_decoder_fields, decode_full,
@@ -187,8 +186,7 @@ class CodeTalker(nn.Module):
         if self.cfg.stage == 1:
             out = self.vqvae(offsets, lengths)
             pred = out["recon"].view(b, t, self.n_vertices, 3) + template[:, None]
-            scale = self.vqvae.motion_scale
-            rec = _masked_l1(out["recon"].view(b, t, -1) / scale, offsets / scale, lengths)
+            rec = _masked_l1(out["recon"].view(b, t, -1), offsets, lengths) / self.vqvae.motion_scale
             return {"pred": pred, "losses": {"rec": rec, "vq": out["vq"]}}
         with torch.no_grad():
             z_gt = self.vqvae.encode(offsets, lengths)
@@ -196,8 +194,10 @@ class CodeTalker(nn.Module):
         memory = self.encode_audio(audio, audio_lengths, t, lengths, self.cfg.fps)
         style = self.style_emb(subject)[:, None]  # (B, 1, D)
         if self.cfg.teacher_forcing:
-            prev = F.pad(offsets[:, :-1], (0, 0, 1, 0))  # (B, T, V*3)
-            hidden = decode_full(self.transformer_decoder, self.embed(self.vertice_map(prev) + style), memory,
+            tokens = self.vertice_map(offsets)  # (B, T, D): row-wise, so shifting after the map is the same
+            first = self.vertice_map.bias.expand(b, 1, -1)  # the token of zero offsets, before frame 0
+            prev = torch.cat([first, tokens[:, :-1]], 1)  # (B, T, D): each frame sees the one before
+            hidden = decode_full(self.transformer_decoder, self.embed(prev + style), memory,
                                  self.cfg.n_heads, self.cfg.period, self.cfg.audio_ratio, self.cfg.context)
             feats = self.features(hidden)
             pred_offsets = self.vqvae.decode(self.vqvae.quantizer.lookup(feats))

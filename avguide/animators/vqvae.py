@@ -212,7 +212,8 @@ class MotionVQVAE(nn.Module):
         """
         b, t, _ = offsets.shape
         valid = padding_mask(lengths, t).to(offsets.dtype)[..., None]  # (B, T, 1)
-        x = self._act(self.enc_in(offsets / self.motion_scale)) * valid
+        # enc_in(offsets / motion_scale), dividing the (B, T, H) product instead of the V*3-wide input
+        x = self._act(F.linear(offsets, self.enc_in.weight) / self.motion_scale + self.enc_in.bias) * valid
         x = self._act(self.enc_conv(x.transpose(1, 2)).transpose(1, 2))  # (B, T, H)
         x = masked_instance_norm(x, lengths)
         x = encode_full(self.enc_transformer, x + self._pe(t, x), lengths, self.cfg.n_heads,
@@ -265,7 +266,8 @@ class MotionVQVAE(nn.Module):
     def readout(self, hidden: torch.Tensor) -> torch.Tensor:
         """The decoder's last layer: ``(B, T, H)`` transformer outputs -> ``(B, T, V*3)`` offsets
         (affine: ``dec_out`` scaled by ``motion_scale``)."""
-        return self.dec_out(hidden) * self.motion_scale
+        scale = self.motion_scale  # dec_out(hidden) * scale, scaling the H-wide input instead of the V*3-wide output
+        return F.linear(hidden * scale, self.dec_out.weight, self.dec_out.bias * scale)
 
     def forward(self, offsets: torch.Tensor, lengths: torch.Tensor) -> dict:
         """Reconstruct motion through the codebook (stage-1 training).
