@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from avguide.animators.common import (DecoderStepper, check_batch, check_decoder_fields, decode_full,
-                                      generate_meshes, masked_mse)
+                                      generate_meshes, masked_mse, previous_frame_tokens)
 from avguide.animators.masks import padding_mask, periodic_encoding
 from avguide.animators.vqvae import DecodeStepper, MotionVQVAE, VQVAEConfig
 from avguide.audio.encoders import STREAM_LOOKAHEAD, AudioEncoderConfig, build_audio_encoder, mel_encoder_tiny
@@ -194,9 +194,7 @@ class CodeTalker(nn.Module):
         memory = self.encode_audio(audio, audio_lengths, t, lengths, self.cfg.fps)
         style = self.style_emb(subject)[:, None]  # (B, 1, D)
         if self.cfg.teacher_forcing:
-            tokens = self.vertice_map(offsets)  # (B, T, D): row-wise, so shifting after the map is the same
-            first = self.vertice_map.bias.expand(b, 1, -1)  # the token of zero offsets, before frame 0
-            prev = torch.cat([first, tokens[:, :-1]], 1)  # (B, T, D): each frame sees the one before
+            prev = previous_frame_tokens(self.vertice_map, offsets)  # (B, T, D)
             hidden = decode_full(self.transformer_decoder, self.embed(prev + style), memory,
                                  self.cfg.n_heads, self.cfg.period, self.cfg.audio_ratio, self.cfg.context)
             feats = self.features(hidden)

@@ -60,6 +60,23 @@ def masked_mse(pred: torch.Tensor, target: torch.Tensor, lengths: torch.Tensor) 
     return (sq * valid).sum() / valid.sum().clamp(min=1)
 
 
+def previous_frame_tokens(linear: nn.Linear, offsets: torch.Tensor) -> torch.Tensor:
+    """Teacher forcing's input: at every frame, ``linear`` of the previous frame's offsets (zero
+    offsets before frame 0).
+
+    The map is row-wise, so mapping every frame and then shifting by one equals shifting the
+    ``V*3``-wide offsets first, without their padded copy.
+
+    Args:
+        linear: the ``V*3 -> D`` motion map. offsets: ``(B, T, V*3)`` target offsets.
+    Returns:
+        ``(B, T, D)``.
+    """
+    tokens = linear(offsets)  # (B, T, D)
+    first = linear(torch.zeros_like(offsets[:, :1]))  # (B, 1, D): the token of zero offsets
+    return torch.cat([first, tokens[:, :-1]], 1)
+
+
 def check_batch(audio: torch.Tensor, audio_lengths: torch.Tensor, template: torch.Tensor,
                 subject: torch.Tensor, n_vertices: int, n_subjects: int, *, values: bool = True) -> None:
     """Validate the public inputs shared by ``forward`` and ``generate``.

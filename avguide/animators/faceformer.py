@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from avguide.animators.common import (DecoderStepper, check_batch, check_decoder_fields, decode_full,
-                                      generate_meshes, masked_mse)
+                                      generate_meshes, masked_mse, previous_frame_tokens)
 from avguide.animators.masks import periodic_encoding
 from avguide.audio.encoders import STREAM_LOOKAHEAD, AudioEncoderConfig, build_audio_encoder, mel_encoder_tiny
 
@@ -162,8 +162,8 @@ class FaceFormer(nn.Module):
         style = self.style(subject)
         if self.cfg.teacher_forcing:
             offsets = (vertices - template[:, None]).flatten(2)  # (B, T, V*3)
-            prev = F.pad(offsets[:, :-1], (0, 0, 1, 0))  # (B, T, V*3), zero before frame 0
-            hidden = decode_full(self.transformer_decoder, self.embed(self.motion_tokens(prev, style)),
+            prev = previous_frame_tokens(self.vertice_map, offsets) + style  # (B, T, D), motion_tokens of the frame before
+            hidden = decode_full(self.transformer_decoder, self.embed(prev),
                                  memory, self.cfg.n_heads, self.cfg.period, self.cfg.audio_ratio, self.cfg.context)
             pred_offsets = self.vertice_map_r(hidden)
         else:
