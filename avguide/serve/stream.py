@@ -131,8 +131,7 @@ class StreamSession:
         self.template = self.engine.templates[name]
         self.active = self.engine.projector.new_active()
         self.with_vertices = bool(msg.get("vertices", False))
-        self.hidden = (not self.with_vertices and self.stream.readout is not None
-                       and self.engine.projector.fold is not None)
+        self.hidden = not self.with_vertices and self.engine.projector.fold is not None
         return [json.dumps({"type": "ready", "fps": self.engine.fps, "lookahead_s": self.stream.lookahead_s,
                             "subject": name, "names": list(ARKIT_NAMES),
                             "n_vertices": int(self.template.shape[0]), "vertices": self.with_vertices})]
