@@ -16,13 +16,18 @@ template, the expert's tokeniser and crop), for every pair of
             expert has none and reads the "clean" rows).
 
 and reports, per pair: the greedy CER and WER of the expert against the transcripts (corpus
-rates), the mean CTC and attention losses (the terms of L_av), and the norm of the gradient of
+rates), the mean CTC and attention losses (the terms of L_av), the norm of the gradient of
 L_av = l_ctc * L_ctc + l_ce * L_ce (the stage-2 weights) on the lip vertices and on the whole
-mesh, per recording (the root of the summed squares over frames and coordinates), averaged.
+mesh, per recording (the root of the summed squares over frames and coordinates), averaged, and
+for wrong lips ("static", "other") where the gradient points: the cosine between the descent
+direction on the lip vertices and the way to the true lips (:func:`descent_alignment`), averaged
+over recordings.
 
 Read it so: if CER and the losses barely change from "true" to "static" and "other" with clean
 audio, the expert reads the audio and the AV loss has little to say about the lips; the gaps with
-the audio dropped show what the visual stream alone can tell.
+the audio dropped show what the visual stream alone can tell. A cosine near 0 (a random
+direction in this many coordinates gives about 1/sqrt(frames x lip vertices x 3)) means that
+descending L_av moves the lips no nearer the truth, whatever its weight.
 """
 
 from __future__ import annotations
@@ -61,6 +66,23 @@ def other_motion(batch: Batch, partners: list[int]) -> torch.Tensor:
     return out
 
 
+def descent_alignment(grad: torch.Tensor, shown: torch.Tensor, true: torch.Tensor, lengths: torch.Tensor,
+                      lips: torch.Tensor) -> torch.Tensor:
+    """Per recording, the cosine between the descent direction ``-grad`` and the way from the lips
+    shown to the true ones, over the valid frames and the lip vertices.
+
+    Args:
+        grad: (B, T, V, 3) gradient of a loss on the meshes shown. shown, true: (B, T, V, 3).
+        lengths: (B,) valid frames. lips: (L,) lip vertex indices.
+    Returns:
+        (B,) float64 cosines in [-1, 1] (0 where either vector is zero).
+    """
+    valid = (torch.arange(grad.shape[1], device=grad.device)[None] < lengths[:, None])[..., None, None]  # (B, T, 1, 1)
+    d = (-grad[:, :, lips] * valid).flatten(1).double()                      # (B, T*L*3)
+    r = ((true - shown)[:, :, lips] * valid).flatten(1).double()
+    return (d * r).sum(1) / (d.norm(dim=1) * r.norm(dim=1)).clamp(min=1e-300)
+
+
 def _partners(subjects: list[str], rng: np.random.Generator) -> list[int]:
     """For each recording, another of the same subject in the batch (the next one, cyclically, in
     a random order of that subject's recordings); itself when it is the subject's only one."""
@@ -87,7 +109,7 @@ def lip_dependence(expert: str | Path, data: str | Path, split: str = "test", *,
         device: where the expert runs ("auto": CUDA when there is one).
     Returns:
         {"expert", "split", "n", "modality", "rows": {"<lips>/<audio>": {"cer", "wer", "ctc",
-        "ce", "grad_lips", "grad_mesh"}}}.
+        "ce", "grad_lips", "grad_mesh", "toward_true"}}} (``toward_true`` None for the true lips).
     Raises:
         BadInputError / MissingFileError: no such expert or data; an audio-only expert.
     """
@@ -102,7 +124,7 @@ def lip_dependence(expert: str | Path, data: str | Path, split: str = "test", *,
     audio_modes = AUDIO if guide.audio_visual else ("clean",)
     model, rng = guide.expert, np.random.default_rng(seed)
     counts = {(v, a): (EditCounts(), EditCounts()) for v in LIPS for a in audio_modes}
-    sums = {(v, a): np.zeros(4) for v in LIPS for a in audio_modes}   # ctc, ce, grad_lips, grad_mesh
+    sums = {(v, a): np.zeros(5) for v in LIPS for a in audio_modes}   # ctc, ce, grad_lips, grad_mesh, toward_true
     dataset = RecordingDataset(index, refs, need_text=True)
     for s in range(0, len(dataset), batch_size):
         batch = collate([dataset[i] for i in range(s, min(len(dataset), s + batch_size))]).to(dev)
@@ -122,9 +144,10 @@ def lip_dependence(expert: str | Path, data: str | Path, split: str = "test", *,
                 unit = guide.cfg.l_ctc * out["loss_ctc"] + guide.cfg.l_ce * out["loss_att"]   # L_av
                 (grad,) = torch.autograd.grad(unit, pred, retain_graph=a != audio_modes[-1])   # (B, T, V, 3)
                 n = len(batch.names)
+                toward = descent_alignment(grad, pred.detach(), batch.vertices, batch.lengths, guide.lips)
                 sums[v, a] += [float(out["loss_ctc"].detach()) * n, float(out["loss_att"].detach()) * n,
                                float(grad[:, :, guide.lips].flatten(1).norm(dim=1).sum()),
-                               float(grad.flatten(1).norm(dim=1).sum())]
+                               float(grad.flatten(1).norm(dim=1).sum()), float(toward.sum())]
                 with torch.no_grad():
                     enc = model.encode(video=video.detach(), video_lengths=len25, audio=audio, audio_lengths=alen)
                     texts = decode_batch(model, enc, guide.tokenizer)
@@ -132,9 +155,12 @@ def lip_dependence(expert: str | Path, data: str | Path, split: str = "test", *,
                     cc, wc = counts[v, a]
                     counts[v, a] = (cc + char_counts(ref, text), wc + word_counts(ref, text))
     n = len(dataset)
-    rows = {f"{v}/{a}": {"cer": counts[v, a][0].rate, "wer": counts[v, a][1].rate,
-                         **dict(zip(("ctc", "ce", "grad_lips", "grad_mesh"), (sums[v, a] / max(n, 1)).tolist()))}
-            for v, a in counts}
+    rows = {}
+    for v, a in counts:
+        mean = (sums[v, a] / max(n, 1)).tolist()
+        rows[f"{v}/{a}"] = {"cer": counts[v, a][0].rate, "wer": counts[v, a][1].rate,
+                            **dict(zip(("ctc", "ce", "grad_lips", "grad_mesh"), mean[:4])),
+                            "toward_true": None if v == "true" else mean[4]}  # true lips: no way to go
     return {"expert": str(expert), "split": split, "n": n, "modality": trained.model.cfg.modality, "rows": rows}
 
 
@@ -142,8 +168,10 @@ def dependence_table(result: dict) -> str:
     """Markdown table of :func:`lip_dependence`'s rows."""
     lines = [f"Expert `{result['expert']}` ({result['modality']}) on the {result['split']} split, "
              f"{result['n']} recordings:", "",
-             "| lips / audio | CER % | WER % | L_ctc | L_ce | grad on lips | grad on mesh |", "|---|---|---|---|---|---|---|"]
+             "| lips / audio | CER % | WER % | L_ctc | L_ce | grad on lips | grad on mesh | cos(descent, to true lips) |",
+             "|---|---|---|---|---|---|---|---|"]
     for key, r in result["rows"].items():
+        toward = r.get("toward_true")  # absent from records measured before it existed
         lines.append(f"| {key} | {100 * r['cer']:.1f} | {100 * r['wer']:.1f} | {r['ctc']:.3g} | {r['ce']:.3g} "
-                     f"| {r['grad_lips']:.3g} | {r['grad_mesh']:.3g} |")
+                     f"| {r['grad_lips']:.3g} | {r['grad_mesh']:.3g} | {'-' if toward is None else f'{toward:.3f}'} |")
     return "\n".join(lines) + "\n"

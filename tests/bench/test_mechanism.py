@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from avguide.bench.mechanism import _partners, dependence_table, lip_dependence, other_motion
+from avguide.bench.mechanism import _partners, dependence_table, descent_alignment, lip_dependence, other_motion
 from avguide.data.batching import Batch, RecordingDataset, collate
 from avguide.data.layouts import open_dataset
 from avguide.lipreader.preprocess import align_audio, normalize_audio
@@ -36,6 +36,27 @@ def test_other_motion_moves_the_template_by_the_partners_motion_looped():
         assert torch.equal(out[1, f], template[1] + motion[0, f % 5])
 
 
+def test_descent_alignment_by_hand():
+    """The cosine between -grad and true - shown over the valid frames of the lip vertices only."""
+    true = torch.zeros(3, 4, 5, 3)
+    shown = true.clone()
+    shown[:, :, 1, 0] = 1.0                  # lip vertex 1 pushed along x at every frame
+    shown[:, 3:] += 7.0                      # frame 3 is padding for every recording: must not count
+    shown[:, :, 4] += 5.0                    # vertex 4 is not a lip: must not count
+    lips, lengths = torch.tensor([1, 2]), torch.tensor([3, 3, 3])
+    grad = torch.zeros_like(true)
+    grad[0, :, 1, 0] = 2.0                   # descent -x: straight back to the truth
+    grad[1, :, 1, 0] = -0.5                  # the wrong way
+    grad[2, :, 2, 1] = 3.0                   # sideways (another vertex, another axis)
+    grad[:, 3] = 100.0                       # padding
+    got = descent_alignment(grad, shown, true, lengths, lips)
+    assert got.dtype == torch.float64 and torch.allclose(got, torch.tensor([1.0, -1.0, 0.0], dtype=torch.float64))
+    half = grad.clone()
+    half[0, :, 2, 1] = 2.0                   # half of it sideways: cos 45 degrees
+    assert descent_alignment(half, shown, true, lengths, lips)[0].item() == pytest.approx(2 ** -0.5)
+    assert descent_alignment(grad, true, true, lengths, lips).abs().max() == 0  # nowhere to go: 0, not NaN
+
+
 def test_lip_dependence_reads_true_lips_as_the_guidance_does(synth_av):
     data, expert = synth_av
     res = lip_dependence(expert, data, "train", batch_size=4)
@@ -63,8 +84,10 @@ def test_lip_dependence_reads_true_lips_as_the_guidance_does(synth_av):
     true = res["rows"]["true/clean"]
     assert true["ctc"] == pytest.approx(ctc / len(ds), rel=1e-5) and true["ce"] == pytest.approx(ce / len(ds), rel=1e-5)
     assert true["cer"] == chars.rate > 0  # an expert trained for one step reads little
-    for r in res["rows"].values():
+    for key, r in res["rows"].items():
         assert 0 < r["cer"] and 0 < r["grad_lips"] <= r["grad_mesh"] * (1 + 1e-6)
+        assert (r["toward_true"] is None) == key.startswith("true/")
+        assert key.startswith("true/") or -1 <= r["toward_true"] <= 1
     # the lips reach the expert (an untrained one barely: its losses agree to ~1e-6)
     assert res["rows"]["static/clean"]["grad_lips"] != true["grad_lips"]
     assert "| static/dropped |" in dependence_table(res)
