@@ -109,7 +109,9 @@ def lip_dependence(expert: str | Path, data: str | Path, split: str = "test", *,
         device: where the expert runs ("auto": CUDA when there is one).
     Returns:
         {"expert", "split", "n", "modality", "rows": {"<lips>/<audio>": {"cer", "wer", "ctc",
-        "ce", "grad_lips", "grad_mesh", "toward_true"}}} (``toward_true`` None for the true lips).
+        "ce", "grad_lips", "grad_mesh", "toward_true"}}, "chance_cos"} (``toward_true`` None for the
+        true lips; ``chance_cos``: the RMS cosine of a random direction, ``1 / sqrt(frames x lip
+        vertices x 3)``, averaged over the recordings).
     Raises:
         BadInputError / MissingFileError: no such expert or data; an audio-only expert.
     """
@@ -125,6 +127,7 @@ def lip_dependence(expert: str | Path, data: str | Path, split: str = "test", *,
     model, rng = guide.expert, np.random.default_rng(seed)
     counts = {(v, a): (EditCounts(), EditCounts()) for v in LIPS for a in audio_modes}
     sums = {(v, a): np.zeros(5) for v in LIPS for a in audio_modes}   # ctc, ce, grad_lips, grad_mesh, toward_true
+    chance = 0.0  # sum over recordings of 1 / sqrt(valid frames x lip vertices x 3): a random direction's cosine
     dataset = RecordingDataset(index, refs, need_text=True)
     for s in range(0, len(dataset), batch_size):
         batch = collate([dataset[i] for i in range(s, min(len(dataset), s + batch_size))]).to(dev)
@@ -132,6 +135,7 @@ def lip_dependence(expert: str | Path, data: str | Path, split: str = "test", *,
                   "static": batch.template[:, None].expand_as(batch.vertices).contiguous(),
                   "other": other_motion(batch, _partners([r.subject for r in refs[s:s + batch_size]], rng))}
         targets = guide.targets(batch.texts)
+        chance += float((1 / (batch.lengths.double() * len(guide.lips) * 3).sqrt()).sum())
         for v, mesh in meshes.items():
             pred = mesh.clone().requires_grad_()
             video, len25 = guide.video(pred, batch.lengths, batch.template, batch.fps)   # (B, T25, 1, c, c)
@@ -161,13 +165,16 @@ def lip_dependence(expert: str | Path, data: str | Path, split: str = "test", *,
         rows[f"{v}/{a}"] = {"cer": counts[v, a][0].rate, "wer": counts[v, a][1].rate,
                             **dict(zip(("ctc", "ce", "grad_lips", "grad_mesh"), mean[:4])),
                             "toward_true": None if v == "true" else mean[4]}  # true lips: no way to go
-    return {"expert": str(expert), "split": split, "n": n, "modality": trained.model.cfg.modality, "rows": rows}
+    return {"expert": str(expert), "split": split, "n": n, "modality": trained.model.cfg.modality, "rows": rows,
+            "chance_cos": chance / max(n, 1)}
 
 
 def dependence_table(result: dict) -> str:
     """Markdown table of :func:`lip_dependence`'s rows."""
     lines = [f"Expert `{result['expert']}` ({result['modality']}) on the {result['split']} split, "
-             f"{result['n']} recordings:", "",
+             f"{result['n']} recordings"
+             + (f" (a random direction's cosine: about {result['chance_cos']:.4f})" if "chance_cos" in result else "")
+             + ":", "",
              "| lips / audio | CER % | WER % | L_ctc | L_ce | grad on lips | grad on mesh | cos(descent, to true lips) |",
              "|---|---|---|---|---|---|---|---|"]
     for key, r in result["rows"].items():

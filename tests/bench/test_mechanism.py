@@ -90,4 +90,7 @@ def test_lip_dependence_reads_true_lips_as_the_guidance_does(synth_av):
         assert key.startswith("true/") or -1 <= r["toward_true"] <= 1
     # the lips reach the expert (an untrained one barely: its losses agree to ~1e-6)
     assert res["rows"]["static/clean"]["grad_lips"] != true["grad_lips"]
-    assert "| static/dropped |" in dependence_table(res)
+    lengths = [len(ds[i].vertices) for i in range(len(ds))]
+    n_lips = len(index.regions["lips"])
+    assert res["chance_cos"] == pytest.approx(np.mean([1 / np.sqrt(t * n_lips * 3) for t in lengths]))
+    assert "| static/dropped |" in dependence_table(res) and "random direction" in dependence_table(res)
