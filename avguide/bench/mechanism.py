@@ -42,7 +42,7 @@ from avguide.data.layouts import open_dataset
 from avguide.lipreader.preprocess import align_audio, normalize_audio
 from avguide.lipreader.reader import decode_batch, load_trained_expert
 from avguide.metrics.text import EditCounts, char_counts, word_counts
-from avguide.train.avguidance import AVGuidance, AVGuidanceConfig
+from avguide.train.avguidance import AVGuidance, AVGuidanceConfig, descent_alignment
 
 LIPS = ("true", "static", "other")
 AUDIO = ("clean", "dropped")
@@ -64,23 +64,6 @@ def other_motion(batch: Batch, partners: list[int]) -> torch.Tensor:
         frames = torch.arange(out.shape[1]) % n                                     # loop over the partner
         out[i] = batch.template[i] + motion[frames]
     return out
-
-
-def descent_alignment(grad: torch.Tensor, shown: torch.Tensor, true: torch.Tensor, lengths: torch.Tensor,
-                      lips: torch.Tensor) -> torch.Tensor:
-    """Per recording, the cosine between the descent direction ``-grad`` and the way from the lips
-    shown to the true ones, over the valid frames and the lip vertices.
-
-    Args:
-        grad: (B, T, V, 3) gradient of a loss on the meshes shown. shown, true: (B, T, V, 3).
-        lengths: (B,) valid frames. lips: (L,) lip vertex indices.
-    Returns:
-        (B,) float64 cosines in [-1, 1] (0 where either vector is zero).
-    """
-    valid = (torch.arange(grad.shape[1], device=grad.device)[None] < lengths[:, None])[..., None, None]  # (B, T, 1, 1)
-    d = (-grad[:, :, lips] * valid).flatten(1).double()                      # (B, T*L*3)
-    r = ((true - shown)[:, :, lips] * valid).flatten(1).double()
-    return (d * r).sum(1) / (d.norm(dim=1) * r.norm(dim=1)).clamp(min=1e-300)
 
 
 def _partners(subjects: list[str], rng: np.random.Generator) -> list[int]:

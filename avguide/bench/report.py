@@ -15,7 +15,8 @@ METRICS = ("lve", "fdd", "mve", "cer", "wer", "ver")
 ARTICULATION = ("lip_motion_ratio", "opening_corr", "bilabial_closure", "open_vowel_aperture")
 """Articulation metrics (:mod:`avguide.metrics.articulation`; the paper's Figure 2: lip closure
 and opening), where the data has timed phones."""
-GRAD_KEYS = ("gnorm_av_first", "gnorm_mse_first", "gnorm_av_last", "gnorm_mse_last", "gnorm_av_lips_last")
+GRAD_KEYS = ("gnorm_av_first", "gnorm_mse_first", "gnorm_av_last", "gnorm_mse_last", "gnorm_av_lips_last",
+             "cos_av_truth_first", "cos_av_truth_last")
 
 
 def mean_std(values: list[float]) -> dict:
@@ -170,12 +171,15 @@ def format_markdown(report: dict) -> str:
                      f"ΔLVE {1e5 * c['lve_delta']:+.3f} x1e-5 (no worse: {c['lve_no_worse']}) -> "
                      f"**{'holds' if c['holds'] else 'does not hold'}**")
     lines += ["", "## Gradient norms on the predicted vertices (first / last epoch means)", "",
-              "| animator | condition | |d(l_av L_av)/dV| | |d(l_mse L_mse)/dV| | lips part of AV |", "|---|---|---|---|---|"]
+              "| animator | condition | |d(l_av L_av)/dV| | |d(l_mse L_mse)/dV| | lips part of AV "
+              "| cos(AV descent, to the truth) |", "|---|---|---|---|---|---|"]
     for animator, name, e in rows_in_order(report):
         if "gnorm_av_last" in e:
+            cos = (f"{e['cos_av_truth_first']['mean']:.4f} / {e['cos_av_truth_last']['mean']:.4f}"
+                   if "cos_av_truth_last" in e else "-")  # runs probed before it was logged
             lines.append(f"| {animator} | {name} | {e['gnorm_av_first']['mean']:.3g} / {e['gnorm_av_last']['mean']:.3g} | "
                          f"{e['gnorm_mse_first']['mean']:.3g} / {e['gnorm_mse_last']['mean']:.3g} | "
-                         f"{e['gnorm_av_lips_last']['mean']:.3g} |")
+                         f"{e['gnorm_av_lips_last']['mean']:.3g} | {cos} |")
     if report.get("mechanism"):
         from avguide.bench.mechanism import dependence_table
 

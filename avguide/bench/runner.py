@@ -489,14 +489,15 @@ def _wait_until(path: Path, poll_s: float = 30.0) -> None:
 
 
 def _gradient_norms(step_dir: Path) -> dict:
-    """The first and last epoch's mean gradient-probe norms of a condition, from the copy of its
-    run's ``metrics.jsonl`` in its step folder (empty for runs without AV loss)."""
+    """The first and last epoch's mean gradient probes of a condition (norms, and where the AV
+    gradient points), from the copy of its run's ``metrics.jsonl`` in its step folder (empty for
+    runs without AV loss)."""
     path = step_dir / "metrics.jsonl"
     if not path.is_file():
         return {}
     lines = load_jsonl(path, "run metrics", partial_tail="drop")
     out = {}
-    for k in ("train_gnorm_av", "train_gnorm_av_lips", "train_gnorm_mse", "train_gnorm_av_unit"):
+    for k in ("train_gnorm_av", "train_gnorm_av_lips", "train_gnorm_mse", "train_gnorm_av_unit", "train_cos_av_truth"):
         probed = [ln[k] for ln in lines if k in ln]  # epochs in which a probe ran
         if probed:
             out[f"{k[len('train_'):]}_first"], out[f"{k[len('train_'):]}_last"] = probed[0], probed[-1]

@@ -327,7 +327,8 @@ class AVGuidance:
                 extra["l_av"] = l_av
                 known = keep or None
             if probing:
-                extra.update(gradient_probe(pred, losses, dataclasses.replace(cfg, l_av=l_av), self.lips, g_unit))
+                extra.update(gradient_probe(pred, losses, dataclasses.replace(cfg, l_av=l_av), self.lips, g_unit,
+                                            truth=(batch.vertices, batch.lengths)))
         _, logs = combine(losses, weights)
 
         def backward() -> None:
@@ -477,8 +478,26 @@ def _norm(grads) -> float:
     return float(torch.sqrt(sum(g.square().sum() for g in grads if g is not None)))
 
 
+def descent_alignment(grad: torch.Tensor, shown: torch.Tensor, true: torch.Tensor, lengths: torch.Tensor,
+                      lips: torch.Tensor) -> torch.Tensor:
+    """Per recording, the cosine between the descent direction ``-grad`` and the way from the lips
+    shown to the true ones, over the valid frames and the lip vertices.
+
+    Args:
+        grad: (B, T, V, 3) gradient of a loss on the meshes shown. shown, true: (B, T, V, 3).
+        lengths: (B,) valid frames. lips: (L,) lip vertex indices.
+    Returns:
+        (B,) float64 cosines in [-1, 1] (0 where either vector is zero).
+    """
+    valid = (torch.arange(grad.shape[1], device=grad.device)[None] < lengths[:, None])[..., None, None]  # (B, T, 1, 1)
+    d = (-grad[:, :, lips] * valid).flatten(1).double()                      # (B, T*L*3)
+    r = ((true - shown)[:, :, lips] * valid).flatten(1).double()
+    return (d * r).sum(1) / (d.norm(dim=1) * r.norm(dim=1)).clamp(min=1e-300)
+
+
 def gradient_probe(pred: torch.Tensor, losses: dict[str, torch.Tensor], cfg: AVGuidanceConfig,
-                   lips: torch.Tensor, g_av: torch.Tensor | None = None) -> dict[str, float]:
+                   lips: torch.Tensor, g_av: torch.Tensor | None = None,
+                   truth: tuple[torch.Tensor, torch.Tensor] | None = None) -> dict[str, float]:
     """Norms of the weighted loss gradients with respect to the predicted vertices.
 
     Args:
@@ -487,12 +506,15 @@ def gradient_probe(pred: torch.Tensor, losses: dict[str, torch.Tensor], cfg: AVG
         cfg: the weights.
         lips: (Lv,) int64 lip vertex indices.
         g_av: :func:`av_gradient` of this step, if already computed.
+        truth: optional ``(vertices, lengths)``, the (B, T, V, 3) ground truth and (B,) valid frames.
     Returns:
         Floats: ``gnorm_av`` = |d(l_av L_av)/d(pred)| (L2 over all vertices and frames),
         ``gnorm_av_lips`` (the same over the lip vertices only), ``gnorm_av_unit`` =
         |dL_av/d(pred)| (independent of l_av: divide a target gradient norm by it to choose
-        l_av), ``gnorm_mse`` = |d(l_mse L_mse)/d(pred)|, ``gnorm_rlv`` (if "rlv" is given) and
-        ``gnorm_ratio`` = gnorm_av / gnorm_mse (when gnorm_mse > 0).
+        l_av), ``gnorm_mse`` = |d(l_mse L_mse)/d(pred)|, ``gnorm_rlv`` (if "rlv" is given),
+        ``gnorm_ratio`` = gnorm_av / gnorm_mse (when gnorm_mse > 0) and, with ``truth``,
+        ``cos_av_truth``: where descending L_av moves the lips, the batch mean of
+        :func:`descent_alignment` (1: straight to the ground truth; about 0: no nearer).
     """
     g_unit = av_gradient(pred, losses, cfg) if g_av is None else g_av  # (B, T, V, 3)
     g_av = cfg.l_av * g_unit
@@ -503,4 +525,6 @@ def gradient_probe(pred: torch.Tensor, losses: dict[str, torch.Tensor], cfg: AVG
         out["gnorm_rlv"] = float(cfg.l_rlv * _grad_on(losses["rlv"], pred).norm())
     if out["gnorm_mse"] > 0:
         out["gnorm_ratio"] = out["gnorm_av"] / out["gnorm_mse"]
+    if truth is not None:
+        out["cos_av_truth"] = float(descent_alignment(g_unit, pred.detach(), truth[0], truth[1], lips).mean())
     return out

@@ -5,13 +5,13 @@ import numpy as np
 import pytest
 import torch
 
-from avguide.bench.mechanism import _partners, dependence_table, descent_alignment, lip_dependence, other_motion
+from avguide.bench.mechanism import _partners, dependence_table, lip_dependence, other_motion
 from avguide.data.batching import Batch, RecordingDataset, collate
 from avguide.data.layouts import open_dataset
 from avguide.lipreader.preprocess import align_audio, normalize_audio
 from avguide.lipreader.reader import decode_batch
 from avguide.metrics.text import EditCounts, char_counts
-from avguide.train.avguidance import AVGuidance, AVGuidanceConfig
+from avguide.train.avguidance import AVGuidance, AVGuidanceConfig, descent_alignment
 
 
 def test_partners_are_other_recordings_of_the_same_subject():

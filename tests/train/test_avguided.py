@@ -106,8 +106,11 @@ def test_gradient_probe_scales_with_weights(synth_av):
     guide = _guide(index, expert_run)
     pred = (batch.template[:, None] + 0.5 * (batch.vertices - batch.template[:, None])).detach().requires_grad_()
     losses = {"mse": ((pred - batch.vertices) ** 2).mean(), **guide.losses(pred, batch)}
-    a = gradient_probe(pred, losses, AVGuidanceConfig(l_av=1e-3), guide.lips)
-    b = gradient_probe(pred, losses, AVGuidanceConfig(l_av=2e-3, l_mse=3.0), guide.lips)
+    truth = (batch.vertices, batch.lengths)
+    a = gradient_probe(pred, losses, AVGuidanceConfig(l_av=1e-3), guide.lips, truth=truth)
+    b = gradient_probe(pred, losses, AVGuidanceConfig(l_av=2e-3, l_mse=3.0), guide.lips, truth=truth)
+    assert -1 <= a["cos_av_truth"] <= 1 and a["cos_av_truth"] != 0
+    assert b["cos_av_truth"] == pytest.approx(a["cos_av_truth"], rel=1e-9)  # a weight scales, never turns
     assert a["gnorm_av"] > 0 and a["gnorm_mse"] > 0 and math.isfinite(a["gnorm_av"])
     assert b["gnorm_av"] == pytest.approx(2 * a["gnorm_av"], rel=1e-5)
     assert b["gnorm_mse"] == pytest.approx(3 * a["gnorm_mse"], rel=1e-5)
@@ -135,6 +138,7 @@ def test_balanced_l_av_sets_the_gradient_ratio(synth_av, tmp_path):
     train_animator(cfg, tmp_path / "bal")
     row = json.loads((tmp_path / "bal" / "metrics.jsonl").read_text().splitlines()[0])
     assert row["train_gnorm_ratio"] == pytest.approx(0.5, rel=1e-4) and row["train_l_av"] > 0
+    assert -1 <= row["train_cos_av_truth"] <= 1
     assert row["train_ctc_unfit"] == 0  # every transcript fits the expert's SentencePiece units
     cfg = load_train_config(None, [f"data={data}", *AV_TINY, "optim.epochs=1", f"av.expert={expert_run}",
                                    "av.which=last", "av.balance=0.5", "av.balance_on=parameters"], None)
