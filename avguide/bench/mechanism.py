@@ -154,14 +154,17 @@ def lip_dependence(expert: str | Path, data: str | Path, split: str = "test", *,
 
 def dependence_table(result: dict) -> str:
     """Markdown table of :func:`lip_dependence`'s rows."""
-    lines = [f"Expert `{result['expert']}` ({result['modality']}) on the {result['split']} split, "
+    expert = Path(result["expert"])
+    shown = expert.name if expert.parent.name == "pretrained" else str(expert)  # a shipped model: its name
+    lines = [f"Expert `{shown}` ({result['modality']}) on the {result['split']} split, "
              f"{result['n']} recordings"
              + (f" (a random direction's cosine: about {result['chance_cos']:.4f})" if "chance_cos" in result else "")
              + ":", "",
              "| lips / audio | CER % | WER % | L_ctc | L_ce | grad on lips | grad on mesh | cos(descent, to true lips) |",
              "|---|---|---|---|---|---|---|---|"]
-    for key, r in result["rows"].items():
+    order = [f"{v}/{a}" for v in LIPS for a in AUDIO]  # records read back from JSON have their keys sorted
+    for key, r in sorted(result["rows"].items(), key=lambda kv: order.index(kv[0])):
         toward = r.get("toward_true")  # absent from records measured before it existed
         lines.append(f"| {key} | {100 * r['cer']:.1f} | {100 * r['wer']:.1f} | {r['ctc']:.3g} | {r['ce']:.3g} "
-                     f"| {r['grad_lips']:.3g} | {r['grad_mesh']:.3g} | {'-' if toward is None else f'{toward:.3f}'} |")
+                     f"| {r['grad_lips']:.3g} | {r['grad_mesh']:.3g} | {'-' if toward is None else f'{toward:.4f}'} |")
     return "\n".join(lines) + "\n"
