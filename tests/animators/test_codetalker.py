@@ -88,6 +88,21 @@ def test_cached_equals_recompute_batch_of_two():
     assert (fast[1, :alone.shape[1]] - alone[0]).abs().max() < 1e-5
 
 
+def test_teacher_forcing_on_own_predictions_equals_generation():
+    """Teacher forcing feeds each frame the target's previous frame; fed the model's own output,
+    it must reproduce that output (the shift, the frame-0 token of zero offsets, the codec)."""
+    m = _model()
+    m.vqvae.motion_scale.fill_(0.05)
+    audio, al, template, subject = _batch()
+    gen = m.generate(audio, al, template, subject)
+    m.cfg.teacher_forcing = True
+    out = m(audio, al, template, gen, torch.tensor([38, 23]), subject)  # ground truth = the model's own output
+    assert (gen - template[:, None]).abs().max() > 0.01
+    assert (out["pred"][0] - gen[0]).abs().max() < 1e-5
+    assert (out["pred"][1, :23] - gen[1, :23]).abs().max() < 1e-5
+    assert out["losses"]["mse"] < 1e-10
+
+
 def test_stage2_training_losses_and_frozen_vqvae():
     m = _model().train()
     audio, al, template, subject = _batch()
