@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from avguide.animators.common import (DecoderStepper, check_batch, check_decoder_fields, decode_full,
-                                      generate_meshes, masked_mse, previous_frame_tokens)
+                                      fold_feedback, generate_meshes, masked_mse, previous_frame_tokens)
 from avguide.animators.masks import padding_mask, periodic_encoding
 from avguide.animators.vqvae import DecodeStepper, MotionVQVAE, VQVAEConfig
 from avguide.audio.encoders import STREAM_LOOKAHEAD, AudioEncoderConfig, build_audio_encoder, mel_encoder_tiny
@@ -206,6 +206,11 @@ class CodeTalker(nn.Module):
         return {"pred": pred, "losses": {"mse": masked_mse(pred, vertices, lengths), "reg": reg}}
 
     # ---- inference ------------------------------------------------------------------------------
+    def readout_map(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(W, b)``: a frame's offsets ``= h @ W.T + b`` of its VQ decoder output ``h``
+        (:meth:`MotionVQVAE.readout_map`)."""
+        return self.vqvae.readout_map()
+
     def decoding(self, style: torch.Tensor, n_frames: int | None, like: torch.Tensor) -> "CodeTalkerDecoding":
         """A frame-by-frame decoder (caches in the predictor and the VQ decoder), or streaming (None)."""
         return CodeTalkerDecoding(self, style, n_frames, like)
@@ -214,8 +219,11 @@ class CodeTalker(nn.Module):
         """Frame-by-frame decoding with caches; ``(B, T, V*3)`` offsets and ``(B, T, n, c)`` features."""
         r = self.cfg.audio_ratio
         dec = self.decoding(style, n_frames, memory)
-        steps = [dec.step(memory[:, t * r:(t + 1) * r]) for t in range(n_frames)]
-        return dec.offsets(torch.cat([h for h, _ in steps], 1)), torch.cat([f for _, f in steps], 1)
+        hidden, feats = [], []
+        for t in range(n_frames):
+            hidden.append(dec.step(memory[:, t * r:(t + 1) * r]))
+            feats.append(dec.feat)
+        return dec.offsets(torch.cat(hidden, 1)), torch.cat(feats, 1)
 
     def _decode_recompute(self, memory: torch.Tensor, style: torch.Tensor, n_frames: int):
         """Reference: the real forward over the whole prefix at every frame (O(T^2))."""
@@ -269,21 +277,21 @@ class CodeTalkerDecoding:
         self.stepper = DecoderStepper(model.transformer_decoder, cfg.n_heads, cfg.period, cfg.context, n_frames, like)
         self.motion = DecodeStepper(model.vqvae, n_frames, like)
         self.pe = periodic_encoding(cfg.period, cfg.feature_dim, cfg.period).to(like)  # (period, D): one cycle
-        vm, out, scale = model.vertice_map, model.vqvae.dec_out, model.vqvae.motion_scale
-        self.fold_w = vm.weight @ out.weight * scale  # (D, H)
-        self.fold_b = vm.weight @ out.bias * scale + vm.bias + style  # (B, 1, D)
-        self.token = vm(like.new_zeros(style.shape[0], 1, model.n_vertices * 3)) + style  # (B, 1, D)
+        self.fold_w, self.fold_b = fold_feedback(model.vertice_map, model.readout_map(), style)  # (D, H), (B, 1, D)
+        self.token = model.vertice_map(like.new_zeros(style.shape[0], 1, model.n_vertices * 3)) + style  # (B, 1, D)
+        self.feat: torch.Tensor | None = None  # the last step's code features
         self.t = 0
 
-    def step(self, memory: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def step(self, memory: torch.Tensor) -> torch.Tensor:
         """``(B, r, D)`` aligned audio memory -> the frame's ``(B, 1, H)`` VQ decoder output
-        (:meth:`offsets` of it are its offsets) and ``(B, 1, n, c)`` code features."""
+        (:meth:`offsets` of it are its offsets); its ``(B, 1, n, c)`` code features are left in
+        ``self.feat`` (stage 2's code regression)."""
         m = self.model
-        feat = m.features(self.stepper.step(m.pe_dropout(self.token + self.pe[self.t % len(self.pe)]), memory))
-        h = self.motion.step(m.vqvae.quantizer.lookup(feat))  # (B, 1, H)
+        self.feat = m.features(self.stepper.step(m.pe_dropout(self.token + self.pe[self.t % len(self.pe)]), memory))
+        h = self.motion.step(m.vqvae.quantizer.lookup(self.feat))  # (B, 1, H)
         self.token = h @ self.fold_w.T + self.fold_b  # == vertice_map(readout(h)) + style
         self.t += 1
-        return h, feat
+        return h
 
     def offsets(self, hidden: torch.Tensor) -> torch.Tensor:
         """``(B, t, H)`` outputs of :meth:`step` -> ``(B, t, V*3)`` offsets from the template."""

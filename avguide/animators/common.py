@@ -77,6 +77,23 @@ def previous_frame_tokens(linear: nn.Linear, offsets: torch.Tensor) -> torch.Ten
     return torch.cat([first, tokens[:, :-1]], 1)
 
 
+def fold_feedback(motion_map: nn.Linear, readout: tuple[torch.Tensor, torch.Tensor], style: torch.Tensor
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The next token ``motion_map(h @ W.T + b) + style`` of an autoregressive decoder whose frame
+    offsets are the affine readout ``(W, b)`` of its state ``h``, as one small affine map.
+
+    Args:
+        motion_map: the ``V*3 -> D`` map of the previous frame's offsets to a token.
+        readout: ``(W, b)``, ``W`` (V*3, H), ``b`` (V*3,): offsets ``= h @ W.T + b``.
+        style: ``(B, 1, D)`` added to every token.
+    Returns:
+        ``(fold_w, fold_b)``: ``(D, H)`` and ``(B, 1, D)``, with token ``= h @ fold_w.T + fold_b``
+        (differentiable in the weights: training decodes through it).
+    """
+    w, b = readout
+    return motion_map.weight @ w, motion_map.weight @ b + motion_map.bias + style
+
+
 def check_batch(audio: torch.Tensor, audio_lengths: torch.Tensor, template: torch.Tensor,
                 subject: torch.Tensor, n_vertices: int, n_subjects: int, *, values: bool = True) -> None:
     """Validate the public inputs shared by ``forward`` and ``generate``.

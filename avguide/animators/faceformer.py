@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from avguide.animators.common import (DecoderStepper, check_batch, check_decoder_fields, decode_full,
-                                      generate_meshes, masked_mse, previous_frame_tokens)
+                                      fold_feedback, generate_meshes, masked_mse, previous_frame_tokens)
 from avguide.animators.masks import periodic_encoding
 from avguide.audio.encoders import STREAM_LOOKAHEAD, AudioEncoderConfig, build_audio_encoder, mel_encoder_tiny
 
@@ -172,6 +172,10 @@ class FaceFormer(nn.Module):
         return {"pred": pred, "losses": {"mse": masked_mse(pred, vertices, lengths)}}
 
     # ---- inference ------------------------------------------------------------------------------
+    def readout_map(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(W, b)``: a frame's offsets ``= h @ W.T + b`` of its decoder output ``h`` (``vertice_map_r``)."""
+        return self.vertice_map_r.weight, self.vertice_map_r.bias
+
     def decoding(self, style: torch.Tensor, n_frames: int | None, like: torch.Tensor) -> "FaceFormerDecoding":
         """A frame-by-frame decoder (key/value cache) for ``n_frames`` frames, or None: streaming."""
         return FaceFormerDecoding(self, style, n_frames, like)
@@ -241,8 +245,7 @@ class FaceFormerDecoding:
         self.model = model
         self.stepper = DecoderStepper(model.transformer_decoder, cfg.n_heads, cfg.period, cfg.context, n_frames, like)
         self.pe = periodic_encoding(cfg.period, cfg.feature_dim, cfg.period).to(like)  # (period, D): one cycle
-        self.fold_w = model.vertice_map.weight @ model.vertice_map_r.weight  # (D, D)
-        self.fold_b = model.vertice_map.weight @ model.vertice_map_r.bias + model.vertice_map.bias + style  # (B, 1, D)
+        self.fold_w, self.fold_b = fold_feedback(model.vertice_map, model.readout_map(), style)  # (D, D), (B, 1, D)
         self.token = model.motion_tokens(like.new_zeros(style.shape[0], 1, model.n_vertices * 3), style)  # (B, 1, D)
         self.t = 0
 

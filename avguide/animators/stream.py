@@ -50,10 +50,8 @@ def affine_readout(model: torch.nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
     :meth:`AnimationStream.push` with ``hidden=True`` (FaceFormer: ``vertice_map_r``, D its
     feature width; CodeTalker: the VQ decoder's last layer scaled by ``motion_scale``, D the VQ
     decoder's width)."""
-    if model.cfg.kind == "faceformer":
-        return model.vertice_map_r.weight.detach(), model.vertice_map_r.bias.detach()
-    vq = model.vqvae
-    return (vq.dec_out.weight * vq.motion_scale).detach(), (vq.dec_out.bias * vq.motion_scale).detach()
+    w, b = model.readout_map()
+    return w.detach(), b.detach()
 
 
 @contextmanager
@@ -124,7 +122,7 @@ class AnimationStream:
         with one_thread():
             outs = [self.decoding.step(memory[:, i * self.ratio:(i + 1) * self.ratio]) for i in range(k)]
         self.frames += k
-        states = torch.cat([o[0] if isinstance(o, tuple) else o for o in outs], 1)  # (1, k, D); CodeTalker: (h, feat)
+        states = torch.cat(outs, 1)  # (1, k, D)
         if hidden:
             return states[0]  # (k, D)
         return self.decoding.offsets(states)[0].view(k, -1, 3) + self.template  # (k, V, 3)

@@ -269,6 +269,11 @@ class MotionVQVAE(nn.Module):
         scale = self.motion_scale  # dec_out(hidden) * scale, scaling the H-wide input instead of the V*3-wide output
         return F.linear(hidden * scale, self.dec_out.weight, self.dec_out.bias * scale)
 
+    def readout_map(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(W, b)``, ``W`` (V*3, H), ``b`` (V*3,): :meth:`readout` as one affine map,
+        ``readout(h) == h @ W.T + b``."""
+        return self.dec_out.weight * self.motion_scale, self.dec_out.bias * self.motion_scale
+
     def forward(self, offsets: torch.Tensor, lengths: torch.Tensor) -> dict:
         """Reconstruct motion through the codebook (stage-1 training).
 

@@ -40,6 +40,7 @@ from typing import Callable, Literal
 import torch
 
 from avguide.animators.common import masked_mse
+from avguide.animators.masks import padding_mask
 from avguide.errors import BadInputError
 from avguide.lipreader.lipvideo import gray_to_video, lip_cameras, lip_gray
 from avguide.lipreader.losses import warn_ctc_unfit
@@ -489,7 +490,7 @@ def descent_alignment(grad: torch.Tensor, shown: torch.Tensor, true: torch.Tenso
     Returns:
         (B,) float64 cosines in [-1, 1] (0 where either vector is zero).
     """
-    valid = (torch.arange(grad.shape[1], device=grad.device)[None] < lengths[:, None])[..., None, None]  # (B, T, 1, 1)
+    valid = padding_mask(lengths, grad.shape[1])[..., None, None]  # (B, T, 1, 1)
     d = (-grad[:, :, lips] * valid).flatten(1).double()                      # (B, T*L*3)
     r = ((true - shown)[:, :, lips] * valid).flatten(1).double()
     return (d * r).sum(1) / (d.norm(dim=1) * r.norm(dim=1)).clamp(min=1e-300)
