@@ -40,9 +40,12 @@ MAX_SCALE_RATIO = 5.0
 is refused (another unit: millimetres for metres)."""
 MAX_STEM = 120
 """Longest ``--name`` accepted (characters)."""
-FORMATS = ("mp4", "npy", "arkit", "glb", "obj")
+FORMATS = ("mp4", "npy", "arkit", "glb", "obj", "articulation")
 """Output formats: video with the audio, (T, V*3) vertices, ARKit weights (Live Link Face CSV and
-JSON), glTF 2.0 binary with morph targets and their animation, one OBJ per frame."""
+JSON), glTF 2.0 binary with morph targets and their animation, one OBJ per frame, and the
+articulation report (JSON: do the lips close at /p b m/ and open at open vowels; it needs the
+speech's phones: espeak-ng's own for ``say``, a transcript aligned to the recording for
+``animate``)."""
 DEFAULT_FORMATS = ("mp4", "npy")
 VIDEO_SIZE = 512
 """Side of the mp4's square image (pixels)."""
@@ -274,13 +277,14 @@ def output_names(paths: Sequence[str | Path]) -> list[str]:
 
 def _outputs_of(out: Path, name: str, formats: Sequence[str]) -> dict[str, Path]:
     files = {"mp4": out / f"{name}.mp4", "npy": out / f"{name}.npy", "arkit": out / f"{name}_arkit.csv",
-             "glb": out / f"{name}.glb", "obj": out / f"{name}_obj"}
+             "glb": out / f"{name}.glb", "obj": out / f"{name}_obj", "articulation": out / f"{name}_articulation.json"}
     return {f: files[f] for f in formats}
 
 
 def write_outputs(out_dir: str | Path, name: str, frames, n_frames: int, audio: np.ndarray, anim: LoadedAnimator,
                   template: np.ndarray, faces: np.ndarray | None, formats: Sequence[str], *, caption: str = "",
-                  progress: bool = False, frame_process: FrameProcess | None = None) -> dict[str, str]:
+                  progress: bool = False, frame_process: FrameProcess | None = None,
+                  phones: Sequence | None = None, phones_source: str = "") -> dict[str, str]:
     """Write every requested format of one animated clip.
 
     Args:
@@ -291,6 +295,8 @@ def write_outputs(out_dir: str | Path, name: str, frames, n_frames: int, audio: 
         formats: subset of :data:`FORMATS`.
         frame_process: the mp4's frames are drawn there (:func:`start_frame_process`); without
             it, in this process (the compiled renderer loaded in a thread while the animator works).
+        phones: the speech's timed phones (``Phone`` or ``(ipa, start_s, end_s)``), needed by
+            ``articulation``; phones_source says where they come from (recorded in the report).
     Returns:
         {format: path written} (ARKit: the CSV; its JSON sits beside it).
     Raises:
@@ -340,6 +346,9 @@ def write_outputs(out_dir: str | Path, name: str, frames, n_frames: int, audio: 
                 write_glb(paths["glb"], template, _need_faces(faces, "glb"), head.blendshapes, fit.weights, anim.fps,
                           vertex_colors=head_vertex_colors(head))
                 result["glb"] = str(paths["glb"])
+        if "articulation" in formats:
+            write_articulation(paths["articulation"], seq, template, phones, anim, phones_source)
+            result["articulation"] = str(paths["articulation"])
         if "obj" in formats:
             from avguide.export import write_obj_sequence
 
@@ -361,6 +370,57 @@ def write_outputs(out_dir: str | Path, name: str, frames, n_frames: int, audio: 
                 Path(npy_tmp).replace(final)
             result["npy"] = str(paths["npy"])
     return result
+
+
+def articulation_of(seq: np.ndarray, template: np.ndarray, phones: Sequence, fps: float) -> dict:
+    """:func:`avguide.metrics.articulation.articulation_without_truth` of an animation of the
+    embedded head (its lip regions), in millimetres.
+
+    Args:
+        seq: (T, V, 3) float vertices in metres. template: (V, 3) the face at rest.
+        phones: timed phones. fps: frame rate.
+    """
+    from avguide.metrics.articulation import articulation_without_truth
+
+    head = _head_for(template.shape[0], ["articulation"])
+    r = articulation_without_truth(seq, phones, fps, head.regions["lips"], head.regions["upper_lip"],
+                                   head.regions["lower_lip"], template)
+    mm = ("rest_opening", "widest_opening", "closure_threshold", "open_vowel_opening")
+    out = {k: (1000.0 * v if k in mm else v) for k, v in r.items() if k != "segments"}
+    out = {k: (None if isinstance(v, float) and v != v else v) for k, v in out.items()}  # NaN: nothing to judge
+    out["segments"] = [{**g, "min_opening": 1000.0 * g["min_opening"]} for g in r["segments"]]
+    out["unit"] = "mm"
+    return out
+
+
+def write_articulation(path: Path, seq: np.ndarray, template: np.ndarray, phones: Sequence | None,
+                       anim: LoadedAnimator, phones_source: str) -> None:
+    """``<name>_articulation.json``: :func:`articulation_of` with the phones it judged and where they
+    came from, the model and the package version (written atomically)."""
+    import avguide
+    from avguide.io import write_json_atomic
+
+    if phones is None:  # a bug of ours: the callers check this before any work
+        raise ValueError("articulation needs the speech's phones")
+    timed = [(p.ipa, p.start, p.end) if hasattr(p, "ipa") else tuple(p)[:3] for p in phones]
+    report = {"articulation": articulation_of(seq, template, timed, anim.fps), "fps": anim.fps,
+              "phones_source": phones_source, "phones": [[ipa, round(a, 4), round(b, 4)] for ipa, a, b in timed],
+              "model": str(anim.checkpoint), "avguide_version": avguide.__version__}
+    write_json_atomic(path, report)
+
+
+def articulation_line(report: dict) -> str:
+    """One line for people: ``articulation: 7/8 /p b m/ close (within 2.1 mm of rest), open vowels 9.3 mm``."""
+    a = report
+    if not a["bilabial_segments"] and not a["open_vowel_frames"]:
+        return "articulation: no /p b m/ and no open vowel to judge"
+    parts = []
+    if a["bilabial_segments"]:
+        parts.append(f"{a['bilabial_closed']}/{a['bilabial_segments']} /p b m/ close "
+                     f"(within {a['closure_threshold']:.1f} mm of rest)")
+    if a["open_vowel_frames"]:
+        parts.append(f"open vowels open {a['open_vowel_opening']:.1f} mm")
+    return "articulation: " + ", ".join(parts) + f" (widest {a['widest_opening']:.1f} mm)"
 
 
 def start_frame_process(workers: int = 2) -> subprocess.Popen | None:
@@ -439,9 +499,11 @@ def _head_for(n_vertices: int, formats: Sequence[str]):
 
     head = load_head()
     if head.num_vertices != n_vertices:
-        raise BadInputError(f"--formats {','.join(f for f in formats if f in ('arkit', 'glb'))}: ARKit weights and "
-                            f"glb morph targets come from the embedded head's blendshapes ({head.num_vertices} "
-                            f"vertices); this model animates {n_vertices}")
+        needs = {"arkit": "ARKit weights (its blendshapes)", "glb": "glb morph targets (its blendshapes)",
+                 "articulation": "the articulation report (its lip regions)"}
+        used = [f for f in formats if f in needs]
+        raise BadInputError(f"--formats {','.join(used)}: {' and '.join(needs[f] for f in used)} need the embedded "
+                            f"head ({head.num_vertices} vertices); this model animates {n_vertices}")
     return head
 
 
@@ -456,13 +518,13 @@ def check_formats(anim: LoadedAnimator, template: np.ndarray, faces: np.ndarray 
     """Before any work: every requested format can be made for this model and face.
 
     Raises:
-        BadInputError: mp4, glb or obj without a mesh topology; arkit or glb for a mesh other than
-            the embedded head.
+        BadInputError: mp4, glb or obj without a mesh topology; arkit, glb or articulation for a
+            mesh other than the embedded head.
     """
     for fmt in formats:
         if fmt in ("mp4", "glb", "obj"):
             _need_faces(faces, fmt)
-    if "arkit" in formats or "glb" in formats:
+    if {"arkit", "glb", "articulation"} & set(formats):
         _head_for(template.shape[0], formats)
 
 
@@ -482,7 +544,8 @@ def _check_outputs(out_dir: str | Path, names: Sequence[str], formats: Sequence[
 
 def animate_files(speech: Sequence[str | Path], out_dir: str | Path, *, checkpoint: str | Path = "default",
                   subject: str | None = None, template: str | Path | None = None,
-                  formats: Sequence[str] = DEFAULT_FORMATS, seed: int = 0, progress: bool = True) -> list[dict]:
+                  formats: Sequence[str] = DEFAULT_FORMATS, transcripts: Sequence[str] | None = None,
+                  seed: int = 0, progress: bool = True) -> list[dict]:
     """``avguide animate``: speech files -> the requested outputs, one set per file.
 
     Args:
@@ -492,17 +555,29 @@ def animate_files(speech: Sequence[str | Path], out_dir: str | Path, *, checkpoi
         checkpoint: animator run or shipped name (default: the shipped ``default``).
         subject, template: speaking style and face (:func:`face_template`).
         formats: subset of :data:`FORMATS`.
+        transcripts: what each file says, in order (adds ``articulation``: the transcript is
+            aligned to the recording, :func:`avguide.speech.align.align_transcript`).
         seed: torch seed (inference is deterministic; recorded for completeness).
         progress: a progress bar over the files (and the video frames).
     Returns:
-        One dict per input: {"input", "name", "frames", "fps", "subject", "outputs": {format: path}}.
+        One dict per input: {"input", "name", "frames", "fps", "subject", "outputs": {format: path}}
+        (and "articulation": the report's metrics with that format).
     Raises:
         MissingFileError / BadInputError: a missing or unreadable input, silent audio, a bad model,
-            subject or template, an output path in the way (checked before any work).
+            subject or template, a missing or unalignable transcript, an output path in the way
+            (checked before any work).
     """
     formats = parse_formats(formats)
     if not speech:
         raise BadInputError("no speech file given")
+    if transcripts:
+        formats = tuple(dict.fromkeys([*formats, "articulation"]))
+        if len(transcripts) != len(speech):
+            raise BadInputError(f"--transcript: {len(transcripts)} given for {len(speech)} speech file(s); give one "
+                                "per file, in the same order")
+    elif "articulation" in formats:
+        raise BadInputError("--formats articulation: give --transcript TEXT for each speech file (what it says), "
+                            "to time its phones")
     proc = start_frame_process() if "mp4" in formats else None  # first: it loads numba while torch loads here
     _passive_openmp()
     try:
@@ -521,27 +596,51 @@ def animate_files(speech: Sequence[str | Path], out_dir: str | Path, *, checkpoi
         anim = load_animator(checkpoint)
         base, faces, style = face_template(anim, subject, template)
         check_formats(anim, base, faces, formats)
-        for path in speech:  # every input readable and not silent before anything is written
-            check_speech(load_audio(path), str(path))
+        phones = []
+        for k, path in enumerate(speech):  # every input readable, not silent and aligned before anything is written
+            wav = load_audio(path)
+            check_speech(wav, str(path))
+            if transcripts:
+                from avguide.speech.align import align_transcript
+
+                phones.append(align_transcript(wav, transcripts[k], str(path)))
         frame_process = _frame_process(proc)
         results = []
-        for path, name in tqdm(list(zip(speech, names)), desc="animate", unit="file",
-                               disable=not progress or len(speech) < 2):
+        for k, (path, name) in enumerate(tqdm(list(zip(speech, names)), desc="animate", unit="file",
+                                              disable=not progress or len(speech) < 2)):
             wav = load_audio(path)
             n = n_frames_of(anim, len(wav))
             frames = animate_speech(anim, wav, base, style)
             outputs = write_outputs(out_dir, name, frames, n, wav, anim, base, faces, formats,
                                     caption=f"{name} ({anim.train_subjects[style]} style)", progress=progress,
-                                    frame_process=frame_process)
-            results.append({"input": str(path), "name": name, "frames": n, "fps": anim.fps,
-                            "subject": anim.train_subjects[style], "outputs": outputs})
+                                    frame_process=frame_process, phones=phones[k] if phones else None,
+                                    phones_source="the transcript aligned to the recording (espeak-ng + DTW)")
+            results.append(_result(str(path), name, n, anim, style, outputs))
         return results
     finally:
         _end_frame_process(proc)
 
 
+def _result(source: str, name: str, n_frames: int, anim: LoadedAnimator, style: int, outputs: dict) -> dict:
+    """What ``animate`` and ``say`` return for one clip (with the articulation report's metrics
+    when it was written)."""
+    r = {"input": source, "name": name, "frames": n_frames, "fps": anim.fps, "subject": anim.train_subjects[style],
+         "outputs": outputs}
+    if "articulation" in outputs:
+        from avguide.io import load_json
+
+        r["articulation"] = load_json(outputs["articulation"], "articulation report")["articulation"]
+    return r
+
+
 def speak_text(text: str, voice: str | None = None, rate_wpm: int | None = None) -> np.ndarray:
-    """espeak-ng speech of ``text``: (L,) float32 16 kHz.
+    """espeak-ng speech of ``text``: (L,) float32 16 kHz (:func:`speak_utterance`'s audio)."""
+    return speak_utterance(text, voice, rate_wpm).audio
+
+
+def speak_utterance(text: str, voice: str | None = None, rate_wpm: int | None = None):
+    """espeak-ng speech of ``text`` with its timed phones (an ``avguide.speech.espeak.Utterance``:
+    audio (L,) float32 16 kHz).
 
     Args:
         voice: an espeak-ng voice variant (:data:`avguide.speech.espeak.VARIANTS`, e.g. "m3", "f4",
@@ -560,11 +659,12 @@ def speak_text(text: str, voice: str | None = None, rate_wpm: int | None = None)
     errors = v.check()
     if errors:
         raise BadInputError("--rate: " + "; ".join(errors))
-    audio = speak(text.strip(), v).audio
+    utterance = speak(text.strip(), v)
+    audio = utterance.audio
     rms = float(np.sqrt(np.mean(audio.astype(np.float64) ** 2))) if len(audio) else 0.0
     if len(audio) < MIN_SECONDS * AUDIO_RATE or rms < SILENCE_RMS:
         raise BadInputError(f"say: {text.strip()[:60]!r} gives no speech (espeak-ng pronounces nothing in it)")
-    return audio
+    return utterance
 
 
 def slug(text: str, limit: int = 40) -> str:
@@ -607,17 +707,18 @@ def say(text: str, out_dir: str | Path, *, voice: str | None = None, rate_wpm: i
         anim = load_animator(checkpoint)
         base, faces, style = face_template(anim, subject)
         check_formats(anim, base, faces, formats)
-        wav = speak_text(text, voice, rate_wpm)
+        utterance = speak_utterance(text, voice, rate_wpm)
+        wav = utterance.audio
         n = n_frames_of(anim, len(wav))
         outputs = write_outputs(out, stem, animate_speech(anim, wav, base, style), n, wav, anim, base, faces, formats,
                                 caption=text if len(text) <= 60 else text[:57] + "...", progress=progress,
-                                frame_process=_frame_process(proc))
+                                frame_process=_frame_process(proc), phones=utterance.phones,
+                                phones_source="espeak-ng's own phone timings")
     finally:
         _end_frame_process(proc)
     save_wav(out / f"{stem}.wav", wav, AUDIO_RATE)
     outputs["wav"] = str(out / f"{stem}.wav")
-    return {"input": text, "name": stem, "frames": n, "fps": anim.fps, "subject": anim.train_subjects[style],
-            "outputs": outputs, "seconds": len(wav) / AUDIO_RATE}
+    return {**_result(text, stem, n, anim, style, outputs), "seconds": len(wav) / AUDIO_RATE}
 
 
 def predict_split(run: str | Path, data: str | Path, split: str, out_dir: str | Path, *,

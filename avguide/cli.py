@@ -182,7 +182,9 @@ def _output_args(p: argparse.ArgumentParser) -> None:
     _add_out(p, "output folder")
     p.add_argument("--formats", default="mp4,npy",
                    help="comma-separated: mp4 (video with the audio), npy (vertices), arkit (52 ARKit weights: "
-                        "Live Link Face CSV + JSON), glb (glTF 2.0 with morph targets), obj (one OBJ per frame)")
+                        "Live Link Face CSV + JSON), glb (glTF 2.0 with morph targets), obj (one OBJ per frame), "
+                        "articulation (JSON: do the lips close at /p b m/ and open at open vowels; animate needs "
+                        "--transcript)")
     p.add_argument("--checkpoint", default="default", metavar="RUN|NAME",
                    help="animator run or shipped model (default: the shipped 'default'; see avguide models)")
     p.add_argument("--subject", help="speaking style: a training subject (default: the first)")
@@ -193,12 +195,19 @@ def _output_args(p: argparse.ArgumentParser) -> None:
 def _animate_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("speech", nargs="+", help="speech files (any format ffmpeg reads, any rate or channels)")
     p.add_argument("--template", help="face to animate: mesh .obj/.ply or (V,3) .npy (default: the subject's)")
+    p.add_argument("--transcript", action="append", metavar="TEXT",
+                   help="what a speech file says (once per file, in order): aligned to the recording, it adds the "
+                        "articulation report")
     _output_args(p)
 
 
 def _print_outputs(r: dict) -> None:
+    from avguide.animate import articulation_line
+
     files = ", ".join(r["outputs"].values())
     print(f"{r['name']}: {r['frames']} frames at {r['fps']:g} fps in {r['subject']}'s style -> {files}")
+    if "articulation" in r:
+        print(f"  {articulation_line(r['articulation'])}")
 
 
 def _animate_run(a: argparse.Namespace) -> int:
@@ -206,7 +215,8 @@ def _animate_run(a: argparse.Namespace) -> int:
     from avguide.animate import animate_files
 
     for r in animate_files(a.speech, a.out, checkpoint=a.checkpoint, subject=a.subject, template=a.template,
-                           formats=a.formats, seed=a.seed or 0, progress=not a.no_progress):
+                           formats=a.formats, transcripts=a.transcript, seed=a.seed or 0,
+                           progress=not a.no_progress):
         _print_outputs(r)
     return 0
 

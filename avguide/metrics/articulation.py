@@ -40,6 +40,10 @@ Definitions (pred x, ground truth y):
   ``start <= k / fps <= end``, else the frame nearest the segment's centre), divided by the
   ground truth's mean over the same frames.
 
+Without a ground truth (:func:`articulation_without_truth`, for speech of your own with phones
+from :func:`avguide.speech.align.align_transcript`), the face at rest stands in for the ground
+truth's tightest closure and the animation's own widest opening for its range.
+
 Segments that lie wholly after the last frame are skipped. :func:`aggregate_articulation`
 pools sequences: motion variance and open-vowel frames are frame-weighted, closures
 segment-weighted, correlations frame-weighted means of the per-sequence values.
@@ -93,8 +97,8 @@ def _pair(pred: Any, gt: Any) -> tuple[np.ndarray, np.ndarray]:
     return pred, gt
 
 
-def _segments(phones: Iterable[Any]) -> list[tuple[str, float, float]]:
-    """``(viseme class, start, end)`` of each non-silent phone, checked."""
+def _segments(phones: Iterable[Any]) -> list[tuple[str, float, float, str]]:
+    """``(viseme class, start, end, ipa)`` of each non-silent phone, checked."""
     out = []
     for i, p in enumerate(phones):
         ipa, start, end = (p.ipa, p.start, p.end) if hasattr(p, "ipa") else tuple(p)[:3]
@@ -104,7 +108,7 @@ def _segments(phones: Iterable[Any]) -> list[tuple[str, float, float]]:
         if ipa == "_":
             continue
         try:
-            out.append((phoneme_to_viseme(ipa), start, end))
+            out.append((phoneme_to_viseme(ipa), start, end, ipa))
         except ValueError as e:
             raise ValueError(f"phones[{i}]: {e}") from None
     return out
@@ -252,19 +256,34 @@ def bilabial_closures(opening: Any, phones: Iterable[Any], fps: float, threshold
     Raises:
         ValueError: fps <= 0, tol_s < 0, bad phones.
     """
+    minima = bilabial_minima(opening, phones, fps, tol_s)
+    return sum(m <= threshold for *_, m in minima), len(minima)
+
+
+def bilabial_minima(opening: Any, phones: Iterable[Any], fps: float,
+                    tol_s: float = TOL_S) -> list[tuple[str, float, float, float]]:
+    """The smallest mouth opening within each bilabial (/p b m/) segment.
+
+    Args:
+        opening: (T,) mouth opening of the sequence judged.
+        phones: timed phones ``(ipa, start_s, end_s)`` (or ``Phone``), silence ``"_"`` allowed.
+        fps: frame rate (> 0); frame k shows time k / fps.
+        tol_s: window extension (s) before and after each segment (>= 0).
+    Returns:
+        ``(ipa, start_s, end_s, min opening)`` of every segment with at least one frame in the
+        window ``start - tol_s <= k / fps <= end + tol_s``, in order.
+    Raises:
+        ValueError: fps <= 0, tol_s < 0, bad phones.
+    """
     o = np.asarray(opening, np.float64)
     if not fps > 0 or not tol_s >= 0:
         raise ValueError(f"fps must be > 0 and tol_s >= 0, got {fps}, {tol_s}")
-    closed = total = 0
-    for code, start, end in _segments(phones):
-        if code != "p":
-            continue
-        k = _frames(o.shape[0], fps, start, end, tol_s)
-        if k.size == 0:
-            continue
-        total += 1
-        closed += bool(o[k].min() <= threshold)
-    return closed, total
+    out = []
+    for code, start, end, ipa in _segments(phones):
+        k = _frames(o.shape[0], fps, start, end, tol_s) if code == "p" else ()
+        if len(k):
+            out.append((ipa, start, end, float(o[k].min())))
+    return out
 
 
 def open_vowel_frames(n_frames: int, phones: Iterable[Any], fps: float) -> np.ndarray:
@@ -278,7 +297,7 @@ def open_vowel_frames(n_frames: int, phones: Iterable[Any], fps: float) -> np.nd
     if not fps > 0:
         raise ValueError(f"fps must be > 0, got {fps}")
     out = []
-    for code, start, end in _segments(phones):
+    for code, start, end, _ in _segments(phones):
         if code != "a":
             continue
         k = _frames(n_frames, fps, start, end, 0.0)
@@ -339,6 +358,70 @@ def articulation_metrics(pred: Any, gt: Any, phones: Iterable[Any], fps: float,
         "bilabial_segments": segs, "bilabial_closed": closed, "bilabial_closed_gt": closed_gt,
         "open_vowel_frames": int(k.size), "open_vowel_pred_sum": pred_sum,
         "open_vowel_gt_sum": gt_sum, "closure_threshold": thr,
+    }
+
+
+def articulation_without_truth(vertices: Any, phones: Iterable[Any], fps: float,
+                               lip_idx: Sequence[int] | np.ndarray, upper_idx: Sequence[int] | np.ndarray,
+                               lower_idx: Sequence[int] | np.ndarray, template: Any, *,
+                               tol_s: float = TOL_S, closure_frac: float = CLOSURE_FRAC,
+                               band: float = BAND, n_inner: int = N_INNER) -> dict:
+    """How one animation articulates its own phones, without a ground truth (speech of your own).
+
+    The face at rest (``template``) is the reference: lips at rest touch. With ``a_t = o_t -
+    o_rest`` the opening above rest and ``w = max(0, max_t a_t)`` the widest opening:
+
+    * a bilabial segment closes when its minimum opening (window ``tol_s`` either side) is at
+      most ``o_rest + closure_frac * w``: back to rest within 10 % of the animation's own widest
+      opening (the ground-truth rule of :func:`closure_threshold`, with the rest shape in place
+      of the ground truth's tightest closure);
+    * the open-vowel opening is the mean ``a_t`` over open-vowel frames (as
+      :func:`open_vowel_frames`), in the vertices' unit.
+
+    A face that never moves closes every bilabial and opens no vowel: read the closure rate
+    together with the open-vowel opening.
+
+    Args:
+        vertices: (T, V, 3) float animation.
+        phones: its timed phones ``(ipa, start_s, end_s)`` (or ``Phone``), e.g. from
+            :func:`avguide.speech.align.align_transcript`.
+        fps: frame rate (frame k shows time k / fps).
+        lip_idx, upper_idx, lower_idx: lips, upper-lip and lower-lip vertex indices.
+        template: (V, 3) the face at rest (also where the opening vertices are selected).
+        tol_s, closure_frac, band, n_inner: see the module docstring.
+    Returns:
+        {"frames", "fps", "rest_opening", "widest_opening", "closure_threshold",
+        "bilabial_closure" (NaN without bilabials), "bilabial_closed", "bilabial_segments",
+        "open_vowel_opening" (NaN without open vowels), "open_vowel_frames", "segments": one
+        {"phone", "start", "end", "min_opening", "closed"} per bilabial}; lengths in the vertices'
+        unit, "rest_opening" absolute and the others above rest.
+    Raises:
+        ValueError: bad shapes, values, indices, phones or parameters.
+    """
+    v = _vertices(vertices, "vertices")
+    rest = _vertices(np.asarray(template, np.float64)[None], "template")[0]  # (V, 3)
+    if rest.shape != v.shape[1:]:
+        raise ValueError(f"template: expected shape {v.shape[1:]}, got {rest.shape}")
+    if not fps > 0:
+        raise ValueError(f"fps must be > 0, got {fps}")
+    lips = check_indices(lip_idx, v.shape[1], "lip_idx")
+    up, lo = opening_vertices(rest, lips, upper_idx, lower_idx, band, n_inner)
+    o_rest = float(mouth_opening(rest[None], up, lo)[0])
+    above = mouth_opening(v, up, lo) - o_rest  # (T,) opening above rest
+    widest = max(0.0, float(above.max()))
+    thr = closure_frac * widest
+    minima = bilabial_minima(above, phones, fps, tol_s)
+    closed = [m <= thr for *_, m in minima]
+    k = open_vowel_frames(v.shape[0], phones, fps)
+    nan = float("nan")
+    return {
+        "frames": int(v.shape[0]), "fps": float(fps), "rest_opening": o_rest, "widest_opening": widest,
+        "closure_threshold": thr,
+        "bilabial_closure": sum(closed) / len(closed) if closed else nan,
+        "bilabial_closed": int(sum(closed)), "bilabial_segments": len(closed),
+        "open_vowel_opening": float(above[k].mean()) if k.size else nan, "open_vowel_frames": int(k.size),
+        "segments": [{"phone": ipa, "start": start, "end": end, "min_opening": m, "closed": bool(c)}
+                     for (ipa, start, end, m), c in zip(minima, closed)],
     }
 
 

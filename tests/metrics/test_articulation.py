@@ -141,6 +141,34 @@ def test_sequence_metrics_on_a_mouth_that_never_closes():
         sum(0.007 + o[f] + 0.004 for f in k) / sum(0.007 + o[f] for f in k))
 
 
+def test_without_truth_the_rest_face_is_the_closed_reference():
+    tmpl = _template()                                       # at rest: the (inner+outer) opening is 7 mm
+    o = _gt_opening()                                        # above rest: 0 at /m p b/, 12 mm at /æ/
+    row = art.articulation_without_truth(_animate(tmpl, o), PHONES, 30.0, LIPS, UPPER, LOWER, tmpl)
+    assert row["rest_opening"] == pytest.approx(0.007)
+    assert row["widest_opening"] == pytest.approx(0.012) and row["closure_threshold"] == pytest.approx(0.0012)
+    assert (row["bilabial_closed"], row["bilabial_segments"], row["bilabial_closure"]) == (3, 3, 1.0)
+    assert [s["phone"] for s in row["segments"]] == ["m", "p", "b"]
+    assert [s["min_opening"] for s in row["segments"]] == pytest.approx([0.0, 0.0, 0.0], abs=1e-12)
+    k = [f for f in range(42) if 0.3 <= f / 30 <= 0.6]       # the /æ/ frames
+    assert row["open_vowel_opening"] == pytest.approx(np.mean(o[k])) and row["open_vowel_frames"] == len(k)
+    # lips that stop 1.5 mm short of rest at /p/ only (above 10 % of 12 mm): that segment fails
+    short = o.copy()
+    t = np.arange(42) / 30.0
+    short[(t >= 0.55) & (t <= 0.75)] = np.maximum(short[(t >= 0.55) & (t <= 0.75)], 0.0015)
+    row = art.articulation_without_truth(_animate(tmpl, short), PHONES, 30.0, LIPS, UPPER, LOWER, tmpl)
+    assert [s["closed"] for s in row["segments"]] == [True, False, True]
+    assert row["segments"][1]["min_opening"] == pytest.approx(0.0015)
+    # a face that never moves closes everything and opens nothing (read the two together)
+    still = art.articulation_without_truth(_animate(tmpl, np.zeros(42)), PHONES, 30.0, LIPS, UPPER, LOWER, tmpl)
+    assert still["bilabial_closure"] == 1.0 and still["open_vowel_opening"] == 0.0 and still["widest_opening"] == 0.0
+    # no bilabial and no open vowel: NaN rates, not zero
+    none = art.articulation_without_truth(_animate(tmpl, o), [("ɪ", 0.0, 1.0)], 30.0, LIPS, UPPER, LOWER, tmpl)
+    assert math.isnan(none["bilabial_closure"]) and math.isnan(none["open_vowel_opening"])
+    with pytest.raises(ValueError, match="template"):
+        art.articulation_without_truth(_animate(tmpl, o), PHONES, 30.0, LIPS, UPPER, LOWER, tmpl[:5])
+
+
 def test_open_vowel_frames_short_segments_and_past_the_end():
     phones = [("aɪ", 0.101, 0.110), ("ɑ", 0.5, 0.6), ("æ", 5.0, 5.2), ("t", 0.2, 0.3)]
     k = art.open_vowel_frames(30, phones, 30.0)
@@ -245,6 +273,10 @@ def test_real_recordings_against_themselves_a_static_face_and_a_mean_face(record
         up, lo = art.opening_vertices(tmpl, *idx)
         rest_gap = art.mouth_opening(tmpl[None], up, lo)[0]
         assert row["bilabial_closed"] == (row["bilabial_segments"] if rest_gap <= row["closure_threshold"] else 0)
+    # without a ground truth (rest face as the closed reference) the truth still closes them all
+    for gt, align, tmpl in recs:
+        row = art.articulation_without_truth(gt, align["phones"], align["fps"], *idx, template=tmpl)
+        assert row["bilabial_closure"] == 1.0 and row["open_vowel_opening"] > 0.005
     agg = art.aggregate_articulation(mean_face)
     # the most over-smoothed prediction: half-open all the time, never closes
     assert agg["lip_motion_ratio"] == 0.0 and agg["bilabial_closure"] == 0.0

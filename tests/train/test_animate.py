@@ -1,5 +1,8 @@
 """avguide animate / say / predict_split on a tiny trained run and on the shipped default."""
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -43,8 +46,14 @@ def test_animate_errors(run, tmp_path):
     with pytest.raises(BadInputError, match="template has 5 vertices, the model animates 24"):
         animate_files([tmp_path / "ok.wav"], tmp_path / "o", checkpoint=run, template=tmp_path / "t.npy",
                       formats=["npy"])
-    with pytest.raises(BadInputError, match="ARKit weights and glb morph targets come from the embedded head"):
+    with pytest.raises(BadInputError, match=r"--formats arkit: ARKit weights \(its blendshapes\) need the embedded head \(4742"):
         animate_files([tmp_path / "ok.wav"], tmp_path / "o", checkpoint=run, formats=["arkit"])
+    with pytest.raises(BadInputError, match=r"--formats articulation: the articulation report \(its lip regions\) need the embedded head"):
+        animate_files([tmp_path / "ok.wav"], tmp_path / "o", checkpoint=run, formats=["npy"], transcripts=["Hi."])
+    with pytest.raises(BadInputError, match="--formats articulation: give --transcript TEXT for each speech file"):
+        animate_files([tmp_path / "ok.wav"], tmp_path / "o", checkpoint=run, formats=["articulation"])
+    with pytest.raises(BadInputError, match="--transcript: 2 given for 1 speech file"):
+        animate_files([tmp_path / "ok.wav"], tmp_path / "o", checkpoint=run, formats=["npy"], transcripts=["a", "b"])
     with pytest.raises(BadInputError, match="unknown format"):
         animate_files([tmp_path / "ok.wav"], tmp_path / "o", checkpoint=run, formats=["gif"])
     (tmp_path / "afile").write_text("x")
@@ -104,3 +113,41 @@ def test_say_with_the_shipped_default(tmp_path):
     rms_mm = 1e3 * np.sqrt(((rebuilt - verts) ** 2).sum(-1).mean())
     assert weights.shape == (r["frames"], 52) and 0 <= weights.min() and weights.max() <= 1
     assert rms_mm == pytest.approx(fit["rms_error_mm"], rel=0.05, abs=1e-3)  # CSV keeps 6 decimals
+
+
+def test_articulation_reports_of_say_and_of_a_recording_with_its_transcript(tmp_path, capsys):
+    """``say`` judges the lips on espeak-ng's own phone timings; ``animate --transcript`` on the
+    transcript aligned to the recording. Each report equals the metric recomputed from the written
+    vertices and phones, and the aligned phones are the ones espeak-ng gave the recording."""
+    from avguide.assets.head import load_head
+    from avguide.io import save_wav
+    from avguide.metrics.articulation import articulation_without_truth
+    from avguide.speech.espeak import Voice, speak
+
+    text = "Bob bought a big blue map, and Pam put the apples back."
+    r = say(text, tmp_path / "say", formats=["npy", "articulation"], progress=False)
+    report = json.loads(Path(r["outputs"]["articulation"]).read_text())
+    assert report["phones_source"] == "espeak-ng's own phone timings" and "avguide_version" in report
+    anim = load_animator("default")
+    template = anim.templates[anim.train_subjects[0]]
+    head = load_head()
+    verts = np.load(r["outputs"]["npy"]).reshape(r["frames"], -1, 3)
+    again = articulation_without_truth(verts, report["phones"], 30.0, head.regions["lips"], head.regions["upper_lip"],
+                                       head.regions["lower_lip"], template)
+    got = report["articulation"]
+    assert got["bilabial_segments"] == again["bilabial_segments"] >= 8
+    assert got["bilabial_closed"] == again["bilabial_closed"] and got["unit"] == "mm"
+    assert got["open_vowel_opening"] == pytest.approx(1000 * again["open_vowel_opening"], rel=1e-5)
+    assert r["articulation"] == got
+
+    take = speak(text, Voice(variant="f2", rate_wpm=210, pitch=65))  # another voice, faster
+    save_wav(tmp_path / "take.wav", np.concatenate([np.zeros(8000, np.float32), take.audio]))
+    assert main(["animate", str(tmp_path / "take.wav"), "--transcript", text, "--formats", "npy", "-o",
+                 str(tmp_path / "an"), "--no-progress"]) == 0
+    assert "articulation: " in capsys.readouterr().out
+    aligned = json.loads((tmp_path / "an" / "take_articulation.json").read_text())
+    assert aligned["phones_source"].startswith("the transcript aligned")
+    spoken = [p for p in aligned["phones"] if p[0] != "_"]
+    truth = [p for p in take.phones if p.ipa != "_"]
+    assert [p[0] for p in spoken] == [p.ipa for p in truth]
+    assert np.median([abs(a[1] - 0.5 - b.start) for a, b in zip(spoken, truth)]) < 0.015
