@@ -723,11 +723,18 @@ def say(text: str, out_dir: str | Path, *, voice: str | None = None, rate_wpm: i
 
 def predict_split(run: str | Path, data: str | Path, split: str, out_dir: str | Path, *,
                   batch_size: int = 8, which: str = "best") -> list[Path]:
-    """Predict every recording of a dataset split (unseen subjects in training subject 0's style;
-    seen subjects in their own) and write ``<name>.npy`` files for ``avguide evaluate``.
+    """Predict every recording of a dataset split on its subject's own face (subjects the
+    dataset trains on in their own style, others in its first training subject's) and write
+    ``<name>.npy`` files, (T, V*3) at the dataset's frame count, for ``avguide evaluate``.
 
+    Args:
+        run: animator run or shipped name. data: the dataset.
+        split: "train", "val", "test", ... or "all" (every recording, also those in no split).
+        out_dir: output folder (paths checked before any work).
     Returns:
         The written paths.
+    Raises:
+        BadInputError: an empty split, a model for another mesh, an output path in the way.
     """
     import torch
 
@@ -735,11 +742,16 @@ def predict_split(run: str | Path, data: str | Path, split: str, out_dir: str | 
     from avguide.data.layouts import open_dataset
     from avguide.io import save_npy_atomic
 
-    anim = load_animator(run, which)
     index = open_dataset(data)
-    refs = index.split(split)
+    refs = list(index.samples) if split == "all" else index.split(split)
     if not refs:
         raise BadInputError(f"{data}: no recordings in split {split!r}")
+    _check_outputs(out_dir, [r.name for r in refs], ["npy"])
+    anim = load_animator(run, which)
+    n_v = int(anim.config["dataset"]["n_vertices"])
+    if n_v != index.n_vertices:
+        raise BadInputError(f"{data}: its meshes have {index.n_vertices} vertices, the model {anim.checkpoint} "
+                            f"animates {n_v}")
     loader = make_loader(RecordingDataset(index, refs), batch_size, shuffle=False, seed=0)
     device = next(anim.model.parameters()).device
     paths = []

@@ -193,7 +193,10 @@ def _output_args(p: argparse.ArgumentParser) -> None:
 
 
 def _animate_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("speech", nargs="+", help="speech files (any format ffmpeg reads, any rate or channels)")
+    p.add_argument("speech", nargs="*", help="speech files (any format ffmpeg reads, any rate or channels)")
+    p.add_argument("--data", help="instead of speech files: animate a dataset's recordings, each on its subject's "
+                                  "own face, as <name>.npy for avguide evaluate")
+    p.add_argument("--split", default="test", help="with --data: train, val, test, ... or all (default test)")
     p.add_argument("--template", help="face to animate: mesh .obj/.ply or (V,3) .npy (default: the subject's)")
     p.add_argument("--transcript", action="append", metavar="TEXT",
                    help="what a speech file says (once per file, in order): aligned to the recording, it adds the "
@@ -212,8 +215,18 @@ def _print_outputs(r: dict) -> None:
 
 def _animate_run(a: argparse.Namespace) -> int:
     """Animate speech files with a trained or shipped animator (default: the shipped one)."""
-    from avguide.animate import animate_files
+    from avguide.animate import animate_files, predict_split
 
+    if a.data is not None:
+        if a.speech or a.transcript or a.template or a.formats not in ("mp4,npy", "npy"):
+            a._parser.error("--data animates a dataset's recordings on their own faces as .npy: give no speech "
+                            "file, --transcript, --template or --formats with it")
+        paths = predict_split(a.checkpoint, a.data, a.split, a.out)
+        print(f"wrote {len(paths)} predictions to {a.out}; score them with: avguide evaluate --pred {a.out} "
+              f"--data {a.data} split={a.split} -o report.json")
+        return 0
+    if not a.speech:
+        a._parser.error("the following arguments are required: speech (or --data DIR)")
     for r in animate_files(a.speech, a.out, checkpoint=a.checkpoint, subject=a.subject, template=a.template,
                            formats=a.formats, transcripts=a.transcript, seed=a.seed or 0,
                            progress=not a.no_progress):

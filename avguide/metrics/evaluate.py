@@ -461,7 +461,7 @@ def evaluate_dataset(pred_dir: str | Path, data_root: str | Path,
         report["summary"]["articulation"] = articulation
     by_split: dict[str, int] = {}
     for m in matches:
-        key = str(refs[m.gt_name].split)
+        key = refs[m.gt_name].split or "no split"
         by_split[key] = by_split.get(key, 0) + 1
     report["dataset"] = {"root": str(index.root), "layout": index.layout, "fps": index.fps,
                          "split": split, "split_source": source, "n_vertices": n_vertices,

@@ -1,6 +1,7 @@
 """avguide animate / say / predict_split on a tiny trained run and on the shipped default."""
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -73,6 +74,29 @@ def test_predict_split_then_evaluate(run, tmp_path, toy_dataset):
     assert rep["summary"]["lve"]["count"] == 3 and rep["summary"]["count_sequences"] == 3
     assert rep["config"]["reader_decode"] == {"decode": "greedy", "beam": 10, "ctc_weight": 0.1, "ctc_prune": None,
                                            "length_bonus": 0.0}
+
+
+def test_animate_data_puts_each_recording_on_its_own_face(run, tmp_path, toy_dataset, capsys):
+    from avguide.data.layouts import open_dataset
+
+    assert main(["animate", "--data", str(toy_dataset), "--split", "all", "--checkpoint", str(run),
+                 "-o", str(tmp_path / "pred")]) == 0
+    assert "avguide evaluate --pred" in capsys.readouterr().out
+    index = open_dataset(toy_dataset)
+    anim = load_animator(run)
+    for ref in index.samples:  # each on its subject's face: the first frame is near that template, not another's
+        first = np.load(tmp_path / "pred" / f"{ref.name}.npy")[0].reshape(-1, 3)
+        dist = {s: np.abs(first - t).mean() for s, t in index.templates.items()}
+        assert min(dist, key=dist.get) == ref.subject
+    assert len(list((tmp_path / "pred").glob("*.npy"))) == len(index.samples) and anim.fps == index.fps
+    with pytest.raises(SystemExit):
+        main(["animate", "x.wav", "--data", str(toy_dataset), "-o", str(tmp_path / "p3")])
+    assert re.search("--data animates a dataset's recordings .* give no speech file", capsys.readouterr().err)
+    for args, message in ((["--data", str(toy_dataset)], "its meshes have 24 vertices, the model .* animates 4742"),
+                          (["--data", str(toy_dataset), "--split", "tset"], "unknown split 'tset'")):
+        assert main(["animate", *args, "-o", str(tmp_path / "p3")]) == 2
+        assert re.search(message, capsys.readouterr().err)
+    assert not (tmp_path / "p3").exists()
 
 
 def test_inputs_with_one_stem_get_their_own_outputs(run, tmp_path):
