@@ -284,7 +284,7 @@ def _outputs_of(out: Path, name: str, formats: Sequence[str]) -> dict[str, Path]
 def write_outputs(out_dir: str | Path, name: str, frames, n_frames: int, audio: np.ndarray, anim: LoadedAnimator,
                   template: np.ndarray, faces: np.ndarray | None, formats: Sequence[str], *, caption: str = "",
                   progress: bool = False, frame_process: FrameProcess | None = None,
-                  phones: Sequence | None = None, phones_source: str = "") -> dict[str, str]:
+                  phones: Sequence | None = None, phones_info: dict | None = None) -> dict[str, str]:
     """Write every requested format of one animated clip.
 
     Args:
@@ -296,7 +296,7 @@ def write_outputs(out_dir: str | Path, name: str, frames, n_frames: int, audio: 
         frame_process: the mp4's frames are drawn there (:func:`start_frame_process`); without
             it, in this process (the compiled renderer loaded in a thread while the animator works).
         phones: the speech's timed phones (``Phone`` or ``(ipa, start_s, end_s)``), needed by
-            ``articulation``; phones_source says where they come from (recorded in the report).
+            ``articulation``; phones_info says where they come from (recorded in the report).
     Returns:
         {format: path written} (ARKit: the CSV; its JSON sits beside it).
     Raises:
@@ -347,7 +347,7 @@ def write_outputs(out_dir: str | Path, name: str, frames, n_frames: int, audio: 
                           vertex_colors=head_vertex_colors(head))
                 result["glb"] = str(paths["glb"])
         if "articulation" in formats:
-            write_articulation(paths["articulation"], seq, template, phones, anim, phones_source)
+            write_articulation(paths["articulation"], seq, template, phones, anim, phones_info or {})
             result["articulation"] = str(paths["articulation"])
         if "obj" in formats:
             from avguide.export import write_obj_sequence
@@ -394,9 +394,10 @@ def articulation_of(seq: np.ndarray, template: np.ndarray, phones: Sequence, fps
 
 
 def write_articulation(path: Path, seq: np.ndarray, template: np.ndarray, phones: Sequence | None,
-                       anim: LoadedAnimator, phones_source: str) -> None:
+                       anim: LoadedAnimator, phones_info: dict) -> None:
     """``<name>_articulation.json``: :func:`articulation_of` with the phones it judged and where they
-    came from, the model and the package version (written atomically)."""
+    came from (``phones_info``: "phones_source", and for an aligned transcript "alignment_cost" and
+    "alignment_doubtful"), the model and the package version (written atomically)."""
     import avguide
     from avguide.io import write_json_atomic
 
@@ -404,7 +405,7 @@ def write_articulation(path: Path, seq: np.ndarray, template: np.ndarray, phones
         raise ValueError("articulation needs the speech's phones")
     timed = [(p.ipa, p.start, p.end) if hasattr(p, "ipa") else tuple(p)[:3] for p in phones]
     report = {"articulation": articulation_of(seq, template, timed, anim.fps), "fps": anim.fps,
-              "phones_source": phones_source, "phones": [[ipa, round(a, 4), round(b, 4)] for ipa, a, b in timed],
+              **phones_info, "phones": [[ipa, round(a, 4), round(b, 4)] for ipa, a, b in timed],
               "model": str(anim.checkpoint), "avguide_version": avguide.__version__}
     write_json_atomic(path, report)
 
@@ -596,14 +597,18 @@ def animate_files(speech: Sequence[str | Path], out_dir: str | Path, *, checkpoi
         anim = load_animator(checkpoint)
         base, faces, style = face_template(anim, subject, template)
         check_formats(anim, base, faces, formats)
-        phones = []
+        alignments = []
         for k, path in enumerate(speech):  # every input readable, not silent and aligned before anything is written
             wav = load_audio(path)
             check_speech(wav, str(path))
             if transcripts:
                 from avguide.speech.align import align_transcript
 
-                phones.append(align_transcript(wav, transcripts[k], str(path)))
+                alignments.append(align_transcript(wav, transcripts[k], str(path)))
+                if alignments[-1].doubtful:
+                    print(f"warning: {path}: the recording matches its transcript poorly (alignment cost "
+                          f"{alignments[-1].cost:.2f}; matching ones score below 0.8): is it the right transcript? "
+                          "Its articulation report would judge the wrong phones.", file=sys.stderr)
         frame_process = _frame_process(proc)
         results = []
         for k, (path, name) in enumerate(tqdm(list(zip(speech, names)), desc="animate", unit="file",
@@ -613,12 +618,18 @@ def animate_files(speech: Sequence[str | Path], out_dir: str | Path, *, checkpoi
             frames = animate_speech(anim, wav, base, style)
             outputs = write_outputs(out_dir, name, frames, n, wav, anim, base, faces, formats,
                                     caption=f"{name} ({anim.train_subjects[style]} style)", progress=progress,
-                                    frame_process=frame_process, phones=phones[k] if phones else None,
-                                    phones_source="the transcript aligned to the recording (espeak-ng + DTW)")
+                                    frame_process=frame_process, phones=alignments[k].phones if alignments else None,
+                                    phones_info=_aligned_info(alignments[k]) if alignments else None)
             results.append(_result(str(path), name, n, anim, style, outputs))
         return results
     finally:
         _end_frame_process(proc)
+
+
+def _aligned_info(alignment) -> dict:
+    """How an aligned transcript's phones were found, for the articulation report."""
+    return {"phones_source": "the transcript aligned to the recording (espeak-ng + DTW)",
+            "alignment_cost": round(alignment.cost, 3), "alignment_doubtful": alignment.doubtful}
 
 
 def _result(source: str, name: str, n_frames: int, anim: LoadedAnimator, style: int, outputs: dict) -> dict:
@@ -713,7 +724,7 @@ def say(text: str, out_dir: str | Path, *, voice: str | None = None, rate_wpm: i
         outputs = write_outputs(out, stem, animate_speech(anim, wav, base, style), n, wav, anim, base, faces, formats,
                                 caption=text if len(text) <= 60 else text[:57] + "...", progress=progress,
                                 frame_process=_frame_process(proc), phones=utterance.phones,
-                                phones_source="espeak-ng's own phone timings")
+                                phones_info={"phones_source": "espeak-ng's own phone timings"})
     finally:
         _end_frame_process(proc)
     save_wav(out / f"{stem}.wav", wav, AUDIO_RATE)

@@ -42,7 +42,9 @@ def test_other_voices_align_to_their_own_phone_timings(variant, rate, pitch, snr
     if snr_db is not None:
         rms = float(np.sqrt(np.mean(user.audio ** 2)))
         audio = audio + np.random.default_rng(1).normal(0, rms / 10 ** (snr_db / 20), audio.shape).astype(np.float32)
-    phones = align.align_transcript(audio, TEXT)
+    result = align.align_transcript(audio, TEXT)
+    phones = result.phones
+    assert not result.doubtful, result.cost
     # the phones tile the recording in order
     assert phones[0].start == 0.0 and phones[-1].end == pytest.approx(len(audio) / AUDIO_RATE)
     assert all(a.end == pytest.approx(b.start) and a.start <= a.end for a, b in zip(phones, phones[1:]))
@@ -53,9 +55,17 @@ def test_other_voices_align_to_their_own_phone_timings(variant, rate, pitch, snr
 def test_the_recordings_silence_is_not_given_to_the_phones():
     user = speak(TEXT, Voice(variant="m1", rate_wpm=175))
     audio = np.concatenate([np.zeros(AUDIO_RATE, np.float32), user.audio, np.zeros(AUDIO_RATE, np.float32)])
-    phones = align.align_transcript(audio, TEXT)
+    phones = align.align_transcript(audio, TEXT).phones
     assert phones[0].ipa == SILENCE and phones[0].end > 0.9
     assert phones[-1].ipa == SILENCE and phones[-1].start < len(audio) / AUDIO_RATE - 0.9
+
+
+@pytest.mark.parametrize("variant", ["klatt3", "f3"])
+def test_another_sentences_transcript_is_doubtful(variant):
+    take = speak(TEXT, Voice(variant=variant, rate_wpm=190)).audio
+    right = align.align_transcript(take, TEXT)
+    wrong = align.align_transcript(take, "A bright moon rose above the calm harbour at midnight.")
+    assert not right.doubtful and wrong.doubtful and wrong.cost > right.cost + 0.1, (right.cost, wrong.cost)
 
 
 def test_bad_transcripts_and_recordings_are_named(monkeypatch):

@@ -170,8 +170,13 @@ def test_articulation_reports_of_say_and_of_a_recording_with_its_transcript(tmp_
                  str(tmp_path / "an"), "--no-progress"]) == 0
     assert "articulation: " in capsys.readouterr().out
     aligned = json.loads((tmp_path / "an" / "take_articulation.json").read_text())
-    assert aligned["phones_source"].startswith("the transcript aligned")
+    assert aligned["phones_source"].startswith("the transcript aligned") and aligned["alignment_doubtful"] is False
     spoken = [p for p in aligned["phones"] if p[0] != "_"]
     truth = [p for p in take.phones if p.ipa != "_"]
     assert [p[0] for p in spoken] == [p.ipa for p in truth]
     assert np.median([abs(a[1] - 0.5 - b.start) for a, b in zip(spoken, truth)]) < 0.015
+    # the wrong transcript: a warning naming the file, and the report marks its phones as doubtful
+    assert main(["animate", str(tmp_path / "take.wav"), "--transcript", "My mother makes the best plum jam by the "
+                 "open window.", "--formats", "npy", "-o", str(tmp_path / "wrong"), "--no-progress"]) == 0
+    assert f"warning: {tmp_path / 'take.wav'}: the recording matches its transcript poorly" in capsys.readouterr().err
+    assert json.loads((tmp_path / "wrong" / "take_articulation.json").read_text())["alignment_doubtful"] is True
