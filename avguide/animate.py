@@ -32,6 +32,7 @@ if TYPE_CHECKING:  # imported where used: animate_files and say start the video'
     import torch
 
     from avguide.render.frameprocess import FrameProcess
+    from avguide.speech.espeak import Utterance
 
 SILENCE_RMS = 1e-4
 """Audio quieter than this (RMS, full scale 1) is refused as silent."""
@@ -410,9 +411,9 @@ def write_articulation(path: Path, seq: np.ndarray, template: np.ndarray, phones
     write_json_atomic(path, report)
 
 
-def articulation_line(report: dict) -> str:
-    """One line for people: ``articulation: 7/8 /p b m/ close (within 2.1 mm of rest), open vowels 9.3 mm``."""
-    a = report
+def articulation_line(a: dict) -> str:
+    """One line for people from :func:`articulation_of`'s dict: ``articulation: 7/8 /p b m/ close
+    (within 2.1 mm of rest), open vowels open 9.3 mm (widest 15.0 mm)``."""
     if not a["bilabial_segments"] and not a["open_vowel_frames"]:
         return "articulation: no /p b m/ and no open vowel to judge"
     parts = []
@@ -649,9 +650,8 @@ def speak_text(text: str, voice: str | None = None, rate_wpm: int | None = None)
     return speak_utterance(text, voice, rate_wpm).audio
 
 
-def speak_utterance(text: str, voice: str | None = None, rate_wpm: int | None = None):
-    """espeak-ng speech of ``text`` with its timed phones (an ``avguide.speech.espeak.Utterance``:
-    audio (L,) float32 16 kHz).
+def speak_utterance(text: str, voice: str | None = None, rate_wpm: int | None = None) -> Utterance:
+    """espeak-ng speech of ``text`` with its timed phones (audio (L,) float32 16 kHz).
 
     Args:
         voice: an espeak-ng voice variant (:data:`avguide.speech.espeak.VARIANTS`, e.g. "m3", "f4",

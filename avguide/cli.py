@@ -218,15 +218,17 @@ def _animate_run(a: argparse.Namespace) -> int:
     from avguide.animate import animate_files, predict_split
 
     if a.data is not None:
-        if a.speech or a.transcript or a.template or a.formats not in ("mp4,npy", "npy"):
+        if a.speech or a.transcript or a.template or a.subject or a.formats not in ("mp4,npy", "npy"):
             a._parser.error("--data animates a dataset's recordings on their own faces as .npy: give no speech "
-                            "file, --transcript, --template or --formats with it")
+                            "file, --transcript, --template, --subject or --formats with it")
         paths = predict_split(a.checkpoint, a.data, a.split, a.out)
         print(f"wrote {len(paths)} predictions to {a.out}; score them with: avguide evaluate --pred {a.out} "
               f"--data {a.data} split={a.split} -o report.json")
         return 0
     if not a.speech:
         a._parser.error("the following arguments are required: speech (or --data DIR)")
+    if a.split != "test":
+        a._parser.error("--split is used with --data only")
     for r in animate_files(a.speech, a.out, checkpoint=a.checkpoint, subject=a.subject, template=a.template,
                            formats=a.formats, transcripts=a.transcript, seed=a.seed or 0,
                            progress=not a.no_progress):
