@@ -62,11 +62,12 @@ class Condition:
     from_baseline: bool = False     # start from the seed's baseline run (finetune_epochs > 0)
 
 
-def conditions(cfg: BenchConfig, experts: dict[str, Path], first_animator: bool, seed_rank: int = 0
-               ) -> list[Condition]:
+def conditions(cfg: BenchConfig, experts: dict[str, Path], first_animator: bool, seed_rank: int = 0,
+               animator: str = "faceformer") -> list[Condition]:
     """The recipes trained for one animator and seed (see the module docstring).
 
     Args:
+        animator: its name (``tuned_balance_on=auto`` balances CodeTalker on its parameters).
         first_animator: the ablations and the l_av sweep run for the first animator only,
         seed_rank: and for the first ``cfg.ablation_seeds`` seeds (0: all); this is the seed's
             position in ``cfg.seeds``.
@@ -76,7 +77,10 @@ def conditions(cfg: BenchConfig, experts: dict[str, Path], first_animator: bool,
     out = [Condition("baseline", "baseline", {})]
     if cfg.finetune_epochs:
         out.append(Condition("baseline_more", "baseline", {}))
-    tuned = {**av, "l_av": cfg.tuned_l_av, "balance": cfg.tuned_balance, "balance_on": cfg.tuned_balance_on}
+    balance_on = cfg.tuned_balance_on
+    if balance_on == "auto":
+        balance_on = "parameters" if animator == "codetalker" else "vertices"
+    tuned = {**av, "l_av": cfg.tuned_l_av, "balance": cfg.tuned_balance, "balance_on": balance_on}
     out += [Condition("av_paper", "av", {**av, "l_av": cfg.paper_l_av}), Condition("av_tuned", "av", tuned)]
     if first_animator and (cfg.ablation_seeds == 0 or seed_rank < cfg.ablation_seeds):
         if cfg.ablations:
@@ -376,7 +380,7 @@ def run_bench(preset: str, out: str | Path, overrides: list[str] | tuple[str, ..
     mechanism, video = {}, []
     for ai, animator, rank, seed in shard_units(cfg, shard):
         root = out / "runs" / animator / f"seed{seed}"
-        conds = {c.name: c for c in conditions(cfg, experts, ai == 0, rank)}
+        conds = {c.name: c for c in conditions(cfg, experts, ai == 0, rank, animator)}
         vq_dir = root / "vq"
 
         def vq_run(animator=animator, seed=seed, vq_dir=vq_dir) -> Path | None:

@@ -78,6 +78,10 @@ def test_ablations_and_sweep_run_for_the_first_seeds_only():
     assert "balance" not in by_name["av_paper"].av and by_name["av_paper"].av["l_av"] == 1e-7
     params = resolve_bench_config("cpu", ["tuned_balance_on=parameters"])
     assert conditions(params, experts, False, 0)[3].av["balance_on"] == "parameters"
+    auto = resolve_bench_config("cpu", ["tuned_balance_on=auto"])
+    assert conditions(auto, experts, False, 0, "codetalker")[3].av["balance_on"] == "parameters"
+    assert conditions(auto, experts, True, 0, "faceformer")[3].av["balance_on"] == "vertices"
+    assert resolve_bench_config("default").tuned_balance_on == "auto"
     every = resolve_bench_config("cpu", ["ablation_seeds=0"])
     assert [c.name for c in conditions(every, experts, True, 2)] == main + extra
     # every continued condition starts from the seed's baseline, which trains from scratch
