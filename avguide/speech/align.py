@@ -51,7 +51,8 @@ FRAME_S = 0.01
 N_MELS, N_CEPS = 40, 12
 MAX_CELLS = 40_000_000
 """Largest DTW grid (reference frames x recording frames): about 63 s of speech against 63 s,
-320 MB in float32. Longer recordings are refused with a message to split them."""
+two float32 grids of 160 MB (distances, accumulated cost). Longer recordings are refused with a
+message to split them."""
 REFERENCE_VOICE = Voice(variant="m1", rate_wpm=175)
 MISMATCH_COST = 0.8
 """Alignment cost above which the transcript probably does not match the recording."""
@@ -125,9 +126,9 @@ def dtw_path(x: np.ndarray, y: np.ndarray) -> np.ndarray:
         j or both by one. Cost: the sum of Euclidean distances ``|x_i - y_j|`` along the path.
     """
     n, m = len(x), len(y)
-    sq = (x * x).sum(1)[:, None] + (y * y).sum(1)[None, :] - 2.0 * x @ y.T  # (N, M)
-    cost = np.sqrt(np.maximum(sq, 0.0)).astype(np.float32)
-    del sq
+    x, y = np.asarray(x, np.float32), np.asarray(y, np.float32)  # one float32 (N, M) grid besides acc
+    cost = (x * x).sum(1)[:, None] + (y * y).sum(1)[None, :] - 2.0 * x @ y.T  # (N, M) squared distances
+    np.sqrt(np.maximum(cost, 0.0, out=cost), out=cost)
     acc = np.full((n + 1, m + 1), np.inf, np.float32)  # acc[i, j]: best cost to (i - 1, j - 1)
     acc[0, 0] = 0.0
     for s in range(2, n + m + 1):  # anti-diagonal i + j = s (1-based): its cells depend on s - 1, s - 2
