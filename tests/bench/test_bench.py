@@ -8,7 +8,8 @@ import pytest
 
 from avguide.bench import resolve_bench_config, run_bench
 from avguide.bench.runner import conditions, shard_units
-from avguide.bench.report import aggregate, build_report, check_claim, format_markdown, mean_std, write_bench_report
+from avguide.bench.report import (aggregate, build_report, check_claim, format_markdown, mean_std, paired_deltas,
+                                  write_bench_report)
 from avguide.errors import BadInputError
 
 
@@ -53,6 +54,25 @@ def test_claim_and_report_files(tmp_path):
     saved = json.loads((tmp_path / "report.json").read_text())
     assert saved["config"]["preset"] == "ci" and saved["claim"]["faceformer"]["holds"] is True
     assert format_markdown(saved) == md
+
+
+def test_paired_deltas_by_hand():
+    # seeds far apart (0.50, 0.60, 0.70), av_tuned 0.01 lower in each: the unpaired spread hides it
+    rows = [_row("baseline", s, c, c - 0.1, 2e-5) for s, c in ((0, 0.50), (1, 0.60), (2, 0.70))]
+    rows += [_row("av_tuned", s, c, c - 0.1, 2e-5 + s * 1e-6) for s, c in ((0, 0.49), (1, 0.59), (2, 0.69))]
+    rows += [_row("av_tuned", 3, 0.1, 0.1, 1e-5)]  # no control for seed 3: not paired
+    assert not check_claim(aggregate(rows))["faceformer"]["cer_beyond_spread"]
+    p = paired_deltas(rows)["faceformer"]
+    assert p["seeds"] == [0, 1, 2]
+    assert p["cer"]["mean"] == pytest.approx(-0.01) and p["cer"]["std"] == pytest.approx(0.0, abs=1e-12)
+    assert p["improved"]["cer"] == 3 and p["improved"]["ver"] == 3
+    # LVE differences 0, 1e-6, 2e-6: mean 1e-6, sample std 1e-6, lower in none
+    assert p["lve"]["mean"] == pytest.approx(1e-6) and p["lve"]["std"] == pytest.approx(1e-6)
+    assert p["improved"]["lve"] == 0
+    md = format_markdown(build_report({"preset": "ci", "seeds": [0, 1, 2]}, rows, {"lve": 8e-5}, {"x": 1.0}))
+    assert ("- faceformer, seeds [0, 1, 2]: ΔCER -1.000 ± 0.000 pts (lower in 3/3), ΔVER -1.000 ± 0.000 pts "
+            "(lower in 3/3), ΔLVE 0.100 ± 0.100 x1e-5 (lower in 0/3)") in md
+    assert paired_deltas([r for r in rows if r["condition"] == "baseline"]) == {}
 
 
 def test_config_errors_are_listed():
