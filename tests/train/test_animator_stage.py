@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -80,6 +81,20 @@ def test_codetalker_two_stages(toy_dataset, tmp_path):
         if k.startswith("vqvae."):
             torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)
     assert "train_mse" in meta
+
+    # tools/codebook_ceiling.py: the test split through the frozen codebook, one file per recording
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("codebook_ceiling", Path(__file__).parents[2] / "tools/codebook_ceiling.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    stats = tool.reconstruct(str(tmp_path / "ct"), str(toy_dataset), tmp_path / "rec")
+    for r in idx.split("test"):
+        truth = load_sample(idx, r).vertices
+        assert np.load(tmp_path / "rec" / f"{r.name}.npy").shape == truth.shape
+    assert 1 <= stats["perplexity"] <= stats["codes_used"] <= stats["codebook_size"] == a["vqvae.quantizer.codebook"].shape[0]
+    # by hand: two entries used twice each -> perplexity 2; one entry -> 1
+    assert tool.code_statistics(torch.tensor([2.0, 0.0, 2.0, 0.0])) == {"codes_used": 2, "codebook_size": 4, "perplexity": pytest.approx(2.0)}
+    assert tool.code_statistics(torch.tensor([0.0, 5.0, 0.0]))["perplexity"] == pytest.approx(1.0)
 
 
 def test_ddp_two_processes_gloo(toy_dataset, tmp_path):
