@@ -40,9 +40,12 @@ def reconstruct(model: str, data: str, out: Path) -> dict:
     index = open_dataset(data)
     if index.n_vertices != anim.model.n_vertices:
         raise BadInputError(f"{model}: a model for {anim.model.n_vertices} vertices, {data} has {index.n_vertices}")
+    refs = index.split("test")
+    if not refs:
+        raise BadInputError(f"--data {data}: no recordings in the test split")
     out.mkdir(parents=True, exist_ok=True)
     counts = torch.zeros(vqvae.quantizer.codebook.shape[0])
-    for ref in index.split("test"):
+    for ref in refs:
         template = index.templates[ref.subject]  # (V, 3)
         offsets = load_vertices(ref.vertices, index.n_vertices, index.stride) - template  # (T, V, 3)
         x = torch.from_numpy(offsets).float().flatten(1)[None]  # (1, T, V*3)
@@ -62,6 +65,8 @@ def code_statistics(counts: torch.Tensor) -> dict:
 
 
 def main() -> int:
+    import avguide
+    from avguide.errors import BadInputError
     from avguide.io import write_json_atomic
     from avguide.metrics.evaluate import EvaluateConfig, evaluate_dataset
 
@@ -71,6 +76,8 @@ def main() -> int:
     ap.add_argument("--out", required=True, help="output folder")
     a = ap.parse_args()
     out = Path(a.out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise BadInputError(f"--out {out}: exists and is not an empty folder")
     rows = []
     for k, model in enumerate(a.models):
         row = {"model": model, **reconstruct(model, a.data, out / str(k))}
@@ -78,7 +85,8 @@ def main() -> int:
         row["lve"] = summary["lve"]["mean_over_frames"]
         row |= {m: summary.get("articulation", {}).get(m) for m in ARTICULATION}  # needs timed phones
         rows.append(row)
-    write_json_atomic(out / "ceiling.json", {"data": a.data, "split": "test", "rows": rows})
+    write_json_atomic(out / "ceiling.json", {"avguide_version": avguide.__version__, "data": a.data, "split": "test",
+                                             "rows": rows})
     print("| codebook of | codes used | perplexity | LVE (x1e-5 m²) | bilabial closure | lip-motion ratio "
           "| opening corr | open-vowel aperture |\n|---|---|---|---|---|---|---|---|")
     for r in rows:

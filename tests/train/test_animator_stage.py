@@ -84,16 +84,19 @@ def test_codetalker_two_stages(toy_dataset, tmp_path):
 
     # tools/codebook_ceiling.py: the test split through the frozen codebook, one file per recording
     import importlib.util
-    spec = importlib.util.spec_from_file_location("codebook_ceiling", Path(__file__).parents[2] / "tools/codebook_ceiling.py")
+    spec = importlib.util.spec_from_file_location("codebook_ceiling",
+                                                  Path(__file__).parents[2] / "tools/codebook_ceiling.py")
     tool = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(tool)
     stats = tool.reconstruct(str(tmp_path / "ct"), str(toy_dataset), tmp_path / "rec")
     for r in idx.split("test"):
         truth = load_sample(idx, r).vertices
         assert np.load(tmp_path / "rec" / f"{r.name}.npy").shape == truth.shape
-    assert 1 <= stats["perplexity"] <= stats["codes_used"] <= stats["codebook_size"] == a["vqvae.quantizer.codebook"].shape[0]
+    size = a["vqvae.quantizer.codebook"].shape[0]
+    assert 1 <= stats["perplexity"] <= stats["codes_used"] <= stats["codebook_size"] == size
     # by hand: two entries used twice each -> perplexity 2; one entry -> 1
-    assert tool.code_statistics(torch.tensor([2.0, 0.0, 2.0, 0.0])) == {"codes_used": 2, "codebook_size": 4, "perplexity": pytest.approx(2.0)}
+    assert tool.code_statistics(torch.tensor([2.0, 0.0, 2.0, 0.0])) == {"codes_used": 2, "codebook_size": 4,
+                                                                         "perplexity": pytest.approx(2.0)}
     assert tool.code_statistics(torch.tensor([0.0, 5.0, 0.0]))["perplexity"] == pytest.approx(1.0)
 
 
