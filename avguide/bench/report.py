@@ -80,7 +80,7 @@ def check_claim(table: dict, guided: str = "av_tuned", control: str = "baseline"
 def paired_deltas(results: list[dict], guided: str = "av_tuned", control: str = "baseline") -> dict:
     """The claim's differences paired by seed: per animator, ``guided - control`` within each seed
     that ran both, then mean +- std over those seeds. Where seeds differ a lot from each other (a
-    CodeTalker codebook that learnt fewer codes, say), the unpaired spread of :func:`check_claim`
+    CodeTalker codebook that cannot decode a closed mouth, say), the unpaired spread of :func:`check_claim`
     hides a difference that every seed shows; the paired one does not.
 
     Returns:
